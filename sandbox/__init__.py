@@ -1,0 +1,3 @@
+"""Isolated, fast, recorded Docker execution environments for AI agents."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,176 @@
+"""Server settings: environment (``SANDBOX_`` prefix, ``__`` for nesting) and profiles.
+
+Precedence, highest first: keyword arguments, environment variables, the profile
+file (JSON or YAML, named by ``config_file`` / ``SANDBOX_CONFIG_FILE`` or
+``sandbox serve --config``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+MIN_MEMORY_BYTES = 16 * 1024**2
+
+
+def parse_memory(value: str | int) -> int:
+    """Turn ``512m``, ``1g``, ``1.5G`` or a byte count into bytes.
+
+    Raises:
+        ValueError: The value is not a size, or is below 16 MiB.
+    """
+    if isinstance(value, bool):
+        raise ValueError("memory must be a size like '512m' or a number of bytes")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _MEMORY.match(str(value))
+        if match is None:
+            raise ValueError(f"memory {value!r} is not a size like '512m', '1g' or 1073741824")
+        size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if size < MIN_MEMORY_BYTES:
+        raise ValueError(f"memory {value!r} is below the 16m minimum a container needs")
+    return size
+
+
+class ResourceLimits(BaseModel):
+    """Default limits of every session container; a session's config may override them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory: str = "1g"
+    """Memory limit, e.g. ``512m`` or ``2g``; the container is OOM-killed beyond it."""
+    cpus: float = Field(default=1.0, gt=0, le=256)
+    """CPU share in cores (fractions allowed)."""
+    pids: int = Field(default=512, ge=16, le=1_000_000)
+    """Most processes and threads the container may hold at once."""
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_is_a_size(cls, value: str) -> str:
+        parse_memory(value)
+        return value
+
+
+def _default_images_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "images"
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told; each field is also ``SANDBOX_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SANDBOX_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    host: str = "127.0.0.1"
+    """Address the API listens on; keep 127.0.0.1 unless an API key is set."""
+    port: int = Field(default=18890, ge=1, le=65535)
+    """Port the API listens on."""
+    server_id: str = ""
+    """Stamped on every container as ``sandbox.server``; a restarted server with the
+    same id adopts them. Empty means ``<hostname>-<port>``."""
+    api_key: SecretStr | None = None
+    """When set, every endpoint but /health needs ``Authorization: Bearer <key>``."""
+    config_file: Path | None = None
+    """Profile file (JSON or YAML) these settings were read from."""
+
+    session_ttl_s: float = Field(default=600.0, gt=0)
+    """Idle seconds after which a session is destroyed; every call pushes it."""
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    """How often expired sessions are looked for."""
+    default_timeout_s: float = Field(default=120.0, gt=0)
+    """Timeout of a tool call that names none."""
+    container_start_timeout_s: float = Field(default=60.0, gt=0)
+    """How long a new container's agent may take to answer before the start fails."""
+    keep_sessions_on_shutdown: bool = False
+    """Leave session containers running at shutdown so the next start adopts them."""
+    output_limit_bytes: int = Field(default=1_048_576, ge=1024)
+    """Most bytes of stdout (and of stderr) a call returns; the rest is cut and flagged."""
+
+    limits: ResourceLimits = Field(default_factory=ResourceLimits)
+    """Default container limits."""
+
+    image_namespace: str = "sandbox"
+    """Images are tagged ``<namespace>/<name>:latest`` (``sandbox/shell:latest``)."""
+    images_dir: Path = Field(default_factory=_default_images_dir)
+    """Directory holding ``<name>/Dockerfile`` for every image."""
+    internal_network: str = "sandbox-internal"
+    """Docker network (internal, no inter-container traffic) of sessions without network."""
+    docker_threads: int = Field(default=32, ge=1, le=512)
+    """Threads that run blocking Docker SDK calls."""
+
+    dedup_ttl_s: float = Field(default=600.0, gt=0)
+    """How long a finished request's response is kept for retries with its X-Request-ID."""
+    dedup_max_bytes: int = Field(default=64 * 1024**2, ge=0)
+    """Most bytes of responses kept for de-duplication."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Server log level."""
+
+    @model_validator(mode="after")
+    def _fill_server_id(self) -> Settings:
+        if not self.server_id:
+            self.server_id = f"{socket.gethostname()}-{self.port}"
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _ProfileSource(settings_cls, init_settings))
+
+
+class _ProfileSource(PydanticBaseSettingsSource):
+    """Reads the profile file named by ``config_file`` (keyword or environment)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._init = init
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        path = self._init().get("config_file") or os.environ.get("SANDBOX_CONFIG_FILE")
+        if not path:
+            return {}
+        return read_profile(Path(path))
+
+
+def read_profile(path: Path) -> dict[str, Any]:
+    """Load a JSON or YAML profile into a mapping of settings.
+
+    Raises:
+        ValueError: The file is missing, unreadable or not a mapping.
+    """
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read profile {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"profile {path} is not valid JSON/YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"profile {path} must hold a mapping of settings")
+    return data

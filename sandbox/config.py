@@ -92,8 +92,9 @@ class Settings(BaseSettings):
     """Idle seconds after which a session is destroyed; every call pushes it."""
     sweep_interval_s: float = Field(default=5.0, gt=0)
     """How often expired sessions are looked for."""
-    default_timeout_s: float = Field(default=120.0, gt=0)
-    """Timeout of a tool call that names none."""
+    default_timeout_s: float = Field(default=30.0, gt=0)
+    """Timeout of a tool call that names none (below the client's 60 s HTTP timeout;
+    longer calls pass ``timeout`` and the client waits accordingly)."""
     container_start_timeout_s: float = Field(default=60.0, gt=0)
     """How long a new container's agent may take to answer before the start fails."""
     keep_sessions_on_shutdown: bool = False

@@ -54,9 +54,7 @@ class ExecuteRequest(_Request):
     """Run one tool in the worker's session of the tool's resource type."""
 
     worker_id: WorkerId | None = None
-    action: str = Field(
-        min_length=1, max_length=200, description="Tool name, e.g. 'bash:run'."
-    )
+    action: str = Field(min_length=1, max_length=200, description="Tool name, e.g. 'bash:run'.")
     params: dict[str, Any] = Field(default_factory=dict)
     timeout: Timeout | None = None
 

@@ -1,0 +1,10 @@
+"""Resource types the server offers, one module per image."""
+
+from __future__ import annotations
+
+from .base import ResourceType, SessionConfig, ToolParams, ToolSpec
+from .shell import BASH, CODE
+
+RESOURCE_TYPES: tuple[ResourceType, ...] = (BASH, CODE)
+
+__all__ = ["RESOURCE_TYPES", "ResourceType", "SessionConfig", "ToolParams", "ToolSpec"]

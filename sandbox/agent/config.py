@@ -1,0 +1,72 @@
+"""The agent's settings, read from its environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .processes import TOKEN_ENV
+
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_PORT = 8765
+DEFAULT_OUTPUT_LIMIT = 1 << 20
+DEFAULT_TOOLSETS = ("shell",)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Settings of one agent process.
+
+    Attributes:
+        token: The bearer token every call must carry (``SANDBOX_AGENT_TOKEN``);
+            None only when authentication was switched off for local testing.
+        host: Address to listen on (``SANDBOX_AGENT_HOST``).
+        port: Port to listen on, 0 for any free one (``SANDBOX_AGENT_PORT``).
+        output_limit: Most bytes of each output stream or file returned
+            (``SANDBOX_OUTPUT_LIMIT``).
+        toolsets: Toolsets to enable (``SANDBOX_AGENT_TOOLSETS``, comma-separated).
+    """
+
+    token: str | None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
+    toolsets: tuple[str, ...] = DEFAULT_TOOLSETS
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], *, require_token: bool = True) -> AgentConfig:
+        """Read the settings from `environ`.
+
+        Raises:
+            ConfigError: A value is malformed, or the token is missing while required.
+        """
+        token = environ.get(TOKEN_ENV) or None
+        if token is None and require_token:
+            raise ConfigError(f"{TOKEN_ENV} is not set; refusing to serve without a token")
+        toolsets = tuple(
+            name.strip() for name in environ.get("SANDBOX_AGENT_TOOLSETS", "").split(",")
+        )
+        return cls(
+            token=token,
+            host=environ.get("SANDBOX_AGENT_HOST") or DEFAULT_HOST,
+            port=_integer(environ, "SANDBOX_AGENT_PORT", DEFAULT_PORT, low=0, high=65535),
+            output_limit=_integer(environ, "SANDBOX_OUTPUT_LIMIT", DEFAULT_OUTPUT_LIMIT, low=1),
+            toolsets=tuple(name for name in toolsets if name) or DEFAULT_TOOLSETS,
+        )
+
+
+def _integer(
+    environ: Mapping[str, str], name: str, default: int, *, low: int, high: int | None = None
+) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise ConfigError(f"{name} must be {bounds}, not {value}")
+    return value

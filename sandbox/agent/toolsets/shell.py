@@ -1,0 +1,191 @@
+"""The ``shell`` toolset: a persistent bash, file transfer, and one-shot programs.
+
+Tools:
+    bash.run: Run a command in the persistent shell.
+    bash.write_file: Write a file, relative paths against the shell's cwd.
+    bash.read_file: Read a file as UTF-8 text or base64.
+    code.execute: Run a Python or bash program in a fresh process.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import stat
+from collections.abc import Sequence
+from typing import Any
+
+from ..code_runner import LANGUAGES, CodeRunner
+from ..errors import InvalidParams, ToolTimeout
+from ..params import Params, encode_text
+from ..persistent_shell import PersistentShell, result_data
+from ..registry import AgentContext, Tool, Toolset
+
+DEFAULT_TIMEOUT_S = 120.0
+ENCODINGS = ("base64", "utf-8")
+
+
+class ShellToolset(Toolset):
+    """The tools of a shell image; starts its bash right away so the first call is fast.
+
+    Args:
+        context: The agent's home, state directory, output limit and environment.
+    """
+
+    name = "shell"
+
+    def __init__(self, context: AgentContext) -> None:
+        self._home = context.home
+        self._limit = context.output_limit
+        self._shell = PersistentShell(
+            home=context.home,
+            state_dir=context.state_dir,
+            env=context.child_env,
+            output_limit=context.output_limit,
+        )
+        self._runner = CodeRunner(
+            cwd=context.home,
+            scratch_dir=context.state_dir,
+            env=context.child_env,
+            output_limit=context.output_limit,
+        )
+        self._shell.start()
+
+    def tools(self) -> Sequence[Tool]:
+        """``bash.run``, ``bash.write_file``, ``bash.read_file`` and ``code.execute``."""
+        return (
+            Tool("bash.run", self.run, "Run a command in the persistent bash shell."),
+            Tool("bash.write_file", self.write_file, "Write a file, creating parent dirs."),
+            Tool("bash.read_file", self.read_file, "Read a file as UTF-8 text or base64."),
+            Tool("code.execute", self.execute, "Run a Python or bash program in a new process."),
+        )
+
+    def close(self) -> None:
+        """Kill the shell and whatever it runs."""
+        self._shell.close()
+
+    def run(self, params: Params) -> dict[str, Any]:
+        """``bash.run``: `command` (`timeout`, `cwd`, `env` optional)."""
+        command = params.string("command")
+        timeout = params.seconds("timeout", default=DEFAULT_TIMEOUT_S)
+        cwd = params.optional_string("cwd") or None
+        if cwd is not None and "\0" in cwd:
+            raise InvalidParams("cwd must not contain NUL characters", field="cwd")
+        env = params.environment("env")
+        return result_data(self._shell.run(command, timeout, cwd=cwd, env=env))
+
+    def write_file(self, params: Params) -> dict[str, Any]:
+        """``bash.write_file``: `path`, `content` (`encoding` optional)."""
+        path = self._resolve(params.path("path"))
+        content = params.string("content")
+        encoding = params.choice("encoding", ENCODINGS, default="utf-8")
+        if encoding == "base64":
+            try:
+                # Wrapped base64 (as the `base64` tool prints it) is fine too.
+                data = base64.b64decode("".join(content.split()), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidParams(
+                    f"content is not valid base64: {exc}", field="content"
+                ) from None
+        else:
+            data = encode_text(content)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as file:
+                file.write(data)
+        except OSError as exc:
+            raise InvalidParams(f"cannot write {path}: {_reason(exc)}", field="path") from None
+        return {"path": path, "size": len(data)}
+
+    def read_file(self, params: Params) -> dict[str, Any]:
+        """``bash.read_file``: `path` (`encoding` optional)."""
+        path = self._resolve(params.path("path"))
+        encoding = params.choice("encoding", ENCODINGS, default="utf-8")
+        data, size = self._read(path)
+        truncated = len(data) > self._limit
+        data = data[: self._limit]
+        if encoding == "base64":
+            content = base64.b64encode(data).decode("ascii")
+        else:
+            content = _decode_utf8(data, truncated=truncated)
+        return {
+            "path": path,
+            "content": content,
+            "encoding": encoding,
+            "size": max(size, len(data)),
+            "truncated": truncated,
+        }
+
+    def execute(self, params: Params) -> dict[str, Any]:
+        """``code.execute``: `code` (`language`, `timeout` optional)."""
+        code = params.string("code")
+        language = params.choice("language", LANGUAGES, default="python")
+        timeout = params.seconds("timeout", default=DEFAULT_TIMEOUT_S)
+        result = self._runner.run(code, language, timeout)
+        if result.timed_out:
+            raise ToolTimeout(
+                f"code did not finish within {timeout:g}s and was killed", data=result.data()
+            )
+        return result.data()
+
+    def _resolve(self, path: str) -> str:
+        if path == "~" or path.startswith("~/"):
+            path = self._home + path[1:]
+        return os.path.abspath(os.path.join(self._shell.cwd, path))
+
+    def _read(self, path: str) -> tuple[bytes, int]:
+        """Up to one byte over the limit of `path`, and the file's size."""
+        try:
+            # Non-blocking, so a FIFO cannot hang the call; it is refused below.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise InvalidParams(f"cannot read {path}: {_reason(exc)}", field="path") from None
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                raise InvalidParams(f"cannot read {path}: Is a directory", field="path")
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISCHR(info.st_mode)):
+                raise InvalidParams(f"cannot read {path}: not a regular file", field="path")
+            chunks: list[bytes] = []
+            wanted = self._limit + 1
+            while wanted > 0:
+                try:
+                    chunk = os.read(fd, min(wanted, 1 << 20))
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    raise InvalidParams(
+                        f"cannot read {path}: {_reason(exc)}", field="path"
+                    ) from None
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                wanted -= len(chunk)
+            # /proc and device files report size 0; what was read is the best known.
+            size = info.st_size if stat.S_ISREG(info.st_mode) else 0
+            return b"".join(chunks), size
+        finally:
+            os.close(fd)
+
+
+def create_toolset(context: AgentContext) -> Toolset:
+    """The factory the agent looks up in every toolset module."""
+    return ShellToolset(context)
+
+
+def _decode_utf8(data: bytes, *, truncated: bool) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # The limit may have cut a character in two; that is not the file's fault.
+        if truncated and exc.reason == "unexpected end of data":
+            return data[: exc.start].decode("utf-8")
+        raise InvalidParams(
+            f"the file is not valid UTF-8 (byte {exc.start}); read it with encoding base64",
+            field="encoding",
+        ) from None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)

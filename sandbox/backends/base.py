@@ -1,0 +1,95 @@
+"""What a resource type is: its image, its session config and its tools.
+
+Backends declare; they never touch HTTP or Docker. The session manager turns a
+`ResourceType` and a validated config into a container, and the tool registry
+turns a `ToolSpec` into validation and a JSON schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..config import ResourceLimits, parse_memory
+
+
+class ToolParams(BaseModel):
+    """Base of every tool's parameter model: unknown parameters are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionConfig(BaseModel):
+    """Options every session accepts in `config`; resource types may add more."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory: str | int | None = Field(
+        default=None, description="Memory limit, e.g. '512m' or '2g' (default from settings)."
+    )
+    cpus: float | None = Field(default=None, gt=0, le=64, description="CPU cores, e.g. 0.5.")
+    pids: int | None = Field(default=None, ge=16, le=100_000, description="Process limit.")
+    network: bool | None = Field(
+        default=None, description="Give the container network access (default per resource)."
+    )
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_is_a_size(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            parse_memory(value)
+        return value
+
+    def limits(self, defaults: ResourceLimits) -> ResourceLimits:
+        """The session's effective limits: its own values over the server's defaults."""
+        return ResourceLimits(
+            memory=str(self.memory) if self.memory is not None else defaults.memory,
+            cpus=self.cpus if self.cpus is not None else defaults.cpus,
+            pids=self.pids if self.pids is not None else defaults.pids,
+        )
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool: its name, its parameters and the agent call that runs it."""
+
+    resource_type: str
+    name: str
+    params: type[ToolParams]
+    description: str
+    agent_tool: str
+    """Name of the tool in the in-container agent (``bash.run``)."""
+    timeout_param: bool = False
+    """Whether the tool takes a ``timeout`` parameter the agent enforces."""
+
+    @property
+    def full_name(self) -> str:
+        """The canonical ``resource:tool`` name."""
+        return f"{self.resource_type}:{self.name}"
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """A kind of session: one image, one agent toolset, a set of tools."""
+
+    name: str
+    image: str
+    """Image short name: ``images/<image>/Dockerfile``, tagged ``<namespace>/<image>``."""
+    description: str
+    tools: tuple[ToolSpec, ...]
+    toolsets: tuple[str, ...]
+    """Agent toolsets the container enables (``SANDBOX_AGENT_TOOLSETS``)."""
+    config_model: type[SessionConfig] = SessionConfig
+    default_network: bool = False
+    extra_environment: dict[str, str] = field(default_factory=dict)
+
+    def environment(self, config: SessionConfig) -> dict[str, str]:
+        """Environment a container of this type gets besides the agent's basics."""
+        del config  # resource types with per-session environment override this
+        return dict(self.extra_environment)
+
+    def describe(self) -> dict[str, Any]:
+        """Summary for status endpoints."""
+        return {"image": self.image, "tools": [tool.full_name for tool in self.tools]}

@@ -1,0 +1,136 @@
+"""The ``sandbox`` command: ``serve`` and ``images build``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import __version__
+from .backends import RESOURCE_TYPES
+from .config import Settings
+from .errors import SandboxError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sandbox`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args))
+    except (SandboxError, ValueError, ValidationError) as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sandbox", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sandbox {__version__}")
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="run the API server")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default 18890)")
+    serve.add_argument("--config", type=Path, help="profile file, JSON or YAML")
+    serve.set_defaults(run=_serve)
+
+    images = commands.add_parser("images", help="manage session images")
+    image_commands = images.add_subparsers(title="image commands")
+    build = image_commands.add_parser(
+        "build", help="build the images of these resource types (all when none named)"
+    )
+    build.add_argument("resources", nargs="*", metavar="RESOURCE")
+    build.add_argument("--config", type=Path, help="profile file, JSON or YAML")
+    build.set_defaults(run=_images_build)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    if args.config is not None:
+        overrides["config_file"] = args.config
+    return Settings(**overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .server import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # One line per agent call would drown the server's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    servers: list[uvicorn.Server] = []
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    app = create_app(settings, request_shutdown=stop)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        timeout_graceful_shutdown=30,
+    )
+    servers.append(uvicorn.Server(config))
+    servers[0].run()
+    return 0
+
+
+def _printer(prefix: str) -> Callable[[str], None]:
+    def show(line: str) -> None:
+        print(f"[{prefix}] {line}", flush=True)
+
+    return show
+
+
+def _images_build(args: argparse.Namespace) -> int:
+    from .runtime.docker import DockerRuntime
+    from .runtime.images import ImageService
+
+    settings = _settings(args)
+    known = {resource.name: resource for resource in RESOURCE_TYPES}
+    unknown = [name for name in args.resources if name not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown resource type(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    wanted = args.resources or sorted(known)
+    image_names = sorted({known[name].image for name in wanted})
+
+    async def build_all() -> None:
+        runtime = DockerRuntime(threads=4, internal_network=settings.internal_network)
+        images = ImageService(runtime, settings.images_dir, settings.image_namespace)
+        try:
+            for name in image_names:
+                started = time.monotonic()
+                print(f"==> building {images.tag(name)}", flush=True)
+                await images.build(name, _printer(name))
+                print(f"==> {images.tag(name)} ready in {time.monotonic() - started:.1f}s")
+        finally:
+            runtime.close()
+
+    asyncio.run(build_all())
+    return 0

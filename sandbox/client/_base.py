@@ -1,0 +1,343 @@
+"""The half of the HTTP client that does no I/O.
+
+`BaseServiceClient` builds every request (path, body, headers, timeout), reads
+every response into an envelope, decides about retries and turns httpx's
+exceptions into `SandboxConnectionError`. `HTTPServiceClient` adds only the two
+ways of sending (async and sync), so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import httpx
+
+from sandbox.client._config import HTTPClientConfig
+from sandbox.errors import SandboxConnectionError
+
+logger = logging.getLogger("sandbox.client")
+
+Envelope = dict[str, Any]
+"""A response as the server sent it: ``{"code", "message", "data", "meta"}``."""
+
+TOOL_TIMEOUT_MARGIN_S: Final = 15.0
+"""Extra seconds a tool call's response may take beyond the tool timeout: the server
+may first have to start the session and then ship the result back."""
+PROBE_TIMEOUT_S: Final = 2.0
+"""Timeout of the single-attempt /health probe used while starting a local server."""
+_EXCERPT_CHARS: Final = 200
+
+
+class _NotGiven(enum.Enum):
+    NOT_GIVEN = "NOT_GIVEN"
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Final = _NotGiven.NOT_GIVEN
+"""Default of arguments where ``None`` means something ("no worker") of its own."""
+NotGiven = Literal[_NotGiven.NOT_GIVEN]
+
+
+class ClientState(enum.Enum):
+    """Lifecycle of a client: calls are refused once it is closed."""
+
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One logical request, the same on every retry."""
+
+    method: Literal["GET", "POST"]
+    path: str
+    body: dict[str, Any] | None
+    worker_id: str | None
+    timeout: httpx.Timeout
+    max_retries: int
+
+
+def _without_none(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def _is_code(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _seconds(value: object) -> float:
+    """A batch item's timeout as a number, 0 when absent or malformed (the server says why)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return 0.0
+
+
+def _batch_action(item: Mapping[str, Any]) -> dict[str, Any]:
+    # Unknown keys are passed on, so the server can name a misspelt field (1002).
+    action = _without_none(item)
+    action["params"] = dict(item.get("params") or {})
+    return action
+
+
+def _resource_list(resources: str | Sequence[str] | None) -> list[str] | None:
+    if resources is None:
+        return None
+    if isinstance(resources, str):  # a lone name, not a sequence of letters
+        return [resources]
+    return list(resources)
+
+
+class BaseServiceClient:
+    """Everything `HTTPServiceClient` does that is not sending bytes.
+
+    Args:
+        config: Where the server is and how to talk to it; defaults to
+            `HTTPClientConfig()`.
+    """
+
+    def __init__(self, config: HTTPClientConfig | None = None) -> None:
+        self._config = config if config is not None else HTTPClientConfig()
+        self._state = ClientState.UNOPENED
+
+    @property
+    def config(self) -> HTTPClientConfig:
+        """The settings this client was made with."""
+        return self._config
+
+    @property
+    def state(self) -> ClientState:
+        """Whether the client is unopened, opened (has sent a request) or closed."""
+        return self._state
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self._config.base_url!r}, "
+            f"worker_id={self._config.worker_id!r}, state={self._state.value!r})"
+        )
+
+    # -- state ---------------------------------------------------------------
+
+    def _open(self) -> None:
+        if self._state is ClientState.CLOSED:
+            raise RuntimeError(
+                f"{type(self).__name__} is closed: it cannot send more requests; "
+                "create a new client"
+            )
+        self._state = ClientState.OPENED
+
+    # -- building requests ---------------------------------------------------
+
+    def _worker(self, worker_id: str | NotGiven | None) -> str | None:
+        return self._config.worker_id if worker_id is NOT_GIVEN else worker_id
+
+    def _timeout(self, tool_seconds: float = 0.0) -> httpx.Timeout:
+        # The response of a tool call cannot come before the tool is done, so the
+        # read timeout must outlast the tool's own timeout.
+        read = max(self._config.timeout, tool_seconds + TOOL_TIMEOUT_MARGIN_S)
+        return httpx.Timeout(self._config.timeout, read=read)
+
+    def _post(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        worker_id: str | None,
+        *,
+        tool_seconds: float = 0.0,
+    ) -> _Call:
+        return _Call(
+            method="POST",
+            path=path,
+            body=_without_none(body),
+            worker_id=worker_id,
+            timeout=self._timeout(tool_seconds),
+            max_retries=self._config.max_retries,
+        )
+
+    def _get(self, path: str) -> _Call:
+        return _Call(
+            method="GET",
+            path=path,
+            body=None,
+            worker_id=self._config.worker_id,
+            timeout=self._timeout(),
+            max_retries=self._config.max_retries,
+        )
+
+    def _execute_call(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None,
+        worker_id: str | NotGiven | None,
+        timeout: float | None,
+    ) -> _Call:
+        worker = self._worker(worker_id)
+        body = {
+            "worker_id": worker,
+            "action": action,
+            "params": dict(params or {}),
+            "timeout": timeout,
+        }
+        tool_seconds = max(timeout or 0.0, _seconds((params or {}).get("timeout")))
+        return self._post("/execute", body, worker, tool_seconds=tool_seconds)
+
+    def _batch_call(
+        self,
+        actions: Sequence[Mapping[str, Any]],
+        parallel: bool,
+        stop_on_error: bool,
+        worker_id: str | NotGiven | None,
+    ) -> _Call:
+        worker = self._worker(worker_id)
+        items = [_batch_action(item) for item in actions]
+        seconds = [_seconds(item.get("timeout")) for item in items]
+        tool_seconds = max(seconds, default=0.0) if parallel else sum(seconds)
+        body = {
+            "worker_id": worker,
+            "actions": items,
+            "parallel": parallel,
+            "stop_on_error": stop_on_error,
+        }
+        return self._post("/execute/batch", body, worker, tool_seconds=tool_seconds)
+
+    def _create_session_call(
+        self,
+        resource_type: str,
+        config: Mapping[str, Any] | None,
+        custom_name: str | None,
+        worker_id: str | NotGiven | None,
+    ) -> _Call:
+        worker = self._worker(worker_id)
+        body = {
+            "worker_id": worker,
+            "resource_type": resource_type,
+            "config": dict(config or {}),
+            "custom_name": custom_name,
+        }
+        return self._post("/session/create", body, worker)
+
+    def _session_call(
+        self, path: str, resource_type: str | None, worker_id: str | NotGiven | None
+    ) -> _Call:
+        worker = self._worker(worker_id)
+        return self._post(path, {"worker_id": worker, "resource_type": resource_type}, worker)
+
+    def _worker_call(self, path: str, worker_id: str | NotGiven | None) -> _Call:
+        worker = self._worker(worker_id)
+        return self._post(path, {"worker_id": worker}, worker)
+
+    def _warmup_call(self, resources: str | Sequence[str] | None, wait: bool) -> _Call:
+        body = {"resources": _resource_list(resources), "wait": wait}
+        return self._post("/warmup", body, self._config.worker_id)
+
+    def _shutdown_call(self) -> _Call:
+        return self._post("/shutdown", {}, self._config.worker_id)
+
+    def _probe_call(self) -> _Call:
+        return _Call(
+            method="GET",
+            path="/health",
+            body=None,
+            worker_id=self._config.worker_id,
+            timeout=httpx.Timeout(PROBE_TIMEOUT_S),
+            max_retries=0,
+        )
+
+    def _headers(self, call: _Call, request_id: str) -> dict[str, str]:
+        # One X-Request-ID per logical call, reused on its retries: the server
+        # answers a repeated id from its cache instead of running the tool again.
+        headers = {"X-Request-ID": request_id}
+        if call.worker_id is not None:
+            headers["X-Worker-ID"] = call.worker_id
+        if self._config.api_key is not None:
+            headers["Authorization"] = f"Bearer {self._config.api_key}"
+        return headers
+
+    @staticmethod
+    def _new_request_id() -> str:
+        return uuid.uuid4().hex
+
+    # -- reading responses and failures --------------------------------------
+
+    def _url(self, call: _Call) -> str:
+        return f"{self._config.base_url}{call.path}"
+
+    def _read_envelope(self, call: _Call, response: httpx.Response) -> Envelope:
+        """Return the response's envelope, whatever its HTTP status.
+
+        Raises:
+            SandboxConnectionError: The body is not a JSON object with an integer
+                ``code``, so whatever answered is not a sandbox server (or broke).
+        """
+        try:
+            body = response.json()
+        except ValueError:  # not JSON, or not decodable text
+            body = None
+        if isinstance(body, dict) and _is_code(body.get("code")):
+            body.setdefault("message", "")
+            body.setdefault("data", None)
+            body.setdefault("meta", {})
+            return body
+        excerpt = response.text[:_EXCERPT_CHARS]
+        raise SandboxConnectionError(
+            f"{call.method} {self._url(call)} answered HTTP {response.status_code} "
+            f"without a sandbox envelope; body starts: {excerpt!r}",
+            data={
+                "url": self._url(call),
+                "status_code": response.status_code,
+                "body_excerpt": excerpt,
+            },
+        )
+
+    def _retry_delay(self, call: _Call, error: httpx.HTTPError, attempt: int) -> float:
+        """Seconds to wait before retrying after `error`, or raise it translated.
+
+        This is the one place where an httpx exception becomes a package error.
+        Only transport failures are retried; an HTTP error status never gets here.
+
+        Args:
+            call: The request that failed.
+            error: What httpx raised.
+            attempt: How many retries were already made (0 after the first try).
+
+        Raises:
+            SandboxConnectionError: The error is not retryable or retries ran out.
+        """
+        retryable = isinstance(error, httpx.TransportError) and not isinstance(
+            error, httpx.UnsupportedProtocol
+        )
+        if retryable and attempt < call.max_retries:
+            delay = self._config.retry_delay * 2.0**attempt
+            logger.warning(
+                "%s %s failed (%s: %s); retry %d of %d in %.2f s",
+                call.method,
+                self._url(call),
+                type(error).__name__,
+                error,
+                attempt + 1,
+                call.max_retries,
+                delay,
+            )
+            return delay
+        attempts = attempt + 1
+        hint = ""
+        if isinstance(error, httpx.ConnectError):
+            hint = " Is the server running? Start it with `sandbox serve`."
+        raise SandboxConnectionError(
+            f"{call.method} {self._url(call)} got no response after {attempts} "
+            f"attempt{'s' if attempts > 1 else ''}: {type(error).__name__}: "
+            f"{error or 'no detail'}.{hint}",
+            data={
+                "url": self._url(call),
+                "attempts": attempts,
+                "error": type(error).__name__,
+                "connect_failed": isinstance(error, httpx.ConnectError),
+            },
+        ) from error

@@ -1,0 +1,415 @@
+"""The one place that talks to Docker.
+
+`DockerRuntime` wraps `docker.DockerClient`: it runs every blocking SDK call in a
+bounded thread pool (so the event loop never waits on Docker), stamps labels on
+what it creates, and turns `docker` and `requests` exceptions into `BackendError`
+here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import logging
+import tarfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from ..errors import BackendError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LABEL_MANAGED = "sandbox.managed"
+LABEL_SERVER = "sandbox.server"
+LABEL_WORKER = "sandbox.worker"
+LABEL_RESOURCE = "sandbox.resource"
+LABEL_SESSION = "sandbox.session"
+LABEL_POOL = "sandbox.pool"
+LABEL_CONFIG = "sandbox.config"
+LABEL_CREATED = "sandbox.created"
+LABEL_AUTO = "sandbox.auto_created"
+LABEL_NAME = "sandbox.session_name"
+LABEL_IMAGE = "sandbox.image"
+
+AGENT_TOKEN_ENV = "SANDBOX_AGENT_TOKEN"
+AGENT_PORT = 8765
+"""Port the agent listens on inside every image."""
+
+
+class DockerUnavailable(BackendError):
+    """The Docker engine does not answer."""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to start one session container."""
+
+    image: str
+    name: str
+    labels: dict[str, str]
+    environment: dict[str, str]
+    memory_bytes: int
+    nano_cpus: int
+    pids_limit: int
+    network: bool
+    """True: the default bridge with the agent port published on 127.0.0.1.
+    False: the internal network (no egress, no inter-container traffic)."""
+    command: list[str] | None = None
+    shm_size: str | None = None
+    tmpfs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    """What the server needs to know of a running or stopped container."""
+
+    id: str
+    name: str
+    labels: dict[str, str]
+    status: str
+    exit_code: int | None
+    oom_killed: bool
+    environment: dict[str, str]
+    agent_url: str | None
+
+    @property
+    def running(self) -> bool:
+        """Whether the container is up (created-but-not-started counts as down)."""
+        return self.status == "running"
+
+    def describe_exit(self) -> str:
+        """One phrase on why a container is not running, for error messages."""
+        if self.running:
+            return "the container is running"
+        parts = [f"the container is {self.status}"]
+        if self.exit_code is not None:
+            parts.append(f"exit code {self.exit_code}")
+        if self.oom_killed:
+            parts.append("killed for exceeding its memory limit (OOM)")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """A Docker build context assembled from files of this repository."""
+
+    dockerfile: str
+    """Path of the Dockerfile inside the context."""
+    files: dict[str, Path]
+    """Context path -> file on disk."""
+
+    def tar(self) -> io.BytesIO:
+        """The context as an uncompressed tar stream, files in a stable order."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for arcname in sorted(self.files):
+                info = archive.gettarinfo(str(self.files[arcname]), arcname=arcname)
+                info.mtime = 0  # identical content gives identical layers
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                with self.files[arcname].open("rb") as handle:
+                    archive.addfile(info, handle)
+        buffer.seek(0)
+        return buffer
+
+
+class DockerRuntime:
+    """Async facade over the blocking Docker SDK.
+
+    Args:
+        threads: Size of the pool that runs SDK calls.
+        internal_network: Name of the network for sessions without network access.
+        client_factory: Builds the `docker.DockerClient`; tests may inject one.
+    """
+
+    def __init__(
+        self,
+        *,
+        threads: int = 32,
+        internal_network: str = "sandbox-internal",
+        client_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker")
+        self._internal_network = internal_network
+        self._client_factory = client_factory or functools.partial(
+            docker.from_env, timeout=120, max_pool_size=threads
+        )
+        self._client: Any = None
+        self._network_ready = False
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _docker(self) -> Any:
+        if self._client is None:
+            try:
+                self._client = self._client_factory()
+            except docker.errors.DockerException as exc:
+                raise DockerUnavailable(f"cannot reach the Docker engine: {exc}") from exc
+        return self._client
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(_translated, fn, *args, **kwargs)
+        return await loop.run_in_executor(self._pool, call)
+
+    def close(self) -> None:
+        """Release the SDK client and the thread pool."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- engine ---------------------------------------------------------------
+
+    async def ping(self, timeout: float = 5.0) -> bool:
+        """Whether the engine answers within `timeout` seconds."""
+        try:
+            return await asyncio.wait_for(self._run(lambda: bool(self._docker().ping())), timeout)
+        except (BackendError, TimeoutError):
+            return False
+
+    async def engine_version(self) -> str:
+        """The engine's version string."""
+        return await self._run(lambda: str(self._docker().version().get("Version", "?")))
+
+    # -- containers -------------------------------------------------------------
+
+    async def start(self, spec: ContainerSpec) -> ContainerRecord:
+        """Create and start a container; on any failure nothing is left behind."""
+        if not spec.network:
+            await self._ensure_internal_network()
+        return await self._run(self._start_blocking, spec)
+
+    def _start_blocking(self, spec: ContainerSpec) -> ContainerRecord:
+        client = self._docker()
+        kwargs: dict[str, Any] = {
+            "name": spec.name,
+            "command": spec.command,
+            "detach": True,
+            "labels": spec.labels,
+            "environment": spec.environment,
+            "mem_limit": spec.memory_bytes,
+            "memswap_limit": spec.memory_bytes,  # no swap: the limit is the limit
+            "nano_cpus": spec.nano_cpus,
+            "pids_limit": spec.pids_limit,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "init": True,
+            "tmpfs": spec.tmpfs or None,
+            "shm_size": spec.shm_size,
+        }
+        if spec.network:
+            kwargs["ports"] = {f"{AGENT_PORT}/tcp": ("127.0.0.1", None)}
+        else:
+            kwargs["network"] = self._internal_network
+        container = client.containers.create(spec.image, **kwargs)
+        try:
+            container.start()
+            container.reload()
+        except BaseException:
+            _remove_quietly(container)
+            raise
+        return _record(container.attrs)
+
+    async def remove(self, container_id: str) -> None:
+        """Kill and remove a container; a container that is already gone is fine."""
+        await self._run(self._remove_blocking, container_id)
+
+    def _remove_blocking(self, container_id: str) -> None:
+        try:
+            self._docker().api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise
+
+    async def inspect(self, container_id: str) -> ContainerRecord | None:
+        """The container's current record, or None when it no longer exists."""
+
+        def blocking() -> ContainerRecord | None:
+            try:
+                attrs = self._docker().api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                return None
+            return _record(attrs)
+
+        return await self._run(blocking)
+
+    async def find(self, labels: dict[str, str]) -> list[ContainerRecord]:
+        """Every container (running or not) carrying all of `labels`."""
+
+        def blocking() -> list[ContainerRecord]:
+            api = self._docker().api
+            wanted = [f"{key}={value}" for key, value in labels.items()]
+            found = []
+            for summary in api.containers(all=True, filters={"label": wanted}):
+                try:
+                    found.append(_record(api.inspect_container(summary["Id"])))
+                except docker.errors.NotFound:
+                    continue  # removed between the list and the inspect
+            return found
+
+        return await self._run(blocking)
+
+    async def logs_tail(self, container_id: str, lines: int = 20) -> str:
+        """The container's last log lines (stdout and stderr), or '' if unavailable."""
+
+        def blocking() -> str:
+            try:
+                raw = self._docker().api.logs(container_id, tail=lines)
+            except docker.errors.NotFound:
+                return ""
+            return bytes(raw).decode("utf-8", "replace").strip()
+
+        try:
+            return await self._run(blocking)
+        except BackendError:
+            return ""
+
+    async def _ensure_internal_network(self) -> None:
+        if self._network_ready:
+            return
+
+        def blocking() -> None:
+            client = self._docker()
+            if client.networks.list(names=[self._internal_network]):
+                return
+            try:
+                client.networks.create(
+                    self._internal_network,
+                    driver="bridge",
+                    internal=True,
+                    labels={LABEL_MANAGED: "1"},
+                    options={"com.docker.network.bridge.enable_icc": "false"},
+                )
+            except docker.errors.APIError as exc:  # created concurrently by another server
+                if exc.status_code != 409:
+                    raise
+
+        await self._run(blocking)
+        self._network_ready = True
+
+    # -- images -----------------------------------------------------------------
+
+    async def image_exists(self, image: str) -> bool:
+        """Whether `image` is present locally."""
+
+        def blocking() -> bool:
+            try:
+                self._docker().api.inspect_image(image)
+            except docker.errors.ImageNotFound:
+                return False
+            return True
+
+        return await self._run(blocking)
+
+    async def build_image(
+        self,
+        tag: str,
+        context: BuildContext,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """Build `tag` from `context`, reporting each output line to `on_progress`."""
+
+        def blocking() -> None:
+            stream = self._docker().api.build(
+                fileobj=context.tar(),
+                custom_context=True,
+                dockerfile=context.dockerfile,
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                labels={LABEL_IMAGE: tag},
+            )
+            tail: list[str] = []
+            for chunk in _build_lines(stream):
+                tail = [*tail[-19:], chunk]
+                if on_progress is not None:
+                    on_progress(chunk)
+            if not self._image_present(tag):
+                raise BackendError(f"building {tag} failed:\n" + "\n".join(tail))
+
+        await self._run(blocking)
+
+    def _image_present(self, tag: str) -> bool:
+        try:
+            self._docker().api.inspect_image(tag)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
+
+def _build_lines(stream: Iterator[dict[str, Any]]) -> Iterator[str]:
+    for chunk in stream:
+        if "error" in chunk:
+            raise BackendError(f"image build failed: {str(chunk['error']).strip()}")
+        text = str(chunk.get("stream", "")).strip()
+        if text:
+            yield text
+
+
+def _translated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run an SDK call, turning its exceptions into this package's errors."""
+    try:
+        return fn(*args, **kwargs)
+    except BackendError:
+        raise
+    except docker.errors.ImageNotFound as exc:
+        raise BackendError(
+            f"image not found: {exc.explanation}; build it with `sandbox images build`"
+        ) from exc
+    except docker.errors.APIError as exc:
+        raise BackendError(f"Docker refused: {exc.explanation or exc}") from exc
+    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+        raise DockerUnavailable(f"cannot reach the Docker engine: {exc}") from exc
+    except requests.exceptions.RequestException as exc:
+        raise DockerUnavailable(f"Docker engine did not answer: {exc}") from exc
+
+
+def _remove_quietly(container: Any) -> None:
+    try:
+        container.remove(force=True, v=True)
+    except Exception:  # the start already failed; report that, not this
+        log.warning("could not remove failed container %s", container.id, exc_info=True)
+
+
+def _record(attrs: dict[str, Any]) -> ContainerRecord:
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+    status = str(state.get("Status", "unknown"))
+    return ContainerRecord(
+        id=str(attrs["Id"]),
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        labels=dict(config.get("Labels") or {}),
+        status=status,
+        exit_code=None if status in ("running", "created") else state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        environment=env,
+        agent_url=_agent_url(attrs),
+    )
+
+
+def _agent_url(attrs: dict[str, Any]) -> str | None:
+    """Where the agent answers: the published 127.0.0.1 port, else the network IP."""
+    settings = attrs.get("NetworkSettings") or {}
+    bindings = (settings.get("Ports") or {}).get(f"{AGENT_PORT}/tcp") or []
+    for binding in bindings:
+        if binding.get("HostPort"):
+            return f"http://127.0.0.1:{binding['HostPort']}"
+    for network in (settings.get("Networks") or {}).values():
+        if network.get("IPAddress"):
+            return f"http://{network['IPAddress']}:{AGENT_PORT}"
+    return None

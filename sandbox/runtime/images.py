@@ -1,0 +1,202 @@
+"""Session images: build contexts, builds with progress, and their state.
+
+Every image builds ``FROM debian:bookworm-slim``. Where that base is neither
+present nor pullable (no registry), ``scripts/bootstrap-base-image.sh`` creates it
+with debootstrap and ``docker import``; the same script serves the CLI, the
+server's warmup and CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendError
+from .docker import BuildContext, DockerRuntime
+
+log = logging.getLogger(__name__)
+
+BASE_IMAGE = "debian:bookworm-slim"
+_AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
+
+Progress = Callable[[str], None]
+
+
+class ImageState(str, enum.Enum):
+    """Where an image stands."""
+
+    UNKNOWN = "unknown"
+    MISSING = "missing"
+    BUILDING = "building"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass
+class ImageStatus:
+    """One image's state as `/warmup/status` reports it."""
+
+    tag: str
+    state: ImageState = ImageState.UNKNOWN
+    progress: str = ""
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "image": self.tag,
+            "state": self.state.value,
+            "progress": self.progress,
+            "error": self.error,
+            "build_seconds": (
+                round(self.finished_at - self.started_at, 1)
+                if self.started_at and self.finished_at
+                else None
+            ),
+        }
+
+
+class ImageService:
+    """Finds and builds the images of the resource types.
+
+    Args:
+        runtime: Where images are inspected and built.
+        images_dir: Directory holding ``<name>/Dockerfile``.
+        namespace: Images are tagged ``<namespace>/<name>:latest``.
+    """
+
+    def __init__(self, runtime: DockerRuntime, images_dir: Path, namespace: str) -> None:
+        self._runtime = runtime
+        self._images_dir = images_dir
+        self._namespace = namespace
+        self._status: dict[str, ImageStatus] = {}
+        self._builds: dict[str, asyncio.Task[None]] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+        self._base_lock = asyncio.Lock()
+
+    def tag(self, name: str) -> str:
+        """The tag of image `name` (``sandbox/shell:latest``)."""
+        return f"{self._namespace}/{name}:latest"
+
+    def status(self, name: str) -> ImageStatus:
+        """The last known state of image `name`."""
+        return self._status.setdefault(name, ImageStatus(self.tag(name)))
+
+    def context(self, name: str) -> BuildContext:
+        """Build context of image `name`: its directory plus the agent package.
+
+        Raises:
+            BackendError: There is no ``<images_dir>/<name>/Dockerfile``.
+        """
+        image_dir = self._images_dir / name
+        if not (image_dir / "Dockerfile").is_file():
+            raise BackendError(
+                f"no Dockerfile for image {name!r} in {image_dir}: set SANDBOX_IMAGES_DIR "
+                "to the images/ directory of a sandbox checkout"
+            )
+        files = {f"images/{name}/{p.relative_to(image_dir)}": p for p in _files(image_dir)}
+        files.update({f"sandbox/agent/{p.relative_to(_AGENT_DIR)}": p for p in _files(_AGENT_DIR)})
+        return BuildContext(dockerfile=f"images/{name}/Dockerfile", files=files)
+
+    async def is_present(self, name: str) -> bool:
+        """Whether image `name` exists locally (and record it)."""
+        present = await self._runtime.image_exists(self.tag(name))
+        status = self.status(name)
+        if status.state is not ImageState.BUILDING:
+            status.state = ImageState.READY if present else ImageState.MISSING
+        return present
+
+    async def ensure(self, name: str, on_progress: Progress | None = None) -> None:
+        """Build image `name` unless it is present; concurrent callers share one build."""
+        if await self.is_present(name):
+            return
+        await self.build(name, on_progress)
+
+    def ensure_in_background(self, name: str) -> asyncio.Task[None]:
+        """Start `ensure(name)` without waiting; its failure is kept in `status(name)`."""
+        task = asyncio.create_task(self.ensure(name))
+        self._pending.add(task)
+        task.add_done_callback(self._settle)
+        return task
+
+    def _settle(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("image build failed: %s", task.exception())
+
+    async def build(self, name: str, on_progress: Progress | None = None) -> None:
+        """Build image `name` (reusing Docker's layer cache); one build per image at a time.
+
+        Raises:
+            BackendError: The base image could not be made or the build failed.
+        """
+        task = self._builds.get(name)
+        if task is None or task.done():
+            task = asyncio.create_task(self._build(name, on_progress))
+            self._builds[name] = task
+        await asyncio.shield(task)
+
+    async def _build(self, name: str, on_progress: Progress | None) -> None:
+        status = self.status(name)
+        status.state, status.error, status.progress = ImageState.BUILDING, None, "starting"
+        status.started_at, status.finished_at = time.time(), None
+
+        def progress(line: str) -> None:
+            status.progress = line[:200]
+            if on_progress is not None:
+                on_progress(line)
+
+        try:
+            await self.ensure_base(progress)
+            await self._runtime.build_image(self.tag(name), self.context(name), progress)
+        except BackendError as exc:
+            status.state, status.error = ImageState.FAILED, exc.message
+            raise
+        finally:
+            status.finished_at = time.time()
+        status.state, status.progress = ImageState.READY, "built"
+        log.info("built image %s in %.1fs", status.tag, status.finished_at - status.started_at)
+
+    async def ensure_base(self, on_progress: Progress | None = None) -> None:
+        """Make sure ``debian:bookworm-slim`` exists, creating it when it cannot be pulled."""
+        async with self._base_lock:
+            if await self._runtime.image_exists(BASE_IMAGE):
+                return
+            script = self._images_dir.parent / "scripts" / "bootstrap-base-image.sh"
+            if not script.is_file():
+                raise BackendError(
+                    f"base image {BASE_IMAGE} is missing and {script} is not there to create "
+                    "it: pull it, or run scripts/bootstrap-base-image.sh from a checkout"
+                )
+            process = await asyncio.create_subprocess_exec(
+                "bash",
+                str(script),
+                BASE_IMAGE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            assert process.stdout is not None
+            tail: list[str] = []
+            async for raw in process.stdout:
+                line = raw.decode("utf-8", "replace").rstrip()
+                tail = [*tail[-19:], line]
+                if on_progress is not None and line:
+                    on_progress(line)
+            if await process.wait() != 0:
+                raise BackendError(f"creating base image {BASE_IMAGE} failed:\n" + "\n".join(tail))
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )

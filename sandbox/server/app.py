@@ -1,0 +1,118 @@
+"""The FastAPI application factory.
+
+The Docker runtime, agent client and session manager live in the lifespan, not in
+import-time globals, so each app (and each test) owns its own. Every route is
+served at its bare path and again under ``/api/v1``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
+
+from .. import __version__
+from ..backends import RESOURCE_TYPES
+from ..config import Settings
+from ..runtime.agent import AgentClient
+from ..runtime.docker import DockerRuntime
+from ..runtime.images import ImageService
+from ..sessions.manager import SessionManager
+from ..sessions.registry import ToolRegistry
+from .dedup import RequestDeduplication
+from .deps import Services, require_api_key
+from .envelope import TraceMiddleware, install_error_handlers
+from .routes import execute, sessions, system
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: DockerRuntime | None = None,
+    agents: AgentClient | None = None,
+    request_shutdown: Callable[[], None] | None = None,
+) -> FastAPI:
+    """Build the API server.
+
+    Args:
+        settings: Server settings; read from the environment when omitted.
+        runtime: Docker runtime to use instead of a new one (tests inject fakes).
+        agents: Agent client to use instead of a new one.
+        request_shutdown: Called after ``/shutdown`` destroyed every session; the
+            ``sandbox serve`` command passes one that stops uvicorn.
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        docker_runtime = runtime or DockerRuntime(
+            threads=settings.docker_threads, internal_network=settings.internal_network
+        )
+        agent_client = agents or AgentClient()
+        registry = ToolRegistry(RESOURCE_TYPES)
+        images = ImageService(docker_runtime, settings.images_dir, settings.image_namespace)
+        manager = SessionManager(settings, docker_runtime, agent_client, registry, images)
+        app.state.services = Services(
+            settings=settings,
+            runtime=docker_runtime,
+            registry=registry,
+            images=images,
+            sessions=manager,
+            request_shutdown=request_shutdown or _no_process_to_stop,
+        )
+        await manager.start()
+        log.info("sandbox server %s ready (server id %s)", __version__, settings.server_id)
+        try:
+            yield
+        finally:
+            await manager.stop()
+            await agent_client.aclose()
+            docker_runtime.close()
+            log.info("sandbox server stopped")
+
+    app = FastAPI(
+        title="sandbox",
+        version=__version__,
+        summary="Isolated Docker execution environments for AI agents.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    guarded = [Depends(require_api_key)]
+    for prefix in ("", API_PREFIX):
+        app.include_router(system.public, prefix=prefix, generate_unique_id_function=_op_id(prefix))
+        for router in (execute.router, sessions.router, system.router):
+            app.include_router(
+                router,
+                prefix=prefix,
+                dependencies=guarded,
+                generate_unique_id_function=_op_id(prefix),
+            )
+    app.add_middleware(
+        RequestDeduplication, ttl_s=settings.dedup_ttl_s, max_bytes=settings.dedup_max_bytes
+    )
+    app.add_middleware(TraceMiddleware)
+    return app
+
+
+def _op_id(prefix: str) -> Callable[[APIRoute], str]:
+    """OpenAPI operation ids that stay unique with every route mounted twice."""
+    tag = "v1_" if prefix else ""
+
+    def generate(route: APIRoute) -> str:
+        return f"{tag}{route.name}"
+
+    return generate
+
+
+def _no_process_to_stop() -> None:
+    log.info("shutdown requested; this embedded app has no process to stop")
+
+
+__all__ = ["API_PREFIX", "create_app"]

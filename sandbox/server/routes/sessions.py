@@ -1,0 +1,84 @@
+"""Session management: create, destroy, list, refresh."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from ...protocol import (
+    CreateSessionRequest,
+    DestroySessionRequest,
+    ListSessionsRequest,
+    RefreshSessionRequest,
+)
+from ..deps import ServicesDep, WorkerHeader, worker_of
+from ..envelope import new_meta, respond, success
+
+router = APIRouter(prefix="/session", tags=["sessions"])
+
+
+@router.post("/create")
+async def create_session(
+    body: CreateSessionRequest, services: ServicesDep, x_worker_id: WorkerHeader = None
+) -> JSONResponse:
+    """Open the worker's session of a resource type; an existing one is returned as is."""
+    worker_id = worker_of(body.worker_id, x_worker_id)
+    started = time.perf_counter()
+    session, created = await services.sessions.create(
+        worker_id, body.resource_type, body.config, custom_name=body.custom_name
+    )
+    data = {
+        "session_id": session.session_id,
+        "session_name": session.session_name,
+        "resource_type": session.resource_type,
+        "status": "created" if created else "exists",
+        "config_applied": session.config,
+        "expires_at": session.expires_at,
+    }
+    meta = new_meta(
+        resource_type=session.resource_type,
+        session_id=session.session_id,
+        execution_time_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return respond(success(data, meta))
+
+
+@router.post("/destroy")
+async def destroy_session(
+    body: DestroySessionRequest, services: ServicesDep, x_worker_id: WorkerHeader = None
+) -> JSONResponse:
+    """Destroy one of the worker's sessions, or all of them when no resource type is given."""
+    worker_id = worker_of(body.worker_id, x_worker_id)
+    destroyed = await services.sessions.destroy(worker_id, body.resource_type)
+    data = {
+        "destroyed": [s.session_id for s in destroyed],
+        "count": len(destroyed),
+    }
+    return respond(success(data, new_meta(resource_type=body.resource_type)))
+
+
+@router.post("/list")
+async def list_sessions(
+    body: ListSessionsRequest, services: ServicesDep, x_worker_id: WorkerHeader = None
+) -> JSONResponse:
+    """List the worker's sessions (every session when no worker is named)."""
+    worker_id = body.worker_id or x_worker_id
+    sessions = [s.info().model_dump() for s in services.sessions.sessions(worker_id)]
+    return respond(success({"sessions": sessions, "count": len(sessions)}))
+
+
+@router.post("/refresh")
+async def refresh_session(
+    body: RefreshSessionRequest, services: ServicesDep, x_worker_id: WorkerHeader = None
+) -> JSONResponse:
+    """Push the expiry of one or all of the worker's sessions."""
+    worker_id = worker_of(body.worker_id, x_worker_id)
+    sessions = services.sessions.refresh(worker_id, body.resource_type)
+    data = {
+        "refreshed": [s.session_id for s in sessions],
+        "expires_at": max(s.expires_at for s in sessions),
+        "ttl_s": services.settings.session_ttl_s,
+    }
+    return respond(success(data))

@@ -1,0 +1,160 @@
+"""Server-wide endpoints: health, tools, warmup, status and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, BackgroundTasks
+from fastapi.responses import JSONResponse
+
+from ... import __version__
+from ...errors import BackendError
+from ...protocol import WarmupRequest, WorkerRequest
+from ...runtime.images import ImageState
+from ..deps import Services, ServicesDep, WorkerHeader, worker_of
+from ..envelope import failure, respond, success
+
+public = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"])
+
+
+@public.get("/health")
+async def health(services: ServicesDep) -> JSONResponse:
+    """Liveness, Docker reachability, version and uptime (needs no API key)."""
+    docker_ok = await services.runtime.ping(timeout=2.0)
+    data = {
+        "status": "ok" if docker_ok else "degraded",
+        "docker": "ok" if docker_ok else "unreachable",
+        "version": __version__,
+        "uptime_s": round(time.time() - services.started_at, 1),
+        "server_id": services.settings.server_id,
+        "sessions": len(services.sessions.sessions()),
+    }
+    return respond(success(data))
+
+
+@router.get("/ready")
+async def ready(services: ServicesDep) -> JSONResponse:
+    """200 when the server can start sessions (Docker answers), else 502."""
+    if not await services.runtime.ping(timeout=2.0):
+        raise BackendError("the Docker engine does not answer")
+    return respond(success({"ready": True}))
+
+
+@router.get("/tools")
+async def tools(services: ServicesDep) -> JSONResponse:
+    """Every tool with its description and the JSON schema of its parameters."""
+    described = services.registry.describe()
+    return respond(success({"tools": described, "count": len(described)}))
+
+
+def _images_of(services: Services, resources: list[str]) -> dict[str, str]:
+    """Resource type -> image name; every resource type when none is given."""
+    names = resources or services.registry.resource_names
+    images = {}
+    for index, name in enumerate(names):
+        resource = services.registry.resource(name, field=f"resources.{index}")
+        images[resource.name] = resource.image
+    return images
+
+
+async def _warmup_status(services: Services, images: dict[str, str]) -> dict[str, object]:
+    await asyncio.gather(*(services.images.is_present(image) for image in set(images.values())))
+    return {
+        "resources": {
+            resource: services.images.status(image).as_dict() for resource, image in images.items()
+        }
+    }
+
+
+@router.post("/warmup")
+async def warmup(body: WarmupRequest, services: ServicesDep) -> JSONResponse:
+    """Build the images of these resource types if missing; waits only if `wait` is true."""
+    images = _images_of(services, body.resources)
+    tasks = [services.images.ensure_in_background(image) for image in set(images.values())]
+    if body.wait:
+        await asyncio.gather(*tasks, return_exceptions=True)
+    status = await _warmup_status(services, images)
+    failed = [
+        resource
+        for resource, image in images.items()
+        if services.images.status(image).state is ImageState.FAILED
+    ]
+    if body.wait and failed:
+        return respond(failure(BackendError(f"warmup failed for {', '.join(failed)}", data=status)))
+    return respond(success(status))
+
+
+@router.get("/warmup/status")
+async def warmup_status(services: ServicesDep) -> JSONResponse:
+    """Per resource type: its image and whether it is missing, building, ready or failed."""
+    return respond(success(await _warmup_status(services, _images_of(services, []))))
+
+
+async def _shutdown(services: Services, background: BackgroundTasks) -> JSONResponse:
+    destroyed = await services.sessions.destroy_all()
+    background.add_task(services.request_shutdown)
+    return respond(success({"destroyed": destroyed, "stopping": True}))
+
+
+@router.post("/shutdown")
+async def shutdown(services: ServicesDep, background: BackgroundTasks) -> JSONResponse:
+    """Destroy every session and stop the server."""
+    return await _shutdown(services, background)
+
+
+@router.post("/server/shutdown")
+async def server_shutdown(services: ServicesDep, background: BackgroundTasks) -> JSONResponse:
+    """Same as /shutdown (the AgentFlow client's path)."""
+    return await _shutdown(services, background)
+
+
+@router.post("/lifecycle/heartbeat")
+async def heartbeat(
+    services: ServicesDep, body: WorkerRequest | None = None, x_worker_id: WorkerHeader = None
+) -> JSONResponse:
+    """Refresh the expiry of all the worker's sessions (none is not an error)."""
+    worker_id = worker_of(body.worker_id if body else None, x_worker_id)
+    sessions = services.sessions.sessions(worker_id)
+    for session in sessions:
+        session.touch(services.settings.session_ttl_s)
+    data = {
+        "worker_id": worker_id,
+        "refreshed": [s.session_id for s in sessions],
+        "ttl_s": services.settings.session_ttl_s,
+    }
+    return respond(success(data))
+
+
+@router.post("/lifecycle/status")
+async def status(
+    services: ServicesDep, body: WorkerRequest | None = None, x_worker_id: WorkerHeader = None
+) -> JSONResponse:
+    """The server's counters, and the worker's sessions when a worker is named."""
+    worker_id = (body.worker_id if body else None) or x_worker_id
+    data: dict[str, object] = {
+        "server": {
+            "version": __version__,
+            "server_id": services.settings.server_id,
+            "uptime_s": round(time.time() - services.started_at, 1),
+            **services.sessions.stats(),
+        },
+        "resource_types": services.registry.resource_names,
+    }
+    if worker_id:
+        data["worker_id"] = worker_id
+        data["sessions"] = [s.info().model_dump() for s in services.sessions.sessions(worker_id)]
+    return respond(success(data))
+
+
+@router.post("/worker/disconnect")
+async def disconnect(
+    services: ServicesDep, body: WorkerRequest | None = None, x_worker_id: WorkerHeader = None
+) -> JSONResponse:
+    """Destroy all the worker's sessions (none is not an error)."""
+    worker_id = worker_of(body.worker_id if body else None, x_worker_id)
+    sessions = services.sessions.sessions(worker_id)
+    if sessions:
+        await services.sessions.destroy(worker_id)
+    return respond(success({"worker_id": worker_id, "destroyed": [s.session_id for s in sessions]}))

@@ -1,0 +1,496 @@
+"""Session lifecycle: create, call, refresh, expire, destroy, adopt after a restart.
+
+Creation is serialised per (worker, resource) key only: the Docker calls of one
+worker's slow start never hold up another worker. Every container carries its
+session's labels, so a restarted server rebuilds its table from Docker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends import ResourceType, SessionConfig, ToolSpec
+from ..config import Settings, parse_memory
+from ..errors import BackendError, SandboxError, SessionError
+from ..runtime.agent import AgentClient, AgentUnreachable
+from ..runtime.docker import (
+    AGENT_TOKEN_ENV,
+    LABEL_AUTO,
+    LABEL_CONFIG,
+    LABEL_CREATED,
+    LABEL_MANAGED,
+    LABEL_NAME,
+    LABEL_RESOURCE,
+    LABEL_SERVER,
+    LABEL_SESSION,
+    LABEL_WORKER,
+    ContainerRecord,
+    ContainerSpec,
+    DockerRuntime,
+)
+from ..runtime.images import ImageService
+from .registry import ToolRegistry
+from .table import Session, SessionKey, SessionState, SessionTable, new_session_id
+
+log = logging.getLogger(__name__)
+
+_ALIVE_CHECK_S = 0.5
+_DESTROY_CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """A tool call's data and where it ran."""
+
+    data: dict[str, Any]
+    tool: ToolSpec
+    session: Session
+
+
+class SessionManager:
+    """Owns the session table and everything that changes it.
+
+    Args:
+        settings: Server settings (TTLs, limits, timeouts).
+        runtime: Starts and removes containers.
+        agents: Calls the agents inside them.
+        registry: Resource types and tools.
+        images: Tells whether a resource type's image exists.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: DockerRuntime,
+        agents: AgentClient,
+        registry: ToolRegistry,
+        images: ImageService,
+    ) -> None:
+        self._settings = settings
+        self._runtime = runtime
+        self._agents = agents
+        self._registry = registry
+        self._images = images
+        self._table = SessionTable()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.calls: Counter[str] = Counter()
+
+    # -- lifecycle of the manager ----------------------------------------------
+
+    async def start(self) -> None:
+        """Adopt this server's live session containers, remove orphans, start sweeping."""
+        await self.recover()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="session-sweeper")
+
+    async def stop(self) -> None:
+        """Stop sweeping and destroy every session (unless settings keep them)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._settings.keep_sessions_on_shutdown:
+            log.info("keeping %d session containers for the next start", len(self._table))
+            return
+        await self.destroy_all()
+
+    # -- queries ----------------------------------------------------------------
+
+    def sessions(self, worker_id: str | None = None) -> list[Session]:
+        """One worker's sessions, or all of them."""
+        return self._table.all() if worker_id is None else self._table.of_worker(worker_id)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for the status endpoints."""
+        sessions = self._table.all()
+        return {
+            "sessions": len(sessions),
+            "workers": len({s.worker_id for s in sessions}),
+            "by_resource": dict(Counter(s.resource_type for s in sessions)),
+            "by_state": dict(Counter(s.state.value for s in sessions)),
+            "calls": dict(self.calls),
+        }
+
+    # -- create -----------------------------------------------------------------
+
+    async def create(
+        self,
+        worker_id: str,
+        resource_type: str,
+        config: dict[str, Any] | None = None,
+        *,
+        custom_name: str | None = None,
+        auto_created: bool = False,
+    ) -> tuple[Session, bool]:
+        """Return the worker's session of `resource_type`, starting one if needed.
+
+        Returns:
+            The session, and whether this call created it.
+
+        Raises:
+            InvalidParams: Unknown resource type or a bad config field.
+            SessionError: The container or its agent failed to start.
+        """
+        resource = self._registry.resource(resource_type)
+        session_config = self._registry.validate_config(resource, config or {})
+        key = (worker_id, resource.name)
+        existing = self._table.get(key)
+        if existing is not None and existing.state is SessionState.READY:
+            existing.touch(self._settings.session_ttl_s)
+            return existing, False
+        async with self._table.lock(key):
+            existing = self._table.get(key)
+            if existing is not None and existing.state is SessionState.READY:
+                existing.touch(self._settings.session_ttl_s)
+                return existing, False
+            session = await self._start(resource, session_config, key, custom_name, auto_created)
+            return session, True
+
+    async def _start(
+        self,
+        resource: ResourceType,
+        config: SessionConfig,
+        key: SessionKey,
+        custom_name: str | None,
+        auto_created: bool,
+    ) -> Session:
+        worker_id = key[0]
+        now = time.time()
+        session_id = new_session_id(resource.name, worker_id, self._table.next_seq(worker_id))
+        applied = self.applied_config(resource, config)
+        session = Session(
+            session_id=session_id,
+            session_name=custom_name or session_id,
+            worker_id=worker_id,
+            resource_type=resource.name,
+            config=applied,
+            token=secrets.token_urlsafe(24),
+            created_at=now,
+            expires_at=now + self._settings.session_ttl_s,
+            last_used_at=now,
+            auto_created=auto_created,
+        )
+        self._table.put(session)
+        try:
+            record = await self._runtime.start(self._spec(resource, config, session, applied))
+            session.container_id = record.id
+            await self._wait_for_agent(session, record)
+        except BaseException as exc:
+            self._table.pop(key, session)
+            if session.container_id is not None:
+                self._spawn(self._runtime.remove(session.container_id))
+            if isinstance(exc, SandboxError):
+                raise SessionError(
+                    f"could not start the {resource.name} session: {exc.message}",
+                    session_id=session_id,
+                    data=exc.data,
+                ) from exc
+            raise
+        session.state = SessionState.READY
+        log.info(
+            "session %s started for worker %s in %.0f ms",
+            session_id,
+            worker_id,
+            (time.time() - now) * 1000,
+        )
+        return session
+
+    def applied_config(self, resource: ResourceType, config: SessionConfig) -> dict[str, Any]:
+        """The session's config with the server's defaults filled in."""
+        limits = config.limits(self._settings.limits)
+        applied = config.model_dump(exclude_none=True)
+        applied.update(
+            memory=limits.memory,
+            cpus=limits.cpus,
+            pids=limits.pids,
+            network=resource.default_network if config.network is None else config.network,
+        )
+        return applied
+
+    def _spec(
+        self,
+        resource: ResourceType,
+        config: SessionConfig,
+        session: Session,
+        applied: dict[str, Any],
+    ) -> ContainerSpec:
+        labels = {
+            LABEL_MANAGED: "1",
+            LABEL_SERVER: self._settings.server_id,
+            LABEL_WORKER: session.worker_id,
+            LABEL_RESOURCE: resource.name,
+            LABEL_SESSION: session.session_id,
+            LABEL_NAME: session.session_name,
+            LABEL_CONFIG: json.dumps(config.model_dump(exclude_none=True), sort_keys=True),
+            LABEL_CREATED: f"{session.created_at:.3f}",
+            LABEL_AUTO: "1" if session.auto_created else "0",
+        }
+        environment = {
+            **resource.environment(config),
+            AGENT_TOKEN_ENV: session.token,
+            "SANDBOX_OUTPUT_LIMIT": str(self._settings.output_limit_bytes),
+            "SANDBOX_AGENT_TOOLSETS": ",".join(resource.toolsets),
+        }
+        return ContainerSpec(
+            image=self._images.tag(resource.image),
+            name=f"sandbox-{session.session_id}",
+            labels=labels,
+            environment=environment,
+            memory_bytes=parse_memory(applied["memory"]),
+            nano_cpus=int(applied["cpus"] * 1e9),
+            pids_limit=int(applied["pids"]),
+            network=bool(applied["network"]),
+        )
+
+    async def _wait_for_agent(self, session: Session, record: ContainerRecord) -> None:
+        """Poll the new agent until it answers; fail fast if its container exits."""
+        if record.agent_url is None:
+            raise BackendError("the container has no address the server can reach")
+        session.agent_url = record.agent_url
+        deadline = time.monotonic() + self._settings.container_start_timeout_s
+        next_alive_check = time.monotonic() + _ALIVE_CHECK_S
+        while time.monotonic() < deadline:
+            if await self._agents.is_ready(record.agent_url):
+                return
+            if time.monotonic() >= next_alive_check:
+                next_alive_check = time.monotonic() + _ALIVE_CHECK_S
+                current = await self._runtime.inspect(record.id)
+                if current is None or not current.running:
+                    what = "it was removed" if current is None else current.describe_exit()
+                    raise BackendError(
+                        f"the container stopped before its agent answered ({what})"
+                        + await self._log_hint(record.id)
+                    )
+            await asyncio.sleep(0.02)
+        raise BackendError(
+            f"the agent did not answer within {self._settings.container_start_timeout_s:g}s"
+            + await self._log_hint(record.id)
+        )
+
+    async def _log_hint(self, container_id: str) -> str:
+        logs = await self._runtime.logs_tail(container_id)
+        return f"; last container log lines:\n{logs}" if logs else ""
+
+    # -- calls --------------------------------------------------------------------
+
+    async def execute(
+        self,
+        worker_id: str,
+        action: str,
+        params: dict[str, Any],
+        timeout: float | None = None,
+    ) -> CallResult:
+        """Run one tool in the worker's session of the tool's resource type.
+
+        The session is created on first use (`auto_created`). Raises this package's
+        errors, each carrying the tool and the session id.
+        """
+        tool = self._registry.resolve(action)
+        args = self._registry.validate_params(tool, params)
+        effective = self._effective_timeout(args.get("timeout"), timeout)
+        if tool.timeout_param:
+            args["timeout"] = effective
+        session = self._table.get((worker_id, tool.resource_type))
+        if session is None or session.state is not SessionState.READY:
+            session, _ = await self.create(worker_id, tool.resource_type, auto_created=True)
+        assert session.agent_url is not None
+        session.active_calls += 1
+        session.touch(self._settings.session_ttl_s)
+        try:
+            data = await self._agents.call(
+                session.agent_url, session.token, tool.agent_tool, args, effective
+            )
+        except SandboxError as exc:
+            error = await self._diagnose(session, exc) if isinstance(exc, AgentUnreachable) else exc
+            error.tool, error.session_id = tool.full_name, session.session_id
+            self.calls[f"{tool.full_name}:{int(error.code)}"] += 1
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            session.active_calls -= 1
+            session.call_count += 1
+            session.touch(self._settings.session_ttl_s)
+        self.calls[f"{tool.full_name}:0"] += 1
+        return CallResult(data=data, tool=tool, session=session)
+
+    def _effective_timeout(self, param: float | None, request: float | None) -> float:
+        given = [value for value in (param, request) if value is not None]
+        return min(given) if given else self._settings.default_timeout_s
+
+    async def _diagnose(self, session: Session, cause: AgentUnreachable) -> SandboxError:
+        """Why the agent did not answer; a dead container's session is dropped."""
+        if session.state is SessionState.DESTROYING:
+            return SessionError("the session was destroyed while the call was running")
+        record = None
+        if session.container_id is not None:
+            record = await self._runtime.inspect(session.container_id)
+        if record is not None and record.running:
+            return BackendError(cause.message)
+        what = "it was removed" if record is None else record.describe_exit()
+        await self._destroy(session)
+        return BackendError(
+            f"the {session.resource_type} session's container is gone ({what}); "
+            "the next call starts a new session",
+            data={
+                "exit_code": None if record is None else record.exit_code,
+                "oom_killed": False if record is None else record.oom_killed,
+            },
+        )
+
+    # -- refresh and destroy ------------------------------------------------------
+
+    def refresh(self, worker_id: str, resource_type: str | None = None) -> list[Session]:
+        """Push the expiry of one or all of the worker's sessions.
+
+        Raises:
+            SessionError: The worker has no such session.
+        """
+        sessions = self._select(worker_id, resource_type)
+        for session in sessions:
+            session.touch(self._settings.session_ttl_s)
+        return sessions
+
+    async def destroy(self, worker_id: str, resource_type: str | None = None) -> list[Session]:
+        """Destroy one or all of the worker's sessions.
+
+        Raises:
+            SessionError: The worker has no such session.
+        """
+        sessions = self._select(worker_id, resource_type)
+        await asyncio.gather(*(self._destroy(session) for session in sessions))
+        return sessions
+
+    async def destroy_all(self) -> int:
+        """Destroy every session; returns how many there were."""
+        sessions = self._table.all()
+        limit = asyncio.Semaphore(_DESTROY_CONCURRENCY)
+
+        async def one(session: Session) -> None:
+            async with limit:
+                await self._destroy(session)
+
+        await asyncio.gather(*(one(s) for s in sessions), return_exceptions=True)
+        return len(sessions)
+
+    def _select(self, worker_id: str, resource_type: str | None) -> list[Session]:
+        if resource_type is None:
+            sessions = self._table.of_worker(worker_id)
+            if not sessions:
+                raise SessionError(f"worker {worker_id!r} has no sessions")
+            return sessions
+        resource = self._registry.resource(resource_type)
+        session = self._table.get((worker_id, resource.name))
+        if session is None:
+            raise SessionError(f"worker {worker_id!r} has no {resource.name} session")
+        return [session]
+
+    async def _destroy(self, session: Session) -> None:
+        async with self._table.lock(session.key):
+            if self._table.pop(session.key, session) is None:
+                return  # destroyed meanwhile
+            session.state = SessionState.DESTROYING
+        if session.container_id is not None:
+            try:
+                await self._runtime.remove(session.container_id)
+            except BackendError:
+                log.warning("could not remove container of %s", session.session_id, exc_info=True)
+        log.info("session %s destroyed", session.session_id)
+
+    # -- expiry ---------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Destroy expired sessions once; returns how many."""
+        expired = self._table.expired(time.time())
+        for session in expired:
+            log.info("session %s expired", session.session_id)
+        await asyncio.gather(*(self._destroy(s) for s in expired))
+        return len(expired)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.sweep_interval_s)
+            try:
+                await self.sweep()
+            except Exception:  # a failed sweep must not end sweeping
+                log.exception("session sweep failed")
+
+    # -- recovery -------------------------------------------------------------------
+
+    async def recover(self) -> tuple[int, int]:
+        """Adopt this server's live session containers and remove the rest.
+
+        Returns:
+            How many sessions were adopted and how many containers removed.
+        """
+        records = await self._runtime.find(
+            {LABEL_MANAGED: "1", LABEL_SERVER: self._settings.server_id}
+        )
+        records.sort(key=lambda r: float(r.labels.get(LABEL_CREATED, "0") or 0), reverse=True)
+        checks = await asyncio.gather(*(self._adoptable(record) for record in records))
+        removed = 0
+        for record, session in zip(records, checks, strict=True):
+            if session is not None and self._table.get(session.key) is None:
+                self._table.put(session)
+                continue
+            await self._runtime.remove(record.id)
+            removed += 1
+        adopted = len(records) - removed
+        if records:
+            log.info("adopted %d session(s), removed %d orphan container(s)", adopted, removed)
+        return adopted, removed
+
+    async def _adoptable(self, record: ContainerRecord) -> Session | None:
+        labels = record.labels
+        resource_type = labels.get(LABEL_RESOURCE, "")
+        session_id, worker_id = labels.get(LABEL_SESSION), labels.get(LABEL_WORKER)
+        token = record.environment.get(AGENT_TOKEN_ENV)
+        if not (record.running and record.agent_url and session_id and worker_id and token):
+            return None
+        if resource_type not in self._registry.resource_names:
+            return None
+        if not await self._agents.is_ready(record.agent_url):
+            return None
+        try:
+            config = json.loads(labels.get(LABEL_CONFIG) or "{}")
+            resource = self._registry.resource(resource_type)
+            applied = self.applied_config(
+                resource, self._registry.validate_config(resource, config)
+            )
+        except (ValueError, SandboxError):
+            return None
+        now = time.time()
+        seq = session_id.split("_")[-2]
+        if seq.isdigit():
+            self._table.note_seq(worker_id, int(seq))
+        return Session(
+            session_id=session_id,
+            session_name=labels.get(LABEL_NAME) or session_id,
+            worker_id=worker_id,
+            resource_type=resource_type,
+            config=applied,
+            token=token,
+            created_at=float(labels.get(LABEL_CREATED, now) or now),
+            expires_at=now + self._settings.session_ttl_s,
+            last_used_at=now,
+            auto_created=labels.get(LABEL_AUTO) == "1",
+            state=SessionState.READY,
+            container_id=record.id,
+            agent_url=record.agent_url,
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Everything a fresh machine with Docker needs before `sandbox serve` or the tests:
+#   1. a Docker engine that answers (started when installed but not running),
+#   2. a virtualenv in .venv with the project installed (with the dev extras),
+#   3. the debian:bookworm-slim base image (pulled, or made with debootstrap),
+#   4. the session images (`sandbox images build`; Docker's cache makes reruns fast).
+# Idempotent; scripts/serve.sh and scripts/test.sh run it first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+
+ensure_docker() {
+  if docker info >/dev/null 2>&1; then
+    return
+  fi
+  if ! command -v dockerd >/dev/null 2>&1 && ! command -v docker >/dev/null 2>&1; then
+    echo "Docker is not installed: install Docker Engine first" >&2
+    exit 1
+  fi
+  log "Docker engine not answering; starting it"
+  if command -v systemctl >/dev/null 2>&1 && systemctl start docker 2>/dev/null; then
+    :
+  elif command -v service >/dev/null 2>&1 && service docker start >/dev/null 2>&1; then
+    :
+  elif command -v dockerd >/dev/null 2>&1; then
+    nohup dockerd >/tmp/sandbox-dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return
+    sleep 1
+  done
+  echo "Docker engine did not come up (see /tmp/sandbox-dockerd.log)" >&2
+  exit 1
+}
+
+ensure_venv() {
+  local python="${PYTHON:-python3}"
+  if [ ! -x .venv/bin/python ]; then
+    log "creating .venv with $($python --version)"
+    "$python" -m venv .venv
+  fi
+  log "installing the project into .venv"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+}
+
+ensure_docker
+ensure_venv
+log "base image"
+scripts/bootstrap-base-image.sh
+log "session images"
+.venv/bin/sandbox images build

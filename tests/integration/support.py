@@ -1,0 +1,107 @@
+"""Helpers of the integration tests: a real `sandbox serve` child process.
+
+Every server started here has its own server id, and every container it makes
+carries that id as a label, so a test can prove nothing leaked and remove
+whatever did.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def containers_of(client: docker.DockerClient, server_id: str) -> list[str]:
+    found = client.containers.list(all=True, filters={"label": f"sandbox.server={server_id}"})
+    return [c.name for c in found]
+
+
+def remove_containers_of(client: docker.DockerClient, server_id: str) -> None:
+    for container in client.containers.list(
+        all=True, filters={"label": f"sandbox.server={server_id}"}
+    ):
+        container.remove(force=True)
+
+
+@dataclass
+class ServerProcess:
+    """A `sandbox serve` child process."""
+
+    url: str
+    server_id: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+    def stop_gracefully(self) -> bool:
+        """SIGTERM; True when the server shut down cleanly.
+
+        uvicorn re-raises the signal it handled once shutdown is complete, so a
+        clean exit is status 0 or death by that same SIGTERM.
+        """
+        return self.stop() in (0, -signal.SIGTERM)
+
+
+def start_server(
+    tmp_path: Path,
+    *,
+    server_id: str | None = None,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> ServerProcess:
+    """Start `python -m sandbox serve` and wait until /health answers."""
+    server_id = server_id or f"test-{secrets.token_hex(4)}"
+    port = port or free_port()
+    child_env = {
+        **os.environ,
+        "SANDBOX_SERVER_ID": server_id,
+        "SANDBOX_LOG_LEVEL": "info",
+        **(env or {}),
+    }
+    log_path = tmp_path / f"server-{server_id}-{port}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "serve", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+        )
+    server = ServerProcess(
+        f"http://127.0.0.1:{port}", server_id, port, process, log_path, child_env
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.url}/health", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    server.stop(signal.SIGKILL)
+    raise RuntimeError(f"server did not answer /health within 30 s:\n{server.log()}")

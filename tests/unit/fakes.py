@@ -1,0 +1,140 @@
+"""In-memory stand-ins for Docker and the agents, for unit tests only.
+
+They subclass the real classes so a changed signature breaks these tests too.
+Integration tests use the real engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sandbox.errors import BackendError, SandboxTimeout
+from sandbox.runtime.agent import AgentClient, AgentUnreachable
+from sandbox.runtime.docker import BuildContext, ContainerRecord, ContainerSpec, DockerRuntime
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class FakeRuntime(DockerRuntime):
+    """Containers as records in a dict; `gates` hold a worker's start until set."""
+
+    def __init__(self) -> None:
+        super().__init__(threads=1)
+        self.containers: dict[str, ContainerRecord] = {}
+        self.specs: dict[str, ContainerSpec] = {}
+        self.gates: dict[str, asyncio.Event] = {}
+        self.images: set[str] = {"sandbox/shell:latest"}
+        self.docker_up = True
+        self.fail_start: str | None = None
+        self._ids = itertools.count(1)
+
+    async def ping(self, timeout: float = 5.0) -> bool:
+        return self.docker_up
+
+    async def start(self, spec: ContainerSpec) -> ContainerRecord:
+        gate = self.gates.get(spec.labels.get("sandbox.worker", ""))
+        if gate is not None:
+            await gate.wait()
+        if self.fail_start:
+            raise BackendError(self.fail_start)
+        number = next(self._ids)
+        record = ContainerRecord(
+            id=f"c{number}",
+            name=spec.name,
+            labels=dict(spec.labels),
+            status="running",
+            exit_code=None,
+            oom_killed=False,
+            environment=dict(spec.environment),
+            agent_url=f"http://agent-{number}",
+        )
+        self.containers[record.id] = record
+        self.specs[record.id] = spec
+        return record
+
+    def kill(self, container_id: str, exit_code: int = 137, oom: bool = False) -> None:
+        old = self.containers[container_id]
+        self.containers[container_id] = ContainerRecord(
+            id=old.id,
+            name=old.name,
+            labels=old.labels,
+            status="exited",
+            exit_code=exit_code,
+            oom_killed=oom,
+            environment=old.environment,
+            agent_url=old.agent_url,
+        )
+
+    def running(self) -> list[ContainerRecord]:
+        return [c for c in self.containers.values() if c.running]
+
+    async def remove(self, container_id: str) -> None:
+        self.containers.pop(container_id, None)
+
+    async def inspect(self, container_id: str) -> ContainerRecord | None:
+        return self.containers.get(container_id)
+
+    async def find(self, labels: dict[str, str]) -> list[ContainerRecord]:
+        return [
+            c
+            for c in self.containers.values()
+            if all(c.labels.get(key) == value for key, value in labels.items())
+        ]
+
+    async def logs_tail(self, container_id: str, lines: int = 20) -> str:
+        return "fake log line"
+
+    async def image_exists(self, image: str) -> bool:
+        return image in self.images
+
+    async def build_image(
+        self,
+        tag: str,
+        context: BuildContext,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
+        if on_progress is not None:
+            on_progress("Step 1/1 : fake")
+        self.images.add(tag)
+
+
+class FakeAgents(AgentClient):
+    """Agents that echo; per-tool handlers override, `calls` counts each tool."""
+
+    def __init__(self, runtime: FakeRuntime) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.calls: Counter[str] = Counter()
+        self.handlers: dict[str, Handler] = {"bash.run": self._run}
+
+    async def call(
+        self, url: str, token: str, tool: str, params: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        container = next((c for c in self.runtime.containers.values() if c.agent_url == url), None)
+        if container is None or not container.running:
+            raise AgentUnreachable("connection refused")
+        assert container.environment["SANDBOX_AGENT_TOKEN"] == token
+        self.calls[tool] += 1
+        handler = self.handlers.get(tool)
+        if handler is None:
+            return {"tool": tool, "params": params}
+        return await handler(params)
+
+    async def is_ready(self, url: str) -> bool:
+        return any(c.agent_url == url and c.running for c in self.runtime.containers.values())
+
+    @staticmethod
+    async def _run(params: dict[str, Any]) -> dict[str, Any]:
+        command = params["command"]
+        if command.startswith("sleep"):
+            raise SandboxTimeout(
+                f"command did not finish within {params['timeout']:g}s and was killed",
+                data={"stdout": "partial", "stderr": "", "exit_code": None},
+            )
+        if command == "boom":
+            raise RuntimeError("unexpected failure with a secret traceback")
+        return {"stdout": command + "\n", "stderr": "", "exit_code": 0, "cwd": "/home/sandbox"}

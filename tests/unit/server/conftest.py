@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from sandbox.config import Settings
+from sandbox.server import create_app
+from tests.unit.fakes import FakeAgents, FakeRuntime
+
+
+@dataclass
+class Harness:
+    app: FastAPI
+    client: httpx.AsyncClient
+    runtime: FakeRuntime
+    agents: FakeAgents
+    settings: Settings
+
+    async def post(self, path: str, body: dict[str, object] | None = None, **kw: object) -> dict:
+        response = await self.client.post(path, json=body if body is not None else {}, **kw)
+        envelope = response.json()
+        envelope["_status"] = response.status_code
+        return envelope
+
+
+def make_settings(**overrides: object) -> Settings:
+    base: dict[str, object] = {"server_id": "unit", "sweep_interval_s": 3600}
+    base.update(overrides)
+    return Settings(**base)
+
+
+async def open_harness(settings: Settings, runtime: FakeRuntime | None = None) -> Harness:
+    runtime = runtime or FakeRuntime()
+    agents = FakeAgents(runtime)
+    app = create_app(settings, runtime=runtime, agents=agents)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox")
+    return Harness(app, client, runtime, agents, settings)
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    h = await open_harness(make_settings())
+    async with h.app.router.lifespan_context(h.app), h.client:
+        yield h

@@ -330,9 +330,11 @@ class PersistentShell:
         # Without a sentinel, what was held back as its possible start is output.
         collector.stdout.flush()
         collector.stderr.flush()
+        # bash names the sourced command file in its messages; a user typed `bash`.
+        stderr = collector.stderr.text().replace(f"{self._cmd_file}: ", "bash: ")
         return ShellResult(
             stdout=collector.stdout.text(),
-            stderr=collector.stderr.text(),
+            stderr=stderr,
             exit_code=exit_code,
             cwd=self.cwd,
             truncated=collector.truncated,

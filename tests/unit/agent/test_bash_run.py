@@ -75,6 +75,7 @@ def test_unbalanced_quote_fails_and_the_next_call_works(client: AgentClient) -> 
     assert broken.status == 200
     assert broken.data["exit_code"] != 0
     assert "unexpected EOF" in broken.data["stderr"]
+    assert broken.data["stderr"].startswith("bash: line 1: "), "no agent file names leak"
     assert after.data["stdout"] == "fine 1\n"
     assert after.data["shell_restarted"] is False
 

@@ -283,7 +283,9 @@ class DockerRuntime:
 
         def blocking() -> None:
             client = self._docker()
-            if client.networks.list(names=[self._internal_network]):
+            # The name filter matches substrings: compare names exactly.
+            existing = client.networks.list(names=[self._internal_network])
+            if any(network.name == self._internal_network for network in existing):
                 return
             try:
                 client.networks.create(

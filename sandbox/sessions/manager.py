@@ -82,14 +82,27 @@ class SessionManager:
         self._table = SessionTable()
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._recovered = False
         self.calls: Counter[str] = Counter()
 
     # -- lifecycle of the manager ----------------------------------------------
 
     async def start(self) -> None:
-        """Adopt this server's live session containers, remove orphans, start sweeping."""
-        await self.recover()
+        """Adopt this server's live session containers, remove orphans, start sweeping.
+
+        With the Docker engine down the server still starts (``/health`` says so);
+        the sweeper retries the adoption until the engine answers.
+        """
+        await self._try_recover()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="session-sweeper")
+
+    async def _try_recover(self) -> None:
+        try:
+            await self.recover()
+        except BackendError as exc:
+            log.warning("cannot adopt session containers yet: %s", exc.message)
+        else:
+            self._recovered = True
 
     async def stop(self) -> None:
         """Stop sweeping and destroy every session (unless settings keep them)."""
@@ -303,7 +316,11 @@ class SessionManager:
             args["timeout"] = effective
         session = self._table.get((worker_id, tool.resource_type))
         if session is None or session.state is not SessionState.READY:
-            session, _ = await self.create(worker_id, tool.resource_type, auto_created=True)
+            try:
+                session, _ = await self.create(worker_id, tool.resource_type, auto_created=True)
+            except SandboxError as exc:
+                exc.tool = tool.full_name
+                raise
         assert session.agent_url is not None
         session.active_calls += 1
         session.touch(self._settings.session_ttl_s)
@@ -422,6 +439,8 @@ class SessionManager:
         while True:
             await asyncio.sleep(self._settings.sweep_interval_s)
             try:
+                if not self._recovered:
+                    await self._try_recover()
                 await self.sweep()
             except Exception:  # a failed sweep must not end sweeping
                 log.exception("session sweep failed")

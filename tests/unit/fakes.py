@@ -14,7 +14,13 @@ from typing import Any
 
 from sandbox.errors import BackendError, SandboxTimeout
 from sandbox.runtime.agent import AgentClient, AgentUnreachable
-from sandbox.runtime.docker import BuildContext, ContainerRecord, ContainerSpec, DockerRuntime
+from sandbox.runtime.docker import (
+    BuildContext,
+    ContainerRecord,
+    ContainerSpec,
+    DockerRuntime,
+    DockerUnavailable,
+)
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -79,6 +85,8 @@ class FakeRuntime(DockerRuntime):
         return self.containers.get(container_id)
 
     async def find(self, labels: dict[str, str]) -> list[ContainerRecord]:
+        if not self.docker_up:
+            raise DockerUnavailable("cannot reach the Docker engine: connection refused")
         return [
             c
             for c in self.containers.values()

@@ -26,18 +26,20 @@ async def run_action(
 ) -> Envelope:
     """Run one tool and wrap its result, or its error, in an envelope."""
     started = time.perf_counter()
-    meta = new_meta(tool=action)
+    meta = new_meta()
     try:
         result = await services.sessions.execute(worker_id, action, params, timeout)
     except SandboxError as exc:
         envelope = failure(exc, meta)
+        # Errors before the tool resolved (1001) carry the name as the caller wrote it.
+        meta.tool = meta.tool or action
+        if exc.tool and ":" in exc.tool:
+            meta.resource_type = exc.tool.split(":", 1)[0]
     else:
         meta.tool = result.tool.full_name
         meta.resource_type = result.tool.resource_type
         meta.session_id = result.session.session_id
         envelope = success(result.data, meta)
-    if envelope.meta.tool and ":" in envelope.meta.tool and envelope.meta.resource_type is None:
-        envelope.meta.resource_type = envelope.meta.tool.split(":", 1)[0]
     meta.execution_time_ms = round((time.perf_counter() - started) * 1000, 2)
     return envelope
 

@@ -452,6 +452,26 @@ async def test_stopping_the_server_destroys_sessions_unless_told_to_keep_them() 
     assert runtime.containers == {}
 
 
+async def test_the_server_starts_without_docker_and_adopts_once_it_answers() -> None:
+    runtime = FakeRuntime()
+    h = await open_harness(make_settings(keep_sessions_on_shutdown=True), runtime)
+    async with h.app.router.lifespan_context(h.app), h.client:
+        await h.post("/session/create", {"worker_id": "w1", "resource_type": "bash"})
+    runtime.docker_up = False
+    h = await open_harness(make_settings(sweep_interval_s=0.05), runtime)
+    async with h.app.router.lifespan_context(h.app), h.client:
+        health = (await h.client.get("/health")).json()["data"]
+        assert health["docker"] == "unreachable"
+        assert (await h.post("/session/list", {}))["data"]["count"] == 0
+        runtime.docker_up = True
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if (await h.post("/session/list", {}))["data"]["count"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert (await h.post("/session/list", {}))["data"]["count"] == 1
+
+
 async def test_start_removes_orphans_and_keeps_other_servers_containers() -> None:
     runtime = FakeRuntime()
     h = await open_harness(make_settings(keep_sessions_on_shutdown=True), runtime)

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 MIN_MEMORY_BYTES = 16 * 1024**2
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def parse_memory(value: str | int) -> int:
@@ -59,6 +60,27 @@ class ResourceLimits(BaseModel):
     @classmethod
     def _memory_is_a_size(cls, value: str) -> str:
         parse_memory(value)
+        return value
+
+
+class RagSettings(BaseModel):
+    """The shared retrieval service (``rag`` sessions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    corpus: Path | None = None
+    """JSONL corpus (``{"id", "title", "text"}`` per line) of the shared default
+    collection, mounted read-only; none means the demo corpus built into the image."""
+    volume: str = ""
+    """Docker volume holding the index; empty means ``sandbox-rag-<server_id>``."""
+
+    @field_validator("corpus")
+    @classmethod
+    def _corpus_is_a_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            value = value.expanduser().resolve()
+            if not value.is_file():
+                raise ValueError(f"rag corpus {value} is not a file")
         return value
 
 
@@ -104,6 +126,8 @@ class Settings(BaseSettings):
 
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
     """Default container limits."""
+    rag: RagSettings = Field(default_factory=RagSettings)
+    """The shared retrieval service."""
 
     image_namespace: str = "sandbox"
     """Images are tagged ``<namespace>/<name>:latest`` (``sandbox/shell:latest``)."""
@@ -125,6 +149,8 @@ class Settings(BaseSettings):
     def _fill_server_id(self) -> Settings:
         if not self.server_id:
             self.server_id = f"{socket.gethostname()}-{self.port}"
+        if not self.rag.volume:
+            self.rag.volume = f"sandbox-rag-{_UNSAFE_NAME.sub('-', self.server_id)}"
         return self
 
     @classmethod

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from .base import ResourceType, SessionConfig, ToolParams, ToolSpec
+from .rag import RAG
 from .shell import BASH, CODE
 
-RESOURCE_TYPES: tuple[ResourceType, ...] = (BASH, CODE)
+RESOURCE_TYPES: tuple[ResourceType, ...] = (BASH, CODE, RAG)
 
 __all__ = ["RESOURCE_TYPES", "ResourceType", "SessionConfig", "ToolParams", "ToolSpec"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..config import ResourceLimits, parse_memory
+from ..config import ResourceLimits, Settings, parse_memory
 
 
 class ToolParams(BaseModel):
@@ -83,12 +83,20 @@ class ResourceType:
     """Agent toolsets the container enables (``SANDBOX_AGENT_TOOLSETS``)."""
     config_model: type[SessionConfig] = SessionConfig
     default_network: bool = False
+    shared: bool = False
+    """Sessions share one service container per server instead of owning one; the
+    session id reaches every tool call as its ``session`` parameter."""
     extra_environment: dict[str, str] = field(default_factory=dict)
 
     def environment(self, config: SessionConfig) -> dict[str, str]:
         """Environment a container of this type gets besides the agent's basics."""
         del config  # resource types with per-session environment override this
         return dict(self.extra_environment)
+
+    def service_setup(self, settings: Settings) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """Environment and volumes of this type's shared service container."""
+        del settings  # shared resource types override this
+        return {}, {}
 
     def describe(self) -> dict[str, Any]:
         """Summary for status endpoints."""

@@ -123,6 +123,8 @@ def _agent_error(error: dict[str, Any], tool: str) -> SandboxError:
             "server; rebuild it with `sandbox images build`",
             data=data,
         )
+    if kind == "unavailable":  # e.g. an index still being built: the message says how far
+        return BackendError(message, data=data)
     if kind == "unauthorized":
         return BackendError("the container's agent refused this session's token", data=data)
     return BackendError(f"the tool failed inside the container: {message}", data=data)

@@ -40,6 +40,7 @@ LABEL_CREATED = "sandbox.created"
 LABEL_AUTO = "sandbox.auto_created"
 LABEL_NAME = "sandbox.session_name"
 LABEL_IMAGE = "sandbox.image"
+LABEL_SERVICE = "sandbox.service"
 
 AGENT_TOKEN_ENV = "SANDBOX_AGENT_TOKEN"
 AGENT_PORT = 8765
@@ -67,6 +68,8 @@ class ContainerSpec:
     command: list[str] | None = None
     shm_size: str | None = None
     tmpfs: dict[str, str] = field(default_factory=dict)
+    volumes: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Named volume or host path -> ``{"bind": path, "mode": "rw"|"ro"}``."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,7 @@ class DockerRuntime:
             "security_opt": ["no-new-privileges"],
             "init": True,
             "tmpfs": spec.tmpfs or None,
+            "volumes": spec.volumes or None,
             "shm_size": spec.shm_size,
         }
         if spec.network:
@@ -301,6 +305,18 @@ class DockerRuntime:
 
         await self._run(blocking)
         self._network_ready = True
+
+    async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        """Create the named volume `name` with `labels` unless it exists."""
+
+        def blocking() -> None:
+            client = self._docker()
+            try:
+                client.volumes.get(name)
+            except docker.errors.NotFound:
+                client.volumes.create(name=name, labels=labels)
+
+        await self._run(blocking)
 
     # -- images -----------------------------------------------------------------
 

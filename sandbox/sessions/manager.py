@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends import ResourceType, SessionConfig, ToolSpec
-from ..config import Settings, parse_memory
+from ..config import Settings
 from ..errors import BackendError, SandboxError, SessionError
 from ..runtime.agent import AgentClient, AgentUnreachable
 from ..runtime.docker import (
@@ -30,6 +30,7 @@ from ..runtime.docker import (
     LABEL_NAME,
     LABEL_RESOURCE,
     LABEL_SERVER,
+    LABEL_SERVICE,
     LABEL_SESSION,
     LABEL_WORKER,
     ContainerRecord,
@@ -37,13 +38,17 @@ from ..runtime.docker import (
     DockerRuntime,
 )
 from ..runtime.images import ImageService
+from ..runtime.wait import wait_for_agent
 from .registry import ToolRegistry
+from .services import ServiceContainer, SharedServices
+from .specs import build_spec, container_name
 from .table import Session, SessionKey, SessionState, SessionTable, new_session_id
 
 log = logging.getLogger(__name__)
 
-_ALIVE_CHECK_S = 0.5
 _DESTROY_CONCURRENCY = 16
+# Opening and closing a session in a shared service is bookkeeping: quick.
+_SERVICE_CALL_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ class SessionManager:
         self._registry = registry
         self._images = images
         self._table = SessionTable()
+        self._services = SharedServices(settings, runtime, agents, images)
+        self._warming: dict[str, str | None] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._recovered = False
@@ -114,9 +121,10 @@ class SessionManager:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._settings.keep_sessions_on_shutdown:
-            log.info("keeping %d session containers for the next start", len(self._table))
+            log.info("keeping %d session(s) for the next start", len(self._table))
             return
         await self.destroy_all()
+        await self._services.remove_all()
 
     # -- queries ----------------------------------------------------------------
 
@@ -196,12 +204,13 @@ class SessionManager:
         )
         self._table.put(session)
         try:
-            record = await self._runtime.start(self._spec(resource, config, session, applied))
-            session.container_id = record.id
-            await self._wait_for_agent(session, record)
+            if resource.shared:
+                await self._follow_service(session, resource)
+            else:
+                await self._start_container(session, resource, config)
         except BaseException as exc:
             self._table.pop(key, session)
-            if session.container_id is not None:
+            if session.container_id is not None and not resource.shared:
                 self._spawn(self._runtime.remove(session.container_id))
             if isinstance(exc, SandboxError):
                 raise SessionError(
@@ -231,69 +240,140 @@ class SessionManager:
         )
         return applied
 
+    async def _start_container(
+        self, session: Session, resource: ResourceType, config: SessionConfig
+    ) -> None:
+        record = await self._runtime.start(self._spec(resource, config, session))
+        session.container_id = record.id
+        session.agent_url = await wait_for_agent(
+            self._runtime, self._agents, record, self._settings.container_start_timeout_s
+        )
+
     def _spec(
-        self,
-        resource: ResourceType,
-        config: SessionConfig,
-        session: Session,
-        applied: dict[str, Any],
+        self, resource: ResourceType, config: SessionConfig, session: Session
     ) -> ContainerSpec:
-        labels = {
-            LABEL_MANAGED: "1",
-            LABEL_SERVER: self._settings.server_id,
-            LABEL_WORKER: session.worker_id,
-            LABEL_RESOURCE: resource.name,
-            LABEL_SESSION: session.session_id,
-            LABEL_NAME: session.session_name,
-            LABEL_CONFIG: json.dumps(config.model_dump(exclude_none=True), sort_keys=True),
-            LABEL_CREATED: f"{session.created_at:.3f}",
-            LABEL_AUTO: "1" if session.auto_created else "0",
-        }
-        environment = {
-            **resource.environment(config),
-            AGENT_TOKEN_ENV: session.token,
-            "SANDBOX_OUTPUT_LIMIT": str(self._settings.output_limit_bytes),
-            "SANDBOX_AGENT_TOOLSETS": ",".join(resource.toolsets),
-        }
-        return ContainerSpec(
+        applied = session.config
+        return build_spec(
+            self._settings,
+            resource,
             image=self._images.tag(resource.image),
-            name=f"sandbox-{session.session_id}",
-            labels=labels,
-            environment=environment,
-            memory_bytes=parse_memory(applied["memory"]),
-            nano_cpus=int(applied["cpus"] * 1e9),
-            pids_limit=int(applied["pids"]),
+            name=container_name(session.session_id),
+            token=session.token,
+            limits=config.limits(self._settings.limits),
             network=bool(applied["network"]),
+            labels={
+                LABEL_WORKER: session.worker_id,
+                LABEL_SESSION: session.session_id,
+                LABEL_NAME: session.session_name,
+                LABEL_CONFIG: json.dumps(config.model_dump(exclude_none=True), sort_keys=True),
+                LABEL_CREATED: f"{session.created_at:.3f}",
+                LABEL_AUTO: "1" if session.auto_created else "0",
+            },
+            environment=resource.environment(config),
         )
 
-    async def _wait_for_agent(self, session: Session, record: ContainerRecord) -> None:
-        """Poll the new agent until it answers; fail fast if its container exits."""
-        if record.agent_url is None:
-            raise BackendError("the container has no address the server can reach")
-        session.agent_url = record.agent_url
-        deadline = time.monotonic() + self._settings.container_start_timeout_s
-        next_alive_check = time.monotonic() + _ALIVE_CHECK_S
-        while time.monotonic() < deadline:
-            if await self._agents.is_ready(record.agent_url):
-                return
-            if time.monotonic() >= next_alive_check:
-                next_alive_check = time.monotonic() + _ALIVE_CHECK_S
-                current = await self._runtime.inspect(record.id)
-                if current is None or not current.running:
-                    what = "it was removed" if current is None else current.describe_exit()
-                    raise BackendError(
-                        f"the container stopped before its agent answered ({what})"
-                        + await self._log_hint(record.id)
-                    )
-            await asyncio.sleep(0.02)
-        raise BackendError(
-            f"the agent did not answer within {self._settings.container_start_timeout_s:g}s"
-            + await self._log_hint(record.id)
+    # -- shared services ------------------------------------------------------------
+
+    async def _follow_service(self, session: Session, resource: ResourceType) -> None:
+        """Point a shared-resource session at the running service, opening it there."""
+        service, fresh = await self._services.ensure(resource)
+        if fresh:
+            await self._adopt_service_sessions(resource, service)
+        if session.container_id == service.container_id:
+            return
+        await self._agents.call(
+            service.url,
+            service.token,
+            f"{resource.name}.open_session",
+            {"session": session.session_id, "worker": session.worker_id},
+            _SERVICE_CALL_TIMEOUT_S,
+        )
+        session.container_id, session.agent_url = service.container_id, service.url
+        session.token = service.token
+
+    async def _adopt_service_sessions(
+        self, resource: ResourceType, service: ServiceContainer
+    ) -> None:
+        """Put the sessions a service already holds (from before a restart) in the table."""
+        data = await self._agents.call(
+            service.url, service.token, f"{resource.name}.sessions", {}, _SERVICE_CALL_TIMEOUT_S
+        )
+        now = time.time()
+        applied = self.applied_config(resource, resource.config_model())
+        for entry in data.get("sessions", []):
+            session_id, worker_id = str(entry.get("session")), str(entry.get("worker"))
+            key = (worker_id, resource.name)
+            known = self._table.get(key)
+            if known is not None and known.session_id == session_id:
+                continue
+            if known is not None:  # the worker has a newer session: the old one is stale
+                await self._close_in_service(resource, service, session_id)
+                continue
+            self._note_seq(worker_id, session_id)
+            self._table.put(
+                Session(
+                    session_id=session_id,
+                    session_name=session_id,
+                    worker_id=worker_id,
+                    resource_type=resource.name,
+                    config=applied,
+                    token=service.token,
+                    created_at=float(entry.get("created_at") or now),
+                    expires_at=now + self._settings.session_ttl_s,
+                    last_used_at=now,
+                    state=SessionState.READY,
+                    container_id=service.container_id,
+                    agent_url=service.url,
+                )
+            )
+
+    async def _close_in_service(
+        self, resource: ResourceType, service: ServiceContainer, session_id: str
+    ) -> None:
+        await self._agents.call(
+            service.url,
+            service.token,
+            f"{resource.name}.close_session",
+            {"session": session_id},
+            _SERVICE_CALL_TIMEOUT_S,
         )
 
-    async def _log_hint(self, container_id: str) -> str:
-        logs = await self._runtime.logs_tail(container_id)
-        return f"; last container log lines:\n{logs}" if logs else ""
+    def warm_service(self, resource_type: str) -> None:
+        """Start the service of a shared resource type in the background (warmup)."""
+        resource = self._registry.resource(resource_type)
+        if not resource.shared or resource.name in self._warming:
+            return
+        self._warming[resource.name] = None
+
+        async def warm() -> None:
+            try:
+                await self._images.ensure(resource.image)
+                service, fresh = await self._services.ensure(resource)
+                if fresh:
+                    await self._adopt_service_sessions(resource, service)
+            except SandboxError as exc:
+                self._warming[resource.name] = exc.message
+            else:
+                del self._warming[resource.name]
+
+        self._spawn(warm())
+
+    async def service_status(self, resource_type: str) -> dict[str, Any] | None:
+        """What a shared resource type's service reports (``<type>.status``), if any."""
+        resource = self._registry.resource(resource_type)
+        if not resource.shared:
+            return None
+        if error := self._warming.get(resource.name):
+            return {"state": "failed", "error": error}
+        service = self._services.current(resource.name)
+        if service is None:
+            return {"state": "starting" if resource.name in self._warming else "stopped"}
+        try:
+            return await self._agents.call(
+                service.url, service.token, f"{resource.name}.status", {}, 5.0
+            )
+        except SandboxError as exc:
+            return {"state": "unreachable", "error": exc.message}
 
     # -- calls --------------------------------------------------------------------
 
@@ -321,10 +401,14 @@ class SessionManager:
             except SandboxError as exc:
                 exc.tool = tool.full_name
                 raise
-        assert session.agent_url is not None
         session.active_calls += 1
         session.touch(self._settings.session_ttl_s)
         try:
+            resource = self._registry.resource(tool.resource_type)
+            if resource.shared:
+                await self._follow_service(session, resource)
+                args["session"] = session.session_id
+            assert session.agent_url is not None
             data = await self._agents.call(
                 session.agent_url, session.token, tool.agent_tool, args, effective
             )
@@ -356,6 +440,13 @@ class SessionManager:
         if record is not None and record.running:
             return BackendError(cause.message)
         what = "it was removed" if record is None else record.describe_exit()
+        if self._registry.resource(session.resource_type).shared:
+            assert session.container_id is not None
+            self._services.forget(session.resource_type, session.container_id)
+            return BackendError(
+                f"the {session.resource_type} service container is gone ({what}); the next "
+                "call starts a new one, with this session's data",
+            )
         await self._destroy(session)
         return BackendError(
             f"the {session.resource_type} session's container is gone ({what}); "
@@ -418,11 +509,15 @@ class SessionManager:
             if self._table.pop(session.key, session) is None:
                 return  # destroyed meanwhile
             session.state = SessionState.DESTROYING
-        if session.container_id is not None:
-            try:
+        resource = self._registry.resource(session.resource_type)
+        service = self._services.current(resource.name) if resource.shared else None
+        try:
+            if service is not None:
+                await self._close_in_service(resource, service, session.session_id)
+            elif session.container_id is not None and not resource.shared:
                 await self._runtime.remove(session.container_id)
-            except BackendError:
-                log.warning("could not remove container of %s", session.session_id, exc_info=True)
+        except SandboxError:
+            log.warning("could not clean up after %s", session.session_id, exc_info=True)
         log.info("session %s destroyed", session.session_id)
 
     # -- expiry ---------------------------------------------------------------------
@@ -460,12 +555,19 @@ class SessionManager:
         checks = await asyncio.gather(*(self._adoptable(record) for record in records))
         removed = 0
         for record, session in zip(records, checks, strict=True):
+            if LABEL_SERVICE in record.labels:
+                continue  # adopted below, with the sessions it holds
             if session is not None and self._table.get(session.key) is None:
                 self._table.put(session)
                 continue
             await self._runtime.remove(record.id)
             removed += 1
-        adopted = len(records) - removed
+        for resource in self._registry.resource_types():
+            if resource.shared:
+                service = await self._services.adopt(resource)
+                if service is not None:
+                    await self._adopt_service_sessions(resource, service)
+        adopted = len(self._table)
         if records:
             log.info("adopted %d session(s), removed %d orphan container(s)", adopted, removed)
         return adopted, removed
@@ -490,9 +592,7 @@ class SessionManager:
         except (ValueError, SandboxError):
             return None
         now = time.time()
-        seq = session_id.split("_")[-2]
-        if seq.isdigit():
-            self._table.note_seq(worker_id, int(seq))
+        self._note_seq(worker_id, session_id)
         return Session(
             session_id=session_id,
             session_name=labels.get(LABEL_NAME) or session_id,
@@ -508,6 +608,11 @@ class SessionManager:
             container_id=record.id,
             agent_url=record.agent_url,
         )
+
+    def _note_seq(self, worker_id: str, session_id: str) -> None:
+        seq = session_id.split("_")[-2] if session_id.count("_") >= 3 else ""
+        if seq.isdigit():
+            self._table.note_seq(worker_id, int(seq))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

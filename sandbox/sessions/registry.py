@@ -37,6 +37,10 @@ class ToolRegistry:
         """Names of all resource types, sorted."""
         return sorted(self._resources)
 
+    def resource_types(self) -> list[ResourceType]:
+        """All resource types."""
+        return list(self._resources.values())
+
     def resource(self, name: str, *, field: str = "resource_type") -> ResourceType:
         """The resource type called `name`.
 

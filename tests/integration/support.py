@@ -33,10 +33,12 @@ def containers_of(client: docker.DockerClient, server_id: str) -> list[str]:
 
 
 def remove_containers_of(client: docker.DockerClient, server_id: str) -> None:
-    for container in client.containers.list(
-        all=True, filters={"label": f"sandbox.server={server_id}"}
-    ):
+    """Remove the server's containers, then its volumes (the rag index persists by design)."""
+    label = {"label": f"sandbox.server={server_id}"}
+    for container in client.containers.list(all=True, filters=label):
         container.remove(force=True)
+    for volume in client.volumes.list(filters=label):
+        volume.remove(force=True)
 
 
 @dataclass

@@ -34,9 +34,13 @@ class FakeRuntime(DockerRuntime):
         self.specs: dict[str, ContainerSpec] = {}
         self.gates: dict[str, asyncio.Event] = {}
         self.images: set[str] = {"sandbox/shell:latest"}
+        self.volumes: dict[str, dict[str, str]] = {}
         self.docker_up = True
         self.fail_start: str | None = None
         self._ids = itertools.count(1)
+
+    def _docker(self) -> Any:
+        raise AssertionError("a unit test reached for the real Docker engine")
 
     async def ping(self, timeout: float = 5.0) -> bool:
         return self.docker_up
@@ -93,6 +97,9 @@ class FakeRuntime(DockerRuntime):
             if all(c.labels.get(key) == value for key, value in labels.items())
         ]
 
+    async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.volumes[name] = labels
+
     async def logs_tail(self, container_id: str, lines: int = 20) -> str:
         return "fake log line"
 
@@ -117,7 +124,15 @@ class FakeAgents(AgentClient):
         super().__init__()
         self.runtime = runtime
         self.calls: Counter[str] = Counter()
-        self.handlers: dict[str, Handler] = {"bash.run": self._run}
+        self.handlers: dict[str, Handler] = {
+            "bash.run": self._run,
+            "rag.open_session": self._open,
+            "rag.close_session": self._close,
+            "rag.sessions": self._sessions,
+            "rag.search": self._search,
+        }
+        self.rag_sessions: dict[str, str] = {}
+        """What the fake rag service holds: session id -> worker id."""
 
     async def call(
         self, url: str, token: str, tool: str, params: dict[str, Any], timeout: float
@@ -146,3 +161,22 @@ class FakeAgents(AgentClient):
         if command == "boom":
             raise RuntimeError("unexpected failure with a secret traceback")
         return {"stdout": command + "\n", "stderr": "", "exit_code": 0, "cwd": "/home/sandbox"}
+
+    async def _open(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.rag_sessions[params["session"]] = params["worker"]
+        return {"session": params["session"], "documents": 0}
+
+    async def _close(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.rag_sessions.pop(params["session"], None)
+        return {"removed": 0}
+
+    async def _sessions(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "sessions": [
+                {"session": session, "worker": worker, "created_at": 1.0, "documents": 0}
+                for session, worker in self.rag_sessions.items()
+            ]
+        }
+
+    async def _search(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"results": [], "context": "", "echo": params}

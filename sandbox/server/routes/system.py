@@ -61,25 +61,46 @@ def _images_of(services: Services, resources: list[str]) -> dict[str, str]:
 
 async def _warmup_status(services: Services, images: dict[str, str]) -> dict[str, object]:
     await asyncio.gather(*(services.images.is_present(image) for image in set(images.values())))
-    return {
-        "resources": {
-            resource: services.images.status(image).as_dict() for resource, image in images.items()
-        }
-    }
+    report: dict[str, object] = {}
+    for resource, image in images.items():
+        entry = services.images.status(image).as_dict()
+        service = await services.sessions.service_status(resource)
+        if service is not None:
+            entry["service"] = service
+        report[resource] = entry
+    return {"resources": report}
+
+
+async def _wait_for_services(services: Services, resources: list[str]) -> None:
+    """Until no shared service of `resources` is starting or indexing any more."""
+    busy = {"starting", "indexing"}
+    while True:
+        states = [await services.sessions.service_status(name) for name in resources]
+        if not any(state and state.get("state") in busy for state in states):
+            return
+        await asyncio.sleep(0.2)
 
 
 @router.post("/warmup")
 async def warmup(body: WarmupRequest, services: ServicesDep) -> JSONResponse:
-    """Build the images of these resource types if missing; waits only if `wait` is true."""
+    """Build missing images and start shared services; waits only if `wait` is true.
+
+    With `wait`, the answer comes once every image is built and every shared
+    service (``rag``) has finished indexing its default collection.
+    """
     images = _images_of(services, body.resources)
     tasks = [services.images.ensure_in_background(image) for image in set(images.values())]
+    for resource in images:
+        services.sessions.warm_service(resource)
     if body.wait:
         await asyncio.gather(*tasks, return_exceptions=True)
+        await _wait_for_services(services, list(images))
     status = await _warmup_status(services, images)
     failed = [
         resource
         for resource, image in images.items()
         if services.images.status(image).state is ImageState.FAILED
+        or (await services.sessions.service_status(resource) or {}).get("state") == "failed"
     ]
     if body.wait and failed:
         return respond(failure(BackendError(f"warmup failed for {', '.join(failed)}", data=status)))

@@ -502,3 +502,86 @@ async def test_api_key_guards_everything_but_health() -> None:
         assert wrong.status_code == 401
         allowed = await h.client.get("/tools", headers={"Authorization": "Bearer s3cret"})
         assert allowed.status_code == 200
+
+
+def _service_containers(runtime: FakeRuntime) -> list[str]:
+    return [c.id for c in runtime.running() if c.labels.get("sandbox.service") == "rag"]
+
+
+async def test_rag_sessions_share_one_service_container(harness: Harness) -> None:
+    harness.runtime.images.add("sandbox/rag:latest")
+    a = await harness.post("/session/create", {"worker_id": "a", "resource_type": "rag"})
+    b = await harness.post("/session/create", {"worker_id": "b", "resource_type": "rag"})
+    assert a["code"] == b["code"] == 0
+    (service,) = _service_containers(harness.runtime)
+    assert set(harness.agents.rag_sessions) == {a["data"]["session_id"], b["data"]["session_id"]}
+    found = await harness.post(
+        "/execute", {"worker_id": "a", "action": "rag:search", "params": {"query": "q"}}
+    )
+    assert found["code"] == 0, found
+    assert found["data"]["echo"] == {
+        "query": "q",
+        "top_k": 5,
+        "collection": "all",
+        "session": a["data"]["session_id"],
+    }
+    await harness.post("/session/destroy", {"worker_id": "a", "resource_type": "rag"})
+    assert set(harness.agents.rag_sessions) == {b["data"]["session_id"]}
+    assert _service_containers(harness.runtime) == [service], "the service outlives sessions"
+
+
+async def test_rag_bad_params_name_the_field(harness: Harness) -> None:
+    body = {"worker_id": "a", "action": "rag:search"}
+    for params, field in [
+        ({"query": ""}, "params.query"),
+        ({"query": "q", "top_k": 0}, "params.top_k"),
+        ({"query": "q", "top_k": 1000}, "params.top_k"),
+        ({"query": "q", "collection": "mine"}, "params.collection"),
+    ]:
+        envelope = await harness.post("/execute", {**body, "params": params})
+        assert envelope["data"]["field"] == field, envelope
+    index = {"worker_id": "a", "action": "rag:index"}
+    envelope = await harness.post(
+        "/execute", {**index, "params": {"documents": [{"id": "1", "text": "ok"}, {"id": "2"}]}}
+    )
+    assert envelope["data"]["field"] == "params.documents.1.text"
+    assert harness.runtime.containers == {}, "bad input starts nothing"
+
+
+async def test_a_dead_rag_service_is_2001_then_replaced_keeping_the_session(
+    harness: Harness,
+) -> None:
+    harness.runtime.images.add("sandbox/rag:latest")
+    body = {"worker_id": "a", "action": "rag:search", "params": {"query": "q"}}
+    first = await harness.post("/execute", body)
+    (service,) = _service_containers(harness.runtime)
+    harness.runtime.kill(service)
+    harness.agents.rag_sessions.clear()
+    dead = await harness.post("/execute", body)
+    assert dead["code"] == ErrorCode.BACKEND_ERROR
+    assert "service container is gone" in dead["message"]
+    again = await harness.post("/execute", body)
+    assert again["code"] == 0
+    assert again["meta"]["session_id"] == first["meta"]["session_id"]
+    assert _service_containers(harness.runtime) not in ([], [service])
+    assert list(harness.agents.rag_sessions) == [first["meta"]["session_id"]], "re-opened"
+
+
+async def test_rag_service_and_sessions_are_adopted_and_removed_at_shutdown() -> None:
+    runtime = FakeRuntime()
+    runtime.images.add("sandbox/rag:latest")
+    h = await open_harness(make_settings(keep_sessions_on_shutdown=True), runtime)
+    async with h.app.router.lifespan_context(h.app), h.client:
+        created = await h.post("/session/create", {"worker_id": "a", "resource_type": "rag"})
+    held = dict(h.agents.rag_sessions)
+    assert len(_service_containers(runtime)) == 1
+
+    h = await open_harness(make_settings(), runtime)
+    h.agents.rag_sessions.update(held)  # the service's index survived
+    async with h.app.router.lifespan_context(h.app), h.client:
+        listed = await h.post("/session/list", {"worker_id": "a"})
+        assert [s["session_id"] for s in listed["data"]["sessions"]] == [
+            created["data"]["session_id"]
+        ]
+    assert runtime.containers == {}
+    assert h.agents.rag_sessions == {}

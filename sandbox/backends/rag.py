@@ -1,0 +1,115 @@
+"""`rag` sessions: ranked full-text search in one shared index service.
+
+Every rag session of a server lives in the same service container (SQLite FTS5,
+BM25). The shared `default` collection is built once from the operator's JSONL
+corpus; each session also gets a private collection, filled with `rag:index`,
+invisible to other workers and removed when the session ends. The index sits on
+a Docker volume, so it survives restarts of the container.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..config import Settings
+from .base import ResourceType, ToolParams, ToolSpec
+
+MAX_TOP_K = 100
+CORPUS_DIR = "/corpus"
+DATA_DIR = "/data"
+
+Collection = Literal["all", "default", "session"]
+_COLLECTION_HELP = (
+    "'all': the shared default collection and this session's, ranked as one list; "
+    "'default': the shared one only; 'session': this session's only."
+)
+_TOP_K = Field(default=5, ge=1, le=MAX_TOP_K, description="How many passages to return.")
+
+
+class SearchParams(ToolParams):
+    query: str = Field(min_length=1, max_length=2000, description="Natural-language query.")
+    top_k: int = _TOP_K
+    collection: Collection = Field(default="all", description=_COLLECTION_HELP)
+
+
+class BatchSearchParams(ToolParams):
+    queries: list[str] = Field(min_length=1, max_length=256, description="Queries, in order.")
+    top_k: int = _TOP_K
+    collection: Collection = Field(default="all", description=_COLLECTION_HELP)
+
+
+class Document(BaseModel):
+    """One passage to index."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=256)
+    title: str = Field(default="", max_length=10_000)
+    text: str = Field(min_length=1, max_length=1_000_000)
+
+
+class IndexParams(ToolParams):
+    documents: list[Document] = Field(
+        min_length=1,
+        max_length=100_000,
+        description="Passages for this session's private collection; an id indexed "
+        "again replaces the earlier passage.",
+    )
+
+
+class StatsParams(ToolParams):
+    pass
+
+
+class RagResourceType(ResourceType):
+    """The rag resource type: its service mounts the index volume and the corpus."""
+
+    def service_setup(self, settings: Settings) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """The index volume at /data and, when configured, the corpus read-only."""
+        environment = {"SANDBOX_RAG_DB": f"{DATA_DIR}/index.sqlite3"}
+        volumes = {settings.rag.volume: {"bind": DATA_DIR, "mode": "rw"}}
+        corpus = settings.rag.corpus
+        if corpus is not None:
+            inside = f"{CORPUS_DIR}/{corpus.name}"
+            volumes[str(corpus)] = {"bind": inside, "mode": "ro"}
+            environment["SANDBOX_RAG_CORPUS"] = inside
+        return environment, volumes
+
+
+def _tool(name: str, params: type[ToolParams], description: str) -> ToolSpec:
+    return ToolSpec("rag", name, params, description, agent_tool=f"rag.{name}")
+
+
+RAG = RagResourceType(
+    name="rag",
+    image="rag",
+    description="Ranked full-text search over a shared corpus plus a private collection.",
+    toolsets=("rag",),
+    shared=True,
+    tools=(
+        _tool(
+            "search",
+            SearchParams,
+            "Search; returns results [{id, title, text, score}] best first and a "
+            "'context' string joining them.",
+        ),
+        _tool(
+            "batch_search",
+            BatchSearchParams,
+            "Run several searches; returns one result list per query, in order, and an "
+            "'errors' list with a message for each query that failed.",
+        ),
+        _tool(
+            "index",
+            IndexParams,
+            "Add passages {id, title?, text} to this session's private collection.",
+        ),
+        _tool(
+            "stats",
+            StatsParams,
+            "Document counts, index size, query count and search latency.",
+        ),
+    ),
+)

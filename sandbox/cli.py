@@ -121,7 +121,7 @@ def _images_build(args: argparse.Namespace) -> int:
     image_names = sorted({known[name].image for name in wanted})
 
     async def build_all() -> None:
-        runtime = DockerRuntime(threads=4, internal_network=settings.internal_network)
+        runtime = DockerRuntime(threads=4)
         images = ImageService(runtime, settings.images_dir, settings.image_namespace)
         try:
             for name in image_names:

@@ -133,8 +133,10 @@ class Settings(BaseSettings):
     """Images are tagged ``<namespace>/<name>:latest`` (``sandbox/shell:latest``)."""
     images_dir: Path = Field(default_factory=_default_images_dir)
     """Directory holding ``<name>/Dockerfile`` for every image."""
-    internal_network: str = "sandbox-internal"
-    """Docker network (internal, no inter-container traffic) of sessions without network."""
+    socket_dir: Path = Path("/tmp/sandbox-agents")
+    """Host directory for the Unix sockets through which the server reaches the agents
+    of containers without network (one subdirectory each). A server running in a
+    container must see it at the same path as the host does."""
     docker_threads: int = Field(default=32, ge=1, le=512)
     """Threads that run blocking Docker SDK calls."""
 

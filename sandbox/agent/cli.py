@@ -21,8 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the agent until SIGTERM or SIGINT; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="sandbox-agent",
-        description="Serve a sandbox's tools over HTTP. Settings come from SANDBOX_AGENT_* "
-        "environment variables; SANDBOX_AGENT_TOKEN is required.",
+        description="Serve a sandbox's tools over HTTP, on TCP or on the Unix socket "
+        "SANDBOX_AGENT_SOCKET names. Settings come from SANDBOX_AGENT_* environment "
+        "variables; SANDBOX_AGENT_TOKEN is required.",
     )
     parser.add_argument(
         "--no-auth",
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.host,
         config.port,
         token=config.token,
+        socket_path=config.socket_path,
         output_limit=config.output_limit,
         toolsets=config.toolsets,
     )
@@ -60,9 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sandbox-agent: cannot start: {exc}", file=sys.stderr)
         return 1
     try:
+        where = server.url if config.socket_path else f"{config.host}:{server.port}"
         print(
-            f"sandbox-agent listening on {config.host}:{server.port} "
-            f"toolsets={','.join(server.toolset_names)}",
+            f"sandbox-agent listening on {where} toolsets={','.join(server.toolset_names)}",
             file=sys.stderr,
             flush=True,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 8765
 DEFAULT_OUTPUT_LIMIT = 1 << 20
 DEFAULT_TOOLSETS = ("shell",)
+SOCKET_ENV = "SANDBOX_AGENT_SOCKET"
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class AgentConfig:
         output_limit: Most bytes of each output stream or file returned
             (``SANDBOX_OUTPUT_LIMIT``).
         toolsets: Toolsets to enable (``SANDBOX_AGENT_TOOLSETS``, comma-separated).
+        socket_path: Absolute path of a Unix-domain socket to serve on instead of
+            TCP, `host` and `port` then ignored (``SANDBOX_AGENT_SOCKET``); None
+            for TCP.
     """
 
     token: str | None
@@ -33,6 +38,7 @@ class AgentConfig:
     port: int = DEFAULT_PORT
     output_limit: int = DEFAULT_OUTPUT_LIMIT
     toolsets: tuple[str, ...] = DEFAULT_TOOLSETS
+    socket_path: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, require_token: bool = True) -> AgentConfig:
@@ -47,12 +53,16 @@ class AgentConfig:
         toolsets = tuple(
             name.strip() for name in environ.get("SANDBOX_AGENT_TOOLSETS", "").split(",")
         )
+        socket_path = environ.get(SOCKET_ENV) or None
+        if socket_path is not None and not os.path.isabs(socket_path):
+            raise ConfigError(f"{SOCKET_ENV} must be an absolute path, not {socket_path!r}")
         return cls(
             token=token,
             host=environ.get("SANDBOX_AGENT_HOST") or DEFAULT_HOST,
             port=_integer(environ, "SANDBOX_AGENT_PORT", DEFAULT_PORT, low=0, high=65535),
             output_limit=_integer(environ, "SANDBOX_OUTPUT_LIMIT", DEFAULT_OUTPUT_LIMIT, low=1),
             toolsets=tuple(name for name in toolsets if name) or DEFAULT_TOOLSETS,
+            socket_path=socket_path,
         )
 
 

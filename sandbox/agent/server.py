@@ -1,8 +1,11 @@
 """The agent's HTTP server: ``GET /health`` and ``POST /call/<tool>``.
 
 Every tool call crosses this server, so it is built for latency: connections stay
-open (HTTP/1.1), Nagle is off on every accepted socket, and each response goes
+open (HTTP/1.1), Nagle is off on every accepted TCP socket, and each response goes
 out in a single write, so no small response waits ~40 ms on a delayed ACK.
+
+It listens on TCP, or on a Unix-domain socket when given a path: a session without
+a network reaches its agent through a socket file in a bind-mounted directory.
 
 Answers are JSON: ``{"ok": true, "data": {...}}`` or
 ``{"ok": false, "error": {"kind", "message", "field", "data"}}`` with the HTTP
@@ -18,6 +21,7 @@ import os
 import shutil
 import socket
 import socketserver
+import stat
 import sys
 import tempfile
 import threading
@@ -42,6 +46,9 @@ from .processes import child_environment
 from .registry import AgentContext, ToolRegistry, build_registry
 
 MAX_BODY_BYTES = 64 << 20
+# Whoever connects may run as another uid than the agent; the token, not the file
+# mode, is what keeps strangers out.
+UNIX_SOCKET_MODE = 0o666
 _ACCEPT_BACKOFF_S = 0.01
 _CALL_PREFIX = "/call/"
 
@@ -50,10 +57,14 @@ class AgentServer:
     """The agent: its toolsets behind an HTTP server running in a background thread.
 
     Args:
-        host: Address to listen on.
+        host: Address to listen on (ignored with `socket_path`).
         port: Port to listen on; 0 picks a free one (see `port` after `start`).
+            Ignored with `socket_path`.
         token: The bearer token calls must carry; None turns authentication off
             (for local testing only).
+        socket_path: Absolute path of a Unix-domain socket to listen on instead of
+            TCP. A stale socket file there is replaced; the new one is made
+            readable and writable by everyone (mode 0o666) and removed on `close`.
         output_limit: Most bytes of each output stream or file returned to a caller.
         toolsets: Names of the toolsets to enable.
         home: The first working directory of shells and programs, and their
@@ -62,11 +73,15 @@ class AgentServer:
             ``os.environ`` at `start` if None.
 
     Raises:
-        ConfigError: `token` is empty or `output_limit` not positive.
+        ConfigError: `token` is empty, `output_limit` not positive, or
+            `socket_path` not absolute.
 
     Example:
         >>> with AgentServer("127.0.0.1", 0, token="secret") as agent:  # doctest: +SKIP
         ...     print(agent.url)
+        >>> server = AgentServer(token="secret", socket_path="/run/agent/agent.sock")
+        >>> with server as agent:  # doctest: +SKIP
+        ...     print(agent.url)  # unix:///run/agent/agent.sock
     """
 
     def __init__(
@@ -75,6 +90,7 @@ class AgentServer:
         port: int = 0,
         *,
         token: str | None,
+        socket_path: str | None = None,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
         toolsets: Sequence[str] = DEFAULT_TOOLSETS,
         home: str | None = None,
@@ -84,9 +100,12 @@ class AgentServer:
             raise ConfigError("the token must not be empty (pass None to turn auth off)")
         if output_limit < 1:
             raise ConfigError("output_limit must be at least 1 byte")
+        if socket_path is not None and not os.path.isabs(socket_path):
+            raise ConfigError(f"the socket path must be absolute, not {socket_path!r}")
         self._host = host
         self._requested_port = port
         self._token = token
+        self._socket_path = socket_path
         self._output_limit = output_limit
         self._toolsets = tuple(toolsets)
         self._home = home
@@ -98,14 +117,32 @@ class AgentServer:
 
     @property
     def port(self) -> int:
-        """The port listened on (the one picked when 0 was asked for)."""
+        """The port listened on (the one picked when 0 was asked for).
+
+        Raises:
+            RuntimeError: The server is not started, or listens on a Unix socket.
+        """
+        if self._socket_path is not None:
+            raise RuntimeError(
+                f"the agent server listens on the unix socket {self._socket_path}, "
+                "not on a TCP port"
+            )
         if self._httpd is None:
             raise RuntimeError("the agent server is not started")
         return int(self._httpd.server_address[1])
 
     @property
+    def socket_path(self) -> str | None:
+        """The Unix socket listened on, or None when serving TCP."""
+        return self._socket_path
+
+    @property
     def url(self) -> str:
-        """``http://host:port`` of the running server."""
+        """``http://host:port``, or ``unix:///path`` on a Unix socket, of the running server."""
+        if self._socket_path is not None:
+            if self._httpd is None:
+                raise RuntimeError("the agent server is not started")
+            return f"unix://{self._socket_path}"
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"http://{host}:{self.port}"
 
@@ -118,8 +155,10 @@ class AgentServer:
         """Start the toolsets (the shell), bind, and serve in a background thread.
 
         Raises:
-            ConfigError: A toolset is unknown.
-            OSError: The address cannot be bound.
+            ConfigError: A toolset is unknown, or the Unix socket cannot be created
+                (its directory is missing or not writable, another agent listens
+                there, or something other than a socket is in the way).
+            OSError: The TCP address cannot be bound.
         """
         if self._httpd is not None:
             raise RuntimeError("the agent server is already started")
@@ -137,9 +176,8 @@ class AgentServer:
                 child_env=child_env,
             )
             self._registry = build_registry(self._toolsets, context)
-            self._httpd = _HTTPServer(
-                (self._host, self._requested_port), self._registry, self._token
-            )
+            address = self._socket_path or (self._host, self._requested_port)
+            self._httpd = _HTTPServer(address, self._registry, self._token)
         except BaseException:
             self.close()
             raise
@@ -177,8 +215,12 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], registry: ToolRegistry, token: str | None) -> None:
-        if ":" in address[0]:
+    def __init__(
+        self, address: tuple[str, int] | str, registry: ToolRegistry, token: str | None
+    ) -> None:
+        if isinstance(address, str):
+            self.address_family = socket.AF_UNIX
+        elif ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.registry = registry
         self.expected_token = None if token is None else token.encode("utf-8")
@@ -188,7 +230,12 @@ class _HTTPServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         self._stopping = False
-        super().__init__(address, _Handler)
+        # (st_dev, st_ino) of the socket file this server bound, so `server_close`
+        # removes that file and never one another process has put there since.
+        self._socket_file: tuple[int, int] | None = None
+        # typeshed types a TCPServer address as (host, port), yet the standard
+        # library's own UnixStreamServer is a TCPServer given a path.
+        super().__init__(address, _Handler)  # type: ignore[arg-type]
 
     def serve_until_stopped(self) -> None:
         """Accept connections, each served by its own thread, until `stop`.
@@ -222,12 +269,42 @@ class _HTTPServer(ThreadingHTTPServer):
             self.socket.shutdown(socket.SHUT_RDWR)
 
     def server_bind(self) -> None:
+        if self.address_family == socket.AF_UNIX:
+            self._bind_unix(str(self.server_address))
+            return
         # HTTPServer.server_bind resolves the host's FQDN, which can stall on DNS
         # in a container; the name is never used.
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
         self.server_name = str(host)
         self.server_port = int(port)
+
+    def _bind_unix(self, path: str) -> None:
+        _clear_socket_path(path)
+        try:
+            self.socket.bind(path)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on the unix socket {path}: {exc.strerror or exc}"
+            ) from exc
+        info = os.stat(path)
+        self._socket_file = (info.st_dev, info.st_ino)
+        # Before listen(): no client can try to connect while the mode is still
+        # the umask's.
+        os.chmod(path, UNIX_SOCKET_MODE)
+        self.server_name = path
+        self.server_port = 0
+
+    def server_close(self) -> None:
+        super().server_close()
+        socket_file, self._socket_file = self._socket_file, None
+        if socket_file is None:
+            return
+        path = str(self.server_address)
+        with contextlib.suppress(OSError):
+            info = os.lstat(path)
+            if (info.st_dev, info.st_ino) == socket_file:
+                os.unlink(path)
 
     def track(self, connection: socket.socket, *, open_: bool) -> None:
         with self._connections_lock:
@@ -247,7 +324,9 @@ class _HTTPServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
             return  # the client went away; nothing to tell anyone
-        print(f"sandbox-agent: error serving {client_address}", file=sys.stderr)
+        # A Unix-socket peer's address is usually '' (unnamed); name the socket then.
+        peer = client_address or f"unix:{self.server_name}"
+        print(f"sandbox-agent: error serving {peer}", file=sys.stderr)
         traceback.print_exc(file=sys.stderr)
 
 
@@ -257,7 +336,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.connection.family != socket.AF_UNIX:  # Unix sockets have no Nagle
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.track(self.connection, open_=True)
 
     def finish(self) -> None:
@@ -269,6 +349,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def address_string(self) -> str:
+        # The base class takes client_address[0]; a Unix-socket peer's address is
+        # a string (empty for an unnamed client socket), not (host, port).
+        if isinstance(self.client_address, tuple):
+            return str(self.client_address[0])
+        return f"unix:{self.client_address or self.server.server_name}"
 
     def log_error(self, format: str, *args: Any) -> None:
         print(f"sandbox-agent: {self.address_string()}: {format % args}", file=sys.stderr)
@@ -408,6 +495,48 @@ class _Handler(BaseHTTPRequestHandler):
         )
         # One write: headers and body in one segment, nothing left for Nagle to hold.
         self.wfile.write(head.encode("latin-1") + body)
+
+
+def _clear_socket_path(path: str) -> None:
+    """Make way for binding a Unix socket at `path`, or say clearly why not.
+
+    A restarted container finds its previous agent's socket file still there;
+    nobody listens on it any more, so it is removed.
+
+    Raises:
+        ConfigError: The directory is missing or not writable, another process
+            listens at `path`, or a file that is not a socket is there.
+    """
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise ConfigError(
+            f"cannot listen on the unix socket {path}: the directory {directory} does not exist"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot listen on the unix socket {path}: the directory {directory} is not writable"
+        )
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"cannot listen on the unix socket {path}: a non-socket file is there")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+            live = True
+        except TimeoutError:
+            live = True  # a listener with a full backlog
+        except OSError:
+            live = False  # refused: nobody accepts there any more
+    if live:
+        raise ConfigError(
+            f"cannot listen on the unix socket {path}: another process is listening there"
+        )
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _memory_tmp() -> str | None:

@@ -1,16 +1,16 @@
 """HTTP client of the in-container agents.
 
-One `httpx.AsyncClient` serves every container: it keeps connections alive per
-agent address and sets TCP_NODELAY, without which each small response would wait
-~40 ms for a delayed ACK. The agent's error kinds become this package's errors
-here.
+An agent answers at ``http://host:port`` (containers with network) or at
+``unix:///path/agent.sock`` (containers without). One `httpx.AsyncClient` serves
+every TCP agent, keeping connections alive per address with TCP_NODELAY set
+(without it each small response would wait ~40 ms for a delayed ACK); each Unix
+socket gets a client of its own, dropped with `forget`. The agent's error kinds
+become this package's errors here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from ..errors import BackendError, InvalidParams, SandboxError, SandboxTimeout
 # The agent enforces a call's timeout itself and answers with partial output;
 # the HTTP timeout only catches an agent that stopped answering altogether.
 _HTTP_GRACE_S = 10.0
+_UNIX = "unix://"
 
 
 class AgentUnreachable(BackendError):
@@ -45,6 +46,7 @@ class AgentClient:
             max_keepalive_connections=max_connections,
             keepalive_expiry=60,
         )
+        self._unix: dict[str, httpx.AsyncClient] = {}
         self._http = httpx.AsyncClient(
             transport=transport
             or httpx.AsyncHTTPTransport(
@@ -56,7 +58,30 @@ class AgentClient:
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
+        unix, self._unix = list(self._unix.values()), {}
+        for client in unix:
+            await client.aclose()
         await self._http.aclose()
+
+    async def forget(self, url: str) -> None:
+        """Close the connections to an agent that is gone (Unix sockets only)."""
+        client = self._unix.pop(url.removeprefix(_UNIX), None)
+        if client is not None:
+            await client.aclose()
+
+    def _route(self, url: str) -> tuple[httpx.AsyncClient, str]:
+        """The client reaching `url` and the base URL to use with it."""
+        if not url.startswith(_UNIX):
+            return self._http, url
+        path = url.removeprefix(_UNIX)
+        client = self._unix.get(path)
+        if client is None:
+            client = httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(uds=path),
+                timeout=httpx.Timeout(30.0, connect=5.0),
+            )
+            self._unix[path] = client
+        return client, "http://agent"
 
     async def call(
         self, url: str, token: str, tool: str, params: dict[str, Any], timeout: float
@@ -69,9 +94,10 @@ class AgentClient:
             AgentUnreachable: No answer at all (connection refused or reset).
             BackendError: The agent failed or refused the token.
         """
+        http, base = self._route(url)
         try:
-            response = await self._http.post(
-                f"{url}/call/{tool}",
+            response = await http.post(
+                f"{base}/call/{tool}",
                 json=params,
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=httpx.Timeout(timeout + _HTTP_GRACE_S, connect=5.0),
@@ -92,20 +118,12 @@ class AgentClient:
 
     async def is_ready(self, url: str) -> bool:
         """Whether the agent at `url` answers its health check."""
+        http, base = self._route(url)
         try:
-            response = await self._http.get(f"{url}/health", timeout=2.0)
+            response = await http.get(f"{base}/health", timeout=2.0)
         except httpx.TransportError:
             return False
         return response.status_code == 200
-
-    async def wait_ready(self, url: str, timeout: float, poll_s: float = 0.02) -> bool:
-        """Poll the health check until it answers or `timeout` passes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if await self.is_ready(url):
-                return True
-            await asyncio.sleep(poll_s)
-        return False
 
 
 def _agent_error(error: dict[str, Any], tool: str) -> SandboxError:

@@ -44,7 +44,11 @@ LABEL_SERVICE = "sandbox.service"
 
 AGENT_TOKEN_ENV = "SANDBOX_AGENT_TOKEN"
 AGENT_PORT = 8765
-"""Port the agent listens on inside every image."""
+"""Port the agent listens on inside every image (sessions with network)."""
+AGENT_SOCKET_DIR = "/run/sandbox"
+"""Where a session without network finds the host directory holding its agent's
+Unix socket (``agent.sock``); the agent listens there instead of on a port."""
+AGENT_SOCKET_ENV = "SANDBOX_AGENT_SOCKET"
 
 
 class DockerUnavailable(BackendError):
@@ -63,8 +67,9 @@ class ContainerSpec:
     nano_cpus: int
     pids_limit: int
     network: bool
-    """True: the default bridge with the agent port published on 127.0.0.1.
-    False: the internal network (no egress, no inter-container traffic)."""
+    """True: the default bridge, the agent's port published on 127.0.0.1 only.
+    False: no network at all (``network_mode: none``); mount a socket directory at
+    `AGENT_SOCKET_DIR` so the server can reach the agent."""
     command: list[str] | None = None
     shm_size: str | None = None
     tmpfs: dict[str, str] = field(default_factory=dict)
@@ -131,7 +136,6 @@ class DockerRuntime:
 
     Args:
         threads: Size of the pool that runs SDK calls.
-        internal_network: Name of the network for sessions without network access.
         client_factory: Builds the `docker.DockerClient`; tests may inject one.
     """
 
@@ -139,16 +143,13 @@ class DockerRuntime:
         self,
         *,
         threads: int = 32,
-        internal_network: str = "sandbox-internal",
         client_factory: Callable[[], Any] | None = None,
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker")
-        self._internal_network = internal_network
         self._client_factory = client_factory or functools.partial(
             docker.from_env, timeout=120, max_pool_size=threads
         )
         self._client: Any = None
-        self._network_ready = False
 
     # -- plumbing -------------------------------------------------------------
 
@@ -189,8 +190,6 @@ class DockerRuntime:
 
     async def start(self, spec: ContainerSpec) -> ContainerRecord:
         """Create and start a container; on any failure nothing is left behind."""
-        if not spec.network:
-            await self._ensure_internal_network()
         return await self._run(self._start_blocking, spec)
 
     def _start_blocking(self, spec: ContainerSpec) -> ContainerRecord:
@@ -215,7 +214,7 @@ class DockerRuntime:
         if spec.network:
             kwargs["ports"] = {f"{AGENT_PORT}/tcp": ("127.0.0.1", None)}
         else:
-            kwargs["network"] = self._internal_network
+            kwargs["network_mode"] = "none"
         container = client.containers.create(spec.image, **kwargs)
         try:
             container.start()
@@ -280,31 +279,6 @@ class DockerRuntime:
             return await self._run(blocking)
         except BackendError:
             return ""
-
-    async def _ensure_internal_network(self) -> None:
-        if self._network_ready:
-            return
-
-        def blocking() -> None:
-            client = self._docker()
-            # The name filter matches substrings: compare names exactly.
-            existing = client.networks.list(names=[self._internal_network])
-            if any(network.name == self._internal_network for network in existing):
-                return
-            try:
-                client.networks.create(
-                    self._internal_network,
-                    driver="bridge",
-                    internal=True,
-                    labels={LABEL_MANAGED: "1"},
-                    options={"com.docker.network.bridge.enable_icc": "false"},
-                )
-            except docker.errors.APIError as exc:  # created concurrently by another server
-                if exc.status_code != 409:
-                    raise
-
-        await self._run(blocking)
-        self._network_ready = True
 
     async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
         """Create the named volume `name` with `labels` unless it exists."""
@@ -421,7 +395,10 @@ def _record(attrs: dict[str, Any]) -> ContainerRecord:
 
 
 def _agent_url(attrs: dict[str, Any]) -> str | None:
-    """Where the agent answers: the published 127.0.0.1 port, else the network IP."""
+    """Where the agent answers: its socket, its published 127.0.0.1 port, or its IP."""
+    for mount in attrs.get("Mounts") or []:
+        if mount.get("Destination") == AGENT_SOCKET_DIR and mount.get("Source"):
+            return f"unix://{mount['Source']}/agent.sock"
     settings = attrs.get("NetworkSettings") or {}
     bindings = (settings.get("Ports") or {}).get(f"{AGENT_PORT}/tcp") or []
     for binding in bindings:

@@ -52,9 +52,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        docker_runtime = runtime or DockerRuntime(
-            threads=settings.docker_threads, internal_network=settings.internal_network
-        )
+        docker_runtime = runtime or DockerRuntime(threads=settings.docker_threads)
         agent_client = agents or AgentClient()
         registry = ToolRegistry(RESOURCE_TYPES)
         images = ImageService(docker_runtime, settings.images_dir, settings.image_namespace)

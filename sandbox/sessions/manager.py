@@ -15,6 +15,7 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..backends import ResourceType, SessionConfig, ToolSpec
@@ -38,6 +39,7 @@ from ..runtime.docker import (
     DockerRuntime,
 )
 from ..runtime.images import ImageService
+from ..runtime.sockets import SocketDirs
 from ..runtime.wait import wait_for_agent
 from .registry import ToolRegistry
 from .services import ServiceContainer, SharedServices
@@ -85,7 +87,8 @@ class SessionManager:
         self._registry = registry
         self._images = images
         self._table = SessionTable()
-        self._services = SharedServices(settings, runtime, agents, images)
+        self._sockets = SocketDirs(settings.socket_dir, settings.server_id)
+        self._services = SharedServices(settings, runtime, agents, images, self._sockets)
         self._warming: dict[str, str | None] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -125,6 +128,7 @@ class SessionManager:
             return
         await self.destroy_all()
         await self._services.remove_all()
+        self._sockets.close()
 
     # -- queries ----------------------------------------------------------------
 
@@ -210,8 +214,8 @@ class SessionManager:
                 await self._start_container(session, resource, config)
         except BaseException as exc:
             self._table.pop(key, session)
-            if session.container_id is not None and not resource.shared:
-                self._spawn(self._runtime.remove(session.container_id))
+            if not resource.shared:
+                self._spawn(self._release(session))
             if isinstance(exc, SandboxError):
                 raise SessionError(
                     f"could not start the {resource.name} session: {exc.message}",
@@ -243,14 +247,33 @@ class SessionManager:
     async def _start_container(
         self, session: Session, resource: ResourceType, config: SessionConfig
     ) -> None:
-        record = await self._runtime.start(self._spec(resource, config, session))
-        session.container_id = record.id
-        session.agent_url = await wait_for_agent(
+        network = bool(session.config["network"])
+        socket_dir = None if network else self._sockets.create()
+        try:
+            record = await self._runtime.start(self._spec(resource, config, session, socket_dir))
+        except BaseException:
+            if socket_dir is not None:
+                self._sockets.remove(socket_dir)
+            raise
+        session.container_id, session.agent_url = record.id, record.agent_url
+        await wait_for_agent(
             self._runtime, self._agents, record, self._settings.container_start_timeout_s
         )
 
+    async def _release(self, session: Session) -> None:
+        """Remove a dedicated session's container and its socket directory."""
+        if session.container_id is not None:
+            await self._runtime.remove(session.container_id)
+        if session.agent_url is not None:
+            await self._agents.forget(session.agent_url)
+            self._sockets.remove_for(session.agent_url)
+
     def _spec(
-        self, resource: ResourceType, config: SessionConfig, session: Session
+        self,
+        resource: ResourceType,
+        config: SessionConfig,
+        session: Session,
+        socket_dir: Path | None,
     ) -> ContainerSpec:
         applied = session.config
         return build_spec(
@@ -270,6 +293,7 @@ class SessionManager:
                 LABEL_AUTO: "1" if session.auto_created else "0",
             },
             environment=resource.environment(config),
+            socket_dir=socket_dir,
         )
 
     # -- shared services ------------------------------------------------------------
@@ -514,8 +538,8 @@ class SessionManager:
         try:
             if service is not None:
                 await self._close_in_service(resource, service, session.session_id)
-            elif session.container_id is not None and not resource.shared:
-                await self._runtime.remove(session.container_id)
+            elif not resource.shared:
+                await self._release(session)
         except SandboxError:
             log.warning("could not clean up after %s", session.session_id, exc_info=True)
         log.info("session %s destroyed", session.session_id)
@@ -568,6 +592,9 @@ class SessionManager:
                 if service is not None:
                     await self._adopt_service_sessions(resource, service)
         adopted = len(self._table)
+        in_use = [s.agent_url for s in self._table.all()]
+        in_use += [s.url for s in self._services.all()]
+        self._sockets.prune(in_use)
         if records:
             log.info("adopted %d session(s), removed %d orphan container(s)", adopted, removed)
         return adopted, removed

@@ -24,6 +24,7 @@ from ..runtime.docker import (
     DockerRuntime,
 )
 from ..runtime.images import ImageService
+from ..runtime.sockets import SocketDirs
 from ..runtime.wait import wait_for_agent
 from .specs import build_spec, container_name
 
@@ -48,6 +49,7 @@ class SharedServices:
         runtime: Starts and removes containers.
         agents: Reaches their agents.
         images: Names the images.
+        sockets: Socket directories of services without network.
     """
 
     def __init__(
@@ -56,13 +58,19 @@ class SharedServices:
         runtime: DockerRuntime,
         agents: AgentClient,
         images: ImageService,
+        sockets: SocketDirs,
     ) -> None:
         self._settings = settings
         self._runtime = runtime
         self._agents = agents
         self._images = images
+        self._sockets = sockets
         self._current: dict[str, ServiceContainer] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def all(self) -> list[ServiceContainer]:
+        """Every known service."""
+        return list(self._current.values())
 
     def current(self, resource: str) -> ServiceContainer | None:
         """The service of `resource` as last known, without checking it."""
@@ -106,7 +114,13 @@ class SharedServices:
     async def remove_all(self) -> None:
         """Remove every service container (their volumes stay)."""
         services, self._current = list(self._current.values()), {}
-        await asyncio.gather(*(self._runtime.remove(s.container_id) for s in services))
+        await asyncio.gather(*(self._remove(s.container_id, s.url) for s in services))
+
+    async def _remove(self, container_id: str, url: str | None) -> None:
+        await self._runtime.remove(container_id)
+        if url is not None:
+            await self._agents.forget(url)
+            self._sockets.remove_for(url)
 
     def _labels(self, resource: ResourceType) -> dict[str, str]:
         return {
@@ -123,7 +137,7 @@ class SharedServices:
             if usable and record.agent_url and await self._agents.is_ready(record.agent_url):
                 found = ServiceContainer(resource.name, record.id, record.agent_url, str(token))
                 continue
-            await self._runtime.remove(record.id)
+            await self._remove(record.id, record.agent_url)
         if found is not None:
             log.info("adopted the %s service container %s", resource.name, found.container_id)
         return found
@@ -134,6 +148,8 @@ class SharedServices:
         for volume in named:
             await self._runtime.ensure_volume(volume, self._labels(resource))
         token = secrets.token_urlsafe(24)
+        network = resource.default_network
+        socket_dir = None if network else self._sockets.create()
         spec = build_spec(
             self._settings,
             resource,
@@ -141,18 +157,24 @@ class SharedServices:
             name=container_name(self._settings.server_id, resource.name, secrets.token_hex(3)),
             token=token,
             limits=self._settings.limits,
-            network=resource.default_network,
+            network=network,
             labels={LABEL_SERVICE: resource.name},
             environment=environment,
             volumes=volumes,
+            socket_dir=socket_dir,
         )
-        record = await self._runtime.start(spec)
+        try:
+            record = await self._runtime.start(spec)
+        except BaseException:
+            if socket_dir is not None:
+                self._sockets.remove(socket_dir)
+            raise
         try:
             url = await wait_for_agent(
                 self._runtime, self._agents, record, self._settings.container_start_timeout_s
             )
         except BaseException:
-            await self._runtime.remove(record.id)
+            await self._remove(record.id, record.agent_url)
             raise
         log.info("started the %s service container %s", resource.name, record.id)
         return ServiceContainer(resource.name, record.id, url, token)

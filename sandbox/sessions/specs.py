@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from ..backends import ResourceType
 from ..config import ResourceLimits, Settings, parse_memory
@@ -13,6 +14,7 @@ from ..runtime.docker import (
     LABEL_SERVER,
     ContainerSpec,
 )
+from ..runtime.sockets import SocketDirs
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -34,12 +36,22 @@ def build_spec(
     labels: dict[str, str],
     environment: dict[str, str] | None = None,
     volumes: dict[str, dict[str, str]] | None = None,
+    socket_dir: Path | None = None,
 ) -> ContainerSpec:
     """The spec of a container running `resource`'s agent.
 
     Every container gets the managed/server/resource labels, its own agent token
-    and the agent's settings; `labels`, `environment` and `volumes` add to them.
+    and the agent's settings; `labels`, `environment` and `volumes` add to them. A
+    container without network gets `socket_dir` mounted for its agent's socket.
     """
+    environment = dict(environment or {})
+    volumes = dict(volumes or {})
+    if not network:
+        if socket_dir is None:
+            raise ValueError("a container without network needs a socket directory")
+        socket_env, socket_volume = SocketDirs.mount(socket_dir)
+        environment.update(socket_env)
+        volumes.update(socket_volume)
     return ContainerSpec(
         image=image,
         name=name,
@@ -50,7 +62,7 @@ def build_spec(
             **labels,
         },
         environment={
-            **(environment or {}),
+            **environment,
             AGENT_TOKEN_ENV: token,
             "SANDBOX_OUTPUT_LIMIT": str(settings.output_limit_bytes),
             "SANDBOX_AGENT_TOOLSETS": ",".join(resource.toolsets),
@@ -59,5 +71,5 @@ def build_spec(
         nano_cpus=int(limits.cpus * 1e9),
         pids_limit=limits.pids,
         network=network,
-        volumes=volumes or {},
+        volumes=volumes,
     )

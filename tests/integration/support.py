@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,6 +40,7 @@ def remove_containers_of(client: docker.DockerClient, server_id: str) -> None:
         container.remove(force=True)
     for volume in client.volumes.list(filters=label):
         volume.remove(force=True)
+    shutil.rmtree(Path("/tmp/sandbox-agents") / server_id, ignore_errors=True)
 
 
 @dataclass

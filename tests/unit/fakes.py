@@ -15,6 +15,7 @@ from typing import Any
 from sandbox.errors import BackendError, SandboxTimeout
 from sandbox.runtime.agent import AgentClient, AgentUnreachable
 from sandbox.runtime.docker import (
+    AGENT_SOCKET_DIR,
     BuildContext,
     ContainerRecord,
     ContainerSpec,
@@ -52,6 +53,11 @@ class FakeRuntime(DockerRuntime):
         if self.fail_start:
             raise BackendError(self.fail_start)
         number = next(self._ids)
+        # Like Docker: a container without network is reached through its socket mount.
+        agent_url = f"http://agent-{number}"
+        for source, mount in spec.volumes.items():
+            if mount["bind"] == AGENT_SOCKET_DIR:
+                agent_url = f"unix://{source}/agent.sock"
         record = ContainerRecord(
             id=f"c{number}",
             name=spec.name,
@@ -60,7 +66,7 @@ class FakeRuntime(DockerRuntime):
             exit_code=None,
             oom_killed=False,
             environment=dict(spec.environment),
-            agent_url=f"http://agent-{number}",
+            agent_url=agent_url,
         )
         self.containers[record.id] = record
         self.specs[record.id] = spec

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,6 +12,9 @@ from fastapi import FastAPI
 from sandbox.config import Settings
 from sandbox.server import create_app
 from tests.unit.fakes import FakeAgents, FakeRuntime
+
+
+SOCKET_ROOT = Path(tempfile.mkdtemp(prefix="sandbox-unit-sockets-"))
 
 
 @dataclass
@@ -28,7 +33,11 @@ class Harness:
 
 
 def make_settings(**overrides: object) -> Settings:
-    base: dict[str, object] = {"server_id": "unit", "sweep_interval_s": 3600}
+    base: dict[str, object] = {
+        "server_id": "unit",
+        "sweep_interval_s": 3600,
+        "socket_dir": SOCKET_ROOT,
+    }
     base.update(overrides)
     return Settings(**base)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -137,12 +138,18 @@ async def test_create_is_idempotent_and_reports_the_applied_config(harness: Harn
     (spec,) = harness.runtime.specs.values()
     assert spec.memory_bytes == 512 * 1024**2
     assert spec.network is False
+    assert spec.environment["SANDBOX_AGENT_SOCKET"] == "/run/sandbox/agent.sock"
+    ((socket_dir, mount),) = spec.volumes.items()
+    assert mount == {"bind": "/run/sandbox", "mode": "rw"}
+    assert Path(socket_dir).is_dir()
     assert spec.labels["sandbox.session"] == first["data"]["session_id"]
     assert spec.labels["sandbox.server"] == "unit"
     second = await harness.post("/session/create", body)
     assert second["data"]["status"] == "exists"
     assert second["data"]["session_id"] == first["data"]["session_id"]
     assert len(harness.runtime.containers) == 1
+    await harness.post("/session/destroy", {"worker_id": "w1"})
+    assert not Path(socket_dir).exists(), "the socket directory goes with the container"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,94 @@
+"""Host directories holding the agents' Unix sockets (containers without network).
+
+A container with ``network_mode: none`` has no address the server could reach, so
+it gets a fresh host directory mounted at `AGENT_SOCKET_DIR`, its agent listens on
+``agent.sock`` in it, and the server connects to that socket. One directory per
+container, under ``<root>/<server id>/``, removed with the container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from .docker import AGENT_SOCKET_DIR, AGENT_SOCKET_ENV
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_UNIX = "unix://"
+# A Unix socket path holds at most 107 bytes; keep ours well inside that.
+_MAX_SERVER_PART = 24
+AGENT_UID = 1000
+"""The non-root user every image runs its agent as."""
+
+
+class SocketDirs:
+    """Creates and removes the per-container socket directories of one server.
+
+    Args:
+        root: The host directory under which every server keeps its own.
+        server_id: This server's id (its directories are kept apart).
+    """
+
+    def __init__(self, root: Path, server_id: str) -> None:
+        self.base = root / _UNSAFE.sub("-", server_id)[:_MAX_SERVER_PART]
+
+    def create(self) -> Path:
+        """A new, empty directory the container's (non-root) agent can create its socket in."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        directory = self.base / secrets.token_hex(6)
+        directory.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            # Only the agent's user (and root, the server) may enter.
+            os.chown(directory, AGENT_UID, AGENT_UID)
+        else:
+            # A server without root cannot hand the directory over: let the agent in,
+            # with the sticky bit so nobody can swap the agent's socket for another
+            # (the token is what guards the socket itself).
+            os.chmod(directory, 0o1777)
+        return directory
+
+    @staticmethod
+    def mount(directory: Path) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """Environment and volume that put `directory` at the agent's socket path."""
+        return (
+            {AGENT_SOCKET_ENV: f"{AGENT_SOCKET_DIR}/agent.sock"},
+            {str(directory): {"bind": AGENT_SOCKET_DIR, "mode": "rw"}},
+        )
+
+    def remove_for(self, agent_url: str | None) -> None:
+        """Remove the directory of the agent at `agent_url` if it is one of ours."""
+        directory = self._directory_of(agent_url)
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def remove(self, directory: Path) -> None:
+        """Remove one directory made by `create`."""
+        if directory.parent == self.base:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def prune(self, keep: Iterable[str | None]) -> int:
+        """Remove every directory not used by the agents at `keep`; returns how many."""
+        used = {self._directory_of(url) for url in keep}
+        removed = 0
+        if self.base.is_dir():
+            for directory in self.base.iterdir():
+                if directory not in used:
+                    shutil.rmtree(directory, ignore_errors=True)
+                    removed += 1
+        return removed
+
+    def close(self) -> None:
+        """Remove this server's (empty) directory when it stops without sessions."""
+        with contextlib.suppress(OSError):
+            self.base.rmdir()
+
+    def _directory_of(self, agent_url: str | None) -> Path | None:
+        if not agent_url or not agent_url.startswith(_UNIX):
+            return None
+        directory = Path(agent_url.removeprefix(_UNIX)).parent
+        return directory if directory.parent == self.base else None

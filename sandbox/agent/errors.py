@@ -10,6 +10,7 @@ its class; any other exception becomes kind ``failed``::
     ├── InvalidParams            400 invalid_params, names the offending `field`
     │   └── RequestTooLarge      413 invalid_params, the body is over 64 MiB
     ├── ToolTimeout              504 timeout, `data` holds the partial output (also TimeoutError)
+    ├── Unavailable              503 unavailable, not ready yet (an index still building)
     └── ToolFailed               500 failed
 
 `ConfigError` is separate: it stops the agent from starting and never reaches a caller.
@@ -85,6 +86,13 @@ class ToolTimeout(ToolError, TimeoutError):
 
     kind = "timeout"
     status = 504
+
+
+class Unavailable(ToolError):
+    """The tool cannot answer yet, e.g. its index is still building; try again later."""
+
+    kind = "unavailable"
+    status = 503
 
 
 class ToolFailed(ToolError):

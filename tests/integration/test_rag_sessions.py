@@ -60,7 +60,7 @@ async def test_private_collections_rank_with_the_default_and_stay_private(
     indexed = await sb.execute("rag:index", {"documents": PLANTED})
     assert indexed["code"] == 0, indexed
     assert indexed["data"]["indexed"] == 2
-    query = {"query": "how do honeybees show the way to blossoms", "top_k": 5}
+    query = {"query": "which dance do bees use to point hive mates toward flowers", "top_k": 5}
     assert ids(await sb.execute("rag:search", {**query, "collection": "session"}))[0] == (
         "planted-bees"
     )

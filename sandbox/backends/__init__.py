@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from .base import ResourceType, SessionConfig, ToolParams, ToolSpec
+from .desktop import VM
 from .rag import RAG
 from .shell import BASH, CODE
 
-RESOURCE_TYPES: tuple[ResourceType, ...] = (BASH, CODE, RAG)
+RESOURCE_TYPES: tuple[ResourceType, ...] = (BASH, CODE, RAG, VM)
 
 __all__ = ["RESOURCE_TYPES", "ResourceType", "SessionConfig", "ToolParams", "ToolSpec"]

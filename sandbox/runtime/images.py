@@ -4,6 +4,15 @@ Every image builds ``FROM debian:bookworm-slim``. Where that base is neither
 present nor pullable (no registry), ``scripts/bootstrap-base-image.sh`` creates it
 with debootstrap and ``docker import``; the same script serves the CLI, the
 server's warmup and CI.
+
+Python packages an image needs beyond Debian's come as wheels: an image whose
+directory holds ``wheels.txt`` (exact pins, ``name==version``) gets those wheels
+in its build context at ``images/<name>/wheels/``. They are made on the host,
+where PyPI is reachable (inside containers its TLS is not trusted), with
+``pip wheel --no-deps``: it downloads a published wheel as is and builds one from
+the source release of pure-Python packages that publish none (pyautogui and most
+of its helpers). The wheels are cached (``~/.cache/sandbox/wheels/<name>``) and
+nothing is fetched while every pin is there, so rebuilds work offline.
 """
 
 from __future__ import annotations
@@ -11,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
+import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +36,8 @@ log = logging.getLogger(__name__)
 
 BASE_IMAGE = "debian:bookworm-slim"
 _AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
+WHEELS_FILE = "wheels.txt"
+_PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.!+_-]+)")
 
 Progress = Callable[[str], None]
 
@@ -73,10 +87,17 @@ class ImageService:
         namespace: Images are tagged ``<namespace>/<name>:latest``.
     """
 
-    def __init__(self, runtime: DockerRuntime, images_dir: Path, namespace: str) -> None:
+    def __init__(
+        self,
+        runtime: DockerRuntime,
+        images_dir: Path,
+        namespace: str,
+        wheel_cache: Path | None = None,
+    ) -> None:
         self._runtime = runtime
         self._images_dir = images_dir
         self._namespace = namespace
+        self._wheel_cache = wheel_cache or _default_wheel_cache()
         self._status: dict[str, ImageStatus] = {}
         self._builds: dict[str, asyncio.Task[None]] = {}
         self._pending: set[asyncio.Task[None]] = set()
@@ -104,7 +125,106 @@ class ImageService:
             )
         files = {f"images/{name}/{p.relative_to(image_dir)}": p for p in _files(image_dir)}
         files.update({f"sandbox/agent/{p.relative_to(_AGENT_DIR)}": p for p in _files(_AGENT_DIR)})
+        pins = self.pinned_wheels(name)
+        if pins:
+            cached, missing = self._cached_wheels(name, pins)
+            if missing:
+                raise BackendError(
+                    f"wheels {', '.join(missing)} of image {name!r} are not in "
+                    f"{self.wheel_dir(name)}: building the image fetches them"
+                )
+            files.update({f"images/{name}/wheels/{wheel.name}": wheel for wheel in cached})
         return BuildContext(dockerfile=f"images/{name}/Dockerfile", files=files)
+
+    def wheel_dir(self, name: str) -> Path:
+        """Where the wheels of image `name` are cached."""
+        return self._wheel_cache / name
+
+    def pinned_wheels(self, name: str) -> list[tuple[str, str]]:
+        """The ``(name, version)`` pins of ``images/<name>/wheels.txt`` (none: no file).
+
+        Raises:
+            BackendError: A line is not an exact ``name==version`` pin.
+        """
+        path = self._images_dir / name / WHEELS_FILE
+        if not path.is_file():
+            return []
+        pins = []
+        for number, raw in enumerate(path.read_text().splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            match = _PIN.fullmatch(line)
+            if match is None:
+                raise BackendError(f"{path}:{number}: {line!r} is not an exact name==version pin")
+            pins.append((match[1], match[2]))
+        return pins
+
+    def _cached_wheels(
+        self, name: str, pins: list[tuple[str, str]]
+    ) -> tuple[list[Path], list[str]]:
+        """The cached wheel of each pin, and the pins that have none."""
+        directory = self.wheel_dir(name)
+        available: dict[tuple[str, str], Path] = {}
+        if directory.is_dir():
+            for wheel in sorted(directory.glob("*.whl")):
+                parts = wheel.name.split("-")
+                if len(parts) >= 5:
+                    available[(_normalized(parts[0]), parts[1].lower())] = wheel
+        cached: list[Path] = []
+        missing: list[str] = []
+        for project, version in pins:
+            found = available.get((_normalized(project), version.lower()))
+            if found is None:
+                missing.append(f"{project}=={version}")
+            else:
+                cached.append(found)
+        return cached, missing
+
+    async def fetch_wheels(self, name: str, on_progress: Progress | None = None) -> None:
+        """Put the wheels ``images/<name>/wheels.txt`` pins into the cache, if missing.
+
+        Raises:
+            BackendError: pip failed (PyPI unreachable and the cache incomplete).
+        """
+        pins = self.pinned_wheels(name)
+        if not pins:
+            return
+        _, missing = self._cached_wheels(name, pins)
+        if not missing:
+            return
+        directory = self.wheel_dir(name)
+        directory.mkdir(parents=True, exist_ok=True)
+        if on_progress is not None:
+            on_progress(f"fetching wheels {', '.join(missing)} into {directory}")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--wheel-dir",
+            str(directory),
+            *missing,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        assert process.stdout is not None
+        tail: list[str] = []
+        async for raw in process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            tail = [*tail[-19:], line]
+            if on_progress is not None and line:
+                on_progress(line)
+        status = await process.wait()
+        _, still_missing = self._cached_wheels(name, pins)
+        if status != 0 or still_missing:
+            raise BackendError(
+                f"fetching the wheels of image {name!r} failed (pip status {status}); PyPI "
+                "must be reachable from this host once, or copy the wheels into "
+                f"{directory}:\n" + "\n".join(tail)
+            )
 
     async def is_present(self, name: str) -> bool:
         """Whether image `name` exists locally (and record it)."""
@@ -156,6 +276,7 @@ class ImageService:
 
         try:
             await self.ensure_base(progress)
+            await self.fetch_wheels(name, progress)
             await self._runtime.build_image(self.tag(name), self.context(name), progress)
         except BackendError as exc:
             status.state, status.error = ImageState.FAILED, exc.message
@@ -192,6 +313,16 @@ class ImageService:
                     on_progress(line)
             if await process.wait() != 0:
                 raise BackendError(f"creating base image {BASE_IMAGE} failed:\n" + "\n".join(tail))
+
+
+def _default_wheel_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sandbox" / "wheels"
+
+
+def _normalized(project: str) -> str:
+    """A project name as wheel file names spell it (PEP 427: lower case, ``_``)."""
+    return re.sub(r"[-_.]+", "_", project).lower()
 
 
 def _files(directory: Path) -> list[Path]:

@@ -12,7 +12,7 @@ import pytest
 
 from .support import ServerProcess, containers_of, remove_containers_of, start_server
 
-IMAGES = ("sandbox/shell:latest",)
+IMAGES = ("sandbox/shell:latest", "sandbox/desktop:latest", "sandbox/rag:latest")
 
 
 def _docker_client() -> docker.DockerClient | None:

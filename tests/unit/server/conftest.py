@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from sandbox.config import Settings
 from sandbox.server import create_app
 from tests.unit.fakes import FakeAgents, FakeRuntime
-
 
 SOCKET_ROOT = Path(tempfile.mkdtemp(prefix="sandbox-unit-sockets-"))
 

@@ -1,0 +1,441 @@
+"""The ``vm.*`` tools over a recording stand-in for the X display: no X server needed.
+
+What reaches X is checked as the list of requests the tools sent; what the
+caller sees is checked as the answers, errors naming their field included.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.agent import AgentContext, InvalidParams, Params
+from sandbox.agent.desktop.keymap import Keymap
+from sandbox.agent.desktop.session import DesktopError, DesktopSettings, parse_size
+from sandbox.agent.desktop.xlib import Frame, MappingChange
+from sandbox.agent.toolsets.desktop import DesktopToolset
+
+A, CAP_A, RETURN, SHIFT_L, CONTROL_L, C = 0x61, 0x41, 0xFF0D, 0xFFE1, 0xFFE3, 0x63
+# keycode: (unshifted, shifted); 40 and 41 are spare.
+LAYOUT = {10: (A, CAP_A), 11: (C, 0x43), 36: (RETURN, 0), 50: (SHIFT_L, 0), 37: (CONTROL_L, 0)}
+SPARE = (40, 41)
+
+
+class FakeDisplay:
+    """Records XTEST requests; a tiny keyboard with two spare keycodes."""
+
+    width, height, root = 1024, 768, 0x100
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.sent: list[tuple[Any, ...]] = []
+        self.bindings: dict[int, tuple[int, ...]] = {}
+        self.position = (0, 0)
+        self.pending: list[MappingChange] = []
+
+    def keymap(self) -> Keymap:
+        table: list[int] = []
+        for keycode in range(8, 60):
+            filler = (0, 0) if keycode in SPARE else (0x20000 + keycode, 0)
+            row = self.bindings.get(keycode) or LAYOUT.get(keycode, filler)
+            table.extend(row[:2])
+        return Keymap(8, 2, table)
+
+    def bind_keysyms(self, keycode: int, keysyms: tuple[int, ...]) -> None:
+        self.bindings[keycode] = keysyms
+        self.sent.append(("bind", keycode, keysyms))
+        self.pending.append(MappingChange(keycode, 1))
+
+    def mapping_changes(self) -> list[MappingChange]:
+        changes, self.pending = self.pending, []
+        return changes
+
+    def keysym_from_name(self, name: str) -> int:
+        return {"XF86Calculator": 0x1008FF1D}.get(name, 0)
+
+    def fake_motion(self, x: int, y: int) -> None:
+        self.position = (x, y)
+        self.sent.append(("motion", x, y))
+
+    def fake_button(self, button: int, press: bool) -> None:
+        self.sent.append(("button", button, press))
+
+    def fake_key(self, keycode: int, press: bool) -> None:
+        self.sent.append(("key", keycode, press))
+
+    def pointer(self) -> tuple[int, int]:
+        return self.position
+
+    def sync(self) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def window_property(self, window: int, name: str) -> list[int]:
+        # The window manager lists a new window from the second look on.
+        self.looks = getattr(self, "looks", 0) + 1
+        return [0x600001] if self.looks > 1 else []
+
+    def capture(self) -> Frame:
+        return Frame(self.width, self.height, 4 * self.width, bytes(4 * self.width * self.height))
+
+    def close(self) -> None:
+        pass
+
+
+class FakeDesktop:
+    def __init__(self) -> None:
+        self.display = FakeDisplay()
+        self.closed = False
+
+    def wait_until_managed(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def desktop() -> FakeDesktop:
+    return FakeDesktop()
+
+
+@pytest.fixture
+def tools(tmp_path: Path, desktop: FakeDesktop) -> Iterator[DesktopToolset]:
+    context = AgentContext(
+        home=str(tmp_path), state_dir=str(tmp_path / "state"), output_limit=1 << 20, child_env={}
+    )
+    toolset = DesktopToolset(context, DesktopSettings(), desktop=desktop)  # type: ignore[arg-type]
+    desktop.display.sent.clear()
+    yield toolset
+    toolset.close()
+
+
+def call(tools: DesktopToolset, name: str, **params: Any) -> dict[str, Any]:
+    handlers = {tool.name: tool.handler for tool in tools.tools()}
+    return handlers[f"vm.{name}"](Params(params))
+
+
+def refused(tools: DesktopToolset, name: str, **params: Any) -> InvalidParams:
+    with pytest.raises(InvalidParams) as caught:
+        call(tools, name, **params)
+    return caught.value
+
+
+def test_every_tool_of_the_issue_is_there(tools: DesktopToolset) -> None:
+    assert sorted(tool.name for tool in tools.tools()) == sorted(
+        f"vm.{name}"
+        for name in [
+            "screenshot",
+            "click",
+            "double_click",
+            "right_click",
+            "move",
+            "drag",
+            "scroll",
+            "type",
+            "key",
+            "hotkey",
+            "key_down",
+            "key_up",
+            "mouse_down",
+            "mouse_up",
+            "cursor_position",
+            "wait",
+            "run_command",
+            "launch",
+            "pyautogui",
+            "done",
+            "fail",
+        ]
+    )
+
+
+def test_a_click_moves_then_presses_and_releases(
+    tools: DesktopToolset, desktop: FakeDesktop
+) -> None:
+    assert call(tools, "click", x=10, y=20, button="right") == {"x": 10, "y": 20, "button": "right"}
+    call(tools, "double_click", x=1023, y=767.0)
+    assert desktop.display.sent == [
+        ("motion", 10, 20),
+        ("button", 3, True),
+        ("button", 3, False),
+        ("motion", 1023, 767),
+        *[("button", 1, True), ("button", 1, False)] * 2,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tool", "params", "field"),
+    [
+        ("click", {"x": 1024, "y": 0}, "x"),
+        ("click", {"x": 0, "y": 768}, "y"),
+        ("click", {"x": -1, "y": 0}, "x"),
+        ("click", {"x": 1.5, "y": 0}, "x"),
+        ("click", {"x": True, "y": 0}, "x"),
+        ("click", {"x": "1", "y": 0}, "x"),
+        ("click", {"y": 0}, "x"),
+        ("click", {"x": 1, "y": 1, "button": "fourth"}, "button"),
+        ("move", {"x": 5, "y": 9999}, "y"),
+        ("right_click", {"x": 5}, "y"),
+        ("drag", {"start_x": 0, "start_y": 0, "end_x": 2000, "end_y": 0}, "end_x"),
+        ("drag", {"start_x": 0, "start_y": -5, "end_x": 0, "end_y": 0}, "start_y"),
+        ("scroll", {"x": 0, "y": 0, "clicks": 1000}, "clicks"),
+        ("wait", {"seconds": 31}, "seconds"),
+        ("wait", {"seconds": "1"}, "seconds"),
+    ],
+)
+def test_bad_coordinates_are_refused_naming_the_field(
+    tools: DesktopToolset, desktop: FakeDesktop, tool: str, params: dict[str, Any], field: str
+) -> None:
+    error = refused(tools, tool, **params)
+    assert error.field == field
+    assert desktop.display.sent == []  # nothing reached the screen
+
+
+def test_an_out_of_screen_message_gives_the_bounds(tools: DesktopToolset) -> None:
+    error = refused(tools, "click", x=1500, y=3)
+    assert error.message == "x=1500 is outside of the screen: it must be between 0 and 1023"
+
+
+def test_right_click_without_a_point_clicks_where_the_pointer_is(
+    tools: DesktopToolset, desktop: FakeDesktop
+) -> None:
+    desktop.display.position = (7, 8)
+    assert call(tools, "right_click") == {"x": 7, "y": 8, "button": "right"}
+
+
+def test_drag_presses_moves_in_steps_and_releases(
+    tools: DesktopToolset, desktop: FakeDesktop
+) -> None:
+    call(tools, "drag", start_x=0, start_y=0, end_x=100, end_y=50)
+    sent = desktop.display.sent
+    assert sent[:2] == [("motion", 0, 0), ("button", 1, True)]
+    assert sent[-2:] == [("motion", 100, 50), ("button", 1, False)]
+    assert len([item for item in sent if item[0] == "motion"]) > 3
+    assert call(tools, "cursor_position") == {"x": 100, "y": 50}
+
+
+def test_scroll_turns_the_wheel_up_for_positive_clicks(
+    tools: DesktopToolset, desktop: FakeDesktop
+) -> None:
+    call(tools, "scroll", x=5, y=5, clicks=2)
+    call(tools, "scroll", x=5, y=5, clicks=-1)
+    buttons = [item[1] for item in desktop.display.sent if item[0] == "button" and item[2]]
+    assert buttons == [4, 4, 5]
+
+
+def test_typing_uses_the_layout_with_shift_and_spare_keys_beyond_it(
+    tools: DesktopToolset, desktop: FakeDesktop
+) -> None:
+    call(tools, "type", text="aA\né")
+    sent = desktop.display.sent
+    assert sent == [
+        ("key", 10, True),
+        ("key", 10, False),
+        ("key", 50, True),  # Shift for `A`
+        ("key", 10, True),
+        ("key", 10, False),
+        ("key", 50, False),
+        ("key", 36, True),  # Return for the newline
+        ("key", 36, False),
+        ("bind", 40, (0xE9, 0xE9)),  # `é` is not on this keyboard: a spare key gets it
+        ("key", 40, True),
+        ("key", 40, False),
+    ]
+    sent.clear()
+    call(tools, "type", text="éé")  # bound already: no rebinding
+    assert [item[0] for item in sent] == ["key"] * 4
+
+
+def test_more_foreign_characters_than_spare_keys_recycle_them(
+    tools: DesktopToolset, desktop: FakeDesktop
+) -> None:
+    call(tools, "type", text="€λ中")
+    binds = [item for item in desktop.display.sent if item[0] == "bind"]
+    assert binds == [
+        ("bind", 40, (0x10020AC, 0x10020AC)),
+        ("bind", 41, (0x10003BB, 0x10003BB)),
+        ("bind", 40, (0x1004E2D, 0x1004E2D)),
+    ]
+
+
+def test_a_windows_line_end_is_one_return(tools: DesktopToolset, desktop: FakeDesktop) -> None:
+    call(tools, "type", text="\r\n")
+    assert desktop.display.sent == [("key", 36, True), ("key", 36, False)]
+
+
+def test_long_text_is_typed_whole(tools: DesktopToolset, desktop: FakeDesktop) -> None:
+    assert call(tools, "type", text="a" * 10_000) == {"typed": 10_000}
+    assert len(desktop.display.sent) == 20_000
+
+
+def test_hotkeys_press_in_order_and_release_in_reverse(
+    tools: DesktopToolset, desktop: FakeDesktop
+) -> None:
+    call(tools, "hotkey", keys=["ctrl", "shift", "c"])
+    assert desktop.display.sent == [
+        ("key", 37, True),
+        ("key", 50, True),
+        ("key", 11, True),
+        ("key", 11, False),
+        ("key", 50, False),
+        ("key", 37, False),
+    ]
+    desktop.display.sent.clear()
+    call(tools, "key", key="ctrl+c")
+    assert [item[1:] for item in desktop.display.sent] == [
+        (37, True),
+        (11, True),
+        (11, False),
+        (37, False),
+    ]
+
+
+def test_keys_can_be_held_and_released(tools: DesktopToolset, desktop: FakeDesktop) -> None:
+    call(tools, "key_down", key="Control_L")
+    call(tools, "key_up", key="ctrl")
+    call(tools, "key_down", key="shift")
+    tools.close()
+    assert desktop.display.sent == [
+        ("key", 37, True),
+        ("key", 37, False),
+        ("key", 50, True),
+        ("key", 50, False),  # close releases what is still down
+    ]
+    assert desktop.closed
+
+
+@pytest.mark.parametrize(
+    ("tool", "params", "field"),
+    [
+        ("key", {"key": "nokey"}, "key"),
+        ("key", {"key": "ctrl+"}, "key"),
+        ("key", {"key": ""}, "key"),
+        ("key_down", {"key": "Hyperdrive"}, "key"),
+        ("hotkey", {"keys": ["ctrl", "nokey"]}, "keys.1"),
+        ("hotkey", {"keys": ["ctrl", 3]}, "keys.1"),
+        ("hotkey", {"keys": []}, "keys"),
+        ("hotkey", {"keys": "ctrl+c"}, "keys"),
+        ("type", {"text": "a\x01b"}, "text"),
+        ("type", {}, "text"),
+    ],
+)
+def test_unknown_keys_are_refused_naming_the_field(
+    tools: DesktopToolset, desktop: FakeDesktop, tool: str, params: dict[str, Any], field: str
+) -> None:
+    assert refused(tools, tool, **params).field == field
+    assert desktop.display.sent == []
+
+
+def test_keysym_names_beyond_the_table_come_from_libx11(
+    tools: DesktopToolset, desktop: FakeDesktop
+) -> None:
+    call(tools, "key", key="XF86Calculator")
+    assert desktop.display.sent[0] == ("bind", 40, (0x1008FF1D, 0x1008FF1D))
+
+
+def test_screenshot_is_a_png_of_the_screen(tools: DesktopToolset) -> None:
+    data = call(tools, "screenshot")
+    png = base64.b64decode(data["image"])
+    assert data["size"] == [1024, 768]
+    assert data["format"] == "png"
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert int.from_bytes(png[16:20], "big") == 1024
+    idat_length = int.from_bytes(png[33:37], "big")
+    assert len(zlib.decompress(png[41 : 41 + idat_length])) == (3 * 1024 + 1) * 768
+
+
+def test_done_and_fail_are_acknowledged(tools: DesktopToolset) -> None:
+    assert call(tools, "done") == {"status": "done"}
+    assert call(tools, "fail", reason="no such file") == {
+        "status": "failed",
+        "reason": "no such file",
+    }
+    assert tools.status == {"status": "failed", "reason": "no such file"}
+
+
+def test_run_command_returns_its_output_and_exit_code(tools: DesktopToolset) -> None:
+    data = call(tools, "run_command", command="echo out; echo err >&2; exit 4", timeout=10)
+    assert (data["stdout"], data["stderr"], data["exit_code"]) == ("out\n", "err\n", 4)
+
+
+def test_launch_returns_at_once_with_a_log(tools: DesktopToolset) -> None:
+    started = time.monotonic()
+    data = call(tools, "launch", command="echo started; sleep 5")
+    assert time.monotonic() - started < 1
+    assert data["pid"] > 0
+    log = Path(data["log"])
+    while not log.read_text() and time.monotonic() - started < 5:
+        time.sleep(0.01)
+    assert log.read_text() == "started\n"
+    tools.close()  # kills what was launched, removes the logs
+    assert not log.exists()
+
+
+def test_launch_can_wait_for_the_window(tools: DesktopToolset) -> None:
+    data = call(tools, "launch", command="sleep 5", wait_for_window=True)
+    assert (data["window"], data["focused"]) == (0x600001, True)
+    tools.close()
+
+
+def test_launch_of_a_failing_command_does_not_wait(tools: DesktopToolset) -> None:
+    tools._display.window_property = lambda window, name: []  # type: ignore[method-assign]
+    started = time.monotonic()
+    data = call(tools, "launch", command="exit 7", wait_for_window=True)
+    assert time.monotonic() - started < 5
+    assert (data["window"], data["focused"], data["exit_code"]) == (None, False, 7)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({}, "command"),
+        ({"command": "x = 1"}, "command"),
+        ({"command": "pyautogui.click()", "commands": ["pyautogui.click()"]}, "command"),
+        ({"commands": ["pyautogui.click()", "import os"]}, "commands.1"),
+        ({"commands": []}, "commands"),
+        ({"commands": [1]}, "commands.0"),
+    ],
+)
+def test_pyautogui_code_is_checked_before_it_runs(
+    tools: DesktopToolset, params: dict[str, Any], field: str
+) -> None:
+    assert refused(tools, "pyautogui", **params).field == field
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1280x800", (1280, 800)), ("1024X768", (1024, 768)), ("320x240", (320, 240))],
+)
+def test_screen_sizes_parse(text: str, size: tuple[int, int]) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["1280", "x800", "12a0x800", "100x100", "9000x800"])
+def test_bad_screen_sizes_are_refused(text: str) -> None:
+    with pytest.raises(DesktopError):
+        parse_size(text)
+
+
+def test_settings_come_from_the_environment() -> None:
+    settings = DesktopSettings.from_environ(
+        {
+            "SANDBOX_SCREEN_SIZE": "1024x768",
+            "DISPLAY": ":3",
+            "SANDBOX_DESKTOP_MANAGE": "0",
+            "SANDBOX_DESKTOP_XVFB": "41:5",
+        }
+    )
+    assert (settings.size, settings.display, settings.manage) == ((1024, 768), ":3", False)
+    assert settings.started_xvfb == (41, 5)
+    assert DesktopSettings.from_environ({}).size == (1280, 800)
+    assert DesktopSettings.from_environ({"SANDBOX_DESKTOP_WM": ""}).window_manager == ()

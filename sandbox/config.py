@@ -73,6 +73,13 @@ class RagSettings(BaseModel):
     collection, mounted read-only; none means the demo corpus built into the image."""
     volume: str = ""
     """Docker volume holding the index; empty means ``sandbox-rag-<server_id>``."""
+    limits: ResourceLimits = Field(
+        default_factory=lambda: ResourceLimits(
+            memory="2g", cpus=float(os.cpu_count() or 1), pids=1024
+        )
+    )
+    """Limits of the service container, which serves every rag session at once
+    (default: all the host's cores)."""
 
     @field_validator("corpus")
     @classmethod

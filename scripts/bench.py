@@ -13,8 +13,10 @@ Timings on a shared 2-core machine are noisy: compare the ratios within one run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import random
 import re
 import secrets
 import shlex
@@ -27,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,7 +68,7 @@ def timed(fn: Callable[[], object], count: int) -> list[float]:
 
 
 @contextmanager
-def server_at(url: str | None) -> Iterator[str]:
+def server_at(url: str | None, extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """The given server, or a fresh `sandbox serve` stopped (SIGTERM) afterwards."""
     if url:
         yield url
@@ -73,7 +76,8 @@ def server_at(url: str | None) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "SANDBOX_SERVER_ID": f"bench-{secrets.token_hex(3)}"}
+    server_id = f"bench-{secrets.token_hex(3)}"
+    env = {**os.environ, "SANDBOX_SERVER_ID": server_id, **(extra_env or {})}
     log_path = Path(tempfile.mkdtemp(prefix="sandbox-bench-")) / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -97,9 +101,14 @@ def server_at(url: str | None) -> Iterator[str]:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
+        # The rag index volume outlives a server by design; a benchmark's must not.
+        client = docker.from_env()
+        for volume in client.volumes.list(filters={"label": f"sandbox.server={server_id}"}):
+            volume.remove(force=True)
 
 
-def bench_core(url: str, calls: int, creates: int) -> tuple[str, dict[str, float]]:
+def bench_core(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+    calls, creates = args.calls, args.creates
     client = docker.from_env()
     with Sandbox(server_url=url, worker_id=f"bench-{secrets.token_hex(3)}") as sb:
         created = sb.create_session_sync("bash")
@@ -172,8 +181,9 @@ def _memory_mib(container: docker.models.containers.Container) -> float:
     return float(memory["usage"] - inactive) / (1 << 20)
 
 
-def bench_vm(url: str, calls: int, creates: int) -> tuple[str, dict[str, float]]:
+def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
     """Desktop sessions: screenshot and click latency, cold start, idle memory."""
+    calls, creates = args.calls, args.creates
     client = docker.from_env()
     settle_s = 5.0
     with Sandbox(server_url=url, worker_id=f"bench-vm-{secrets.token_hex(3)}") as sb:
@@ -315,7 +325,144 @@ def _parallel_desktops(
     return percentiles(shots), percentiles(clicks), max(wall)
 
 
-SECTIONS = {"core": bench_core, "vm": bench_vm}
+RAG_CORPUS = Path.home() / ".cache" / "sandbox" / "bench" / "corpus-100k.jsonl"
+RAG_PASSAGES = 100_000
+
+
+def rag_corpus(path: Path) -> Path:
+    """The benchmark corpus: 100k passages from this host's Debian docs, made once."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"making a {RAG_PASSAGES}-passage corpus at {path} (once)", flush=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "images" / "rag" / "make_demo_corpus.py"),
+                "--out",
+                str(path),
+                "--min-passages",
+                str(RAG_PASSAGES),
+                "--max-passages",
+                str(RAG_PASSAGES),
+            ],
+            check=True,
+        )
+    return path
+
+
+def _queries(corpus: Path, count: int, seed: int = 7) -> list[str]:
+    """Queries of 3-6 words drawn from random passages, as a user might type them."""
+    rng = random.Random(seed)
+    lines = corpus.read_text().splitlines()
+    queries = []
+    while len(queries) < count:
+        words = re.findall(r"[a-z]{4,}", json.loads(rng.choice(lines))["text"].lower())
+        if len(words) >= 6:
+            queries.append(" ".join(rng.sample(words, rng.randint(3, 6))))
+    return queries
+
+
+def bench_rag(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+    calls, corpus = args.calls, args.rag_corpus
+    queries = _queries(corpus, max(calls, 64))
+    with Sandbox(server_url=url, worker_id=f"bench-{secrets.token_hex(3)}") as sb:
+        started = time.perf_counter()
+        warm = sb.warmup_sync(["rag"], wait=True)
+        assert warm["code"] == 0, warm
+        service = warm["data"]["resources"]["rag"]["service"]
+        build_s = float(service.get("elapsed_s") or time.perf_counter() - started)
+        documents = int(service["documents"])
+
+        def search(query: str, sandbox: Sandbox = sb) -> None:
+            envelope = sandbox.execute_sync("rag:search", {"query": query, "top_k": 5})
+            assert envelope["code"] == 0, envelope
+
+        for query in queries[:20]:
+            search(query)
+        single = []
+        for query in queries[:calls]:
+            t = time.perf_counter()
+            search(query)
+            single.append((time.perf_counter() - t) * 1000)
+        single_qps = len(single) / (sum(single) / 1000)
+
+        batches = []
+        for index in range(20):
+            chunk = [queries[(index * 32 + k) % len(queries)] for k in range(32)]
+            t = time.perf_counter()
+            envelope = sb.execute_sync("rag:batch_search", {"queries": chunk, "top_k": 5})
+            batches.append((time.perf_counter() - t) * 1000)
+            assert envelope["code"] == 0, envelope
+
+        lines = corpus.read_text().splitlines()[:20_000]
+        documents_to_index = [json.loads(line) for line in lines]
+        t = time.perf_counter()
+        for start in range(0, len(documents_to_index), 5000):
+            chunk = documents_to_index[start : start + 5000]
+            envelope = sb.execute_sync("rag:index", {"documents": chunk}, timeout=120)
+            assert envelope["code"] == 0, envelope
+        index_rate = len(documents_to_index) / (time.perf_counter() - t)
+        sb.destroy_session_sync("rag")
+
+    workers = 32
+    per_worker = max(10, calls // workers)
+    concurrent: list[float] = []
+
+    def worker(number: int) -> None:
+        with Sandbox(server_url=url, worker_id=f"bench-rag-{number}") as sandbox:
+            search(queries[number], sandbox)  # opens the session
+            for k in range(per_worker):
+                t = time.perf_counter()
+                search(queries[(number * per_worker + k) % len(queries)], sandbox)
+                concurrent.append((time.perf_counter() - t) * 1000)
+            sandbox.destroy_session_sync("rag")
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(worker, range(workers)))
+    concurrent_qps = len(concurrent) / (time.perf_counter() - t)
+
+    search_stats, batch_stats = percentiles(single), percentiles(batches)
+    concurrent_stats = percentiles(concurrent)
+    latency_ratio = concurrent_stats["p50"] / search_stats["p50"]
+    rows = [
+        (f"`rag:search` top 5 over {documents:,} passages, one worker", search_stats),
+        ("`rag:batch_search` of 32 queries", batch_stats),
+        (f"`rag:search`, {workers} workers at once (closed loop)", concurrent_stats),
+    ]
+    goals = [
+        ("search p50 <= 10 ms", search_stats["p50"] <= 10),
+        ("batch of 32 p50 <= 100 ms", batch_stats["p50"] <= 100),
+        ("indexing >= 5,000 passages/s", index_rate >= 5000),
+        ("32 workers' throughput >= one worker's", concurrent_qps >= single_qps),
+        (f"32 workers' p50 <= 3x one worker's (measured {latency_ratio:.1f}x)", latency_ratio <= 3),
+    ]
+    text = "\n".join(
+        [
+            "## rag: retrieval sessions",
+            "",
+            *_table(rows),
+            "",
+            f"Default collection of {documents:,} passages indexed in {build_s:.1f} s "
+            f"({documents / build_s:,.0f} passages/s); `rag:index` into a session: "
+            f"{index_rate:,.0f} passages/s (20,000 in calls of 5,000). Throughput: one "
+            f"worker {single_qps:.0f} searches/s, {workers} workers {concurrent_qps:.0f} "
+            "searches/s. With 32 closed-loop workers on 2 cores every search waits for "
+            "the others' CPU time, so per-search latency grows with the queue while total "
+            "throughput holds.",
+            "",
+            "Goals: " + "; ".join(f"{g}: {'met' if ok else 'NOT met'}" for g, ok in goals) + ".",
+        ]
+    )
+    return text, {"ratio": latency_ratio}
+
+
+def _rag_env(args: argparse.Namespace) -> dict[str, str]:
+    return {"SANDBOX_RAG__CORPUS": str(rag_corpus(args.rag_corpus))}
+
+
+SECTIONS = {"core": bench_core, "vm": bench_vm, "rag": bench_rag}
+SERVER_ENV: dict[str, Callable[[argparse.Namespace], dict[str, str]]] = {"rag": _rag_env}
 
 
 def write_section(name: str, body: str, command: str) -> None:
@@ -352,17 +499,24 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=300, help="timed tool calls")
     parser.add_argument("--creates", type=int, default=10, help="timed cold creates")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--rag-corpus",
+        type=Path,
+        default=RAG_CORPUS,
+        help="JSONL corpus of the rag section (made from this host's docs when missing)",
+    )
     args = parser.parse_args()
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     command = "python scripts/bench.py " + shlex.join(sys.argv[1:])
-    with server_at(args.url) as url:
-        for name in args.sections or list(SECTIONS):
-            body, _ = SECTIONS[name](url, args.calls, args.creates)
-            print(body, end="\n\n")
-            if not args.no_write:
-                write_section(name, body, command.strip())
+    for name in args.sections or list(SECTIONS):
+        extra_env = SERVER_ENV[name](args) if name in SERVER_ENV else None
+        with server_at(args.url, extra_env) as url:
+            body, _ = SECTIONS[name](url, args)
+        print(body, end="\n\n")
+        if not args.no_write:
+            write_section(name, body, command.strip())
     return 0
 
 

@@ -98,6 +98,10 @@ class ResourceType:
         del settings  # shared resource types override this
         return {}, {}
 
+    def service_limits(self, settings: Settings) -> ResourceLimits:
+        """Limits of this type's shared service container."""
+        return settings.limits
+
     def describe(self) -> dict[str, Any]:
         """Summary for status endpoints."""
         return {"image": self.image, "tools": [tool.full_name for tool in self.tools]}

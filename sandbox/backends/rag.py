@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..config import Settings
+from ..config import ResourceLimits, Settings
 from .base import ResourceType, ToolParams, ToolSpec
 
 MAX_TOP_K = 100
@@ -76,6 +76,10 @@ class RagResourceType(ResourceType):
             volumes[str(corpus)] = {"bind": inside, "mode": "ro"}
             environment["SANDBOX_RAG_CORPUS"] = inside
         return environment, volumes
+
+    def service_limits(self, settings: Settings) -> ResourceLimits:
+        """The rag settings' own limits: one container serves every session."""
+        return settings.rag.limits
 
 
 def _tool(name: str, params: type[ToolParams], description: str) -> ToolSpec:

@@ -156,7 +156,7 @@ class SharedServices:
             image=self._images.tag(resource.image),
             name=container_name(self._settings.server_id, resource.name, secrets.token_hex(3)),
             token=token,
-            limits=self._settings.limits,
+            limits=resource.service_limits(self._settings),
             network=network,
             labels={LABEL_SERVICE: resource.name},
             environment=environment,

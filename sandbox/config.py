@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     """Host directory for the Unix sockets through which the server reaches the agents
     of containers without network (one subdirectory each). A server running in a
     container must see it at the same path as the host does."""
+    agent_network: str | None = None
+    """Docker network that containers with network join instead of publishing their
+    agent's port on 127.0.0.1; set it when the server runs in a container attached
+    to that network (docker-compose.yml does)."""
     docker_threads: int = Field(default=32, ge=1, le=512)
     """Threads that run blocking Docker SDK calls."""
 

@@ -136,6 +136,9 @@ class DockerRuntime:
 
     Args:
         threads: Size of the pool that runs SDK calls.
+        agent_network: A Docker network that containers with network join instead of
+            publishing their agent's port: for a server that itself runs in a
+            container on that network. Created when missing.
         client_factory: Builds the `docker.DockerClient`; tests may inject one.
     """
 
@@ -143,9 +146,12 @@ class DockerRuntime:
         self,
         *,
         threads: int = 32,
+        agent_network: str | None = None,
         client_factory: Callable[[], Any] | None = None,
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker")
+        self._agent_network = agent_network
+        self._network_ready = False
         self._client_factory = client_factory or functools.partial(
             docker.from_env, timeout=120, max_pool_size=threads
         )
@@ -190,7 +196,21 @@ class DockerRuntime:
 
     async def start(self, spec: ContainerSpec) -> ContainerRecord:
         """Create and start a container; on any failure nothing is left behind."""
+        if spec.network and self._agent_network and not self._network_ready:
+            await self._run(self._ensure_network_blocking, self._agent_network)
+            self._network_ready = True
         return await self._run(self._start_blocking, spec)
+
+    def _ensure_network_blocking(self, name: str) -> None:
+        client = self._docker()
+        # The name filter matches substrings: compare names exactly.
+        if any(network.name == name for network in client.networks.list(names=[name])):
+            return
+        try:
+            client.networks.create(name, driver="bridge", labels={LABEL_MANAGED: "1"})
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # created meanwhile by someone else
+                raise
 
     def _start_blocking(self, spec: ContainerSpec) -> ContainerRecord:
         client = self._docker()
@@ -211,7 +231,9 @@ class DockerRuntime:
             "volumes": spec.volumes or None,
             "shm_size": spec.shm_size,
         }
-        if spec.network:
+        if spec.network and self._agent_network:
+            kwargs["network"] = self._agent_network
+        elif spec.network:
             kwargs["ports"] = {f"{AGENT_PORT}/tcp": ("127.0.0.1", None)}
         else:
             kwargs["network_mode"] = "none"

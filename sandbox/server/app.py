@@ -52,7 +52,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        docker_runtime = runtime or DockerRuntime(threads=settings.docker_threads)
+        docker_runtime = runtime or DockerRuntime(
+            threads=settings.docker_threads, agent_network=settings.agent_network
+        )
         agent_client = agents or AgentClient()
         registry = ToolRegistry(RESOURCE_TYPES)
         images = ImageService(docker_runtime, settings.images_dir, settings.image_namespace)

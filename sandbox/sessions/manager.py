@@ -94,6 +94,9 @@ class SessionManager:
         self._background: set[asyncio.Task[None]] = set()
         self._recovered = False
         self.calls: Counter[str] = Counter()
+        """Finished tool calls by ``tool:code``."""
+        self.starts: Counter[str] = Counter()
+        """Session starts by ``resource:outcome`` (``ok`` or ``failed``)."""
 
     # -- lifecycle of the manager ----------------------------------------------
 
@@ -145,6 +148,7 @@ class SessionManager:
             "by_resource": dict(Counter(s.resource_type for s in sessions)),
             "by_state": dict(Counter(s.state.value for s in sessions)),
             "calls": dict(self.calls),
+            "starts": dict(self.starts),
         }
 
     # -- create -----------------------------------------------------------------
@@ -216,6 +220,7 @@ class SessionManager:
             self._table.pop(key, session)
             if not resource.shared:
                 self._spawn(self._release(session))
+            self.starts[f"{resource.name}:failed"] += 1
             if isinstance(exc, SandboxError):
                 raise SessionError(
                     f"could not start the {resource.name} session: {exc.message}",
@@ -224,6 +229,7 @@ class SessionManager:
                 ) from exc
             raise
         session.state = SessionState.READY
+        self.starts[f"{resource.name}:ok"] += 1
         log.info(
             "session %s started for worker %s in %.0f ms",
             session_id,

@@ -22,6 +22,7 @@ ToolHandler = Callable[[Params], dict[str, Any]]
 """Runs one call: takes its parameters, returns the response's ``data`` object."""
 
 _TOOLSET_NAME = re.compile(r"[a-z][a-z0-9_]*")
+ALWAYS_ENABLED = "agent"
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,8 @@ def load_toolset(name: str, context: AgentContext) -> Toolset:
 def build_registry(names: Iterable[str], context: AgentContext) -> ToolRegistry:
     """A registry holding the toolsets called `names`, closed again if one fails."""
     registry = ToolRegistry()
+    # Every agent has the `agent` toolset, whatever else it was told to enable.
+    names = [ALWAYS_ENABLED, *(name for name in names if name != ALWAYS_ENABLED)]
     try:
         for name in names:
             toolset = load_toolset(name, context)

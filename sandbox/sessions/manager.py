@@ -15,7 +15,6 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..backends import ResourceType, SessionConfig, ToolSpec
@@ -35,15 +34,14 @@ from ..runtime.docker import (
     LABEL_SESSION,
     LABEL_WORKER,
     ContainerRecord,
-    ContainerSpec,
     DockerRuntime,
 )
 from ..runtime.images import ImageService
 from ..runtime.sockets import SocketDirs
-from ..runtime.wait import wait_for_agent
+from .containers import AgentContainers
 from .registry import ToolRegistry
 from .services import ServiceContainer, SharedServices
-from .specs import build_spec, container_name
+from .specs import container_name
 from .table import Session, SessionKey, SessionState, SessionTable, new_session_id
 
 log = logging.getLogger(__name__)
@@ -88,7 +86,8 @@ class SessionManager:
         self._images = images
         self._table = SessionTable()
         self._sockets = SocketDirs(settings.socket_dir, settings.server_id)
-        self._services = SharedServices(settings, runtime, agents, images, self._sockets)
+        self._containers = AgentContainers(settings, runtime, agents, images, self._sockets)
+        self._services = SharedServices(settings, runtime, agents, self._containers)
         self._warming: dict[str, str | None] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -253,43 +252,12 @@ class SessionManager:
     async def _start_container(
         self, session: Session, resource: ResourceType, config: SessionConfig
     ) -> None:
-        network = bool(session.config["network"])
-        socket_dir = None if network else self._sockets.create()
-        try:
-            record = await self._runtime.start(self._spec(resource, config, session, socket_dir))
-        except BaseException:
-            if socket_dir is not None:
-                self._sockets.remove(socket_dir)
-            raise
-        session.container_id, session.agent_url = record.id, record.agent_url
-        await wait_for_agent(
-            self._runtime, self._agents, record, self._settings.container_start_timeout_s
-        )
-
-    async def _release(self, session: Session) -> None:
-        """Remove a dedicated session's container and its socket directory."""
-        if session.container_id is not None:
-            await self._runtime.remove(session.container_id)
-        if session.agent_url is not None:
-            await self._agents.forget(session.agent_url)
-            self._sockets.remove_for(session.agent_url)
-
-    def _spec(
-        self,
-        resource: ResourceType,
-        config: SessionConfig,
-        session: Session,
-        socket_dir: Path | None,
-    ) -> ContainerSpec:
-        applied = session.config
-        return build_spec(
-            self._settings,
+        record = await self._containers.start(
             resource,
-            image=self._images.tag(resource.image),
             name=container_name(session.session_id),
             token=session.token,
             limits=config.limits(self._settings.limits),
-            network=bool(applied["network"]),
+            network=bool(session.config["network"]),
             labels={
                 LABEL_WORKER: session.worker_id,
                 LABEL_SESSION: session.session_id,
@@ -299,8 +267,13 @@ class SessionManager:
                 LABEL_AUTO: "1" if session.auto_created else "0",
             },
             environment=resource.environment(config),
-            socket_dir=socket_dir,
         )
+        session.container_id, session.agent_url = record.id, record.agent_url
+
+    async def _release(self, session: Session) -> None:
+        """Remove a dedicated session's container and its socket directory."""
+        if session.container_id is not None:
+            await self._containers.remove(session.container_id, session.agent_url)
 
     # -- shared services ------------------------------------------------------------
 

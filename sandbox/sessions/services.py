@@ -23,10 +23,8 @@ from ..runtime.docker import (
     LABEL_SERVICE,
     DockerRuntime,
 )
-from ..runtime.images import ImageService
-from ..runtime.sockets import SocketDirs
-from ..runtime.wait import wait_for_agent
-from .specs import build_spec, container_name
+from .containers import AgentContainers
+from .specs import container_name
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +43,10 @@ class SharedServices:
     """Starts, adopts and removes the service containers of shared resource types.
 
     Args:
-        settings: Server settings (server id, limits, rag corpus and volume).
-        runtime: Starts and removes containers.
-        agents: Reaches their agents.
-        images: Names the images.
-        sockets: Socket directories of services without network.
+        settings: Server settings (server id, rag corpus, volume and limits).
+        runtime: Finds containers and makes volumes.
+        agents: Checks adopted agents.
+        containers: Starts and removes the service containers.
     """
 
     def __init__(
@@ -57,14 +54,12 @@ class SharedServices:
         settings: Settings,
         runtime: DockerRuntime,
         agents: AgentClient,
-        images: ImageService,
-        sockets: SocketDirs,
+        containers: AgentContainers,
     ) -> None:
         self._settings = settings
         self._runtime = runtime
         self._agents = agents
-        self._images = images
-        self._sockets = sockets
+        self._containers = containers
         self._current: dict[str, ServiceContainer] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -114,13 +109,7 @@ class SharedServices:
     async def remove_all(self) -> None:
         """Remove every service container (their volumes stay)."""
         services, self._current = list(self._current.values()), {}
-        await asyncio.gather(*(self._remove(s.container_id, s.url) for s in services))
-
-    async def _remove(self, container_id: str, url: str | None) -> None:
-        await self._runtime.remove(container_id)
-        if url is not None:
-            await self._agents.forget(url)
-            self._sockets.remove_for(url)
+        await asyncio.gather(*(self._containers.remove(s.container_id, s.url) for s in services))
 
     def _labels(self, resource: ResourceType) -> dict[str, str]:
         return {
@@ -137,44 +126,27 @@ class SharedServices:
             if usable and record.agent_url and await self._agents.is_ready(record.agent_url):
                 found = ServiceContainer(resource.name, record.id, record.agent_url, str(token))
                 continue
-            await self._remove(record.id, record.agent_url)
+            await self._containers.remove(record.id, record.agent_url)
         if found is not None:
             log.info("adopted the %s service container %s", resource.name, found.container_id)
         return found
 
     async def _start(self, resource: ResourceType) -> ServiceContainer:
         environment, volumes = resource.service_setup(self._settings)
-        named = [source for source in volumes if not source.startswith("/")]
-        for volume in named:
-            await self._runtime.ensure_volume(volume, self._labels(resource))
+        for source in volumes:
+            if not source.startswith("/"):  # a named volume, not a host path
+                await self._runtime.ensure_volume(source, self._labels(resource))
         token = secrets.token_urlsafe(24)
-        network = resource.default_network
-        socket_dir = None if network else self._sockets.create()
-        spec = build_spec(
-            self._settings,
+        record = await self._containers.start(
             resource,
-            image=self._images.tag(resource.image),
             name=container_name(self._settings.server_id, resource.name, secrets.token_hex(3)),
             token=token,
             limits=resource.service_limits(self._settings),
-            network=network,
+            network=resource.default_network,
             labels={LABEL_SERVICE: resource.name},
             environment=environment,
             volumes=volumes,
-            socket_dir=socket_dir,
         )
-        try:
-            record = await self._runtime.start(spec)
-        except BaseException:
-            if socket_dir is not None:
-                self._sockets.remove(socket_dir)
-            raise
-        try:
-            url = await wait_for_agent(
-                self._runtime, self._agents, record, self._settings.container_start_timeout_s
-            )
-        except BaseException:
-            await self._remove(record.id, record.agent_url)
-            raise
+        assert record.agent_url is not None  # the start waited for the agent there
         log.info("started the %s service container %s", resource.name, record.id)
-        return ServiceContainer(resource.name, record.id, url, token)
+        return ServiceContainer(resource.name, record.id, record.agent_url, token)

@@ -91,7 +91,7 @@ def test_demo_corpus_answers_and_the_index_survives_a_restart(volume: str) -> No
             ],
         )
 
-    assert health["toolsets"] == ["rag"]
+    assert health["toolsets"] == ["agent", "rag"]
     assert "rag.search" in health["tools"]
     assert user == "sandbox"
     assert status["state"] == "ready"

@@ -19,9 +19,24 @@ def test_health_needs_no_token_and_lists_tools(agent: Agent) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
-        "toolsets": ["shell"],
-        "tools": ["bash.read_file", "bash.run", "bash.write_file", "code.execute"],
+        "toolsets": ["agent", "shell"],
+        "tools": [
+            "agent.meta",
+            "bash.read_file",
+            "bash.run",
+            "bash.write_file",
+            "code.execute",
+        ],
     }
+
+
+def test_agent_meta_is_kept_and_replaced(client: AgentClient) -> None:
+    assert client.call("agent.meta").data == {"meta": {}}
+    stored = client.call("agent.meta", set={"session_id": "s1", "worker_id": "w"})
+    assert stored.data == {"meta": {"session_id": "s1", "worker_id": "w"}}
+    assert client.call("agent.meta").data["meta"]["session_id"] == "s1"
+    refused = client.call("agent.meta", set=["not", "an", "object"])
+    assert (refused.status, refused.error["field"]) == (400, "set")
 
 
 def test_call_without_token_is_401(agent: Agent) -> None:

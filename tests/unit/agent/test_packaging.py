@@ -70,7 +70,7 @@ def test_runs_as_sandbox_agent_and_stops_on_sigterm(copied_agent: Path) -> None:
         assert process.stderr is not None
         line = process.stderr.readline()
         match = re.fullmatch(
-            r"sandbox-agent listening on 127\.0\.0\.1:(\d+) toolsets=shell\n", line
+            r"sandbox-agent listening on 127\.0\.0\.1:(\d+) toolsets=agent,shell\n", line
         )
         assert match, line
         url = f"http://127.0.0.1:{match[1]}"
@@ -88,6 +88,7 @@ def test_runs_as_sandbox_agent_and_stops_on_sigterm(copied_agent: Path) -> None:
         )
 
         assert health.json()["tools"] == [
+            "agent.meta",
             "bash.read_file",
             "bash.run",
             "bash.write_file",

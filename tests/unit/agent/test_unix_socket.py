@@ -257,7 +257,7 @@ def test_command_line_serves_on_the_socket_and_removes_it_on_sigterm(
         assert process.stderr is not None
         line = process.stderr.readline()
 
-        assert line == f"sandbox-agent listening on unix://{socket_path} toolsets=shell\n"
+        assert line == f"sandbox-agent listening on unix://{socket_path} toolsets=agent,shell\n"
         with _client(socket_path) as client:
             reply = client.post(
                 "/call/bash.run",

@@ -1,0 +1,56 @@
+"""The ``agent`` toolset, always enabled: facts about the container itself.
+
+Tools:
+    agent.meta: Read, or replace, a small JSON object the server keeps here.
+
+Docker labels cannot change once a container exists, so a container started
+ahead of time for a warm pool learns whose session it became through
+``agent.meta``; a restarted server reads it back to adopt the session.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import InvalidParams
+from ..params import Params
+from ..registry import AgentContext, Tool, Toolset
+
+MAX_META_BYTES = 64 << 10
+
+
+class AgentToolset(Toolset):
+    """Holds the container's metadata in memory (it lives as long as the container)."""
+
+    name = "agent"
+
+    def __init__(self) -> None:
+        self._meta: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def tools(self) -> Sequence[Tool]:
+        """``agent.meta``."""
+        return (Tool("agent.meta", self.meta, "Read or replace the container's metadata."),)
+
+    def meta(self, params: Params) -> dict[str, Any]:
+        """With ``set`` (an object), replace the metadata; answer the current one."""
+        new = params.raw().get("set")
+        with self._lock:
+            if new is not None:
+                if not isinstance(new, dict):
+                    raise InvalidParams("set must be a JSON object", field="set")
+                if len(json.dumps(new)) > MAX_META_BYTES:
+                    raise InvalidParams(
+                        f"set must encode to at most {MAX_META_BYTES} bytes", field="set"
+                    )
+                self._meta = dict(new)
+            return {"meta": dict(self._meta)}
+
+
+def create_toolset(context: AgentContext) -> AgentToolset:
+    """The ``agent`` toolset (it needs nothing from the context)."""
+    del context
+    return AgentToolset()

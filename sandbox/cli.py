@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +44,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 18890)")
     serve.add_argument("--config", type=Path, help="profile file, JSON or YAML")
+    serve.add_argument(
+        "--warmup",
+        nargs="+",
+        metavar="RESOURCE",
+        help="warm these resource types up once listening, as POST /warmup does "
+        "(build images, start shared services such as rag)",
+    )
     serve.set_defaults(run=_serve)
+
+    warmup = commands.add_parser(
+        "warmup",
+        help="ask a running server to build images, start services and fill pools",
+    )
+    warmup.add_argument("resources", nargs="*", metavar="RESOURCE")
+    warmup.add_argument("--pool", type=int, help="ready containers to keep per resource type")
+    warmup.add_argument("--url", default="http://127.0.0.1:18890", help="the server")
+    warmup.add_argument("--api-key", help="the server's API key (or SANDBOX_API_KEY)")
+    warmup.set_defaults(run=_warmup)
 
     images = commands.add_parser("images", help="manage session images")
     image_commands = images.add_subparsers(title="image commands")
@@ -71,14 +88,10 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .server import create_app
+    from .server.logs import configure_logging
 
     settings = _settings(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # One line per agent call would drown the server's own log.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(settings)
     servers: list[uvicorn.Server] = []
 
     def stop() -> None:
@@ -91,12 +104,57 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # uvicorn's loggers go through the handler configure_logging installed.
+        log_config=None,
+        # Access lines name method, path and status, never headers (no API key).
         access_log=settings.log_level == "debug",
         timeout_graceful_shutdown=30,
     )
     servers.append(uvicorn.Server(config))
+    if getattr(args, "warmup", None):
+        _warm_up_when_listening(servers[0], settings, args.warmup)
     servers[0].run()
     return 0
+
+
+def _warm_up_when_listening(server: Any, settings: Settings, resources: list[str]) -> None:
+    """``serve --warmup``: POST /warmup to this server from a thread once it listens."""
+    import logging
+    import threading
+
+    import httpx
+
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/warmup"
+    headers = {}
+    if settings.api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+    log = logging.getLogger(__name__)
+
+    def warm() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            time.sleep(0.05)
+        try:
+            response = httpx.post(url, json={"resources": resources}, headers=headers, timeout=30)
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("warmup of %s at start failed: %s", ", ".join(resources), exc)
+            return
+        if body.get("code") == 0:
+            log.info("warmup of %s started", ", ".join(resources))
+        else:
+            log.warning("warmup of %s at start failed: %s", ", ".join(resources), body)
+
+    threading.Thread(target=warm, name="warmup-at-start", daemon=True).start()
+
+
+def _warmup(args: argparse.Namespace) -> int:
+    from .warmup_progress import run
+
+    api_key = args.api_key or os.environ.get("SANDBOX_API_KEY")
+    return run(args.url, args.resources, args.pool, api_key=api_key)
 
 
 def _printer(prefix: str) -> Callable[[str], None]:

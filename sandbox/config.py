@@ -91,6 +91,20 @@ class RagSettings(BaseModel):
         return value
 
 
+class PoolSettings(BaseModel):
+    """A warm pool: started, healthy containers of one resource type and config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resource: str
+    """Resource type of the pool (``bash``, ``code``, ``vm``)."""
+    size: int = Field(ge=0, le=256)
+    """How many ready containers the pool keeps."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    """Session config the containers are made for; only sessions asking for the same
+    (after defaults are filled in) are served from this pool."""
+
+
 def _default_images_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "images"
 
@@ -135,6 +149,15 @@ class Settings(BaseSettings):
     """Default container limits."""
     rag: RagSettings = Field(default_factory=RagSettings)
     """The shared retrieval service."""
+    pools: list[PoolSettings] = Field(default_factory=list)
+    """Warm pools filled at start, e.g. ``[{resource: vm, size: 4}]``; `/warmup` can
+    set more (its ``pool_size``)."""
+    pool_refill_concurrency: int = Field(default=2, ge=1, le=64)
+    """Most pool containers starting at once, so refills never starve running sessions."""
+    max_containers: int = Field(default=512, ge=1)
+    """Most containers the server runs at once: sessions, pool members and services."""
+    max_sessions_per_worker: int = Field(default=16, ge=1)
+    """Most sessions one worker may hold at once."""
 
     image_namespace: str = "sandbox"
     """Images are tagged ``<namespace>/<name>:latest`` (``sandbox/shell:latest``)."""
@@ -157,6 +180,12 @@ class Settings(BaseSettings):
     """Most bytes of responses kept for de-duplication."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Server log level."""
+    log_format: Literal["json", "text"] = "json"
+    """``json``: one JSON object per line (time, level, logger, message, and the
+    request's trace_id, worker and session); ``text``: one readable line each."""
+    max_body_bytes: int = Field(default=64 * 1024**2, ge=1024)
+    """Largest request body accepted; a larger one is answered 413 (code 1002, field
+    ``body``) before it is read. Screenshots and ``rag:index`` batches are large."""
 
     @model_validator(mode="after")
     def _fill_server_id(self) -> Settings:

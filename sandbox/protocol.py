@@ -132,15 +132,26 @@ class WorkerRequest(_Request):
     worker_id: WorkerId | None = None
 
 
+PoolSize = Annotated[int, Field(ge=0, le=256)]
+
+
 class WarmupRequest(_Request):
-    """Build or find the images of these resource types."""
+    """Build missing images, start shared services and fill warm pools."""
 
     resources: list[str] = Field(
         default_factory=list,
         validation_alias=AliasChoices("resources", "backends"),
         description="Resource types to warm; none means all.",
     )
-    wait: bool = False
+    pool_size: PoolSize | dict[str, PoolSize] | None = Field(
+        default=None,
+        description="Ready containers to keep per resource type: one number for every "
+        "type named in `resources` that has pools, or {resource: number}.",
+    )
+    wait: bool = Field(
+        default=False,
+        description="Answer once images are built, services indexed and pools full.",
+    )
 
 
 class SessionInfo(BaseModel):

@@ -457,11 +457,92 @@ def bench_rag(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]
     return text, {"ratio": latency_ratio}
 
 
+def bench_pool(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+    """Warm pools: claim vs cold create, refill after a burst, a burst beyond the pool."""
+    claims = max(5, args.creates)
+    rows: list[tuple[str, dict[str, float]]] = []
+    goals: list[tuple[str, bool]] = []
+    notes: list[str] = []
+    with Sandbox(server_url=url, worker_id=f"bench-pool-{secrets.token_hex(3)}") as sb:
+        for resource in ("bash", "vm"):
+            cold, warm = [], []
+            for _ in range(claims):
+                envelope = sb.create_session_sync(resource)
+                assert envelope["code"] == 0, envelope
+                cold.append(float(envelope["meta"]["execution_time_ms"]))
+                sb.destroy_session_sync(resource)
+            ready = sb.warmup_sync([resource], pool_size=claims, wait=True)
+            assert ready["code"] == 0, ready
+            for _ in range(claims):
+                envelope = sb.create_session_sync(resource)
+                assert envelope["code"] == 0, envelope
+                warm.append(float(envelope["meta"]["execution_time_ms"]))
+                sb.destroy_session_sync(resource)
+            sb.warmup_sync([resource], pool_size=0, wait=True)
+            cold_stats, warm_stats = percentiles(cold), percentiles(warm)
+            rows.append((f"cold `session/create` of `{resource}` (server-side)", cold_stats))
+            rows.append((f"claim from a `{resource}` pool (server-side)", warm_stats))
+            speedup = cold_stats["p50"] / warm_stats["p50"]
+            goals.append((f"{resource} claim p50 <= 20 ms", warm_stats["p50"] <= 20))
+            goals.append(
+                (f"{resource} claim >= 10x faster than cold ({speedup:.0f}x)", speedup >= 10)
+            )
+
+        pool_size, burst = 8, 32
+        warmed = sb.warmup_sync(["bash"], pool_size=pool_size, wait=True)
+        assert warmed["code"] == 0, warmed
+        hits_before = warmed["data"]["resources"]["bash"]["pools"][0]["hits"]
+        workers = [Sandbox(server_url=url, worker_id=f"bench-burst-{i}") for i in range(burst)]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(burst) as pool:
+            results = list(pool.map(lambda w: w.create_session_sync("bash"), workers))
+        burst_s = time.perf_counter() - started
+        drained_at = time.perf_counter()
+        refill_s = float("nan")
+        while time.perf_counter() - drained_at < 60:
+            status = sb.get_warmup_status_sync()["data"]["resources"]["bash"]["pools"][0]
+            if status["ready"] >= pool_size:
+                refill_s = time.perf_counter() - drained_at
+                break
+            time.sleep(0.05)
+        ok = sum(1 for r in results if r["code"] == 0)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda w: w.destroy_session_sync("bash"), workers))
+        for worker in workers:
+            worker.close_sync()
+        sb.warmup_sync(["bash"], pool_size=0, wait=True)
+        goals.append(
+            (f"{burst} concurrent creates against a pool of {pool_size} all succeed", ok == burst)
+        )
+        goals.append(
+            (f"pool back to target within 5 s of the burst ({refill_s:.1f} s)", refill_s <= 5)
+        )
+        notes.append(
+            f"{burst} concurrent creates against a pool of {pool_size}: {ok}/{burst} succeeded in "
+            f"{burst_s:.1f} s ({status['hits'] - hits_before} claims, the rest cold starts in "
+            "parallel); the "
+            f"pool was back to {pool_size} ready {refill_s:.1f} s after the burst (refills start "
+            "while the burst's cold starts still run, at most `pool_refill_concurrency` at once)."
+        )
+    text = "\n".join(
+        [
+            "## Warm pools: claims and refills",
+            "",
+            *_table(rows),
+            "",
+            *notes,
+            "",
+            "Goals: " + "; ".join(f"{g}: {'met' if ok else 'NOT met'}" for g, ok in goals) + ".",
+        ]
+    )
+    return text, {}
+
+
 def _rag_env(args: argparse.Namespace) -> dict[str, str]:
     return {"SANDBOX_RAG__CORPUS": str(rag_corpus(args.rag_corpus))}
 
 
-SECTIONS = {"core": bench_core, "vm": bench_vm, "rag": bench_rag}
+SECTIONS = {"core": bench_core, "vm": bench_vm, "rag": bench_rag, "pool": bench_pool}
 SERVER_ENV: dict[str, Callable[[argparse.Namespace], dict[str, str]]] = {"rag": _rag_env}
 
 

@@ -3,7 +3,10 @@
 #   1. a Docker engine that answers (started when installed but not running),
 #   2. a virtualenv in .venv with the project installed (with the dev extras),
 #   3. the debian:bookworm-slim base image (pulled, or made with debootstrap),
-#   4. the session images (`sandbox images build`; Docker's cache makes reruns fast).
+#   4. the session images (`sandbox images build`; Docker's cache makes reruns fast),
+#   5. for docker-compose.yml: Docker Compose (Debian's docker-compose when neither
+#      `docker compose` nor `docker-compose` is there), the wheels the image builds
+#      install (scripts/fetch-wheels.sh) and the server image (sandbox/server:latest).
 # Idempotent; scripts/serve.sh and scripts/test.sh run it first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,9 +47,26 @@ ensure_venv() {
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 }
 
+ensure_compose() {
+  if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; then
+    return
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Docker Compose (Debian's docker-compose)"
+    apt-get install -y -qq docker-compose >/dev/null
+  else
+    echo "Docker Compose is missing: install it (docker-compose-plugin or docker-compose)" >&2
+    exit 1
+  fi
+}
+
 ensure_docker
 ensure_venv
 log "base image"
 scripts/bootstrap-base-image.sh
 log "session images"
 .venv/bin/sandbox images build
+log "compose: Docker Compose, image wheels, server image"
+ensure_compose
+scripts/fetch-wheels.sh
+docker build --quiet -f images/server/Dockerfile -t sandbox/server:latest . >/dev/null

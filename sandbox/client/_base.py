@@ -28,6 +28,8 @@ Envelope = dict[str, Any]
 TOOL_TIMEOUT_MARGIN_S: Final = 15.0
 """Extra seconds a tool call's response may take beyond the tool timeout: the server
 may first have to start the session and then ship the result back."""
+WARMUP_WAIT_S: Final = 1800.0
+"""How long a warmup with ``wait`` may take (image builds, index builds, pool fills)."""
 PROBE_TIMEOUT_S: Final = 2.0
 """Timeout of the single-attempt /health probe used while starting a local server."""
 _EXCERPT_CHARS: Final = 200
@@ -233,9 +235,20 @@ class BaseServiceClient:
         worker = self._worker(worker_id)
         return self._post(path, {"worker_id": worker}, worker)
 
-    def _warmup_call(self, resources: str | Sequence[str] | None, wait: bool) -> _Call:
-        body = {"resources": _resource_list(resources), "wait": wait}
-        return self._post("/warmup", body, self._config.worker_id)
+    def _warmup_call(
+        self,
+        resources: str | Sequence[str] | None,
+        pool_size: int | Mapping[str, int] | None,
+        wait: bool,
+    ) -> _Call:
+        body = {
+            "resources": _resource_list(resources),
+            "pool_size": dict(pool_size) if isinstance(pool_size, Mapping) else pool_size,
+            "wait": wait,
+        }
+        # A waited warmup may build images first: minutes, not seconds.
+        seconds = WARMUP_WAIT_S if wait else 0.0
+        return self._post("/warmup", body, self._config.worker_id, tool_seconds=seconds)
 
     def _shutdown_call(self) -> _Call:
         return self._post("/shutdown", {}, self._config.worker_id)

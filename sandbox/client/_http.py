@@ -386,24 +386,34 @@ class HTTPServiceClient(BaseServiceClient):
         return self._send_sync(self._get("/health"))
 
     async def warmup(
-        self, resources: str | Sequence[str] | None = None, *, wait: bool = False
+        self,
+        resources: str | Sequence[str] | None = None,
+        *,
+        pool_size: int | Mapping[str, int] | None = None,
+        wait: bool = False,
     ) -> Envelope:
-        """Build or pull the images of resource types and fill their warm pools.
+        """Build the images of resource types, start shared services, fill warm pools.
 
         Args:
             resources: Resource types to warm (one name or several); ``None`` for all.
+            pool_size: Ready containers to keep: one number for every named type that
+                has pools, or ``{resource: number}``.
             wait: Answer only when warmup is done rather than at once.
 
         Returns:
-            The envelope.
+            The envelope; ``data.resources`` is the warmup status.
         """
-        return await self._send(self._warmup_call(resources, wait))
+        return await self._send(self._warmup_call(resources, pool_size, wait))
 
     def warmup_sync(
-        self, resources: str | Sequence[str] | None = None, *, wait: bool = False
+        self,
+        resources: str | Sequence[str] | None = None,
+        *,
+        pool_size: int | Mapping[str, int] | None = None,
+        wait: bool = False,
     ) -> Envelope:
         """Blocking twin of `warmup`."""
-        return self._send_sync(self._warmup_call(resources, wait))
+        return self._send_sync(self._warmup_call(resources, pool_size, wait))
 
     async def get_warmup_status(self) -> Envelope:
         """Report per resource type: image ready, pool size and target, errors.

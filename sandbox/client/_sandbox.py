@@ -262,24 +262,33 @@ class Sandbox:
     # -- calls ---------------------------------------------------------------
 
     async def warmup(
-        self, resources: str | Sequence[str] | None = None, wait: bool = False
+        self,
+        resources: str | Sequence[str] | None = None,
+        wait: bool = False,
+        pool_size: int | Mapping[str, int] | None = None,
     ) -> Envelope:
-        """Build or pull images and fill warm pools of resource types.
+        """Build images, start shared services and fill warm pools of resource types.
 
         Args:
             resources: One resource type or several; ``None`` for all.
             wait: Answer only when warmup is done.
+            pool_size: Ready containers to keep per resource type (a number for each
+                named type, or ``{resource: number}``).
 
         Returns:
             The envelope.
         """
-        return await (await self._ready()).warmup(resources, wait=wait)
+        client = await self._ready()
+        return await client.warmup(resources, pool_size=pool_size, wait=wait)
 
     def warmup_sync(
-        self, resources: str | Sequence[str] | None = None, wait: bool = False
+        self,
+        resources: str | Sequence[str] | None = None,
+        wait: bool = False,
+        pool_size: int | Mapping[str, int] | None = None,
     ) -> Envelope:
         """Blocking twin of `warmup`."""
-        return self._ready_sync().warmup_sync(resources, wait=wait)
+        return self._ready_sync().warmup_sync(resources, pool_size=pool_size, wait=wait)
 
     async def get_warmup_status(self) -> Envelope:
         """Report warmup progress per resource type.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
@@ -17,6 +18,7 @@ from fastapi.routing import APIRoute
 from .. import __version__
 from ..backends import RESOURCE_TYPES
 from ..config import Settings
+from ..protocol import Envelope
 from ..runtime.agent import AgentClient
 from ..runtime.docker import DockerRuntime
 from ..runtime.images import ImageService
@@ -25,11 +27,30 @@ from ..sessions.registry import ToolRegistry
 from .dedup import RequestDeduplication
 from .deps import Services, require_api_key
 from .envelope import TraceMiddleware, install_error_handlers
-from .routes import execute, sessions, system
+from .limits import BodySizeLimit
+from .metrics import ServerMetrics
+from .routes import execute, metrics, sessions, system
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+
+# Documented on every envelope route, so the OpenAPI document (and a client or a
+# fuzzer generated from it) knows what errors look like.
+_ENVELOPE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": Envelope, "description": "Success: code 0 and the result in `data`."},
+    "4XX": {
+        "model": Envelope,
+        "description": "1001 tool or endpoint not found (404); 1002 parameter error naming "
+        "the field in `data.field` (400, 405, 413 for a body over `max_body_bytes`); "
+        "1003 session error (409); a missing or wrong API key (401).",
+    },
+    "5XX": {
+        "model": Envelope,
+        "description": "2001 container, agent or Docker failure (502); 2002 timeout (504); "
+        "5000 unexpected error, the trace id in the message (500).",
+    },
+}
 
 
 def create_app(
@@ -49,6 +70,7 @@ def create_app(
             ``sandbox serve`` command passes one that stops uvicorn.
     """
     settings = settings or Settings()
+    server_metrics = ServerMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,7 +88,9 @@ def create_app(
             images=images,
             sessions=manager,
             request_shutdown=request_shutdown or _no_process_to_stop,
+            metrics=server_metrics,
         )
+        server_metrics.watch(app.state.services)
         await manager.start()
         log.info("sandbox server %s ready (server id %s)", __version__, settings.server_id)
         try:
@@ -86,17 +110,32 @@ def create_app(
     install_error_handlers(app)
     guarded = [Depends(require_api_key)]
     for prefix in ("", API_PREFIX):
-        app.include_router(system.public, prefix=prefix, generate_unique_id_function=_op_id(prefix))
+        app.include_router(
+            system.public,
+            prefix=prefix,
+            responses=_ENVELOPE_RESPONSES,
+            generate_unique_id_function=_op_id(prefix),
+        )
         for router in (execute.router, sessions.router, system.router):
             app.include_router(
                 router,
                 prefix=prefix,
                 dependencies=guarded,
+                responses=_ENVELOPE_RESPONSES,
                 generate_unique_id_function=_op_id(prefix),
             )
+        app.include_router(
+            metrics.router,
+            prefix=prefix,
+            dependencies=guarded,
+            generate_unique_id_function=_op_id(prefix),
+        )
+    # Outermost last: the trace id is set first, so every answer below carries it;
+    # an oversized body is refused before de-duplication records anything.
     app.add_middleware(
         RequestDeduplication, ttl_s=settings.dedup_ttl_s, max_bytes=settings.dedup_max_bytes
     )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(TraceMiddleware)
     return app
 

@@ -7,9 +7,10 @@ the field; anything unexpected becomes 5000 with the trace id and no traceback.
 
 from __future__ import annotations
 
-import contextvars
 import logging
+import re
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,10 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import ErrorCode, SandboxError
 from ..protocol import Envelope, Meta
 from ..sessions.registry import invalid_from_errors
+from .context import session_var, trace_id_var, worker_var
 
 log = logging.getLogger(__name__)
 
-trace_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")
+_TRACE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def new_meta(**fields: Any) -> Meta:
@@ -47,22 +49,28 @@ def failure(error: SandboxError, meta: Meta | None = None) -> Envelope:
     return Envelope(code=int(error.code), message=error.message, data=error.data or None, meta=meta)
 
 
-def respond(envelope: Envelope, status: int | None = None) -> JSONResponse:
-    """Send `envelope` with the HTTP status its code maps to."""
+def respond(
+    envelope: Envelope, status: int | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """Send `envelope` with the HTTP status its code maps to (or `status`)."""
     try:
         code = ErrorCode(envelope.code)
     except ValueError:
         code = ErrorCode.INTERNAL
-    return JSONResponse(envelope.model_dump(), status_code=status or code.http_status)
+    return JSONResponse(
+        envelope.model_dump(), status_code=status or code.http_status, headers=headers
+    )
 
 
 class TraceMiddleware:
     """Gives each request a trace id and answers unexpected exceptions with 5000.
 
-    The trace id is the request's ``X-Trace-ID`` or a new one; it is echoed in the
-    response headers and in every envelope's meta. An exception no handler took is
-    logged with its traceback and answered with a 5000 envelope naming the trace
-    id, never the traceback.
+    The trace id is the request's ``X-Trace-ID`` (1-64 letters, digits or ``._:-``;
+    anything else is replaced) or a new one; it is echoed in the response headers,
+    in every envelope's meta and in every log line of the request, and the
+    request's worker and session are cleared for the routes to set. An exception
+    no handler took is logged with its traceback and answered with a 5000 envelope
+    naming the trace id, never the traceback.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -73,8 +81,9 @@ class TraceMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"x-trace-id", b"").decode("latin-1")
-        trace_id = given[:64] if given else secrets.token_hex(8)
-        token = trace_id_var.set(trace_id)
+        # Echoed in a header and written to logs: only harmless characters.
+        trace_id = given if _TRACE_ID.fullmatch(given) else secrets.token_hex(8)
+        tokens = (trace_id_var.set(trace_id), worker_var.set(""), session_var.set(""))
         started = False
 
         async def send_with_trace(message: Message) -> None:
@@ -95,7 +104,9 @@ class TraceMiddleware:
             error = SandboxError(f"internal server error; the server log has trace_id {trace_id}")
             await respond(failure(error))(scope, receive, send_with_trace)
         finally:
-            trace_id_var.reset(token)
+            trace_id_var.reset(tokens[0])
+            worker_var.reset(tokens[1])
+            session_var.reset(tokens[2])
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -111,15 +122,23 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        data: dict[str, str] | None = None
         if exc.status_code == 404:
             code, message = ErrorCode.TOOL_NOT_FOUND, f"no endpoint {request.url.path}"
         elif exc.status_code == 405:
             code = ErrorCode.INVALID_PARAMS
             message = f"{request.method} is not allowed on {request.url.path}"
+        elif exc.status_code == 401:
+            code, message = ErrorCode.INVALID_PARAMS, str(exc.detail)
+            data = {"field": "Authorization"}
+        elif exc.status_code == 400:
+            # A body FastAPI could not even parse (too deeply nested JSON, bad encoding).
+            code, message = ErrorCode.INVALID_PARAMS, f"body: {exc.detail}"
+            data = {"field": "body"}
         else:
             code, message = ErrorCode.INVALID_PARAMS, str(exc.detail)
-        envelope = Envelope(code=int(code), message=message, meta=new_meta())
-        return respond(envelope, status=exc.status_code)
+        envelope = Envelope(code=int(code), message=message, data=data, meta=new_meta())
+        return respond(envelope, status=exc.status_code, headers=exc.headers)
 
 
 def _body_relative(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -1,8 +1,13 @@
 """Session lifecycle: create, call, refresh, expire, destroy, adopt after a restart.
 
 Creation is serialised per (worker, resource) key only: the Docker calls of one
-worker's slow start never hold up another worker. Every container carries its
-session's labels, so a restarted server rebuilds its table from Docker.
+worker's slow start never hold up another worker. A session's container comes
+from a warm pool when one holds a container for its config, else it is started
+cold; sessions of a shared resource type (rag) live in its service container.
+
+Docker is the source of truth: a cold-started container carries its session's
+labels, a claimed pool container holds them in its agent (``agent.meta``), and a
+shared service lists its sessions, so a restarted server rebuilds its table.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from ..backends import ResourceType, SessionConfig, ToolSpec
 from ..config import Settings
-from ..errors import BackendError, SandboxError, SessionError
+from ..errors import BackendError, InvalidParams, SandboxError, SessionError
 from ..runtime.agent import AgentClient, AgentUnreachable
 from ..runtime.docker import (
     AGENT_TOKEN_ENV,
@@ -28,6 +33,7 @@ from ..runtime.docker import (
     LABEL_CREATED,
     LABEL_MANAGED,
     LABEL_NAME,
+    LABEL_POOL,
     LABEL_RESOURCE,
     LABEL_SERVER,
     LABEL_SERVICE,
@@ -39,6 +45,7 @@ from ..runtime.docker import (
 from ..runtime.images import ImageService
 from ..runtime.sockets import SocketDirs
 from .containers import AgentContainers
+from .pools import WarmPools
 from .registry import ToolRegistry
 from .services import ServiceContainer, SharedServices
 from .specs import container_name
@@ -88,6 +95,9 @@ class SessionManager:
         self._sockets = SocketDirs(settings.socket_dir, settings.server_id)
         self._containers = AgentContainers(settings, runtime, agents, images, self._sockets)
         self._services = SharedServices(settings, runtime, agents, self._containers)
+        self._pools = WarmPools(
+            settings, self._containers, agents, self.applied_config, self._pool_may_start
+        )
         self._warming: dict[str, str | None] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -105,6 +115,8 @@ class SessionManager:
         With the Docker engine down the server still starts (``/health`` says so);
         the sweeper retries the adoption until the engine answers.
         """
+        for pool_settings in self._settings.pools:
+            self.set_pool_size(pool_settings.resource, pool_settings.size, pool_settings.config)
         await self._try_recover()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="session-sweeper")
 
@@ -115,6 +127,7 @@ class SessionManager:
             log.warning("cannot adopt session containers yet: %s", exc.message)
         else:
             self._recovered = True
+            self._pools.refill_all()
 
     async def stop(self) -> None:
         """Stop sweeping and destroy every session (unless settings keep them)."""
@@ -123,6 +136,7 @@ class SessionManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        await self._pools.remove_all()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._settings.keep_sessions_on_shutdown:
@@ -148,7 +162,51 @@ class SessionManager:
             "by_state": dict(Counter(s.state.value for s in sessions)),
             "calls": dict(self.calls),
             "starts": dict(self.starts),
+            "containers": self._container_count(),
+            "pools": [pool.status() for pool in self._pools.all()],
         }
+
+    def _container_count(self) -> int:
+        """Containers of this server: dedicated sessions (starting too), pools, services."""
+        dedicated = sum(
+            1 for s in self._table.all() if not self._registry.resource(s.resource_type).shared
+        )
+        return dedicated + self._pools.container_count() + len(self._services.all())
+
+    def _pool_may_start(self) -> bool:
+        return self._container_count() < self._settings.max_containers
+
+    # -- pools ------------------------------------------------------------------
+
+    def set_pool_size(
+        self, resource_type: str, size: int, config: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Keep `size` ready containers for sessions of `resource_type` with `config`.
+
+        Raises:
+            InvalidParams: Unknown or shared resource type, or a bad config field.
+        """
+        resource = self._registry.resource(resource_type)
+        if resource.shared:
+            raise InvalidParams(
+                f"{resource.name} sessions share one service container; they have no pool",
+                field="pool_size",
+            )
+        pool = self._pools.pool(resource, self._registry.validate_config(resource, config or {}))
+        if self._recovered:
+            self._pools.set_target(pool, size)
+        else:
+            pool.target = size  # filled once the containers of an earlier run are adopted
+        return pool.status()
+
+    def pool_status(self, resource_type: str) -> list[dict[str, Any]]:
+        """The pools of one resource type."""
+        return [pool.status() for pool in self._pools.of(resource_type)]
+
+    async def wait_for_pools(self, resource_types: list[str], timeout: float) -> None:
+        """Until the pools of these resource types are full (or failing), or `timeout`."""
+        pools = [pool for name in resource_types for pool in self._pools.of(name)]
+        await self._pools.wait_filled(pools, timeout)
 
     # -- create -----------------------------------------------------------------
 
@@ -182,6 +240,12 @@ class SessionManager:
             if existing is not None and existing.state is SessionState.READY:
                 existing.touch(self._settings.session_ttl_s)
                 return existing, False
+            held = len(self._table.of_worker(worker_id))
+            if held >= self._settings.max_sessions_per_worker:
+                raise SessionError(
+                    f"worker {worker_id!r} holds {held} sessions, the most one worker may "
+                    "(max_sessions_per_worker); destroy one first"
+                )
             session = await self._start(resource, session_config, key, custom_name, auto_created)
             return session, True
 
@@ -213,7 +277,12 @@ class SessionManager:
         try:
             if resource.shared:
                 await self._follow_service(session, resource)
-            else:
+            elif not await self._claim(session, resource, config):
+                if self._container_count() > self._settings.max_containers:
+                    raise SessionError(
+                        f"the server runs {self._settings.max_containers} containers, its "
+                        "limit (max_containers); try again when sessions end"
+                    )
                 await self._start_container(session, resource, config)
         except BaseException as exc:
             self._table.pop(key, session)
@@ -249,6 +318,35 @@ class SessionManager:
         )
         return applied
 
+    async def _claim(self, session: Session, resource: ResourceType, config: SessionConfig) -> bool:
+        """Make a warm pool's container the session's; False when the pool has none."""
+        member = await self._pools.claim(resource, config)
+        if member is None:
+            return False
+        # Labels cannot change on a running container: the agent keeps them instead,
+        # so a restarted server can tell whose session this pool container became.
+        meta = {LABEL_RESOURCE: resource.name, **self._session_labels(session, config)}
+        try:
+            await self._agents.call(
+                member.agent_url, member.token, "agent.meta", {"set": meta}, 10.0
+            )
+        except SandboxError:
+            self._spawn(self._containers.remove(member.container_id, member.agent_url))
+            return False
+        session.container_id, session.agent_url = member.container_id, member.agent_url
+        session.token = member.token
+        return True
+
+    def _session_labels(self, session: Session, config: SessionConfig) -> dict[str, str]:
+        return {
+            LABEL_WORKER: session.worker_id,
+            LABEL_SESSION: session.session_id,
+            LABEL_NAME: session.session_name,
+            LABEL_CONFIG: json.dumps(config.model_dump(exclude_none=True), sort_keys=True),
+            LABEL_CREATED: f"{session.created_at:.3f}",
+            LABEL_AUTO: "1" if session.auto_created else "0",
+        }
+
     async def _start_container(
         self, session: Session, resource: ResourceType, config: SessionConfig
     ) -> None:
@@ -258,14 +356,7 @@ class SessionManager:
             token=session.token,
             limits=config.limits(self._settings.limits),
             network=bool(session.config["network"]),
-            labels={
-                LABEL_WORKER: session.worker_id,
-                LABEL_SESSION: session.session_id,
-                LABEL_NAME: session.session_name,
-                LABEL_CONFIG: json.dumps(config.model_dump(exclude_none=True), sort_keys=True),
-                LABEL_CREATED: f"{session.created_at:.3f}",
-                LABEL_AUTO: "1" if session.auto_created else "0",
-            },
+            labels=self._session_labels(session, config),
             environment=resource.environment(config),
         )
         session.container_id, session.agent_url = record.id, record.agent_url
@@ -546,7 +637,7 @@ class SessionManager:
     # -- recovery -------------------------------------------------------------------
 
     async def recover(self) -> tuple[int, int]:
-        """Adopt this server's live session containers and remove the rest.
+        """Adopt this server's live containers (sessions, pools, services); remove the rest.
 
         Returns:
             How many sessions were adopted and how many containers removed.
@@ -555,15 +646,17 @@ class SessionManager:
             {LABEL_MANAGED: "1", LABEL_SERVER: self._settings.server_id}
         )
         records.sort(key=lambda r: float(r.labels.get(LABEL_CREATED, "0") or 0), reverse=True)
-        checks = await asyncio.gather(*(self._adoptable(record) for record in records))
+        found = await asyncio.gather(*(self._classify(record) for record in records))
         removed = 0
-        for record, session in zip(records, checks, strict=True):
-            if LABEL_SERVICE in record.labels:
+        for record, (kind, session) in zip(records, found, strict=True):
+            if kind == "service":
                 continue  # adopted below, with the sessions it holds
             if session is not None and self._table.get(session.key) is None:
                 self._table.put(session)
                 continue
-            await self._runtime.remove(record.id)
+            if kind == "pool" and self._adopt_pool_member(record):
+                continue
+            await self._containers.remove(record.id, record.agent_url)
             removed += 1
         for resource in self._registry.resource_types():
             if resource.shared:
@@ -572,14 +665,40 @@ class SessionManager:
                     await self._adopt_service_sessions(resource, service)
         adopted = len(self._table)
         in_use = [s.agent_url for s in self._table.all()]
-        in_use += [s.url for s in self._services.all()]
+        in_use += [s.url for s in self._services.all()] + self._pools.urls()
         self._sockets.prune(in_use)
         if records:
             log.info("adopted %d session(s), removed %d orphan container(s)", adopted, removed)
         return adopted, removed
 
-    async def _adoptable(self, record: ContainerRecord) -> Session | None:
-        labels = record.labels
+    async def _classify(self, record: ContainerRecord) -> tuple[str, Session | None]:
+        """What a container of an earlier run is: a service, a session, a pool member."""
+        if LABEL_SERVICE in record.labels:
+            return "service", None
+        if LABEL_POOL not in record.labels:
+            return "session", await self._adoptable(record, record.labels)
+        token = record.environment.get(AGENT_TOKEN_ENV)
+        if not (record.running and record.agent_url and token):
+            return "orphan", None
+        try:
+            data = await self._agents.call(record.agent_url, token, "agent.meta", {}, 5.0)
+        except SandboxError:
+            return "orphan", None
+        meta = {str(k): str(v) for k, v in dict(data.get("meta") or {}).items()}
+        if LABEL_SESSION not in meta:
+            return "pool", None
+        return "session", await self._adoptable(record, {**record.labels, **meta})
+
+    def _adopt_pool_member(self, record: ContainerRecord) -> bool:
+        try:
+            resource = self._registry.resource(record.labels.get(LABEL_RESOURCE, ""))
+            config = json.loads(record.labels.get(LABEL_CONFIG) or "{}")
+            validated = self._registry.validate_config(resource, config)
+        except (ValueError, SandboxError):
+            return False
+        return self._pools.adopt(resource, validated, record)
+
+    async def _adoptable(self, record: ContainerRecord, labels: dict[str, str]) -> Session | None:
         resource_type = labels.get(LABEL_RESOURCE, "")
         session_id, worker_id = labels.get(LABEL_SESSION), labels.get(LABEL_WORKER)
         token = record.environment.get(AGENT_TOKEN_ENV)

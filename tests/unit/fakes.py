@@ -137,6 +137,8 @@ class FakeAgents(AgentClient):
             "rag.sessions": self._sessions,
             "rag.search": self._search,
         }
+        self.meta: dict[str, dict[str, Any]] = {}
+        """What each agent (by URL) holds in `agent.meta`."""
         self.rag_sessions: dict[str, str] = {}
         """What the fake rag service holds: session id -> worker id."""
 
@@ -148,6 +150,10 @@ class FakeAgents(AgentClient):
             raise AgentUnreachable("connection refused")
         assert container.environment["SANDBOX_AGENT_TOKEN"] == token
         self.calls[tool] += 1
+        if tool == "agent.meta":  # per container, like the real agent's
+            if "set" in params:
+                self.meta[url] = dict(params["set"])
+            return {"meta": dict(self.meta.get(url, {}))}
         handler = self.handlers.get(tool)
         if handler is None:
             return {"tool": tool, "params": params}

@@ -1,7 +1,7 @@
 """The ``agent`` toolset, always enabled: facts about the container itself.
 
 Tools:
-    agent.meta: Read, or replace, a small JSON object the server keeps here.
+    agent.meta: Read, or set once, a small JSON object the server keeps here.
 
 Docker labels cannot change once a container exists, so a container started
 ahead of time for a warm pool learns whose session it became through
@@ -33,10 +33,16 @@ class AgentToolset(Toolset):
 
     def tools(self) -> Sequence[Tool]:
         """``agent.meta``."""
-        return (Tool("agent.meta", self.meta, "Read or replace the container's metadata."),)
+        return (Tool("agent.meta", self.meta, "Read or set (once) the container's metadata."),)
 
     def meta(self, params: Params) -> dict[str, Any]:
-        """With ``set`` (an object), replace the metadata; answer the current one."""
+        """With ``set`` (an object), store the metadata once; answer the current one.
+
+        Write-once: the server stores a pool container's session when it claims it,
+        before the session's user can run anything, and nothing may change it after
+        (not even a process in the sandbox that found the token), since a restarted
+        server trusts it to tell whose session the container is.
+        """
         new = params.raw().get("set")
         with self._lock:
             if new is not None:
@@ -46,6 +52,8 @@ class AgentToolset(Toolset):
                     raise InvalidParams(
                         f"set must encode to at most {MAX_META_BYTES} bytes", field="set"
                     )
+                if self._meta:
+                    raise InvalidParams("the metadata is already set", field="set")
                 self._meta = dict(new)
             return {"meta": dict(self._meta)}
 

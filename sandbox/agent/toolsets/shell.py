@@ -91,7 +91,7 @@ class ShellToolset(Toolset):
         else:
             data = encode_text(content)
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _make_parents(path)
             with open(path, "wb") as file:
                 file.write(data)
         except OSError as exc:
@@ -189,3 +189,25 @@ def _decode_utf8(data: bytes, *, truncated: bool) -> str:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+def _make_parents(path: str) -> None:
+    """Create the missing parent directories of `path`, top down.
+
+    A loop rather than `os.makedirs`, which recurses once per missing level and
+    so fails with RecursionError on a path of a thousand levels (still within
+    PATH_MAX).
+    """
+    missing = []
+    parent = os.path.dirname(path)
+    while parent and not os.path.isdir(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+        if parent == missing[-1]:
+            break
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise

@@ -3,18 +3,79 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from ...errors import SandboxError
 from ...protocol import BatchAction, BatchRequest, BatchResult, Envelope, ExecuteRequest
+from ..context import note_session
 from ..deps import Services, ServicesDep, WorkerHeader, worker_of
 from ..envelope import failure, new_meta, respond, success
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(tags=["execute"])
+
+# Shown in the OpenAPI document; property-based tests start from them too.
+_EXECUTE_EXAMPLES: dict[str, Any] = {
+    "bash": {
+        "summary": "A shell command",
+        "value": {"worker_id": "w1", "action": "bash:run", "params": {"command": "ls -l"}},
+    },
+    "code": {
+        "summary": "A Python program, at most 10 s",
+        "value": {
+            "worker_id": "w1",
+            "action": "code:execute",
+            "params": {"code": "print(6 * 7)", "language": "python"},
+            "timeout": 10,
+        },
+    },
+    "file": {
+        "summary": "Write a file",
+        "value": {
+            "worker_id": "w1",
+            "action": "bash:write_file",
+            "params": {"path": "notes/a.txt", "content": "hello"},
+        },
+    },
+    "rag": {
+        "summary": "Search the shared corpus",
+        "value": {
+            "worker_id": "w1",
+            "action": "rag:search",
+            "params": {"query": "json processor", "top_k": 3},
+        },
+    },
+}
+_BATCH_EXAMPLES: dict[str, Any] = {
+    "sequence": {
+        "summary": "Two calls in order, stopping at the first error",
+        "value": {
+            "worker_id": "w1",
+            "actions": [
+                {"action": "bash:run", "params": {"command": "cd /tmp"}},
+                {"action": "bash:run", "params": {"command": "pwd"}},
+            ],
+        },
+    },
+    "parallel": {
+        "summary": "Calls in parallel",
+        "value": {
+            "worker_id": "w1",
+            "parallel": True,
+            "stop_on_error": False,
+            "actions": [
+                {"action": "code:execute", "params": {"code": "print(1)"}},
+                {"action": "bash:run", "params": {"command": "echo 2"}, "timeout": 5},
+            ],
+        },
+    },
+}
 
 
 async def run_action(
@@ -24,7 +85,11 @@ async def run_action(
     params: dict[str, Any],
     timeout: float | None,
 ) -> Envelope:
-    """Run one tool and wrap its result, or its error, in an envelope."""
+    """Run one tool and wrap its result, or its error, in an envelope.
+
+    A call that reached a session is timed into the latency histogram, and its
+    session named in the request's log lines.
+    """
     started = time.perf_counter()
     meta = new_meta()
     try:
@@ -40,13 +105,21 @@ async def run_action(
         meta.resource_type = result.tool.resource_type
         meta.session_id = result.session.session_id
         envelope = success(result.data, meta)
-    meta.execution_time_ms = round((time.perf_counter() - started) * 1000, 2)
+    elapsed = time.perf_counter() - started
+    meta.execution_time_ms = round(elapsed * 1000, 2)
+    if meta.session_id is not None and meta.tool is not None:
+        # Only then is `tool` a canonical name, never a caller's typo.
+        services.metrics.observe_call(meta.tool, elapsed)
+        note_session(meta.session_id)
+    log.debug("%r answered %d in %.1f ms", meta.tool, envelope.code, elapsed * 1000)
     return envelope
 
 
 @router.post("/execute")
 async def execute(
-    body: ExecuteRequest, services: ServicesDep, x_worker_id: WorkerHeader = None
+    body: Annotated[ExecuteRequest, Body(openapi_examples=_EXECUTE_EXAMPLES)],
+    services: ServicesDep,
+    x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """Run one tool in the worker's session of its resource type (created on first use)."""
     worker_id = worker_of(body.worker_id, x_worker_id)
@@ -55,7 +128,9 @@ async def execute(
 
 @router.post("/execute/batch")
 async def execute_batch(
-    body: BatchRequest, services: ServicesDep, x_worker_id: WorkerHeader = None
+    body: Annotated[BatchRequest, Body(openapi_examples=_BATCH_EXAMPLES)],
+    services: ServicesDep,
+    x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """Run several tools: in order (stopping at the first error if asked) or in parallel."""
     worker_id = worker_of(body.worker_id, x_worker_id)
@@ -72,6 +147,8 @@ async def execute_batch(
             results.append(await one(item))
             if body.stop_on_error and results[-1].code != 0:
                 break
+    # Parallel calls ran in tasks of their own: name their sessions here too.
+    note_session(*(result.meta.session_id for result in results))
     batch = BatchResult(
         results=results,
         total=len(body.actions),

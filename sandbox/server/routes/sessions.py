@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from ...protocol import (
@@ -13,15 +14,40 @@ from ...protocol import (
     ListSessionsRequest,
     RefreshSessionRequest,
 )
+from ..context import note_session
 from ..deps import ServicesDep, WorkerHeader, worker_of
 from ..envelope import new_meta, respond, success
 
 router = APIRouter(prefix="/session", tags=["sessions"])
 
+# Shown in the OpenAPI document; property-based tests start from them too.
+_CREATE_EXAMPLES: dict[str, Any] = {
+    "bash": {"summary": "A shell", "value": {"worker_id": "w1", "resource_type": "bash"}},
+    "limits": {
+        "summary": "Code with limits and network",
+        "value": {
+            "worker_id": "w1",
+            "resource_type": "code",
+            "config": {"memory": "512m", "cpus": 0.5, "pids": 128, "network": True},
+        },
+    },
+    "vm": {
+        "summary": "A desktop",
+        "value": {"worker_id": "w1", "resource_type": "vm", "config": {"screen_size": [1024, 768]}},
+    },
+    "rag": {"summary": "Retrieval", "value": {"worker_id": "w1", "resource_type": "rag"}},
+}
+_WORKER_EXAMPLES: dict[str, Any] = {
+    "one": {"summary": "One resource type", "value": {"worker_id": "w1", "resource_type": "bash"}},
+    "all": {"summary": "All the worker's sessions", "value": {"worker_id": "w1"}},
+}
+
 
 @router.post("/create")
 async def create_session(
-    body: CreateSessionRequest, services: ServicesDep, x_worker_id: WorkerHeader = None
+    body: Annotated[CreateSessionRequest, Body(openapi_examples=_CREATE_EXAMPLES)],
+    services: ServicesDep,
+    x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """Open the worker's session of a resource type; an existing one is returned as is."""
     worker_id = worker_of(body.worker_id, x_worker_id)
@@ -29,6 +55,7 @@ async def create_session(
     session, created = await services.sessions.create(
         worker_id, body.resource_type, body.config, custom_name=body.custom_name
     )
+    note_session(session.session_id)
     data = {
         "session_id": session.session_id,
         "session_name": session.session_name,
@@ -47,11 +74,14 @@ async def create_session(
 
 @router.post("/destroy")
 async def destroy_session(
-    body: DestroySessionRequest, services: ServicesDep, x_worker_id: WorkerHeader = None
+    body: Annotated[DestroySessionRequest, Body(openapi_examples=_WORKER_EXAMPLES)],
+    services: ServicesDep,
+    x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """Destroy one of the worker's sessions, or all of them when no resource type is given."""
     worker_id = worker_of(body.worker_id, x_worker_id)
     destroyed = await services.sessions.destroy(worker_id, body.resource_type)
+    note_session(*(s.session_id for s in destroyed))
     data = {
         "destroyed": [s.session_id for s in destroyed],
         "count": len(destroyed),
@@ -71,11 +101,14 @@ async def list_sessions(
 
 @router.post("/refresh")
 async def refresh_session(
-    body: RefreshSessionRequest, services: ServicesDep, x_worker_id: WorkerHeader = None
+    body: Annotated[RefreshSessionRequest, Body(openapi_examples=_WORKER_EXAMPLES)],
+    services: ServicesDep,
+    x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """Push the expiry of one or all of the worker's sessions."""
     worker_id = worker_of(body.worker_id, x_worker_id)
     sessions = services.sessions.refresh(worker_id, body.resource_type)
+    note_session(*(s.session_id for s in sessions))
     data = {
         "refreshed": [s.session_id for s in sessions],
         "expires_at": max(s.expires_at for s in sessions),

@@ -9,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks
 from fastapi.responses import JSONResponse
 
 from ... import __version__
-from ...errors import BackendError
+from ...errors import BackendError, InvalidParams
 from ...protocol import WarmupRequest, WorkerRequest
 from ...runtime.images import ImageState
 from ..deps import Services, ServicesDep, WorkerHeader, worker_of
@@ -67,8 +67,31 @@ async def _warmup_status(services: Services, images: dict[str, str]) -> dict[str
         service = await services.sessions.service_status(resource)
         if service is not None:
             entry["service"] = service
+        pools = services.sessions.pool_status(resource)
+        if pools:
+            entry["pools"] = pools
         report[resource] = entry
     return {"resources": report}
+
+
+def _pool_sizes(services: Services, body: WarmupRequest) -> dict[str, int]:
+    """Resource type -> pool size the request asks for (validated)."""
+    if body.pool_size is None:
+        return {}
+    if isinstance(body.pool_size, int):
+        names = body.resources or services.registry.resource_names
+        return {
+            name: body.pool_size
+            for index, name in enumerate(names)
+            if not services.registry.resource(name, field=f"resources.{index}").shared
+        }
+    for name in body.pool_size:
+        if services.registry.resource(name, field=f"pool_size.{name}").shared:
+            raise InvalidParams(
+                f"pool_size.{name}: {name} sessions share one service container and have no pool",
+                field=f"pool_size.{name}",
+            )
+    return dict(body.pool_size)
 
 
 async def _wait_for_services(services: Services, resources: list[str]) -> None:
@@ -88,13 +111,19 @@ async def warmup(body: WarmupRequest, services: ServicesDep) -> JSONResponse:
     With `wait`, the answer comes once every image is built and every shared
     service (``rag``) has finished indexing its default collection.
     """
-    images = _images_of(services, body.resources)
+    sizes = _pool_sizes(services, body)
+    images = _images_of(services, [*body.resources, *sizes] if body.resources else [])
     tasks = [services.images.ensure_in_background(image) for image in set(images.values())]
     for resource in images:
         services.sessions.warm_service(resource)
     if body.wait:
         await asyncio.gather(*tasks, return_exceptions=True)
+    for resource, size in sizes.items():
+        services.sessions.set_pool_size(resource, size)
+    if body.wait:
         await _wait_for_services(services, list(images))
+        timeout = services.settings.container_start_timeout_s * 2
+        await services.sessions.wait_for_pools(list(sizes), timeout)
     status = await _warmup_status(services, images)
     failed = [
         resource

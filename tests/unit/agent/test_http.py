@@ -30,13 +30,15 @@ def test_health_needs_no_token_and_lists_tools(agent: Agent) -> None:
     }
 
 
-def test_agent_meta_is_kept_and_replaced(client: AgentClient) -> None:
+def test_agent_meta_is_kept_and_set_only_once(client: AgentClient) -> None:
     assert client.call("agent.meta").data == {"meta": {}}
-    stored = client.call("agent.meta", set={"session_id": "s1", "worker_id": "w"})
-    assert stored.data == {"meta": {"session_id": "s1", "worker_id": "w"}}
-    assert client.call("agent.meta").data["meta"]["session_id"] == "s1"
     refused = client.call("agent.meta", set=["not", "an", "object"])
     assert (refused.status, refused.error["field"]) == (400, "set")
+    stored = client.call("agent.meta", set={"session_id": "s1", "worker_id": "w"})
+    assert stored.data == {"meta": {"session_id": "s1", "worker_id": "w"}}
+    again = client.call("agent.meta", set={"session_id": "s2", "worker_id": "other"})
+    assert (again.status, again.error["field"]) == (400, "set")
+    assert client.call("agent.meta").data["meta"]["session_id"] == "s1"
 
 
 def test_call_without_token_is_401(agent: Agent) -> None:

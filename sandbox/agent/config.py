@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import ConfigError
 from .processes import TOKEN_ENV
+
+TOKEN_FILE_ENV = "SANDBOX_AGENT_TOKEN_FILE"
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 8765
@@ -21,7 +24,8 @@ class AgentConfig:
     """Settings of one agent process.
 
     Attributes:
-        token: The bearer token every call must carry (``SANDBOX_AGENT_TOKEN``);
+        token: The bearer token every call must carry (``SANDBOX_AGENT_TOKEN``, or
+            the file named by ``SANDBOX_AGENT_TOKEN_FILE``, removed once read);
             None only when authentication was switched off for local testing.
         host: Address to listen on (``SANDBOX_AGENT_HOST``).
         port: Port to listen on, 0 for any free one (``SANDBOX_AGENT_PORT``).
@@ -47,9 +51,12 @@ class AgentConfig:
         Raises:
             ConfigError: A value is malformed, or the token is missing while required.
         """
-        token = environ.get(TOKEN_ENV) or None
+        token = environ.get(TOKEN_ENV) or _read_token_file(environ.get(TOKEN_FILE_ENV))
         if token is None and require_token:
-            raise ConfigError(f"{TOKEN_ENV} is not set; refusing to serve without a token")
+            raise ConfigError(
+                f"neither {TOKEN_ENV} nor {TOKEN_FILE_ENV} gives a token; refusing to serve "
+                "without one"
+            )
         toolsets = tuple(
             name.strip() for name in environ.get("SANDBOX_AGENT_TOOLSETS", "").split(",")
         )
@@ -64,6 +71,25 @@ class AgentConfig:
             toolsets=tuple(name for name in toolsets if name) or DEFAULT_TOOLSETS,
             socket_path=socket_path,
         )
+
+
+def _read_token_file(path: str | None) -> str | None:
+    """The token in `path`, which is then removed: no later process finds it there.
+
+    The server writes the file into the container before it starts, so the agent
+    reads it before any sandboxed process exists; unlike the container's
+    environment, which its init process keeps for anyone to read in /proc/1.
+    """
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            token = file.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the token file {path}: {exc.strerror}") from None
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    return token or None
 
 
 def _integer(

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import io
 import logging
+import os
 import tarfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +42,16 @@ LABEL_AUTO = "sandbox.auto_created"
 LABEL_NAME = "sandbox.session_name"
 LABEL_IMAGE = "sandbox.image"
 LABEL_SERVICE = "sandbox.service"
+LABEL_TOKEN = "sandbox.token"
+"""The agent's token, for a restarted server: labels are visible to the Docker API
+(root-equivalent) but not inside the container, unlike its environment."""
 
-AGENT_TOKEN_ENV = "SANDBOX_AGENT_TOKEN"
+AGENT_TOKEN_FILE = "/tmp/.sandbox-agent-token"
+"""Where the agent finds its token at start (and removes it once read): put there
+before the container starts, so no process of the sandbox ever sees it."""
+AGENT_TOKEN_FILE_ENV = "SANDBOX_AGENT_TOKEN_FILE"
+AGENT_UID = 1000
+"""The non-root user every image runs its agent (and the sandboxed work) as."""
 AGENT_PORT = 8765
 """Port the agent listens on inside every image (sessions with network)."""
 AGENT_SOCKET_DIR = "/run/sandbox"
@@ -72,6 +81,8 @@ class ContainerSpec:
     `AGENT_SOCKET_DIR` so the server can reach the agent."""
     command: list[str] | None = None
     shm_size: str | None = None
+    token: str | None = None
+    """The agent's token: written to `AGENT_TOKEN_FILE` before the container starts."""
     tmpfs: dict[str, str] = field(default_factory=dict)
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
     """Named volume or host path -> ``{"bind": path, "mode": "rw"|"ro"}``."""
@@ -87,8 +98,12 @@ class ContainerRecord:
     status: str
     exit_code: int | None
     oom_killed: bool
-    environment: dict[str, str]
     agent_url: str | None
+
+    @property
+    def token(self) -> str | None:
+        """The agent's token, as the server labelled it at creation."""
+        return self.labels.get(LABEL_TOKEN)
 
     @property
     def running(self) -> bool:
@@ -239,6 +254,8 @@ class DockerRuntime:
             kwargs["network_mode"] = "none"
         container = client.containers.create(spec.image, **kwargs)
         try:
+            if spec.token is not None:
+                container.put_archive(os.path.dirname(AGENT_TOKEN_FILE), _token_archive(spec.token))
             container.start()
             container.reload()
         except BaseException:
@@ -365,6 +382,17 @@ class DockerRuntime:
         return True
 
 
+def _token_archive(token: str) -> bytes:
+    """A tar holding the token file, readable by the agent's user alone."""
+    data = token.encode()
+    info = tarfile.TarInfo(os.path.basename(AGENT_TOKEN_FILE))
+    info.size, info.mode, info.uid, info.gid = len(data), 0o600, AGENT_UID, AGENT_UID
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def _build_lines(stream: Iterator[dict[str, Any]]) -> Iterator[str]:
     for chunk in stream:
         if "error" in chunk:
@@ -402,7 +430,6 @@ def _remove_quietly(container: Any) -> None:
 def _record(attrs: dict[str, Any]) -> ContainerRecord:
     state = attrs.get("State") or {}
     config = attrs.get("Config") or {}
-    env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
     status = str(state.get("Status", "unknown"))
     return ContainerRecord(
         id=str(attrs["Id"]),
@@ -411,7 +438,6 @@ def _record(attrs: dict[str, Any]) -> ContainerRecord:
         status=status,
         exit_code=None if status in ("running", "created") else state.get("ExitCode"),
         oom_killed=bool(state.get("OOMKilled")),
-        environment=env,
         agent_url=_agent_url(attrs),
     )
 

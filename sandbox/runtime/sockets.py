@@ -16,14 +16,12 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from .docker import AGENT_SOCKET_DIR, AGENT_SOCKET_ENV
+from .docker import AGENT_SOCKET_DIR, AGENT_SOCKET_ENV, AGENT_UID
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _UNIX = "unix://"
 # A Unix socket path holds at most 107 bytes; keep ours well inside that.
 _MAX_SERVER_PART = 24
-AGENT_UID = 1000
-"""The non-root user every image runs its agent as."""
 
 
 class SocketDirs:

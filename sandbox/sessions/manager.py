@@ -27,7 +27,6 @@ from ..config import Settings
 from ..errors import BackendError, InvalidParams, SandboxError, SessionError
 from ..runtime.agent import AgentClient, AgentUnreachable
 from ..runtime.docker import (
-    AGENT_TOKEN_ENV,
     LABEL_AUTO,
     LABEL_CONFIG,
     LABEL_CREATED,
@@ -677,7 +676,7 @@ class SessionManager:
             return "service", None
         if LABEL_POOL not in record.labels:
             return "session", await self._adoptable(record, record.labels)
-        token = record.environment.get(AGENT_TOKEN_ENV)
+        token = record.token
         if not (record.running and record.agent_url and token):
             return "orphan", None
         try:
@@ -701,7 +700,7 @@ class SessionManager:
     async def _adoptable(self, record: ContainerRecord, labels: dict[str, str]) -> Session | None:
         resource_type = labels.get(LABEL_RESOURCE, "")
         session_id, worker_id = labels.get(LABEL_SESSION), labels.get(LABEL_WORKER)
-        token = record.environment.get(AGENT_TOKEN_ENV)
+        token = record.token
         if not (record.running and record.agent_url and session_id and worker_id and token):
             return None
         if resource_type not in self._registry.resource_names:

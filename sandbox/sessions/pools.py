@@ -33,7 +33,6 @@ from ..config import Settings
 from ..errors import SandboxError
 from ..runtime.agent import AgentClient
 from ..runtime.docker import (
-    AGENT_TOKEN_ENV,
     LABEL_CONFIG,
     LABEL_CREATED,
     LABEL_POOL,
@@ -246,7 +245,7 @@ class WarmPools:
 
     def adopt(self, resource: ResourceType, config: SessionConfig, record: ContainerRecord) -> bool:
         """Take an idle pool container left by an earlier run back into its pool."""
-        token = record.environment.get(AGENT_TOKEN_ENV)
+        token = record.token
         if not (record.running and record.agent_url and token):
             return False
         self.pool(resource, config).ready.append(PoolMember(record.id, record.agent_url, token))

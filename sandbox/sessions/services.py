@@ -17,7 +17,6 @@ from ..backends import ResourceType
 from ..config import Settings
 from ..runtime.agent import AgentClient
 from ..runtime.docker import (
-    AGENT_TOKEN_ENV,
     LABEL_MANAGED,
     LABEL_SERVER,
     LABEL_SERVICE,
@@ -121,7 +120,7 @@ class SharedServices:
     async def _adopt(self, resource: ResourceType) -> ServiceContainer | None:
         found = None
         for record in await self._runtime.find(self._labels(resource)):
-            token = record.environment.get(AGENT_TOKEN_ENV)
+            token = record.token
             usable = record.running and record.agent_url and token and found is None
             if usable and record.agent_url and await self._agents.is_ready(record.agent_url):
                 found = ServiceContainer(resource.name, record.id, record.agent_url, str(token))

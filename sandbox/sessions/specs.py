@@ -8,10 +8,12 @@ from pathlib import Path
 from ..backends import ResourceType
 from ..config import ResourceLimits, Settings, parse_memory
 from ..runtime.docker import (
-    AGENT_TOKEN_ENV,
+    AGENT_TOKEN_FILE,
+    AGENT_TOKEN_FILE_ENV,
     LABEL_MANAGED,
     LABEL_RESOURCE,
     LABEL_SERVER,
+    LABEL_TOKEN,
     ContainerSpec,
 )
 from ..runtime.sockets import SocketDirs
@@ -41,7 +43,8 @@ def build_spec(
     """The spec of a container running `resource`'s agent.
 
     Every container gets the managed/server/resource labels, its own agent token
-    and the agent's settings; `labels`, `environment` and `volumes` add to them. A
+    (in a file only the agent reads, and in a label for a restarted server) and
+    the agent's settings; `labels`, `environment` and `volumes` add to them. A
     container without network gets `socket_dir` mounted for its agent's socket.
     """
     environment = dict(environment or {})
@@ -59,11 +62,12 @@ def build_spec(
             LABEL_MANAGED: "1",
             LABEL_SERVER: settings.server_id,
             LABEL_RESOURCE: resource.name,
+            LABEL_TOKEN: token,
             **labels,
         },
         environment={
             **environment,
-            AGENT_TOKEN_ENV: token,
+            AGENT_TOKEN_FILE_ENV: AGENT_TOKEN_FILE,
             "SANDBOX_OUTPUT_LIMIT": str(settings.output_limit_bytes),
             "SANDBOX_AGENT_TOOLSETS": ",".join(resource.toolsets),
         },
@@ -72,4 +76,5 @@ def build_spec(
         pids_limit=limits.pids,
         network=network,
         volumes=volumes,
+        token=token,
     )

@@ -67,9 +67,10 @@ async def http(guarded: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
 
 def _token_of(docker_client: docker.DockerClient, session_id: str) -> str:
     (container,) = docker_client.containers.list(filters={"label": f"sandbox.session={session_id}"})
-    env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
-    token = env["SANDBOX_AGENT_TOKEN"]
+    token = str(container.labels["sandbox.token"])
     assert len(token) >= 16
+    env = "\n".join(container.attrs["Config"]["Env"])
+    assert token not in env, "the token is never in the container's environment"
     return token
 
 
@@ -280,12 +281,6 @@ async def test_the_agents_own_environment_is_not_readable(
     assert "Permission denied" in shell["data"]["stderr"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docker-init (PID 1, --init) runs as the sandbox user, is dumpable and keeps the "
-    "container's initial environment, token included: sessions/specs + agent must stop "
-    "passing the token in the container environment",
-)
 async def test_no_process_of_the_sandbox_holds_the_agent_token(
     sb: Sandbox, docker_client: docker.DockerClient
 ) -> None:
@@ -296,6 +291,8 @@ async def test_no_process_of_the_sandbox_holds_the_agent_token(
     init = await sb.execute("bash:read_file", {"path": "/proc/1/environ"})
     assert token not in json.dumps(init)
     assert token not in every["data"]["stdout"]
+    leftover = await sb.execute("bash:run", {"command": "ls -a /tmp; cat /tmp/.sandbox-agent-*"})
+    assert token not in json.dumps(leftover), "the token file is gone once the agent read it"
 
 
 async def test_a_deeply_nested_path_is_written_or_refused_cleanly(sb: Sandbox) -> None:

@@ -65,7 +65,6 @@ class FakeRuntime(DockerRuntime):
             status="running",
             exit_code=None,
             oom_killed=False,
-            environment=dict(spec.environment),
             agent_url=agent_url,
         )
         self.containers[record.id] = record
@@ -81,7 +80,6 @@ class FakeRuntime(DockerRuntime):
             status="exited",
             exit_code=exit_code,
             oom_killed=oom,
-            environment=old.environment,
             agent_url=old.agent_url,
         )
 
@@ -148,7 +146,7 @@ class FakeAgents(AgentClient):
         container = next((c for c in self.runtime.containers.values() if c.agent_url == url), None)
         if container is None or not container.running:
             raise AgentUnreachable("connection refused")
-        assert container.environment["SANDBOX_AGENT_TOKEN"] == token
+        assert container.token == token
         self.calls[tool] += 1
         if tool == "agent.meta":  # per container, like the real agent's
             if "set" in params:

@@ -49,6 +49,21 @@ def test_token_is_required() -> None:
         AgentConfig.from_environ({})
 
 
+def test_token_file_is_read_then_removed(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+
+    config = AgentConfig.from_environ({"SANDBOX_AGENT_TOKEN_FILE": str(token_file)})
+
+    assert config.token == "from-file"
+    assert not token_file.exists(), "no later process of the sandbox finds it"
+
+
+def test_an_unreadable_token_file_stops_the_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="token file"):
+        AgentConfig.from_environ({"SANDBOX_AGENT_TOKEN_FILE": str(tmp_path / "missing")})
+
+
 def test_token_may_be_waived_for_local_testing() -> None:
     assert AgentConfig.from_environ({}, require_token=False).token is None
 

@@ -40,6 +40,7 @@ from ..runtime.docker import (
     LABEL_WORKER,
     ContainerRecord,
     DockerRuntime,
+    DockerUnavailable,
 )
 from ..runtime.images import ImageService
 from ..runtime.sockets import SocketDirs
@@ -288,6 +289,9 @@ class SessionManager:
             if not resource.shared:
                 self._spawn(self._release(session))
             self.starts[f"{resource.name}:failed"] += 1
+            if isinstance(exc, DockerUnavailable):
+                exc.session_id = session_id
+                raise  # 2001: the engine, not the session, is what failed
             if isinstance(exc, SandboxError):
                 raise SessionError(
                     f"could not start the {resource.name} session: {exc.message}",

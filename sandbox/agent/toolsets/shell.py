@@ -18,6 +18,7 @@ from typing import Any
 
 from ..code_runner import LANGUAGES, CodeRunner
 from ..errors import InvalidParams, ToolTimeout
+from ..memory import OomWatch
 from ..params import Params, encode_text
 from ..persistent_shell import PersistentShell, result_data
 from ..registry import AgentContext, Tool, Toolset
@@ -50,6 +51,7 @@ class ShellToolset(Toolset):
             env=context.child_env,
             output_limit=context.output_limit,
         )
+        self._oom = OomWatch()
         self._shell.start()
 
     def tools(self) -> Sequence[Tool]:
@@ -73,7 +75,10 @@ class ShellToolset(Toolset):
         if cwd is not None and "\0" in cwd:
             raise InvalidParams("cwd must not contain NUL characters", field="cwd")
         env = params.environment("env")
-        return result_data(self._shell.run(command, timeout, cwd=cwd, env=env))
+        before = self._oom.count()
+        return self._oom.mark(
+            before, result_data(self._shell.run(command, timeout, cwd=cwd, env=env))
+        )
 
     def write_file(self, params: Params) -> dict[str, Any]:
         """``bash.write_file``: `path`, `content` (`encoding` optional)."""
@@ -122,12 +127,13 @@ class ShellToolset(Toolset):
         code = params.string("code")
         language = params.choice("language", LANGUAGES, default="python")
         timeout = params.seconds("timeout", default=DEFAULT_TIMEOUT_S)
+        before = self._oom.count()
         result = self._runner.run(code, language, timeout)
         if result.timed_out:
             raise ToolTimeout(
                 f"code did not finish within {timeout:g}s and was killed", data=result.data()
             )
-        return result.data()
+        return self._oom.mark(before, result.data())
 
     def _resolve(self, path: str) -> str:
         if path == "~" or path.startswith("~/"):

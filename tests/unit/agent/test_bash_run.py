@@ -36,6 +36,7 @@ def test_stdout_and_stderr_are_separate_with_exit_code(client: AgentClient) -> N
         "cwd": reply.data["cwd"],
         "truncated": False,
         "shell_restarted": False,
+        "oom_killed": False,
     }
 
 

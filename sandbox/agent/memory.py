@@ -1,0 +1,68 @@
+"""How many times the kernel's OOM killer struck in this container.
+
+A command that outgrows the container's memory limit is killed by the kernel
+(SIGKILL, exit status 137) while the shell and the agent live on; comparing the
+cgroup's OOM-kill counter before and after a command tells that this, and not
+some other SIGKILL, is what ended it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+_COUNTERS = (
+    "/sys/fs/cgroup/memory.events",  # cgroup v2
+    "/sys/fs/cgroup/memory/memory.oom_control",  # cgroup v1
+)
+_LIMITS = (
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+)
+
+
+class OomWatch:
+    """Reads the container's OOM-kill counter (None where the kernel keeps none)."""
+
+    def __init__(self, counters: tuple[str, ...] = _COUNTERS) -> None:
+        self._path = next((path for path in counters if os.path.exists(path)), None)
+
+    def count(self) -> int | None:
+        """OOM kills in this container so far."""
+        if self._path is None:
+            return None
+        try:
+            with open(self._path, encoding="ascii") as file:
+                for line in file:
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def mark(self, before: int | None, data: dict[str, Any]) -> dict[str, Any]:
+        """Add ``oom_killed`` to a command's result, and say so in its stderr."""
+        after = self.count()
+        killed = before is not None and after is not None and after > before
+        data["oom_killed"] = killed
+        if killed:
+            limit = _memory_limit()
+            what = f"the container's memory limit ({limit})" if limit else "the memory limit"
+            note = f"[sandbox] killed by the kernel for exceeding {what} (OOM)\n"
+            stderr = str(data.get("stderr") or "")
+            data["stderr"] = stderr + ("" if not stderr or stderr.endswith("\n") else "\n") + note
+        return data
+
+
+def _memory_limit() -> str | None:
+    for path in _LIMITS:
+        try:
+            with open(path, encoding="ascii") as file:
+                raw = file.read().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < 1 << 60:
+            mib = int(raw) / (1 << 20)
+            return f"{mib / 1024:g}g" if mib >= 1024 else f"{mib:g}m"
+    return None

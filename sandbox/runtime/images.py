@@ -123,7 +123,13 @@ class ImageService:
                 f"no Dockerfile for image {name!r} in {image_dir}: set SANDBOX_IMAGES_DIR "
                 "to the images/ directory of a sandbox checkout"
             )
-        files = {f"images/{name}/{p.relative_to(image_dir)}": p for p in _files(image_dir)}
+        # The pinned wheels come from the cache below; a wheels/ folder in the tree
+        # (scripts/fetch-wheels.sh fills it for compose) must not change the context.
+        files = {
+            f"images/{name}/{p.relative_to(image_dir)}": p
+            for p in _files(image_dir)
+            if p.relative_to(image_dir).parts[0] != "wheels"
+        }
         files.update({f"sandbox/agent/{p.relative_to(_AGENT_DIR)}": p for p in _files(_AGENT_DIR)})
         pins = self.pinned_wheels(name)
         if pins:
@@ -197,27 +203,20 @@ class ImageService:
         directory.mkdir(parents=True, exist_ok=True)
         if on_progress is not None:
             on_progress(f"fetching wheels {', '.join(missing)} into {directory}")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--wheel-dir",
-            str(directory),
-            *missing,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+        status, tail = await _run_streaming(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--wheel-dir",
+                str(directory),
+                *missing,
+            ],
+            on_progress,
         )
-        assert process.stdout is not None
-        tail: list[str] = []
-        async for raw in process.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            tail = [*tail[-19:], line]
-            if on_progress is not None and line:
-                on_progress(line)
-        status = await process.wait()
         _, still_missing = self._cached_wheels(name, pins)
         if status != 0 or still_missing:
             raise BackendError(
@@ -297,22 +296,24 @@ class ImageService:
                     f"base image {BASE_IMAGE} is missing and {script} is not there to create "
                     "it: pull it, or run scripts/bootstrap-base-image.sh from a checkout"
                 )
-            process = await asyncio.create_subprocess_exec(
-                "bash",
-                str(script),
-                BASE_IMAGE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            assert process.stdout is not None
-            tail: list[str] = []
-            async for raw in process.stdout:
-                line = raw.decode("utf-8", "replace").rstrip()
-                tail = [*tail[-19:], line]
-                if on_progress is not None and line:
-                    on_progress(line)
-            if await process.wait() != 0:
+            status, tail = await _run_streaming(["bash", str(script), BASE_IMAGE], on_progress)
+            if status != 0:
                 raise BackendError(f"creating base image {BASE_IMAGE} failed:\n" + "\n".join(tail))
+
+
+async def _run_streaming(argv: list[str], on_progress: Progress | None) -> tuple[int, list[str]]:
+    """Run `argv`, passing each output line to `on_progress`; its status and last lines."""
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    assert process.stdout is not None
+    tail: list[str] = []
+    async for raw in process.stdout:
+        line = raw.decode("utf-8", "replace").rstrip()
+        tail = [*tail[-19:], line]
+        if on_progress is not None and line:
+            on_progress(line)
+    return await process.wait(), tail
 
 
 def _default_wheel_cache() -> Path:

@@ -10,7 +10,7 @@ import docker
 import docker.errors
 import pytest
 
-from .support import ServerProcess, containers_of, remove_containers_of, start_server
+from .support import ServerProcess, checked, start_server
 
 IMAGES = ("sandbox/shell:latest", "sandbox/desktop:latest", "sandbox/rag:latest")
 
@@ -29,6 +29,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_container_leaks() -> Iterator[None]:
+    """After the whole integration run, no container of ours is left that was not there."""
+    client = _docker_client()
+    if client is None:
+        yield
+        return
+    mine = {"label": "sandbox.managed"}
+    before = {c.id for c in client.containers.list(all=True, filters=mine)}
+    yield
+    leaked = [c.name for c in client.containers.list(all=True, filters=mine) if c.id not in before]
+    client.close()
+    assert leaked == [], f"the integration tests leaked containers: {leaked}"
 
 
 @pytest.fixture(scope="session")
@@ -55,15 +70,8 @@ def server(
     docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """One server shared by a test module; proves at the end that nothing leaked."""
-    proc = start_server(tmp_path_factory.mktemp("server"))
-    try:
+    with checked(docker_client, start_server(tmp_path_factory.mktemp("server"))) as proc:
         yield proc
-    finally:
-        clean = proc.stop_gracefully()
-        left = containers_of(docker_client, proc.server_id)
-        remove_containers_of(docker_client, proc.server_id)
-        assert clean, f"server exited with {proc.process.returncode}:\n{proc.log()}"
-        assert left == [], f"SIGTERM left containers behind: {left}"
 
 
 @pytest.fixture

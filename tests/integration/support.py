@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +111,16 @@ def start_server(
             time.sleep(0.1)
     server.stop(signal.SIGKILL)
     raise RuntimeError(f"server did not answer /health within 30 s:\n{server.log()}")
+
+
+@contextmanager
+def checked(client: docker.DockerClient, server: ServerProcess) -> Iterator[ServerProcess]:
+    """Yield `server`; then SIGTERM it and prove it exited cleanly leaving nothing."""
+    try:
+        yield server
+    finally:
+        clean = server.stop_gracefully()
+        left = containers_of(client, server.server_id)
+        remove_containers_of(client, server.server_id)
+        assert clean, f"server exited with {server.process.returncode}:\n{server.log()}"
+        assert left == [], f"SIGTERM left containers behind: {left}"

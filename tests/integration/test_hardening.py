@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sandbox import Sandbox
 from sandbox.errors import ErrorCode
 
-from .support import ServerProcess, containers_of, remove_containers_of, start_server
+from .support import ServerProcess, checked, start_server
 
 API_KEY = f"it-key-{secrets.token_hex(16)}"
 BODY_LIMIT = 1 << 20
@@ -42,14 +42,8 @@ def guarded(
             "SANDBOX_MAX_BODY_BYTES": str(BODY_LIMIT),
         },
     )
-    try:
+    with checked(docker_client, proc):
         yield proc
-    finally:
-        clean = proc.stop_gracefully()
-        left = containers_of(docker_client, proc.server_id)
-        remove_containers_of(docker_client, proc.server_id)
-        assert clean, f"server exited with {proc.process.returncode}:\n{proc.log()}"
-        assert left == [], f"SIGTERM left containers behind: {left}"
 
 
 @pytest.fixture

@@ -27,6 +27,10 @@ class AgentUnreachable(BackendError):
     """The agent did not answer: its container may have died."""
 
 
+class AgentNotReady(BackendError):
+    """The agent cannot answer yet (an index still being built); later it will."""
+
+
 class AgentClient:
     """Calls tools on agents and waits for new agents to come up.
 
@@ -143,7 +147,7 @@ def _agent_error(error: dict[str, Any], tool: str) -> SandboxError:
             data=data,
         )
     if kind == "unavailable":  # e.g. an index still being built: the message says how far
-        return BackendError(message, data=data)
+        return AgentNotReady(message, data=data)
     if kind == "unauthorized":
         return BackendError("the container's agent refused this session's token", data=data)
     return BackendError(f"the tool failed inside the container: {message}", data=data)

@@ -24,8 +24,8 @@ from typing import Any
 
 from ..backends import ResourceType, SessionConfig, ToolSpec
 from ..config import Settings
-from ..errors import BackendError, InvalidParams, SandboxError, SessionError
-from ..runtime.agent import AgentClient, AgentUnreachable
+from ..errors import BackendError, InvalidParams, SandboxError, SandboxTimeout, SessionError
+from ..runtime.agent import AgentClient, AgentNotReady, AgentUnreachable
 from ..runtime.docker import (
     LABEL_AUTO,
     LABEL_CONFIG,
@@ -435,6 +435,32 @@ class SessionManager:
             _SERVICE_CALL_TIMEOUT_S,
         )
 
+    async def _wait_until_service_ready(
+        self, session: Session, resource: ResourceType, timeout: float
+    ) -> None:
+        """Poll the service's status until it is no longer starting or indexing.
+
+        Raises:
+            SandboxTimeout: It was still busy after `timeout` seconds; the message
+                says how far it got.
+        """
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = await self._agents.call(
+                str(session.agent_url), session.token, f"{resource.name}.status", {}, 5.0
+            )
+            if status.get("state") not in ("starting", "indexing"):
+                return
+            await asyncio.sleep(0.1)
+        progress = status.get("progress") or {}
+        raise SandboxTimeout(
+            f"the {resource.name} service was still {status.get('state')} after "
+            f"{timeout:g}s ({progress.get('done', '?')} of {progress.get('total', '?')} "
+            "documents); wait with warmup(['rag'], wait=True) or pass a longer timeout",
+            data={"status": status},
+        )
+
     def warm_service(self, resource_type: str) -> None:
         """Start the service of a shared resource type in the background (warmup)."""
         resource = self._registry.resource(resource_type)
@@ -506,9 +532,21 @@ class SessionManager:
                 await self._follow_service(session, resource)
                 args["session"] = session.session_id
             assert session.agent_url is not None
-            data = await self._agents.call(
-                session.agent_url, session.token, tool.agent_tool, args, effective
-            )
+            started = time.monotonic()
+            try:
+                data = await self._agents.call(
+                    session.agent_url, session.token, tool.agent_tool, args, effective
+                )
+            except AgentNotReady:
+                if not resource.shared:
+                    raise
+                # A service just started (its index still building): wait for it
+                # within the call's own timeout rather than failing the first calls.
+                remaining = effective - (time.monotonic() - started)
+                await self._wait_until_service_ready(session, resource, remaining)
+                data = await self._agents.call(
+                    session.agent_url, session.token, tool.agent_tool, args, remaining
+                )
         except SandboxError as exc:
             error = await self._diagnose(session, exc) if isinstance(exc, AgentUnreachable) else exc
             error.tool, error.session_id = tool.full_name, session.session_id

@@ -120,12 +120,13 @@ def test_an_operator_corpus_and_a_crash_restart(
     server = start_server(tmp_path, env={"SANDBOX_RAG__CORPUS": str(corpus)})
     try:
         with Sandbox(server_url=server.url, worker_id="corpus") as sb:
+            # No warmup: the first call starts the service and waits for its index.
+            hits = ids(sb.execute_sync("rag:search", {"query": "molten rock erupting"}))
+            assert hits[0] == "planted-volcano"
             assert sb.warmup_sync(["rag"], wait=True)["code"] == 0
             status = sb.get_warmup_status_sync()["data"]["resources"]["rag"]
             assert status["service"]["state"] == "ready"
             assert status["service"]["documents"] == 302
-            hits = ids(sb.execute_sync("rag:search", {"query": "molten rock erupting"}))
-            assert hits[0] == "planted-volcano"
             sb.execute_sync("rag:index", {"documents": [{"id": "mine", "text": "kept zebra"}]})
         server.stop(signal.SIGKILL)
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sandbox.errors import BackendError, SandboxTimeout
-from sandbox.runtime.agent import AgentClient, AgentUnreachable
+from sandbox.runtime.agent import AgentClient, AgentNotReady, AgentUnreachable
 from sandbox.runtime.docker import (
     AGENT_SOCKET_DIR,
     BuildContext,
@@ -134,9 +134,12 @@ class FakeAgents(AgentClient):
             "rag.close_session": self._close,
             "rag.sessions": self._sessions,
             "rag.search": self._search,
+            "rag.status": self._status,
         }
         self.meta: dict[str, dict[str, Any]] = {}
         """What each agent (by URL) holds in `agent.meta`."""
+        self.rag_indexing = 0
+        """How many more searches the fake rag service refuses as still indexing."""
         self.rag_sessions: dict[str, str] = {}
         """What the fake rag service holds: session id -> worker id."""
 
@@ -189,4 +192,10 @@ class FakeAgents(AgentClient):
         }
 
     async def _search(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.rag_indexing:
+            self.rag_indexing -= 1
+            raise AgentNotReady("the default collection is still indexing: 1 of 2 documents")
         return {"results": [], "context": "", "echo": params}
+
+    async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"state": "indexing" if self.rag_indexing else "ready"}

@@ -596,3 +596,24 @@ async def test_rag_service_and_sessions_are_adopted_and_removed_at_shutdown() ->
         ]
     assert runtime.containers == {}
     assert h.agents.rag_sessions == {}
+
+
+async def test_a_search_during_indexing_waits_for_the_index(harness: Harness) -> None:
+    harness.runtime.images.add("sandbox/rag:latest")
+    harness.agents.rag_indexing = 1
+    found = await harness.post(
+        "/execute", {"worker_id": "a", "action": "rag:search", "params": {"query": "q"}}
+    )
+    assert found["code"] == 0, found
+    assert harness.agents.calls["rag.search"] == 2, "refused once, answered once ready"
+
+
+async def test_an_index_slower_than_the_timeout_is_2002(harness: Harness) -> None:
+    harness.runtime.images.add("sandbox/rag:latest")
+    harness.agents.rag_indexing = 10**6
+    slow = await harness.post(
+        "/execute",
+        {"worker_id": "a", "action": "rag:search", "params": {"query": "q"}, "timeout": 0.3},
+    )
+    assert slow["code"] == ErrorCode.TIMEOUT, slow
+    assert "still indexing" in slow["message"]

@@ -327,6 +327,7 @@ def _parallel_desktops(
 
 RAG_CORPUS = Path.home() / ".cache" / "sandbox" / "bench" / "corpus-100k.jsonl"
 RAG_PASSAGES = 100_000
+SETTLE_S = 10.0
 
 
 def rag_corpus(path: Path) -> Path:
@@ -591,7 +592,11 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     command = "python scripts/bench.py " + shlex.join(sys.argv[1:])
-    for name in args.sections or list(SECTIONS):
+    for index, name in enumerate(args.sections or list(SECTIONS)):
+        if index:
+            # Containers of the last section are still being unmounted; let the
+            # 2 cores settle so one section's cleanup does not slow the next.
+            time.sleep(SETTLE_S)
         extra_env = SERVER_ENV[name](args) if name in SERVER_ENV else None
         with server_at(args.url, extra_env) as url:
             body, _ = SECTIONS[name](url, args)

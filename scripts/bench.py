@@ -568,7 +568,8 @@ def write_section(name: str, body: str, command: str) -> None:
 
 _HEADER = """# Benchmarks
 
-Written by `scripts/bench.py`; each section names the command that produced it.
+Written by `scripts/bench.py` and `scripts/load.py`; each section names the command that
+produced it.
 The machine is shared and small (2 cores), so absolute numbers are noisy:
 compare the ratios measured within one run.
 """

@@ -774,14 +774,7 @@ class DefaultCollection:
             self._set(state="failed", error=f"cannot read corpus {self._corpus}: {_reason(exc)}")
             return
         if complete and stored is not None and stored.same_file(current):
-            self._set(
-                state="ready",
-                documents=int(record.get("documents", 0)),
-                done=int(record.get("total", 0)),
-                total=int(record.get("total", 0)),
-                elapsed_s=float(record.get("elapsed_s", 0.0)),
-                skipped=SkippedLines.from_dict(record.get("skipped")),
-            )
+            self._ready_from(record)
             return
         self._spawn(lambda: self._refresh(current, stored if complete else None, record))
 
@@ -791,6 +784,17 @@ class DefaultCollection:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+    def _ready_from(self, record: dict[str, Any]) -> None:
+        """Ready, as the stored record of the last complete build says."""
+        self._set(
+            state="ready",
+            documents=int(record.get("documents", 0)),
+            done=int(record.get("total", 0)),
+            total=int(record.get("total", 0)),
+            elapsed_s=float(record.get("elapsed_s", 0.0)),
+            skipped=SkippedLines.from_dict(record.get("skipped")),
+        )
 
     def _set(self, **changes: Any) -> None:
         with self._lock:
@@ -832,14 +836,7 @@ class DefaultCollection:
             # Same content, new mtime or path (a copied file): keep the index.
             with self._index.writing() as conn:
                 RagIndex.store_meta(conn, "default", {**record, "fingerprint": current.as_dict()})
-            self._set(
-                state="ready",
-                documents=int(record.get("documents", 0)),
-                done=int(record.get("total", 0)),
-                total=int(record.get("total", 0)),
-                elapsed_s=float(record.get("elapsed_s", 0.0)),
-                skipped=SkippedLines.from_dict(record.get("skipped")),
-            )
+            self._ready_from(record)
             return
         self._build(current, total)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +33,11 @@ _TRACE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 def new_meta(**fields: Any) -> Meta:
     """Response metadata carrying the current request's trace id."""
     return Meta(trace_id=trace_id_var.get() or None, **fields)
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since `started` (a `time.perf_counter()` reading), for meta."""
+    return round((time.perf_counter() - started) * 1000, 2)
 
 
 def success(data: Any, meta: Meta | None = None) -> Envelope:

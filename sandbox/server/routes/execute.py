@@ -14,7 +14,7 @@ from ...errors import SandboxError
 from ...protocol import BatchAction, BatchRequest, BatchResult, Envelope, ExecuteRequest
 from ..context import note_session
 from ..deps import Services, ServicesDep, WorkerHeader, worker_of
-from ..envelope import failure, new_meta, respond, success
+from ..envelope import elapsed_ms, failure, new_meta, respond, success
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,8 @@ async def run_action(
         meta.resource_type = result.tool.resource_type
         meta.session_id = result.session.session_id
         envelope = success(result.data, meta)
-    elapsed = time.perf_counter() - started
-    meta.execution_time_ms = round(elapsed * 1000, 2)
+    meta.execution_time_ms = elapsed_ms(started)
+    elapsed = meta.execution_time_ms / 1000
     if meta.session_id is not None and meta.tool is not None:
         # Only then is `tool` a canonical name, never a caller's typo.
         services.metrics.observe_call(meta.tool, elapsed)
@@ -155,7 +155,5 @@ async def execute_batch(
         executed=len(results),
         success_count=sum(1 for r in results if r.code == 0),
     )
-    meta = new_meta(
-        tool="batch", execution_time_ms=round((time.perf_counter() - started) * 1000, 2)
-    )
+    meta = new_meta(tool="batch", execution_time_ms=elapsed_ms(started))
     return respond(success(batch.model_dump(), meta))

@@ -16,7 +16,7 @@ from ...protocol import (
 )
 from ..context import note_session
 from ..deps import ServicesDep, WorkerHeader, worker_of
-from ..envelope import new_meta, respond, success
+from ..envelope import elapsed_ms, new_meta, respond, success
 
 router = APIRouter(prefix="/session", tags=["sessions"])
 
@@ -67,7 +67,7 @@ async def create_session(
     meta = new_meta(
         resource_type=session.resource_type,
         session_id=session.session_id,
-        execution_time_ms=round((time.perf_counter() - started) * 1000, 2),
+        execution_time_ms=elapsed_ms(started),
     )
     return respond(success(data, meta))
 

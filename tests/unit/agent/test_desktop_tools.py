@@ -21,6 +21,7 @@ from sandbox.agent.desktop.keymap import Keymap
 from sandbox.agent.desktop.session import DesktopError, DesktopSettings, parse_size
 from sandbox.agent.desktop.xlib import Frame, MappingChange
 from sandbox.agent.toolsets.desktop import DesktopToolset
+from tests.unit.vm_tools import ISSUE_VM_TOOLS
 
 A, CAP_A, RETURN, SHIFT_L, CONTROL_L, C = 0x61, 0x41, 0xFF0D, 0xFFE1, 0xFFE3, 0x63
 # keycode: (unshifted, shifted); 40 and 41 are spare.
@@ -132,30 +133,7 @@ def refused(tools: DesktopToolset, name: str, **params: Any) -> InvalidParams:
 
 def test_every_tool_of_the_issue_is_there(tools: DesktopToolset) -> None:
     assert sorted(tool.name for tool in tools.tools()) == sorted(
-        f"vm.{name}"
-        for name in [
-            "screenshot",
-            "click",
-            "double_click",
-            "right_click",
-            "move",
-            "drag",
-            "scroll",
-            "type",
-            "key",
-            "hotkey",
-            "key_down",
-            "key_up",
-            "mouse_down",
-            "mouse_up",
-            "cursor_position",
-            "wait",
-            "run_command",
-            "launch",
-            "pyautogui",
-            "done",
-            "fail",
-        ]
+        f"vm.{name}" for name in ISSUE_VM_TOOLS
     )
 
 

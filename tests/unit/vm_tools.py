@@ -1,0 +1,25 @@
+"""The vm tools issue 3 asks for, by name: the agent and the server must both have each."""
+
+ISSUE_VM_TOOLS = (
+    "screenshot",
+    "click",
+    "double_click",
+    "right_click",
+    "move",
+    "drag",
+    "scroll",
+    "type",
+    "key",
+    "hotkey",
+    "key_down",
+    "key_up",
+    "mouse_down",
+    "mouse_up",
+    "cursor_position",
+    "wait",
+    "run_command",
+    "launch",
+    "pyautogui",
+    "done",
+    "fail",
+)

@@ -10,7 +10,7 @@ import docker
 import docker.errors
 import pytest
 
-from .support import ServerProcess, checked, start_server
+from .support import STARTED_SERVER_IDS, ServerProcess, checked, start_server
 
 IMAGES = ("sandbox/shell:latest", "sandbox/desktop:latest", "sandbox/rag:latest")
 
@@ -41,7 +41,11 @@ def no_container_leaks() -> Iterator[None]:
     mine = {"label": "sandbox.managed"}
     before = {c.id for c in client.containers.list(all=True, filters=mine)}
     yield
-    leaked = [c.name for c in client.containers.list(all=True, filters=mine) if c.id not in before]
+    leaked = [
+        c.name
+        for c in client.containers.list(all=True, filters=mine)
+        if c.id not in before and c.labels.get("sandbox.server") in STARTED_SERVER_IDS
+    ]
     client.close()
     assert leaked == [], f"the integration tests leaked containers: {leaked}"
 

@@ -23,6 +23,11 @@ from pathlib import Path
 import docker
 import httpx
 
+STARTED_SERVER_IDS: set[str] = {"testcontainers"}
+"""Server ids this test process started (and the label its testcontainers use): the
+leak check looks at their containers only, so a concurrent run elsewhere on the
+same engine cannot make this one fail."""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -82,6 +87,7 @@ def start_server(
 ) -> ServerProcess:
     """Start `python -m sandbox serve` and wait until /health answers."""
     server_id = server_id or f"test-{secrets.token_hex(4)}"
+    STARTED_SERVER_IDS.add(server_id)
     port = port or free_port()
     child_env = {
         **os.environ,

@@ -42,7 +42,7 @@ from .deploy_support import (
     server_process_status,
     wait_healthy,
 )
-from .support import free_port
+from .support import STARTED_SERVER_IDS, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VARIABLES = (
@@ -112,6 +112,7 @@ def cluster(
     server_image_or_fail(docker_client)  # else `up` builds it here, slowly
     token = secrets.token_hex(4)
     server_id, project, network = f"cmp-{token}", f"sandboxtest{token}", f"sandbox-test-{token}"
+    STARTED_SERVER_IDS.add(server_id)
     port = free_port()
     env_file = tmp_path_factory.mktemp("compose") / "compose.env"
     env_file.write_text(

@@ -36,6 +36,7 @@ from .deploy_support import (
     socket_gid_groups,
     wait_for_health_endpoint,
 )
+from .support import STARTED_SERVER_IDS
 
 PORT = 18890
 
@@ -56,6 +57,7 @@ class ServerContainer:
 def server(docker_client: docker.DockerClient) -> Iterator[ServerContainer]:
     image = server_image_or_fail(docker_client)
     server_id = f"img-{secrets.token_hex(4)}"
+    STARTED_SERVER_IDS.add(server_id)
     network = Network(docker_network_kw={"labels": {"sandbox.server": server_id}})
     network.create()
     container = (

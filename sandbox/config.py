@@ -55,10 +55,13 @@ class ResourceLimits(BaseModel):
     """CPU share in cores (fractions allowed)."""
     pids: int = Field(default=512, ge=16, le=1_000_000)
     """Most processes and threads the container may hold at once."""
+    disk: str = "2g"
+    """Disk quota of the session's writable directories, e.g. ``512m``; writes past it
+    fail inside the session with "No space left on device"."""
 
-    @field_validator("memory")
+    @field_validator("memory", "disk")
     @classmethod
-    def _memory_is_a_size(cls, value: str) -> str:
+    def _is_a_size(cls, value: str) -> str:
         parse_memory(value)
         return value
 

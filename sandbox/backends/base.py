@@ -34,10 +34,13 @@ class SessionConfig(BaseModel):
     network: bool | None = Field(
         default=None, description="Give the container network access (default per resource)."
     )
+    disk: str | int | None = Field(
+        default=None, description="Disk quota of the session, e.g. '512m' (default from settings)."
+    )
 
-    @field_validator("memory")
+    @field_validator("memory", "disk")
     @classmethod
-    def _memory_is_a_size(cls, value: str | int | None) -> str | int | None:
+    def _is_a_size(cls, value: str | int | None) -> str | int | None:
         if value is not None:
             parse_memory(value)
         return value
@@ -48,6 +51,7 @@ class SessionConfig(BaseModel):
             memory=str(self.memory) if self.memory is not None else defaults.memory,
             cpus=self.cpus if self.cpus is not None else defaults.cpus,
             pids=self.pids if self.pids is not None else defaults.pids,
+            disk=str(self.disk) if self.disk is not None else defaults.disk,
         )
 
 

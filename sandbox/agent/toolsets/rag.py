@@ -37,19 +37,10 @@ from typing import Any
 
 from ..errors import ConfigError, InvalidParams, Unavailable
 from ..params import Params
-from ..rag_index import (
-    DEFAULT_CID,
-    MAX_ID_CHARS,
-    MAX_TEXT_CHARS,
-    SCORED_ROWS_BUDGET,
-    BuildHook,
-    DefaultCollection,
-    Document,
-    Hit,
-    RagIndex,
-    SessionRecord,
-    query_terms,
-)
+from ..rag.builder import BuildHook, DefaultCollection
+from ..rag.corpus import MAX_ID_CHARS, MAX_TEXT_CHARS, Document
+from ..rag.query import SCORED_ROWS_BUDGET, query_terms
+from ..rag.store import DEFAULT_CID, Hit, RagIndex, SessionRecord
 from ..registry import AgentContext, Tool, Toolset
 
 DEFAULT_DB = "/data/index.sqlite3"

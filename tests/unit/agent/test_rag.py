@@ -84,7 +84,7 @@ def corpus_lines(distractors: int, seed: int = 3) -> list[dict[str, str]]:
     return documents
 
 
-def write_corpus(path: Path, documents: Sequence[dict[str, Any] | str]) -> Path:
+def write_corpus(path: Path, documents: Sequence[dict[str, Any] | list[str] | str]) -> Path:
     with path.open("w", encoding="utf-8") as file:
         for document in documents:
             line = document if isinstance(document, str) else json.dumps(document)

@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.agent.rag_index import (
-    MAX_QUERY_TERMS,
-    SkippedLines,
-    hash_and_count_lines,
-    plan_query,
-    query_terms,
-    read_corpus,
-)
+from sandbox.agent.rag.corpus import SkippedLines, hash_and_count_lines, read_corpus
+from sandbox.agent.rag.query import MAX_QUERY_TERMS, plan_query, query_terms
 
 
 @pytest.mark.parametrize(

@@ -147,6 +147,13 @@ class Settings(BaseSettings):
     """Leave session containers running at shutdown so the next start adopts them."""
     output_limit_bytes: int = Field(default=1_048_576, ge=1024)
     """Most bytes of stdout (and of stderr) a call returns; the rest is cut and flagged."""
+    agent_reply_max_bytes: int = Field(default=64 * 1024**2, ge=64 * 1024)
+    """Largest reply read from a container's agent; a larger one fails the call (2001).
+    The default holds a 4K screenshot as base64 PNG (~33 MB at worst) or stdout and
+    stderr at `output_limit_bytes` each even when JSON escaping inflates them 6x."""
+    recovery_timeout_s: float = Field(default=10.0, gt=0)
+    """At start, how long one container of an earlier run may take to say what it is;
+    one that takes longer (a hung agent) is removed instead of adopted."""
 
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
     """Default container limits."""

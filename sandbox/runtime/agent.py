@@ -6,10 +6,19 @@ every TCP agent, keeping connections alive per address with TCP_NODELAY set
 (without it each small response would wait ~40 ms for a delayed ACK); each Unix
 socket gets a client of its own, dropped with `forget`. The agent's error kinds
 become this package's errors here.
+
+Whatever runs in a container may have replaced its agent, so every reply is read
+as hostile input: one deadline bounds the whole exchange (a peer trickling one
+byte at a time cannot stretch it, as it could a per-read timeout), the body is
+streamed against a byte cap, only uncompressed bodies are accepted (a gzip bomb
+never gets inflated), and the JSON must be an object, its nesting bounded by the
+parser's recursion limit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 from typing import Any
 
@@ -18,9 +27,16 @@ import httpx
 from ..errors import BackendError, InvalidParams, SandboxError, SandboxTimeout
 
 # The agent enforces a call's timeout itself and answers with partial output;
-# the HTTP timeout only catches an agent that stopped answering altogether.
+# the grace only catches an agent that stopped answering (or never meant to).
 _HTTP_GRACE_S = 10.0
+_CONNECT_S = 5.0
 _UNIX = "unix://"
+# A health check answers a few bytes; a peer that says more is not an agent.
+_HEALTH_TIMEOUT_S = 2.0
+_HEALTH_MAX_BYTES = 64 << 10
+# An error message is relayed to the caller; a hostile agent's novel is cut.
+_MAX_MESSAGE_CHARS = 4096
+DEFAULT_REPLY_MAX_BYTES = 64 << 20
 
 
 class AgentUnreachable(BackendError):
@@ -36,6 +52,10 @@ class AgentClient:
 
     Args:
         max_connections: Most open connections across all agents.
+        reply_max_bytes: Largest reply body read from an agent (setting
+            ``agent_reply_max_bytes``); a larger one fails the call with 2001.
+        grace_s: How long past a call's own timeout its reply may take.
+        health_timeout_s: How long a health check may take in all.
         transport: Replaces the network transport (tests).
     """
 
@@ -43,6 +63,9 @@ class AgentClient:
         self,
         *,
         max_connections: int = 1024,
+        reply_max_bytes: int = DEFAULT_REPLY_MAX_BYTES,
+        grace_s: float = _HTTP_GRACE_S,
+        health_timeout_s: float = _HEALTH_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         limits = httpx.Limits(
@@ -50,6 +73,9 @@ class AgentClient:
             max_keepalive_connections=max_connections,
             keepalive_expiry=60,
         )
+        self.reply_max_bytes = reply_max_bytes
+        self._grace_s = grace_s
+        self._health_timeout_s = health_timeout_s
         self._unix: dict[str, httpx.AsyncClient] = {}
         self._http = httpx.AsyncClient(
             transport=transport
@@ -57,7 +83,7 @@ class AgentClient:
                 limits=limits,
                 socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             ),
-            timeout=httpx.Timeout(30.0, connect=5.0),
+            timeout=httpx.Timeout(30.0, connect=_CONNECT_S),
         )
 
     async def aclose(self) -> None:
@@ -83,7 +109,7 @@ class AgentClient:
             client = httpx.AsyncClient(
                 # No TLS on a Unix socket: skip loading a certificate store per agent.
                 transport=httpx.AsyncHTTPTransport(uds=path, verify=False),
-                timeout=httpx.Timeout(30.0, connect=5.0),
+                timeout=httpx.Timeout(30.0, connect=_CONNECT_S),
             )
             self._unix[path] = client
         return client, "http://agent"
@@ -93,50 +119,138 @@ class AgentClient:
     ) -> dict[str, Any]:
         """Run `tool` on the agent at `url` and return its `data`.
 
+        The whole exchange ends within `timeout` plus a grace, however the agent
+        answers.
+
         Raises:
             InvalidParams: The agent rejected a parameter (field is ``params.<name>``).
-            SandboxTimeout: The call ran past `timeout`; partial output is in `data`.
+            SandboxTimeout: The call ran past `timeout`; partial output is in `data`
+                when the agent sent it, none when the agent itself ran out of time.
             AgentUnreachable: No answer at all (connection refused or reset).
-            BackendError: The agent failed or refused the token.
+            BackendError: The agent failed, refused the token, or sent a reply that
+                is too large, encoded or malformed.
         """
-        http, base = self._route(url)
+        deadline = timeout + self._grace_s
+        headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"}
         try:
-            response = await http.post(
-                f"{base}/call/{tool}",
-                json=params,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=httpx.Timeout(timeout + _HTTP_GRACE_S, connect=5.0),
+            status, raw = await self._exchange(
+                url, "POST", f"/call/{tool}", params, headers, deadline, self.reply_max_bytes
             )
-        except httpx.TimeoutException as exc:
-            raise SandboxTimeout(f"the agent did not answer within {timeout:g}s") from exc
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise SandboxTimeout(
+                f"the agent did not answer within {timeout:g}s (+{self._grace_s:g}s grace)"
+            ) from exc
         except httpx.TransportError as exc:
             raise AgentUnreachable(f"the sandbox agent is unreachable ({exc!r})") from exc
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise BackendError(
-                f"the agent sent a malformed reply (HTTP {response.status_code})"
-            ) from exc
-        if body.get("ok"):
-            return dict(body.get("data") or {})
-        raise _agent_error(body.get("error") or {}, tool)
+        body = _parse_reply(raw, status)
+        if body.get("ok") is True:
+            data = body.get("data")
+            if data is None:
+                return {}
+            if not isinstance(data, dict):
+                raise BackendError(f"the agent sent a malformed reply (HTTP {status}): data")
+            return data
+        error = body.get("error")
+        raise _agent_error(error if isinstance(error, dict) else {}, tool)
 
     async def is_ready(self, url: str) -> bool:
-        """Whether the agent at `url` answers its health check."""
-        http, base = self._route(url)
+        """Whether the agent at `url` answers its health check in time and in 64 KiB."""
         try:
-            response = await http.get(f"{base}/health", timeout=2.0)
-        except httpx.TransportError:
+            status, _ = await self._exchange(
+                url,
+                "GET",
+                "/health",
+                None,
+                {"Accept-Encoding": "identity"},
+                self._health_timeout_s,
+                _HEALTH_MAX_BYTES,
+            )
+        except (TimeoutError, httpx.HTTPError, BackendError):
             return False
-        return response.status_code == 200
+        return status == 200
+
+    async def _exchange(
+        self,
+        url: str,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        headers: dict[str, str],
+        deadline: float,
+        max_bytes: int,
+    ) -> tuple[int, bytes]:
+        """Send one request and read its reply, all within `deadline` seconds.
+
+        Raises:
+            TimeoutError: The deadline passed (the connection is closed, not reused).
+            httpx.TransportError: Connecting or reading failed.
+            BackendError: The reply is encoded or larger than `max_bytes`.
+        """
+        http, base = self._route(url)
+        request = http.build_request(
+            method,
+            f"{base}{path}",
+            json=payload,
+            headers=headers,
+            timeout=httpx.Timeout(deadline, connect=_CONNECT_S),
+        )
+
+        async def exchange() -> tuple[int, bytes]:
+            response = await http.send(request, stream=True)
+            try:
+                return response.status_code, await _read_capped(response, max_bytes)
+            finally:
+                await response.aclose()
+
+        # One deadline over sending and the whole body (asyncio.timeout is 3.11+).
+        return await asyncio.wait_for(exchange(), deadline)
+
+
+async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    """The raw body, refused when encoded or over `max_bytes` (checked as it arrives)."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise BackendError(
+            f"the agent sent a {encoding[:40]!r}-encoded reply; the server accepts only "
+            "unencoded replies from agents"
+        )
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(max_bytes: int) -> BackendError:
+    return BackendError(
+        f"the agent's reply exceeded {max_bytes} bytes (setting agent_reply_max_bytes)"
+    )
+
+
+def _parse_reply(raw: bytes, status: int) -> dict[str, Any]:
+    """The reply's JSON object; RecursionError covers pathological nesting."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BackendError(f"the agent sent a malformed reply (HTTP {status})") from exc
+    if not isinstance(body, dict):
+        raise BackendError(f"the agent sent a malformed reply (HTTP {status}): not an object")
+    return body
 
 
 def _agent_error(error: dict[str, Any], tool: str) -> SandboxError:
     kind = error.get("kind")
-    message = str(error.get("message") or "the agent reported an error")
+    message = str(error.get("message") or "the agent reported an error")[:_MAX_MESSAGE_CHARS]
     data = error.get("data") if isinstance(error.get("data"), dict) else None
     if kind == "invalid_params":
         field = error.get("field")
+        field = str(field)[:200] if field else None
         return InvalidParams(message, field=f"params.{field}" if field else "params", data=data)
     if kind == "timeout":
         return SandboxTimeout(message, data=data)

@@ -77,7 +77,7 @@ def create_app(
         docker_runtime = runtime or DockerRuntime(
             threads=settings.docker_threads, agent_network=settings.agent_network
         )
-        agent_client = agents or AgentClient()
+        agent_client = agents or AgentClient(reply_max_bytes=settings.agent_reply_max_bytes)
         registry = ToolRegistry(RESOURCE_TYPES)
         images = ImageService(docker_runtime, settings.images_dir, settings.image_namespace)
         manager = SessionManager(settings, docker_runtime, agent_client, registry, images)

@@ -83,6 +83,15 @@ class RagSettings(BaseModel):
     )
     """Limits of the service container, which serves every rag session at once
     (default: all the host's cores)."""
+    session_max_bytes: int = Field(default=256 << 20, ge=1)
+    """UTF-8 bytes of titles and texts one session's private collection may hold
+    (default 256 MiB); `rag:index` past it is refused (1002, field documents)."""
+    index_max_documents: int = Field(default=100_000, ge=1, le=100_000)
+    """Documents one `rag:index` call may carry (default and maximum 100,000)."""
+    response_max_chars: int = Field(default=8_000_000, ge=1)
+    """Characters of titles and texts one `rag:search` / `rag:batch_search` reply
+    may carry; hits past it are cut and say so (default 8,000,000)."""
+
 
     @field_validator("corpus")
     @classmethod

@@ -5,6 +5,11 @@ BM25). The shared `default` collection is built once from the operator's JSONL
 corpus; each session also gets a private collection, filled with `rag:index`,
 invisible to other workers and removed when the session ends. The index sits on
 a Docker volume, so it survives restarts of the container.
+
+Each private collection is a SQLite file of its own in the service: a session's
+passages never change the scores of anyone else's results, and its indexing
+never holds up another session's search. What one session may index, and how
+much text one reply may carry, are the service's settings (`service_setup`).
 """
 
 from __future__ import annotations
@@ -17,27 +22,43 @@ from ..config import ResourceLimits, Settings
 from .base import ResourceType, ToolParams, ToolSpec
 
 MAX_TOP_K = 100
+MAX_QUERIES = 256
+MAX_HIT_CHARS = 1_000_000
+MAX_DOCUMENTS = 100_000
 CORPUS_DIR = "/corpus"
 DATA_DIR = "/data"
 
 Collection = Literal["all", "default", "session"]
 _COLLECTION_HELP = (
-    "'all': the shared default collection and this session's, ranked as one list; "
+    "'all': the shared default collection and this session's, each ranked by its own "
+    "index and interleaved by reciprocal rank (scores of the two are not comparable); "
     "'default': the shared one only; 'session': this session's only."
 )
 _TOP_K = Field(default=5, ge=1, le=MAX_TOP_K, description="How many passages to return.")
+_MAX_CHARS = Field(
+    default=None,
+    ge=1,
+    le=MAX_HIT_CHARS,
+    description="Cut each passage's text to this many characters; a cut hit has "
+    "'truncated': true. A reply's titles and texts together are bounded anyway "
+    "(the service's response_max_chars).",
+)
 
 
 class SearchParams(ToolParams):
     query: str = Field(min_length=1, max_length=2000, description="Natural-language query.")
     top_k: int = _TOP_K
     collection: Collection = Field(default="all", description=_COLLECTION_HELP)
+    max_chars: int | None = _MAX_CHARS
 
 
 class BatchSearchParams(ToolParams):
-    queries: list[str] = Field(min_length=1, max_length=256, description="Queries, in order.")
+    queries: list[str] = Field(
+        min_length=1, max_length=MAX_QUERIES, description="Queries, in order."
+    )
     top_k: int = _TOP_K
     collection: Collection = Field(default="all", description=_COLLECTION_HELP)
+    max_chars: int | None = _MAX_CHARS
 
 
 class Document(BaseModel):
@@ -53,9 +74,11 @@ class Document(BaseModel):
 class IndexParams(ToolParams):
     documents: list[Document] = Field(
         min_length=1,
-        max_length=100_000,
+        max_length=MAX_DOCUMENTS,
         description="Passages for this session's private collection; an id indexed "
-        "again replaces the earlier passage.",
+        "again replaces the earlier passage. The service bounds the documents per "
+        "call and the bytes a collection holds (rag.index_max_documents, "
+        "rag.session_max_bytes).",
     )
 
 
@@ -68,7 +91,13 @@ class RagResourceType(ResourceType):
 
     def service_setup(self, settings: Settings) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         """The index volume at /data and, when configured, the corpus read-only."""
-        environment = {"SANDBOX_RAG_DB": f"{DATA_DIR}/index.sqlite3"}
+        rag = settings.rag
+        environment = {
+            "SANDBOX_RAG_DB": f"{DATA_DIR}/index.sqlite3",
+            "SANDBOX_RAG_SESSION_MAX_BYTES": str(rag.session_max_bytes),
+            "SANDBOX_RAG_INDEX_MAX_DOCUMENTS": str(rag.index_max_documents),
+            "SANDBOX_RAG_RESPONSE_MAX_CHARS": str(rag.response_max_chars),
+        }
         volumes = {settings.rag.volume: {"bind": DATA_DIR, "mode": "rw"}}
         corpus = settings.rag.corpus
         if corpus is not None:
@@ -96,8 +125,8 @@ RAG = RagResourceType(
         _tool(
             "search",
             SearchParams,
-            "Search; returns results [{id, title, text, score}] best first and a "
-            "'context' string joining them.",
+            "Search; returns results [{id, title, text, score, collection, truncated}] "
+            "best first and a 'context' string joining them.",
         ),
         _tool(
             "batch_search",

@@ -229,17 +229,16 @@ class DefaultCollection:
             RagIndex.add_documents(conn, DEFAULT_CID, batch, replace=False)
         return True
 
-    def _drop_default(self, conn: sqlite3.Connection) -> None:
+    @staticmethod
+    def _drop_default(conn: sqlite3.Connection) -> None:
+        # The shared file holds nothing but the default collection (sessions
+        # have files of their own), so re-indexing the empty rest is cheapest.
         low, high = collection_range(DEFAULT_CID)
         in_default = conn.execute(
-            "SELECT count(*) FROM docs WHERE id BETWEEN ? AND ?", (low, high)
-        ).fetchone()[0]
-        if in_default == 0:
-            return
-        if RagIndex.session_documents(conn) < in_default:
+            "SELECT 1 FROM docs WHERE id BETWEEN ? AND ? LIMIT 1", (low, high)
+        )
+        if in_default.fetchone() is not None:
             RagIndex.clear_default_fast(conn)
-        else:
-            RagIndex.clear_collection(conn, DEFAULT_CID)
 
 
 def _reason(exc: OSError) -> str:

@@ -1,11 +1,14 @@
 """The SQLite store behind the ``rag`` toolset: FTS5 ranked with BM25.
 
-One SQLite file (WAL mode) holds one or more collections::
+A `RagIndex` is one SQLite file (WAL mode). The shared file holds the
+``default`` collection and the registry of sessions; each session's private
+collection lives in a file of its own (`sessions.SessionCollections`), so that
+BM25 statistics and the writer lock are never shared between collections::
 
     docs      every passage: id, cid (collection number), doc_id, title, text
     fts       FTS5 over docs.title and docs.text (external content: text is stored once)
-    sessions  cid (from 1; 0 is ``default``), session name, worker, created_at, documents
-    meta      the default collection's build record, as JSON under key ``default``
+    sessions  (shared file) cid (from 1; 0 is ``default``), session name, worker, created_at
+    meta      JSON records: ``default`` (the build), ``totals`` (a session file's size)
 
 A passage's rowid encodes its collection: ``cid << 32`` plus a sequence number.
 FTS5 takes rowid ranges as constraints, so choosing a collection costs a rowid
@@ -49,6 +52,10 @@ def collection_range(cid: int) -> tuple[int, int]:
     return low, low + _SEQ_MAX
 
 
+class IndexClosed(sqlite3.ProgrammingError):
+    """The store was closed (its session ended) while a call wanted it."""
+
+
 @dataclass(frozen=True)
 class Hit:
     """One search result."""
@@ -62,13 +69,13 @@ class Hit:
 
 @dataclass(frozen=True)
 class SessionRecord:
-    """A session's private collection."""
+    """A session as the shared file's registry records it (files written before
+    sessions had files of their own also hold an unused ``documents`` column)."""
 
     session: str
     cid: int
     worker: str
     created_at: float
-    documents: int
 
 
 class RagIndex:
@@ -91,7 +98,6 @@ class RagIndex:
         os.makedirs(directory, exist_ok=True)
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
-        self._every: list[sqlite3.Connection] = []
         self._write_lock = threading.Lock()
         self._closed = False
         self.frequencies = TermFrequencies()
@@ -99,11 +105,15 @@ class RagIndex:
             self._create_schema(conn)
 
     def close(self) -> None:
-        """Close every pooled connection; safe to call twice."""
+        """Close the pooled connections; safe to call twice.
+
+        A connection in use by another thread is closed when that thread gives it
+        back, so a call running while its session is closed still finishes.
+        """
         with self._pool_lock:
             self._closed = True
-            connections, self._every, self._idle = self._every, [], []
-        for conn in connections:
+            idle, self._idle = self._idle, []
+        for conn in idle:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
@@ -133,18 +143,20 @@ class RagIndex:
     def _connection(self) -> Iterator[sqlite3.Connection]:
         with self._pool_lock:
             if self._closed:
-                raise sqlite3.ProgrammingError("the index is closed")
+                raise IndexClosed("the index is closed")
             conn = self._idle.pop() if self._idle else None
         if conn is None:
             conn = self._open()
-            with self._pool_lock:
-                self._every.append(conn)
         try:
             yield conn
         finally:
             with self._pool_lock:
-                if not self._closed:
+                keep = not self._closed
+                if keep:
                     self._idle.append(conn)
+            if not keep:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
 
     def _open(self) -> sqlite3.Connection:
         # Autocommit mode: transactions are explicit (`reading`, `writing`).
@@ -181,8 +193,7 @@ class RagIndex:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS sessions ("
             " cid INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL UNIQUE,"
-            " worker TEXT NOT NULL, created_at REAL NOT NULL,"
-            " documents INTEGER NOT NULL DEFAULT 0)"
+            " worker TEXT NOT NULL, created_at REAL NOT NULL)"
         )
         exists = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fts'"
@@ -231,7 +242,7 @@ class RagIndex:
     def session(conn: sqlite3.Connection, session: str) -> SessionRecord | None:
         """The record of `session`, or None when it is not open."""
         row = conn.execute(
-            "SELECT session, cid, worker, created_at, documents FROM sessions WHERE session = ?",
+            "SELECT session, cid, worker, created_at FROM sessions WHERE session = ?",
             (session,),
         ).fetchone()
         return None if row is None else SessionRecord(*row)
@@ -240,15 +251,9 @@ class RagIndex:
     def sessions(conn: sqlite3.Connection) -> list[SessionRecord]:
         """Every open session, oldest first."""
         rows = conn.execute(
-            "SELECT session, cid, worker, created_at, documents FROM sessions ORDER BY cid"
+            "SELECT session, cid, worker, created_at FROM sessions ORDER BY cid"
         ).fetchall()
         return [SessionRecord(*row) for row in rows]
-
-    @staticmethod
-    def session_documents(conn: sqlite3.Connection) -> int:
-        """How many passages all session collections hold together."""
-        row = conn.execute("SELECT coalesce(sum(documents), 0) FROM sessions").fetchone()
-        return int(row[0])
 
     @staticmethod
     def load_meta(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
@@ -367,12 +372,18 @@ class RagIndex:
             " SELECT id, title, text FROM docs WHERE id BETWEEN ? AND ?",
             (last + 1, last + len(documents)),
         )
-        if cid != DEFAULT_CID:
-            conn.execute(
-                "UPDATE sessions SET documents = documents + ? WHERE cid = ?",
-                (len(documents) - removed, cid),
-            )
         return len(documents) - removed
+
+    @staticmethod
+    def measure(conn: sqlite3.Connection, cid: int, doc_ids: Sequence[str]) -> tuple[int, int]:
+        """How many of `doc_ids` collection `cid` holds, and their title and text bytes."""
+        row = conn.execute(
+            "SELECT count(*), coalesce(sum(length(CAST(title AS BLOB))"
+            " + length(CAST(text AS BLOB))), 0) FROM docs"
+            " WHERE cid = ? AND doc_id IN (SELECT value FROM json_each(?))",
+            (cid, json.dumps(list(doc_ids))),
+        ).fetchone()
+        return int(row[0]), int(row[1])
 
     @staticmethod
     def optimize(conn: sqlite3.Connection) -> None:

@@ -6,6 +6,21 @@ every call; a session's private collection is what ``rag.index`` fills and
 ``rag.close_session`` empties. The shared ``default`` collection is built from a
 JSONL corpus in the background at start, when the index does not hold it yet.
 
+Isolation: each session's collection is a SQLite file of its own
+(`rag.sessions`), so its passages never change the BM25 statistics behind
+anyone else's scores, and its writes never hold a lock that a search of the
+shared corpus or of another session waits for. Collection ``all`` searches the
+shared index and the session's own, each ranking with its own statistics, and
+interleaves the two lists by reciprocal rank (`rag.sessions.merge_by_rank`).
+Every hit keeps the BM25 score its own index gave it, so a shared passage
+scores the same whether searched as ``default`` or ``all``; scores of the two
+collections are not comparable (a small collection's are near zero).
+
+Output bounds: a hit's text is cut to ``max_chars`` when given, and the titles
+and texts of one reply together hold at most ``SANDBOX_RAG_RESPONSE_MAX_CHARS``
+(later hits are cut to what is left); a cut hit says ``"truncated": true``. The
+``context`` is made of the cut hits, so it is bounded the same way.
+
 Tools:
     rag.status: Where the default collection's build stands.
     rag.search: The best passages for one query.
@@ -21,11 +36,18 @@ Settings (environment):
     SANDBOX_RAG_CORPUS: The JSONL corpus; the image's demo corpus when unset.
     SANDBOX_RAG_SCORE_BUDGET: Rows a query may score before its commonest words
         stop choosing candidates (default 3000; higher ranks better, slower).
+    SANDBOX_RAG_SESSION_MAX_BYTES: UTF-8 bytes of titles and texts one session's
+        collection may hold (default 256 MiB).
+    SANDBOX_RAG_INDEX_MAX_DOCUMENTS: Documents one ``rag.index`` call may carry
+        (default 100,000).
+    SANDBOX_RAG_RESPONSE_MAX_CHARS: Characters of titles and texts one search
+        reply may carry (default 8,000,000).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import sqlite3
 import threading
@@ -38,20 +60,36 @@ from typing import Any
 from ..errors import ConfigError, InvalidParams, Unavailable
 from ..params import Params
 from ..rag.builder import BuildHook, DefaultCollection
-from ..rag.corpus import MAX_ID_CHARS, MAX_TEXT_CHARS, Document
-from ..rag.query import SCORED_ROWS_BUDGET, query_terms
-from ..rag.store import DEFAULT_CID, Hit, RagIndex, SessionRecord
+from ..rag.output import ReplyBudget, context_text
+from ..rag.params import (
+    MAX_BATCH_QUERIES,
+    MAX_DOCUMENTS_PER_CALL,
+    MAX_SESSION_CHARS,
+    check_text,
+    index_documents,
+    no_session,
+    optional_session,
+    read_max_chars,
+    read_top_k,
+    required_session,
+    search_terms,
+)
+from ..rag.query import SCORED_ROWS_BUDGET
+from ..rag.sessions import (
+    CollectionFull,
+    CollectionGone,
+    SessionCollection,
+    SessionCollections,
+    merge_by_rank,
+)
+from ..rag.store import DEFAULT_CID, Hit, IndexClosed, RagIndex, SessionRecord
 from ..registry import AgentContext, Tool, Toolset
 
 DEFAULT_DB = "/data/index.sqlite3"
 DEMO_CORPUS = "/opt/rag/demo-corpus.jsonl"
 COLLECTIONS = ("all", "default", "session")
-DEFAULT_TOP_K = 5
-MAX_TOP_K = 100
-MAX_QUERY_CHARS = 2000
-MAX_BATCH_QUERIES = 256
-MAX_DOCUMENTS_PER_CALL = 100_000
-MAX_SESSION_CHARS = 256
+DEFAULT_SESSION_MAX_BYTES = 256 << 20
+DEFAULT_RESPONSE_MAX_CHARS = 8_000_000
 _LATENCY_WINDOW = 10_000
 _BATCH_THREADS = 4
 
@@ -61,42 +99,72 @@ BUILD_HOOK: BuildHook | None = None
 
 @dataclass(frozen=True)
 class RagSettings:
-    """Where the index lives and what the default collection is built from.
+    """Where the index lives, what the default collection is built from, and bounds.
 
     Attributes:
-        db: The SQLite file (``SANDBOX_RAG_DB``).
+        db: The SQLite file (``SANDBOX_RAG_DB``); session files go in the
+            directory ``<db>.sessions`` next to it.
         corpus: The JSONL corpus (``SANDBOX_RAG_CORPUS``; else the image's demo
             corpus if present; else None: the default collection stays empty).
         score_budget: Rows a query may score before its commonest words stop
             choosing candidates (``SANDBOX_RAG_SCORE_BUDGET``).
+        session_max_bytes: Title and text bytes one session's collection may
+            hold (``SANDBOX_RAG_SESSION_MAX_BYTES``).
+        index_max_documents: Documents per ``rag.index`` call
+            (``SANDBOX_RAG_INDEX_MAX_DOCUMENTS``, at most 100,000).
+        response_max_chars: Title and text characters per search reply
+            (``SANDBOX_RAG_RESPONSE_MAX_CHARS``).
     """
 
     db: str
     corpus: str | None
     score_budget: int = SCORED_ROWS_BUDGET
+    session_max_bytes: int = DEFAULT_SESSION_MAX_BYTES
+    index_max_documents: int = MAX_DOCUMENTS_PER_CALL
+    response_max_chars: int = DEFAULT_RESPONSE_MAX_CHARS
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> RagSettings:
         """Read the settings from `environ`.
 
         Raises:
-            ConfigError: ``SANDBOX_RAG_SCORE_BUDGET`` is not a positive integer.
+            ConfigError: A number setting is not a positive integer (or over its maximum).
         """
         corpus = environ.get("SANDBOX_RAG_CORPUS") or None
         if corpus is None and os.path.isfile(DEMO_CORPUS):
             corpus = DEMO_CORPUS
-        raw_budget = environ.get("SANDBOX_RAG_SCORE_BUDGET", "").strip()
-        try:
-            budget = int(raw_budget) if raw_budget else SCORED_ROWS_BUDGET
-        except ValueError:
-            budget = 0
-        if budget < 1:
-            raise ConfigError(
-                f"SANDBOX_RAG_SCORE_BUDGET must be a positive integer, not {raw_budget!r}"
-            )
         return cls(
-            db=environ.get("SANDBOX_RAG_DB") or DEFAULT_DB, corpus=corpus, score_budget=budget
+            db=environ.get("SANDBOX_RAG_DB") or DEFAULT_DB,
+            corpus=corpus,
+            score_budget=_positive(environ, "SANDBOX_RAG_SCORE_BUDGET", SCORED_ROWS_BUDGET),
+            session_max_bytes=_positive(
+                environ, "SANDBOX_RAG_SESSION_MAX_BYTES", DEFAULT_SESSION_MAX_BYTES
+            ),
+            index_max_documents=_positive(
+                environ,
+                "SANDBOX_RAG_INDEX_MAX_DOCUMENTS",
+                MAX_DOCUMENTS_PER_CALL,
+                maximum=MAX_DOCUMENTS_PER_CALL,
+            ),
+            response_max_chars=_positive(
+                environ, "SANDBOX_RAG_RESPONSE_MAX_CHARS", DEFAULT_RESPONSE_MAX_CHARS
+            ),
         )
+
+
+def _positive(
+    environ: Mapping[str, str], name: str, default: int, *, maximum: int | None = None
+) -> int:
+    """The positive integer setting `name` of `environ`, or `default` when unset."""
+    raw = environ.get(name, "").strip()
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        value = 0
+    if value < 1 or (maximum is not None and value > maximum):
+        upper = f" of at most {maximum}" if maximum is not None else ""
+        raise ConfigError(f"{name} must be a positive integer{upper}, not {raw!r}")
+    return value
 
 
 class _Latencies:
@@ -123,11 +191,15 @@ class _Latencies:
         }
 
 
+Target = tuple[RagIndex, int]
+"""A collection to search: the file that holds it and its collection number."""
+
+
 class RagToolset(Toolset):
-    """The index, its default collection's builder, and the tools over them.
+    """The shared index, the session files, the default builder, and the tools.
 
     Args:
-        settings: Where the index is and what the default collection holds.
+        settings: Where the index is, what the default collection holds, bounds.
         build_hook: Called before each batch of a default build (tests pause here).
 
     Raises:
@@ -137,8 +209,15 @@ class RagToolset(Toolset):
     name = "rag"
 
     def __init__(self, settings: RagSettings, build_hook: BuildHook | None = None) -> None:
+        self._settings = settings
         try:
             self._index = RagIndex(settings.db, score_budget=settings.score_budget)
+            self._sessions = SessionCollections(
+                f"{settings.db}.sessions",
+                score_budget=settings.score_budget,
+                max_bytes=settings.session_max_bytes,
+            )
+            self._adopt_session_files()
         except (sqlite3.Error, OSError) as exc:
             raise ConfigError(f"cannot open the rag index {settings.db}: {exc}") from None
         self._default = DefaultCollection(self._index, settings.corpus, build_hook)
@@ -152,6 +231,16 @@ class RagToolset(Toolset):
         except BaseException:
             self.close()
             raise
+
+    def _adopt_session_files(self) -> None:
+        """Keep the files of recorded sessions, delete the rest, and move passages
+        an older version kept in the shared file into their sessions' files."""
+        with self._index.reading() as conn:
+            records = RagIndex.sessions(conn)
+            legacy = [r for r in records if RagIndex.collection_holds_any(conn, r.cid)]
+        self._sessions.remove_orphans(record.cid for record in records)
+        if legacy:
+            self._sessions.migrate_from(self._index, legacy)
 
     def tools(self) -> Sequence[Tool]:
         """The ``rag.*`` tools."""
@@ -167,9 +256,10 @@ class RagToolset(Toolset):
         )
 
     def close(self) -> None:
-        """Stop a running build and close the index."""
+        """Stop a running build and close the index files."""
         self._default.close()
         self._batch_pool.shutdown(wait=True)
+        self._sessions.close()
         self._index.close()
 
     # -- tools ----------------------------------------------------------------------
@@ -179,21 +269,20 @@ class RagToolset(Toolset):
         return self._default.status().as_dict()
 
     def search(self, params: Params) -> dict[str, Any]:
-        """``rag.search``: `query` (`top_k`, `collection`, `session` optional)."""
+        """``rag.search``: `query` (`top_k`, `collection`, `session`, `max_chars` optional)."""
         started = time.perf_counter()
-        terms = _terms(params.raw().get("query"), "query")
-        top_k = _top_k(params)
-        collection = params.choice("collection", COLLECTIONS, default="all")
-        session = _optional_session(params)
-        with self._index.reading() as conn:
-            cids = self._collections(conn, collection, session)
-            hits = self._index.search(conn, terms, cids, top_k) if cids else []
-        results = [_result(hit) for hit in hits]
+        terms = search_terms(params.raw().get("query"), "query")
+        top_k = read_top_k(params)
+        max_chars = read_max_chars(params)
+        targets = self._targets(params)
+        hits = self._search_many([(0, terms)], targets, top_k)[0][1] if targets else []
+        results = ReplyBudget(self._settings.response_max_chars, max_chars).results(hits)
         self._latencies.add(time.perf_counter() - started)
-        return {"results": results, "context": _context(results)}
+        return {"results": results, "context": context_text(results)}
 
     def batch_search(self, params: Params) -> dict[str, Any]:
-        """``rag.batch_search``: `queries` (`top_k`, `collection`, `session` optional).
+        """``rag.batch_search``: `queries` (`top_k`, `collection`, `session`,
+        `max_chars` optional).
 
         A query that cannot be searched (no words, too long, not a string) gets an
         empty result list and an error naming it (``queries.N``); the rest run.
@@ -207,105 +296,149 @@ class RagToolset(Toolset):
                 f"queries holds {len(queries)} queries; at most {MAX_BATCH_QUERIES} are allowed",
                 field="queries",
             )
-        top_k = _top_k(params)
-        collection = params.choice("collection", COLLECTIONS, default="all")
-        session = _optional_session(params)
-        results: list[list[dict[str, Any]]] = [[] for _ in queries]
+        top_k = read_top_k(params)
+        max_chars = read_max_chars(params)
+        targets = self._targets(params)
+        found: list[list[Hit]] = [[] for _ in queries]
         errors: list[str | None] = [None] * len(queries)
         searches: list[tuple[int, list[str]]] = []
         for number, query in enumerate(queries):
             try:
-                searches.append((number, _terms(query, f"queries.{number}")))
+                searches.append((number, search_terms(query, f"queries.{number}")))
             except InvalidParams as exc:
                 errors[number] = exc.message
-        with self._index.reading() as conn:
-            cids = self._collections(conn, collection, session)
-        if cids and searches:
+        if targets and searches:
             # SQLite lets go of the GIL while it ranks, so a batch spreads over the CPUs.
             parts = [searches[n :: self._batch_threads] for n in range(self._batch_threads)]
             parts = [part for part in parts if part]
             futures = [
-                self._batch_pool.submit(self._search_many, part, cids, top_k) for part in parts[1:]
+                self._batch_pool.submit(self._search_many, part, targets, top_k)
+                for part in parts[1:]
             ]
-            found = self._search_many(parts[0], cids, top_k)
+            done = self._search_many(parts[0], targets, top_k)
             for future in futures:
-                found.extend(future.result())
-            for number, hits in found:
-                results[number] = [_result(hit) for hit in hits]
+                done.extend(future.result())
+            for number, hits in done:
+                found[number] = hits
+        budget = ReplyBudget(self._settings.response_max_chars, max_chars)
+        results = [budget.results(hits) for hits in found]
         self._latencies.add(time.perf_counter() - started, len(queries))
         return {"results": results, "errors": errors}
 
     def _search_many(
-        self, searches: Sequence[tuple[int, list[str]]], cids: Sequence[int], top_k: int
+        self, searches: Sequence[tuple[int, list[str]]], targets: Sequence[Target], top_k: int
     ) -> list[tuple[int, list[Hit]]]:
-        with self._index.reading() as conn:
+        """Each search's best `top_k` over `targets`, each target ranked by its own file."""
+        with contextlib.ExitStack() as stack:
+            try:
+                conns = [
+                    (store, cid, stack.enter_context(store.reading())) for store, cid in targets
+                ]
+            except IndexClosed:
+                raise no_session("the session") from None
             return [
-                (number, self._index.search(conn, terms, cids, top_k)) for number, terms in searches
+                (
+                    number,
+                    merge_by_rank(
+                        [store.search(conn, terms, [cid], top_k) for store, cid, conn in conns],
+                        top_k,
+                    ),
+                )
+                for number, terms in searches
             ]
 
     def index(self, params: Params) -> dict[str, Any]:
         """``rag.index``: `documents` into the collection of `session`.
 
         Every document is checked before any is written: one bad document
-        (named like ``documents.12.text``) and nothing is indexed.
+        (named like ``documents.12.text``), or more than the session's collection
+        may hold, and nothing is indexed.
         """
-        session = _session(params)
-        documents = _documents(params.raw().get("documents"))
-        with self._index.writing() as conn:
-            record = _require_session(RagIndex.session(conn, session), session)
-            RagIndex.add_documents(conn, record.cid, documents, replace=record.documents > 0)
-            total = _require_session(RagIndex.session(conn, session), session).documents
+        session = required_session(params)
+        documents, sizes = index_documents(
+            params.raw().get("documents"), self._settings.index_max_documents
+        )
+        record = self._record(session)
+        try:
+            total = self._sessions.add(record.cid, documents, sizes)
+        except CollectionGone:
+            raise no_session(session) from None
+        except CollectionFull as exc:
+            raise InvalidParams(
+                f"documents would make session {session!r}'s collection hold "
+                f"{exc.would_hold} bytes of titles and texts; at most {exc.limit} are "
+                "allowed (SANDBOX_RAG_SESSION_MAX_BYTES)",
+                field="documents",
+            ) from None
         return {"indexed": len(documents), "documents": total}
 
     def stats(self, params: Params) -> dict[str, Any]:
         """``rag.stats``: sizes, index bytes, query count and latency (`session` optional)."""
-        session = _optional_session(params)
+        session = optional_session(params)
         status = self._default.status()
         session_stats: dict[str, Any] | None = None
         if session is not None:
-            with self._index.reading() as conn:
-                record = _require_session(RagIndex.session(conn, session), session)
-            session_stats = {"documents": record.documents}
+            collection = self._collection(self._record(session))
+            session_stats = {
+                "documents": collection.documents,
+                "bytes": collection.bytes,
+                "max_bytes": self._sessions.max_bytes,
+            }
         return {
             "default": {"documents": status.documents, "state": status.state},
             "session": session_stats,
-            "index_bytes": self._index.size_bytes(),
+            "index_bytes": self._index.size_bytes() + self._sessions.size_bytes(),
             "queries": self._latencies.count,
             "latency_ms": self._latencies.percentiles(),
         }
 
     def open_session(self, params: Params) -> dict[str, Any]:
         """``rag.open_session``: record `session` for `worker` (idempotent)."""
-        session = _session(params)
+        session = required_session(params)
         worker = params.optional_string("worker") or ""
-        _check_text(worker, "worker", MAX_SESSION_CHARS)
+        check_text(worker, "worker", MAX_SESSION_CHARS)
         with self._index.writing() as conn:
             record = RagIndex.open_session(conn, session, worker)
-        return _session_data(record)
+        return self._session_data(record)
 
     def close_session(self, params: Params) -> dict[str, Any]:
         """``rag.close_session``: delete `session`'s passages and record (idempotent)."""
-        session = _session(params)
+        session = required_session(params)
         with self._index.writing() as conn:
             record = RagIndex.session(conn, session)
-            removed = 0 if record is None else RagIndex.close_session(conn, record)
-        if removed:
-            self._index.frequencies.clear()
+            if record is not None:
+                conn.execute("DELETE FROM sessions WHERE cid = ?", (record.cid,))
+        # The record goes first: a crash now leaves an orphan file, removed at start.
+        removed = 0 if record is None else self._sessions.drop(record.cid)
         return {"removed": removed}
 
     def sessions(self, params: Params) -> dict[str, Any]:
         """``rag.sessions``: every recorded session, oldest first."""
         with self._index.reading() as conn:
             records = RagIndex.sessions(conn)
-        return {"sessions": [_session_data(record) for record in records]}
+        return {"sessions": [self._session_data(record) for record in records]}
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _collections(
-        self, conn: sqlite3.Connection, collection: str, session: str | None
-    ) -> list[int]:
-        """The collection numbers a search covers; refuses an unready default."""
-        cids: list[int] = []
+    def _record(self, session: str) -> SessionRecord:
+        """The registry's record of `session` (a read: it never waits for a writer)."""
+        with self._index.reading() as conn:
+            record = RagIndex.session(conn, session)
+        if record is None:
+            raise no_session(session)
+        return record
+
+    def _collection(self, record: SessionRecord) -> SessionCollection:
+        try:
+            return self._sessions.get(record.cid)
+        except CollectionGone:
+            raise no_session(record.session) from None
+
+    def _targets(self, params: Params) -> list[Target]:
+        """The collections a search covers; refuses an unready default."""
+        collection = params.choice("collection", COLLECTIONS, default="all")
+        session = optional_session(params)
+        targets: list[Target] = []
         if collection in ("all", "default"):
             status = self._default.status()
             if status.state in ("indexing", "failed"):
@@ -320,138 +453,30 @@ class RagToolset(Toolset):
                     )
                 raise Unavailable(message, data=detail)
             if status.state == "ready":
-                cids.append(DEFAULT_CID)
+                targets.append((self._index, DEFAULT_CID))
         if collection == "session" and session is None:
             raise InvalidParams(
                 "session is required to search collection 'session'", field="session"
             )
         if collection in ("all", "session") and session is not None:
-            cids.append(_require_session(RagIndex.session(conn, session), session).cid)
-        return cids
+            own = self._collection(self._record(session))
+            if own.documents:  # an empty file has nothing to rank
+                targets.append((own.store, own.cid))
+        return targets
+
+    def _session_data(self, record: SessionRecord) -> dict[str, Any]:
+        try:
+            documents = self._sessions.get(record.cid).documents
+        except CollectionGone:
+            documents = 0
+        return {
+            "session": record.session,
+            "worker": record.worker,
+            "created_at": record.created_at,
+            "documents": documents,
+        }
 
 
 def create_toolset(context: AgentContext) -> Toolset:
     """The factory the agent looks up in every toolset module."""
     return RagToolset(RagSettings.from_environ(context.child_env), build_hook=BUILD_HOOK)
-
-
-def _terms(query: Any, name: str) -> list[str]:
-    if not isinstance(query, str):
-        raise InvalidParams(f"{name} must be a string", field=name)
-    if not query.strip():
-        raise InvalidParams(f"{name} must not be empty", field=name)
-    if len(query) > MAX_QUERY_CHARS:
-        raise InvalidParams(
-            f"{name} is {len(query)} characters long; at most {MAX_QUERY_CHARS} are allowed",
-            field=name,
-        )
-    terms = query_terms(query)
-    if not terms:
-        raise InvalidParams(f"{name} has no words to search for", field=name)
-    return terms
-
-
-def _top_k(params: Params) -> int:
-    value = params.raw().get("top_k")
-    if value is None:
-        return DEFAULT_TOP_K
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
-        raise InvalidParams(f"top_k must be an integer from 1 to {MAX_TOP_K}", field="top_k")
-    return value
-
-
-def _session(params: Params) -> str:
-    session = _optional_session(params)
-    if session is None:
-        raise InvalidParams("session is required", field="session")
-    return session
-
-
-def _optional_session(params: Params) -> str | None:
-    session = params.optional_string("session")
-    if session is None:
-        return None
-    if not session.strip():
-        raise InvalidParams("session must not be empty", field="session")
-    _check_text(session, "session", MAX_SESSION_CHARS)
-    return session
-
-
-def _check_text(value: str, name: str, limit: int) -> None:
-    if len(value) > limit:
-        raise InvalidParams(f"{name} is over {limit} characters", field=name)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidParams(f"{name} contains an unpaired surrogate", field=name) from None
-
-
-def _require_session(record: SessionRecord | None, session: str) -> SessionRecord:
-    if record is None:
-        raise InvalidParams(
-            f"no open rag session {session!r} (rag.open_session opens one)", field="session"
-        )
-    return record
-
-
-def _documents(value: Any) -> list[Document]:
-    """The validated documents of a ``rag.index`` call; a repeated id keeps its last text."""
-    if not isinstance(value, list):
-        raise InvalidParams("documents must be a list of objects", field="documents")
-    if len(value) > MAX_DOCUMENTS_PER_CALL:
-        raise InvalidParams(
-            f"documents holds {len(value)} documents; at most {MAX_DOCUMENTS_PER_CALL} "
-            "are allowed per call",
-            field="documents",
-        )
-    documents: dict[str, Document] = {}
-    for number, item in enumerate(value):
-        where = f"documents.{number}"
-        if not isinstance(item, dict):
-            raise InvalidParams(f"{where} must be an object", field=where)
-        doc_id = item.get("id")
-        if not isinstance(doc_id, str) or not doc_id:
-            raise InvalidParams(f"{where}.id must be a non-empty string", field=f"{where}.id")
-        _check_text(doc_id, f"{where}.id", MAX_ID_CHARS)
-        title = item.get("title")
-        if title is None:
-            title = ""
-        elif not isinstance(title, str):
-            raise InvalidParams(f"{where}.title must be a string", field=f"{where}.title")
-        else:
-            _check_text(title, f"{where}.title", MAX_TEXT_CHARS)
-        text = item.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidParams(f"{where}.text must be a non-empty string", field=f"{where}.text")
-        _check_text(text, f"{where}.text", MAX_TEXT_CHARS)
-        documents.pop(doc_id, None)  # the last copy wins, in its own position
-        documents[doc_id] = Document(doc_id, title, text)
-    return list(documents.values())
-
-
-def _result(hit: Hit) -> dict[str, Any]:
-    return {
-        "id": hit.doc_id,
-        "title": hit.title,
-        "text": hit.text,
-        "score": round(hit.score, 6),
-        "collection": "default" if hit.cid == DEFAULT_CID else "session",
-    }
-
-
-def _context(results: Sequence[Mapping[str, Any]]) -> str:
-    """The results as one block of text to put in an LLM prompt, numbered for citing."""
-    blocks = []
-    for number, result in enumerate(results, start=1):
-        head = f"[{number}] {result['title']}" if result["title"] else f"[{number}]"
-        blocks.append(f"{head}\n{result['text']}")
-    return "\n\n".join(blocks)
-
-
-def _session_data(record: SessionRecord) -> dict[str, Any]:
-    return {
-        "session": record.session,
-        "worker": record.worker,
-        "created_at": record.created_at,
-        "documents": record.documents,
-    }

@@ -136,7 +136,7 @@ class AgentClient:
             status, raw = await self._exchange(
                 url, "POST", f"/call/{tool}", params, headers, deadline, self.reply_max_bytes
             )
-        except (TimeoutError, httpx.TimeoutException) as exc:
+        except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
             raise SandboxTimeout(
                 f"the agent did not answer within {timeout:g}s (+{self._grace_s:g}s grace)"
             ) from exc
@@ -165,7 +165,7 @@ class AgentClient:
                 self._health_timeout_s,
                 _HEALTH_MAX_BYTES,
             )
-        except (TimeoutError, httpx.HTTPError, BackendError):
+        except (asyncio.TimeoutError, httpx.HTTPError, BackendError):
             return False
         return status == 200
 
@@ -182,7 +182,7 @@ class AgentClient:
         """Send one request and read its reply, all within `deadline` seconds.
 
         Raises:
-            TimeoutError: The deadline passed (the connection is closed, not reused).
+            asyncio.TimeoutError: The deadline passed (the connection is closed, not reused).
             httpx.TransportError: Connecting or reading failed.
             BackendError: The reply is encoded or larger than `max_bytes`.
         """

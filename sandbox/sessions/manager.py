@@ -6,8 +6,9 @@ from a warm pool when one holds a container for its config, else it is started
 cold; sessions of a shared resource type (rag) live in its service container.
 
 Docker is the source of truth: a cold-started container carries its session's
-labels, a claimed pool container holds them in its agent (``agent.meta``), and a
-shared service lists its sessions, so a restarted server rebuilds its table.
+labels, a claimed pool container holds them in its agent (``agent.meta``) signed
+by the server (`claims`), and a shared service lists its sessions, so a restarted
+server rebuilds its table, in the background: see `SessionManager.start`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ..runtime.docker import (
 )
 from ..runtime.images import ImageService
 from ..runtime.sockets import SocketDirs
+from .claims import ClaimSigner, ForgedClaim
 from .containers import AgentContainers
 from .pools import WarmPools
 from .registry import ToolRegistry
@@ -102,6 +104,12 @@ class SessionManager:
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._recovered = False
+        self._recovery: asyncio.Task[None] | None = None
+        self._recovery_lock = asyncio.Lock()
+        self._claims = ClaimSigner.load(
+            self._sockets.base.with_name(f"{self._sockets.base.name}.claim-key"),
+            settings.server_id,
+        )
         self.calls: Counter[str] = Counter()
         """Finished tool calls by ``tool:code``."""
         self.starts: Counter[str] = Counter()
@@ -110,24 +118,50 @@ class SessionManager:
     # -- lifecycle of the manager ----------------------------------------------
 
     async def start(self) -> None:
-        """Adopt this server's live session containers, remove orphans, start sweeping.
+        """Start adopting this server's live containers (in the background) and sweeping.
 
-        With the Docker engine down the server still starts (``/health`` says so);
-        the sweeper retries the adoption until the engine answers.
+        The adoption is a task, so the server answers at once (``/health`` first)
+        even when every agent of the earlier run hangs: each container has
+        `recovery_timeout_s` to say what it is, else it is removed. A request that
+        needs a new session waits for the adoption first (`wait_for_recovery`), so
+        it never starts a second session beside the worker's old one; every other
+        request answers from the table as it stands. With the Docker engine down
+        the server still starts (``/health`` says so); the sweeper retries.
         """
         for pool_settings in self._settings.pools:
             self.set_pool_size(pool_settings.resource, pool_settings.size, pool_settings.config)
-        await self._try_recover()
+        self._recovery = asyncio.create_task(self._try_recover(), name="session-recovery")
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="session-sweeper")
 
+    @property
+    def recovering(self) -> bool:
+        """Whether containers of an earlier run are still being adopted."""
+        return not self._recovered and self._recovery is not None and not self._recovery.done()
+
     async def _try_recover(self) -> None:
-        try:
-            await self.recover()
-        except BackendError as exc:
-            log.warning("cannot adopt session containers yet: %s", exc.message)
-        else:
+        async with self._recovery_lock:  # the start-up task and the sweeper's retries
+            if self._recovered:
+                return
+            try:
+                await self.recover()
+            except BackendError as exc:
+                log.warning("cannot adopt session containers yet: %s", exc.message)
+                return
+            except Exception:  # a background task: log it, the sweeper retries
+                log.exception("adopting the containers of an earlier run failed")
+                return
             self._recovered = True
             self._pools.refill_all()
+
+    async def wait_for_recovery(self) -> None:
+        """Wait for the start-up adoption, for at most the time it can take.
+
+        Past that bound (a Docker engine that hangs) go ahead as without it: the
+        adoption then keeps whichever session is in the table and removes the other.
+        """
+        task = self._recovery
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=2 * self._settings.recovery_timeout_s + 5)
 
     async def stop(self) -> None:
         """Stop sweeping and destroy every session (unless settings keep them)."""
@@ -136,6 +170,10 @@ class SessionManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        if self._recovery is not None and not self._recovery.done():
+            self._recovery.cancel()  # the rest is adopted by the next start
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
         await self._pools.remove_all()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
@@ -230,6 +268,7 @@ class SessionManager:
         """
         resource = self._registry.resource(resource_type)
         session_config = self._registry.validate_config(resource, config or {})
+        await self.wait_for_recovery()
         key = (worker_id, resource.name)
         existing = self._table.get(key)
         if existing is not None and existing.state is SessionState.READY:
@@ -327,8 +366,12 @@ class SessionManager:
         if member is None:
             return False
         # Labels cannot change on a running container: the agent keeps them instead,
-        # so a restarted server can tell whose session this pool container became.
-        meta = {LABEL_RESOURCE: resource.name, **self._session_labels(session, config)}
+        # signed, so a restarted server can tell whose session this pool container
+        # became and the container cannot make itself another worker's.
+        meta = self._claims.sign(
+            member.container_id,
+            {LABEL_RESOURCE: resource.name, **self._session_labels(session, config)},
+        )
         try:
             await self._agents.call(
                 member.agent_url, member.token, "agent.meta", {"set": meta}, 10.0
@@ -476,6 +519,9 @@ class SessionManager:
                     await self._adopt_service_sessions(resource, service)
             except SandboxError as exc:
                 self._warming[resource.name] = exc.message
+            except Exception as exc:  # reported too, or the service stays "starting"
+                log.exception("warming the %s service failed", resource.name)
+                self._warming[resource.name] = f"unexpected error: {exc!r}"
             else:
                 del self._warming[resource.name]
 
@@ -687,7 +733,7 @@ class SessionManager:
             {LABEL_MANAGED: "1", LABEL_SERVER: self._settings.server_id}
         )
         records.sort(key=lambda r: float(r.labels.get(LABEL_CREATED, "0") or 0), reverse=True)
-        found = await asyncio.gather(*(self._classify(record) for record in records))
+        found = await asyncio.gather(*(self._classify_within(record) for record in records))
         removed = 0
         for record, (kind, session) in zip(records, found, strict=True):
             if kind == "service":
@@ -701,9 +747,7 @@ class SessionManager:
             removed += 1
         for resource in self._registry.resource_types():
             if resource.shared:
-                service = await self._services.adopt(resource)
-                if service is not None:
-                    await self._adopt_service_sessions(resource, service)
+                await self._adopt_service_within(resource)
         adopted = len(self._table)
         in_use = [s.agent_url for s in self._table.all()]
         in_use += [s.url for s in self._services.all()] + self._pools.urls()
@@ -711,6 +755,36 @@ class SessionManager:
         if records:
             log.info("adopted %d session(s), removed %d orphan container(s)", adopted, removed)
         return adopted, removed
+
+    async def _classify_within(self, record: ContainerRecord) -> tuple[str, Session | None]:
+        """`_classify`, or "hung" (so removed) when it takes over `recovery_timeout_s`."""
+        timeout = self._settings.recovery_timeout_s
+        try:
+            return await asyncio.wait_for(self._classify(record), timeout)
+        except asyncio.TimeoutError:
+            log.warning(
+                "container %s of an earlier run did not answer within %gs: removing it",
+                record.id[:12],
+                timeout,
+            )
+            return "hung", None
+
+    async def _adopt_service_within(self, resource: ResourceType) -> None:
+        """Adopt a shared service and its sessions, or remove it if that hangs."""
+
+        async def adopt() -> None:
+            service = await self._services.adopt(resource)
+            if service is not None:
+                await self._adopt_service_sessions(resource, service)
+
+        try:
+            await asyncio.wait_for(adopt(), self._settings.recovery_timeout_s)
+        except asyncio.TimeoutError:
+            service = self._services.current(resource.name)
+            log.warning("the %s service did not answer in time: removing it", resource.name)
+            if service is not None:
+                self._services.forget(resource.name, service.container_id)
+                await self._containers.remove(service.container_id, service.url)
 
     async def _classify(self, record: ContainerRecord) -> tuple[str, Session | None]:
         """What a container of an earlier run is: a service, a session, a pool member."""
@@ -725,10 +799,19 @@ class SessionManager:
             data = await self._agents.call(record.agent_url, token, "agent.meta", {}, 5.0)
         except SandboxError:
             return "orphan", None
-        meta = {str(k): str(v) for k, v in dict(data.get("meta") or {}).items()}
-        if LABEL_SESSION not in meta:
+        stored = data.get("meta")
+        if not stored:
             return "pool", None
-        return "session", await self._adoptable(record, {**record.labels, **meta})
+        try:
+            claim = self._claims.verify(record.id, stored)
+        except ForgedClaim as exc:
+            log.warning(
+                "container %s holds a forged claim (%s): removing it, not adopting it",
+                record.id[:12],
+                exc,
+            )
+            return "forged", None
+        return "session", await self._adoptable(record, {**record.labels, **claim})
 
     def _adopt_pool_member(self, record: ContainerRecord) -> bool:
         try:

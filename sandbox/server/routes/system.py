@@ -16,12 +16,19 @@ from ..deps import Services, ServicesDep, WorkerHeader, worker_of
 from ..envelope import failure, respond, success
 
 public = APIRouter(tags=["system"])
+# The longest `warmup(wait=True)` waits for a shared service to start and index its
+# default collection; past it the answer reports the state the service is in.
+_SERVICE_WAIT_S = 900.0
 router = APIRouter(tags=["system"])
 
 
 @public.get("/health")
 async def health(services: ServicesDep) -> JSONResponse:
-    """Liveness, Docker reachability, version and uptime (needs no API key)."""
+    """Liveness, Docker reachability, version and uptime (needs no API key).
+
+    It never waits for the start-up adoption of an earlier run's containers
+    (``recovering`` says whether that is still going on).
+    """
     docker_ok = await services.runtime.ping(timeout=2.0)
     data = {
         "status": "ok" if docker_ok else "degraded",
@@ -30,6 +37,7 @@ async def health(services: ServicesDep) -> JSONResponse:
         "uptime_s": round(time.time() - services.started_at, 1),
         "server_id": services.settings.server_id,
         "sessions": len(services.sessions.sessions()),
+        "recovering": services.sessions.recovering,
     }
     return respond(success(data))
 
@@ -94,10 +102,13 @@ def _pool_sizes(services: Services, body: WarmupRequest) -> dict[str, int]:
     return dict(body.pool_size)
 
 
-async def _wait_for_services(services: Services, resources: list[str]) -> None:
-    """Until no shared service of `resources` is starting or indexing any more."""
+async def _wait_for_services(
+    services: Services, resources: list[str], timeout: float = _SERVICE_WAIT_S
+) -> None:
+    """Until no shared service of `resources` is starting or indexing, or `timeout`."""
     busy = {"starting", "indexing"}
-    while True:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         states = [await services.sessions.service_status(name) for name in resources]
         if not any(state and state.get("state") in busy for state in states):
             return

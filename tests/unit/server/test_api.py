@@ -498,6 +498,7 @@ async def test_start_removes_orphans_and_keeps_other_servers_containers() -> Non
     )
     h = await open_harness(make_settings(), runtime)
     async with h.app.router.lifespan_context(h.app), h.client:
+        await h.app.state.services.sessions.wait_for_recovery()  # it runs in the background
         assert set(runtime.containers) == {alive, foreign.id}
     assert set(runtime.containers) == {foreign.id}
 

@@ -43,7 +43,7 @@ async def test_warmup_fills_a_pool_and_a_create_claims_from_it(harness: Harness)
     claimed = sessions["data"]["sessions"][0]["container_id"]
     assert claimed in pooled, "the session got a pooled container"
     url = harness.runtime.containers[claimed].agent_url
-    meta = harness.agents.meta[str(url)]
+    meta = harness.agents.meta[str(url)]["claim"]  # signed by the server (see claims.py)
     assert meta["sandbox.session"] == created["data"]["session_id"]
     assert meta["sandbox.worker"] == "w1"
 

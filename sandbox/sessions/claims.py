@@ -1,0 +1,101 @@
+"""Claims of pool containers, signed so that no container can forge one.
+
+A warm pool's container is started before anyone asks for it, so its labels name
+no worker; when a session claims it, the server stores the claim (worker, session
+id, name, config, tenant: every field of the session's labels) in the container's
+agent, since labels cannot change on a running container. After a restart that
+claim is all the server has to go on, and the container could have rewritten it
+to name another worker's session. So the claim is stored with an HMAC-SHA256 over
+the server id, the container id and the whole claim, keyed by a secret only the
+server reads: a container can neither write a claim of its own nor replay one
+taken from another container, and fields added to the claim later are covered
+without a change here.
+
+The secret is one random key per server id in a 0600 file beside the server's
+socket directories (``<socket_dir>/<server>.claim-key``): the server's own state,
+which survives a restart as the containers do, and which no container can read
+(each mounts only its own socket subdirectory, and containers with network mount
+none). Losing the file loses nothing but the claims: they no longer verify, so
+the containers are removed, never adopted by the wrong worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_KEY_BYTES = 32
+
+
+class ForgedClaim(ValueError):
+    """A stored claim whose MAC does not verify for this server and container."""
+
+
+class ClaimSigner:
+    """Signs claims for containers and verifies what containers give back.
+
+    Args:
+        key: The server's secret.
+        server_id: This server's id, bound into every MAC.
+    """
+
+    def __init__(self, key: bytes, server_id: str) -> None:
+        self._key = key
+        self._server_id = server_id
+
+    @classmethod
+    def load(cls, path: Path, server_id: str) -> ClaimSigner:
+        """The signer keyed by the secret in `path`, made (mode 0600) on first use."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            key = bytes.fromhex(path.read_text().strip())
+            if len(key) < _KEY_BYTES:
+                raise ValueError(f"the claim key in {path} is too short; remove it") from None
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)  # a key others could read signs nothing
+            return cls(key, server_id)
+        key = secrets.token_bytes(_KEY_BYTES)
+        with os.fdopen(fd, "w") as file:
+            file.write(key.hex())
+        log.info("made a new claim key in %s", path)
+        return cls(key, server_id)
+
+    def sign(self, container_id: str, claim: dict[str, str]) -> dict[str, Any]:
+        """What to store in the container: the claim and its MAC."""
+        return {"claim": dict(claim), "mac": self._mac(container_id, claim)}
+
+    def verify(self, container_id: str, stored: object) -> dict[str, str]:
+        """The claim `stored` holds, if this server signed it for this container.
+
+        Raises:
+            ForgedClaim: Not a signed claim, signed for another container or
+                server, or changed since.
+        """
+        if not isinstance(stored, dict) or set(stored) != {"claim", "mac"}:
+            raise ForgedClaim("not a signed claim")
+        claim, mac = stored["claim"], stored["mac"]
+        if not isinstance(claim, dict) or not isinstance(mac, str):
+            raise ForgedClaim("not a signed claim")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in claim.items()):
+            raise ForgedClaim("a claim holds strings only")
+        if not hmac.compare_digest(self._mac(container_id, claim), mac):
+            raise ForgedClaim("its MAC does not verify for this container")
+        return dict(claim)
+
+    def _mac(self, container_id: str, claim: dict[str, str]) -> str:
+        message = json.dumps(
+            {"server": self._server_id, "container": container_id, "claim": claim},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()

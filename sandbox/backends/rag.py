@@ -31,7 +31,8 @@ DATA_DIR = "/data"
 Collection = Literal["all", "default", "session"]
 _COLLECTION_HELP = (
     "'all': the shared default collection and this session's, each ranked by its own "
-    "index and interleaved by reciprocal rank (scores of the two are not comparable); "
+    "index and interleaved by reciprocal rank, this session's first on a tie (scores "
+    "of the two are not comparable); "
     "'default': the shared one only; 'session': this session's only."
 )
 _TOP_K = Field(default=5, ge=1, le=MAX_TOP_K, description="How many passages to return.")

@@ -221,8 +221,8 @@ def merge_by_rank(lists: Sequence[Sequence[Hit]], top_k: int) -> list[Hit]:
     how many passages of its own index hold it, and in a collection of a few
     passages every word is common, so its scores are near zero. The lists are
     therefore merged by rank, each hit counting 1 / (RRF_K + rank) (rank from 1),
-    which interleaves them; a tie keeps the earlier list's hit (the shared
-    corpus) first. Each hit keeps its own index's score.
+    which interleaves them; a tie keeps the earlier list's hit first. Each hit
+    keeps its own index's score.
     """
     if len(lists) == 1:
         return list(lists[0][:top_k])

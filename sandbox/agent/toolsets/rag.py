@@ -11,7 +11,9 @@ Isolation: each session's collection is a SQLite file of its own
 anyone else's scores, and its writes never hold a lock that a search of the
 shared corpus or of another session waits for. Collection ``all`` searches the
 shared index and the session's own, each ranking with its own statistics, and
-interleaves the two lists by reciprocal rank (`rag.sessions.merge_by_rank`).
+interleaves the two lists by reciprocal rank (`rag.sessions.merge_by_rank`),
+the session's passage first where two share a rank (the caller indexed it for
+the task at hand).
 Every hit keeps the BM25 score its own index gave it, so a shared passage
 scores the same whether searched as ``default`` or ``all``; scores of the two
 collections are not comparable (a small collection's are near zero).
@@ -435,7 +437,8 @@ class RagToolset(Toolset):
             raise no_session(record.session) from None
 
     def _targets(self, params: Params) -> list[Target]:
-        """The collections a search covers; refuses an unready default."""
+        """The collections a search covers, the session's first (it wins rank ties);
+        refuses an unready default."""
         collection = params.choice("collection", COLLECTIONS, default="all")
         session = optional_session(params)
         targets: list[Target] = []
@@ -461,7 +464,7 @@ class RagToolset(Toolset):
         if collection in ("all", "session") and session is not None:
             own = self._collection(self._record(session))
             if own.documents:  # an empty file has nothing to rank
-                targets.append((own.store, own.cid))
+                targets.insert(0, (own.store, own.cid))
         return targets
 
     def _session_data(self, record: SessionRecord) -> dict[str, Any]:

@@ -88,12 +88,12 @@ def test_all_keeps_each_shared_score_as_default_gives_it(rag: Agent) -> None:
 
     shared = [entry for entry in scored(everything) if entry[2] == "default"]
     assert shared == scored(default)[: len(shared)]
-    # Reciprocal rank interleaves the lists, the shared corpus first on a tie.
+    # Reciprocal rank interleaves the lists, the session's own first on a tie.
     assert [entry[2] for entry in scored(everything)[:4]] == [
-        "default",
         "session",
         "default",
         "session",
+        "default",
     ]
 
 

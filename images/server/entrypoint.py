@@ -67,13 +67,14 @@ def prepare_socket_dir(uid: int, gid: int) -> None:
     base.mkdir(parents=True, exist_ok=True)
     if base.stat().st_uid != uid:
         os.chown(base, uid, gid)
-    # Directories of agents left by a run as root (owned by the agents' user, mode
-    # 700) become what the unprivileged server makes: its own, open to the agent
-    # with the sticky bit. Then it can reach the agents it adopts and remove them.
+    os.chmod(base, 0o700)
+    # Directories of agents left by a run as root become what the unprivileged
+    # server makes: its own, open inside (the agents are capability-less roots).
+    # Then it can reach the agents it adopts and remove them.
     for child in base.iterdir():
         if child.is_dir() and child.stat().st_uid != uid:
             os.chown(child, uid, gid)
-            os.chmod(child, 0o1777)
+            os.chmod(child, 0o777)
 
 
 def main(args: list[str]) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .config import AgentConfig
 from .errors import ConfigError
+from .identity import HOME_TEMPLATE_ENV, SessionUser, drop_supplementary_groups, populate_home
 from .processes import TOKEN_ENV
 from .server import AgentServer
 
@@ -33,8 +34,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = AgentConfig.from_environ(os.environ, require_token=not args.no_auth)
-    except ConfigError as exc:
+        user = SessionUser.current(os.environ)
+    except (ConfigError, LookupError) as exc:
         print(f"sandbox-agent: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if user is not None:
+            drop_supplementary_groups()
+        populate_home(user, os.environ.get(HOME_TEMPLATE_ENV))
+    except OSError as exc:
+        print(f"sandbox-agent: cannot prepare the session user: {exc}", file=sys.stderr)
         return 2
     # Children get an environment without the token anyway; this also keeps it
     # out of anything that later reads os.environ.
@@ -48,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         socket_path=config.socket_path,
         output_limit=config.output_limit,
         toolsets=config.toolsets,
+        user=user,
     )
     stop = threading.Event()
 
@@ -79,9 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _hide_from_same_user() -> None:
     """Make this process non-dumpable, where Linux allows it.
 
-    The sandbox's commands run as the agent's own user, so they could otherwise
-    read the token from /proc/<agent>/environ (which keeps the initial
-    environment whatever os.environ says) or ptrace the agent.
+    Where the agent runs as the session's own user (no ``SANDBOX_AGENT_USER``),
+    the session's commands could otherwise read the token from
+    /proc/<agent>/environ (which keeps the initial environment whatever
+    os.environ says) or ptrace the agent. A root agent gets it too: a
+    non-dumpable process's /proc files stay root's whatever its credentials.
     """
     try:
         import ctypes

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .capture import Outcome, OutputCollector, StreamCapture
+from .identity import SessionUser, acting_as, popen_kwargs
 from .params import encode_text
 from .processes import exit_status, kill_group, open_pidfd
 
@@ -62,11 +63,19 @@ class CodeRunner:
         scratch_dir: Where program texts are written (and removed after the run).
         env: The programs' environment (without the agent's token).
         output_limit: Most bytes kept of each of a program's stdout and stderr.
+        user: Who the programs run as (and own their texts); None: the agent's user.
     """
 
     def __init__(
-        self, *, cwd: str, scratch_dir: str, env: Mapping[str, str], output_limit: int
+        self,
+        *,
+        cwd: str,
+        scratch_dir: str,
+        env: Mapping[str, str],
+        output_limit: int,
+        user: SessionUser | None = None,
     ) -> None:
+        self._user = user
         self._cwd = cwd
         self._scratch_dir = scratch_dir
         self._env = dict(env)
@@ -78,17 +87,19 @@ class CodeRunner:
         Raises:
             ValueError: `language` is not one of `LANGUAGES`.
         """
-        os.makedirs(self._scratch_dir, mode=0o700, exist_ok=True)
         suffix = {"python": ".py", "bash": ".sh"}.get(language)
         if suffix is None:
             raise ValueError(f"unsupported language {language!r}")
-        fd, path = tempfile.mkstemp(prefix="code-", suffix=suffix, dir=self._scratch_dir)
+        # The program's user must read its text: it writes it, in its directory.
+        with acting_as(self._user):
+            os.makedirs(self._scratch_dir, mode=0o700, exist_ok=True)
+            fd, path = tempfile.mkstemp(prefix="code-", suffix=suffix, dir=self._scratch_dir)
         try:
             with os.fdopen(fd, "wb") as script:
                 script.write(encode_text(code))
             return self._run_file(self._argv(language, path), timeout)
         finally:
-            with contextlib.suppress(OSError):
+            with acting_as(self._user), contextlib.suppress(OSError):
                 os.unlink(path)
 
     def _argv(self, language: str, path: str) -> list[str]:
@@ -110,6 +121,7 @@ class CodeRunner:
             cwd=self._cwd if os.path.isdir(self._cwd) else "/",
             env=self._env,
             start_new_session=True,
+            **popen_kwargs(self._user),
         )
         assert process.stdout is not None
         assert process.stderr is not None

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 from .capture import Outcome, OutputCollector, StreamCapture
 from .errors import ToolFailed, ToolTimeout
+from .identity import SessionUser, acting_as, popen_kwargs
 from .params import encode_text
 from .processes import boot_ticks, exit_status, kill_group, kill_tree, open_pidfd
 
@@ -94,7 +95,7 @@ class ShellResult:
 class _Bash:
     """One bash process and the descriptors the agent talks to it through."""
 
-    def __init__(self, cwd: str, env: Mapping[str, str]) -> None:
+    def __init__(self, cwd: str, env: Mapping[str, str], user: SessionUser | None) -> None:
         self.process = subprocess.Popen(
             ["bash", "--noprofile", "--norc"],
             stdin=subprocess.PIPE,
@@ -104,6 +105,7 @@ class _Bash:
             env=dict(env),
             # Its own group, so a kill of the whole group never reaches the agent.
             start_new_session=True,
+            **popen_kwargs(user),
         )
         assert self.process.stdin is not None
         assert self.process.stdout is not None
@@ -168,6 +170,7 @@ class PersistentShell:
         output_limit: Most bytes kept of each of a command's stdout and stderr.
         kill_grace: Seconds a timed-out command's shell gets to recover before it
             is replaced.
+        user: Who the shell runs as (and owns `state_dir`); None: the agent's user.
     """
 
     def __init__(
@@ -178,7 +181,9 @@ class PersistentShell:
         env: Mapping[str, str],
         output_limit: int,
         kill_grace: float = KILL_GRACE_S,
+        user: SessionUser | None = None,
     ) -> None:
+        self._user = user
         self._home = home if os.path.isdir(home) else "/"
         self._state_dir = state_dir
         self._env = dict(env)
@@ -372,8 +377,8 @@ class PersistentShell:
         if self._bash is not None:
             self._bash.kill()
             self._bash = None
-        first_start = not os.path.exists(self._env_file)
-        bash = _Bash(self._home, self._env)
+        first_start = not self._exists(self._env_file)
+        bash = _Bash(self._home, self._env, self._user)
         if first_start and self.cwd == self._home:
             self._bash = bash
             return bash
@@ -395,12 +400,12 @@ class PersistentShell:
         print(f"sandbox-agent: restoring the shell state failed ({outcome.value})", file=sys.stderr)
         bash.kill()
         self.cwd = self._home
-        self._bash = _Bash(self._home, self._env)
+        self._bash = _Bash(self._home, self._env, self._user)
         return self._bash
 
     def _restore_script(self) -> bytes:
         lines = []
-        if os.path.exists(self._env_file):
+        if self._exists(self._env_file):
             # Unset first so variables the user had unset stay unset.
             lines.append(
                 'for __sbx_v in $(builtin compgen -e); do builtin unset -v "$__sbx_v"; '
@@ -411,14 +416,22 @@ class PersistentShell:
         lines.append(f"builtin cd -- {shlex.quote(self.cwd)} 2>/dev/null")
         return encode_text("\n".join(lines) + "\n")
 
+    def _exists(self, path: str) -> bool:
+        # The state directory is the shell user's, closed to a capability-less root.
+        with acting_as(self._user):
+            return os.path.exists(path)
+
     def _write_file(self, path: str, data: bytes) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        try:
-            fd = os.open(path, flags, 0o600)
-        except FileNotFoundError:
-            # A command removed the state directory (`rm -rf /tmp/*`): recreate it.
-            os.makedirs(self._state_dir, mode=0o700, exist_ok=True)
-            fd = os.open(path, flags, 0o600)
+        # As the shell's user: the shell must read the file, and whatever a
+        # command put at `path` (a symlink) leads only where that user may write.
+        with acting_as(self._user):
+            try:
+                fd = os.open(path, flags, 0o600)
+            except FileNotFoundError:
+                # A command removed the state directory (`rm -rf /tmp/*`): recreate it.
+                os.makedirs(self._state_dir, mode=0o700, exist_ok=True)
+                fd = os.open(path, flags, 0o600)
         try:
             view = memoryview(data)
             while view:

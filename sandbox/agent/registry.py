@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, ToolNotFound
+from .identity import SessionUser
 from .params import Params
 
 ToolHandler = Callable[[Params], dict[str, Any]]
@@ -49,12 +50,15 @@ class AgentContext:
         state_dir: A private (0700) directory for the agent's own files.
         output_limit: Most bytes of each output stream (or file) returned to a caller.
         child_env: The environment for processes the agent starts, without the token.
+        user: Who those processes run as, and whose file rights file tools use;
+            None: the agent's own user (an agent not started as root).
     """
 
     home: str
     state_dir: str
     output_limit: int
     child_env: Mapping[str, str]
+    user: SessionUser | None = None
 
 
 class Toolset(abc.ABC):

@@ -41,6 +41,7 @@ from .errors import (
     ToolNotFound,
     Unauthorized,
 )
+from .identity import SessionUser, acting_as, session_environment
 from .params import Params
 from .processes import child_environment
 from .registry import AgentContext, ToolRegistry, build_registry
@@ -68,9 +69,11 @@ class AgentServer:
         output_limit: Most bytes of each output stream or file returned to a caller.
         toolsets: Names of the toolsets to enable.
         home: The first working directory of shells and programs, and their
-            ``$HOME``; the environment's ``$HOME`` if None.
-        environ: The environment processes inherit (minus the token);
+            ``$HOME``; the user's home, else the environment's ``$HOME``, if None.
+        environ: The environment processes inherit (minus the agent's settings);
             ``os.environ`` at `start` if None.
+        user: Who the session's processes run as, and whose rights file tools
+            use (None: this process's own user).
 
     Raises:
         ConfigError: `token` is empty, `output_limit` not positive, or
@@ -95,6 +98,7 @@ class AgentServer:
         toolsets: Sequence[str] = DEFAULT_TOOLSETS,
         home: str | None = None,
         environ: Mapping[str, str] | None = None,
+        user: SessionUser | None = None,
     ) -> None:
         if token is not None and not token:
             raise ConfigError("the token must not be empty (pass None to turn auth off)")
@@ -110,6 +114,7 @@ class AgentServer:
         self._toolsets = tuple(toolsets)
         self._home = home
         self._environ = environ
+        self._user = user
         self._httpd: _HTTPServer | None = None
         self._registry: ToolRegistry | None = None
         self._state_dir: str | None = None
@@ -163,10 +168,15 @@ class AgentServer:
         if self._httpd is not None:
             raise RuntimeError("the agent server is already started")
         environ = os.environ if self._environ is None else self._environ
-        home = self._home or environ.get("HOME") or os.path.expanduser("~")
+        user = self._user
+        default_home = user.home if user is not None else environ.get("HOME")
+        home = self._home or default_home or os.path.expanduser("~")
         try:
-            self._state_dir = tempfile.mkdtemp(prefix="sandbox-agent-", dir=_memory_tmp())
-            child_env = child_environment(environ)
+            # The session user's: its shell reads the command files written here
+            # and writes its exported variables back (nothing the agent trusts).
+            with acting_as(user):
+                self._state_dir = tempfile.mkdtemp(prefix="sandbox-agent-", dir=_memory_tmp())
+            child_env = session_environment(child_environment(environ), user)
             if self._home is not None:
                 child_env["HOME"] = home  # so `~` in a command means the same home
             context = AgentContext(
@@ -174,6 +184,7 @@ class AgentServer:
                 state_dir=self._state_dir,
                 output_limit=self._output_limit,
                 child_env=child_env,
+                user=user,
             )
             self._registry = build_registry(self._toolsets, context)
             address = self._socket_path or (self._host, self._requested_port)
@@ -201,7 +212,8 @@ class AgentServer:
             registry.close()
         state_dir, self._state_dir = self._state_dir, None
         if state_dir is not None:
-            shutil.rmtree(state_dir, ignore_errors=True)
+            with acting_as(self._user):
+                shutil.rmtree(state_dir, ignore_errors=True)
 
     def __enter__(self) -> AgentServer:
         self.start()

@@ -46,18 +46,23 @@ LABEL_TOKEN = "sandbox.token"
 """The agent's token, for a restarted server: labels are visible to the Docker API
 (root-equivalent) but not inside the container, unlike its environment."""
 
-AGENT_TOKEN_FILE = "/tmp/.sandbox-agent-token"
-"""Where the agent finds its token at start (and removes it once read): put there
-before the container starts, so no process of the sandbox ever sees it."""
-AGENT_TOKEN_FILE_ENV = "SANDBOX_AGENT_TOKEN_FILE"
-AGENT_UID = 1000
-"""The non-root user every image runs its agent (and the sandboxed work) as."""
-AGENT_PORT = 8765
-"""Port the agent listens on inside every image (sessions with network)."""
-AGENT_SOCKET_DIR = "/run/sandbox"
-"""Where a session without network finds the host directory holding its agent's
-Unix socket (``agent.sock``); the agent listens there instead of on a port."""
+AGENT_SOCKET_DIR = "/run/sandbox/agent"
+"""Where every container finds the host directory holding its agent's Unix socket
+(``agent.sock``) and token: the server reaches each agent there, never over a
+network. The images make its parent, ``/run/sandbox``, root's alone (0700), so
+the session user can neither reach the socket nor read the token."""
 AGENT_SOCKET_ENV = "SANDBOX_AGENT_SOCKET"
+AGENT_TOKEN_FILE = f"{AGENT_SOCKET_DIR}/token"
+"""Where the agent finds its token at start (and removes it once read): written
+into the socket directory before the container starts, so no process of the
+sandbox ever sees it."""
+AGENT_TOKEN_FILE_ENV = "SANDBOX_AGENT_TOKEN_FILE"
+AGENT_CAPABILITIES = ("SETUID", "SETGID", "KILL")
+"""What a root agent keeps of root's capabilities: SETUID and SETGID to run the
+session's work as the session user (and take its file rights), KILL to stop the
+session's processes. Everything else is dropped."""
+SESSION_NETWORK_OPTIONS = {"com.docker.network.bridge.enable_icc": "false"}
+"""The sessions' bridge network: egress only, sessions cannot reach each other."""
 
 
 class DockerUnavailable(BackendError):
@@ -76,13 +81,18 @@ class ContainerSpec:
     nano_cpus: int
     pids_limit: int
     network: bool
-    """True: the default bridge, the agent's port published on 127.0.0.1 only.
-    False: no network at all (``network_mode: none``); mount a socket directory at
-    `AGENT_SOCKET_DIR` so the server can reach the agent."""
+    """True: the sessions' own bridge network (egress only, no published port).
+    False: no network at all (``network_mode: none``). Either way the server reaches
+    the agent through the socket directory mounted at `AGENT_SOCKET_DIR`."""
     command: list[str] | None = None
     shm_size: str | None = None
     token: str | None = None
-    """The agent's token: written to `AGENT_TOKEN_FILE` before the container starts."""
+    """The agent's token: written to `AGENT_TOKEN_FILE` (in the socket directory)
+    before the container starts."""
+    capabilities: tuple[str, ...] = ()
+    """Capabilities kept besides dropping all (`AGENT_CAPABILITIES` for a root agent)."""
+    read_only: bool = False
+    """Mount the image's filesystem read-only; `tmpfs` then holds what is writable."""
     tmpfs: dict[str, str] = field(default_factory=dict)
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
     """Named volume or host path -> ``{"bind": path, "mode": "rw"|"ro"}``."""
@@ -151,9 +161,8 @@ class DockerRuntime:
 
     Args:
         threads: Size of the pool that runs SDK calls.
-        agent_network: A Docker network that containers with network join instead of
-            publishing their agent's port: for a server that itself runs in a
-            container on that network. Created when missing.
+        session_network: The bridge network containers with network join, created
+            when missing with inter-container traffic off; the server never joins it.
         client_factory: Builds the `docker.DockerClient`; tests may inject one.
     """
 
@@ -161,11 +170,11 @@ class DockerRuntime:
         self,
         *,
         threads: int = 32,
-        agent_network: str | None = None,
+        session_network: str = "sandbox-sessions",
         client_factory: Callable[[], Any] | None = None,
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker")
-        self._agent_network = agent_network
+        self._session_network = session_network
         self._network_ready = False
         self._client_factory = client_factory or functools.partial(
             docker.from_env, timeout=120, max_pool_size=threads
@@ -211,21 +220,37 @@ class DockerRuntime:
 
     async def start(self, spec: ContainerSpec) -> ContainerRecord:
         """Create and start a container; on any failure nothing is left behind."""
-        if spec.network and self._agent_network and not self._network_ready:
-            await self._run(self._ensure_network_blocking, self._agent_network)
+        if spec.network and not self._network_ready:
+            await self._run(self._ensure_network_blocking, self._session_network)
             self._network_ready = True
         return await self._run(self._start_blocking, spec)
 
     def _ensure_network_blocking(self, name: str) -> None:
         client = self._docker()
         # The name filter matches substrings: compare names exactly.
-        if any(network.name == name for network in client.networks.list(names=[name])):
-            return
-        try:
-            client.networks.create(name, driver="bridge", labels={LABEL_MANAGED: "1"})
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # created meanwhile by someone else
-                raise
+        found = [network for network in client.networks.list(names=[name]) if network.name == name]
+        if not found:
+            try:
+                client.networks.create(
+                    name,
+                    driver="bridge",
+                    options=SESSION_NETWORK_OPTIONS,
+                    labels={LABEL_MANAGED: "1"},
+                )
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # created meanwhile by someone else
+                    raise
+            found = [client.networks.get(name)]
+        options = (found[0].attrs or {}).get("Options") or {}
+        if any(options.get(key) != value for key, value in SESSION_NETWORK_OPTIONS.items()):
+            # A network made by someone else would let sessions reach each other
+            # (or whatever else is on it): refuse rather than join.
+            raise BackendError(
+                f"the Docker network {name!r} exists without "
+                "com.docker.network.bridge.enable_icc=false; remove it or name another "
+                "(SANDBOX_SESSION_NETWORK)"
+            )
 
     def _start_blocking(self, spec: ContainerSpec) -> ContainerRecord:
         client = self._docker()
@@ -240,22 +265,22 @@ class DockerRuntime:
             "nano_cpus": spec.nano_cpus,
             "pids_limit": spec.pids_limit,
             "cap_drop": ["ALL"],
+            "cap_add": list(spec.capabilities) or None,
             "security_opt": ["no-new-privileges"],
             "init": True,
+            "read_only": spec.read_only,
             "tmpfs": spec.tmpfs or None,
             "volumes": spec.volumes or None,
             "shm_size": spec.shm_size,
         }
-        if spec.network and self._agent_network:
-            kwargs["network"] = self._agent_network
-        elif spec.network:
-            kwargs["ports"] = {f"{AGENT_PORT}/tcp": ("127.0.0.1", None)}
+        if spec.network:
+            kwargs["network"] = self._session_network
         else:
             kwargs["network_mode"] = "none"
+        if spec.token is not None:
+            _write_token(_socket_directory(spec), spec.token)
         container = client.containers.create(spec.image, **kwargs)
         try:
-            if spec.token is not None:
-                container.put_archive(os.path.dirname(AGENT_TOKEN_FILE), _token_archive(spec.token))
             container.start()
             container.reload()
         except BaseException:
@@ -382,15 +407,29 @@ class DockerRuntime:
         return True
 
 
-def _token_archive(token: str) -> bytes:
-    """A tar holding the token file, readable by the agent's user alone."""
-    data = token.encode()
-    info = tarfile.TarInfo(os.path.basename(AGENT_TOKEN_FILE))
-    info.size, info.mode, info.uid, info.gid = len(data), 0o600, AGENT_UID, AGENT_UID
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+def _socket_directory(spec: ContainerSpec) -> Path:
+    """The host directory `spec` mounts at `AGENT_SOCKET_DIR`."""
+    for source, mount in spec.volumes.items():
+        if mount.get("bind") == AGENT_SOCKET_DIR:
+            return Path(source)
+    raise BackendError(f"container {spec.name} has no agent socket directory to reach it by")
+
+
+def _write_token(directory: Path, token: str) -> None:
+    """Put the token where the agent reads it at start.
+
+    Readable by all (0644): the agent may be a capability-less root or uid 1000,
+    neither able to read another owner's private file; what guards the token is
+    the way to it (the server's 0700 directory on the host, root's 0700
+    ``/run/sandbox`` in the container).
+    """
+    path = directory / os.path.basename(AGENT_TOKEN_FILE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        os.fchmod(fd, 0o644)  # whatever the umask
+        os.write(fd, token.encode())
+    finally:
+        os.close(fd)
 
 
 def _build_lines(stream: Iterator[dict[str, Any]]) -> Iterator[str]:
@@ -443,16 +482,12 @@ def _record(attrs: dict[str, Any]) -> ContainerRecord:
 
 
 def _agent_url(attrs: dict[str, Any]) -> str | None:
-    """Where the agent answers: its socket, its published 127.0.0.1 port, or its IP."""
+    """Where the agent answers: the socket in its mounted socket directory, if any.
+
+    Never an address on a network: a container without the mount is not one the
+    server can (or would) talk to.
+    """
     for mount in attrs.get("Mounts") or []:
         if mount.get("Destination") == AGENT_SOCKET_DIR and mount.get("Source"):
             return f"unix://{mount['Source']}/agent.sock"
-    settings = attrs.get("NetworkSettings") or {}
-    bindings = (settings.get("Ports") or {}).get(f"{AGENT_PORT}/tcp") or []
-    for binding in bindings:
-        if binding.get("HostPort"):
-            return f"http://127.0.0.1:{binding['HostPort']}"
-    for network in (settings.get("Networks") or {}).values():
-        if network.get("IPAddress"):
-            return f"http://{network['IPAddress']}:{AGENT_PORT}"
     return None

@@ -1,9 +1,17 @@
-"""Host directories holding the agents' Unix sockets (containers without network).
+"""Host directories holding the agents' Unix sockets: how the server reaches every agent.
 
-A container with ``network_mode: none`` has no address the server could reach, so
-it gets a fresh host directory mounted at `AGENT_SOCKET_DIR`, its agent listens on
-``agent.sock`` in it, and the server connects to that socket. One directory per
-container, under ``<root>/<server id>/``, removed with the container.
+Every container, with network or without, gets a fresh host directory mounted at
+`AGENT_SOCKET_DIR`; its agent reads its token there and listens on ``agent.sock``
+in it, and the server connects to that socket. No agent listens on a network, so
+nothing on a network can reach one. One directory per container, under
+``<root>/<server id>/``, removed with the container.
+
+Who may reach a directory: on the host, the server's own user alone (the
+``<server id>`` directory is 0700); in the container, root alone (the images make
+the mount's parent ``/run/sandbox`` root's, 0700), not the session user. The
+directory itself is open (0777) because the agent that must create its socket
+there is a root without capabilities (or, in the rag image, uid 1000): neither
+may write a directory of another owner that is not open to all.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from .docker import AGENT_SOCKET_DIR, AGENT_SOCKET_ENV, AGENT_UID
+from .docker import AGENT_SOCKET_DIR, AGENT_SOCKET_ENV
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _UNIX = "unix://"
@@ -36,18 +44,14 @@ class SocketDirs:
         self.base = root / _UNSAFE.sub("-", server_id)[:_MAX_SERVER_PART]
 
     def create(self) -> Path:
-        """A new, empty directory the container's (non-root) agent can create its socket in."""
+        """A new, empty directory the container's agent can create its socket in."""
         self.base.mkdir(parents=True, exist_ok=True)
+        # The way in is the server's alone, whoever made the directory before.
+        os.chmod(self.base, 0o700)
         directory = self.base / secrets.token_hex(6)
-        directory.mkdir(mode=0o700)
-        if os.geteuid() == 0:
-            # Only the agent's user (and root, the server) may enter.
-            os.chown(directory, AGENT_UID, AGENT_UID)
-        else:
-            # A server without root cannot hand the directory over: let the agent in,
-            # with the sticky bit so nobody can swap the agent's socket for another
-            # (the token is what guards the socket itself).
-            os.chmod(directory, 0o1777)
+        directory.mkdir()
+        # Not sticky: the agent removes the token file the server wrote.
+        os.chmod(directory, 0o777)
         return directory
 
     @staticmethod

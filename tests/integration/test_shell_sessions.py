@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import docker
 import httpx
@@ -14,7 +14,17 @@ import pytest
 from sandbox import Sandbox
 from sandbox.errors import ErrorCode
 
-from .support import ServerProcess
+from .support import ServerProcess, checked, start_server
+
+
+@pytest.fixture(scope="module")
+def server(
+    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The module's server, letting callers ask for network (off by default)."""
+    env = {"SANDBOX_CEILINGS__ALLOW_NETWORK": "true"}
+    with checked(docker_client, start_server(tmp_path_factory.mktemp("server"), env=env)) as proc:
+        yield proc
 
 
 @pytest.fixture
@@ -162,9 +172,13 @@ async def test_containers_are_locked_down_and_labelled(
     assert labels["sandbox.worker"] == sb.worker_id
     assert labels["sandbox.resource"] == "bash"
     host = container.attrs["HostConfig"]
-    assert host["Memory"] == 256 * 1024**2
+    # The disk quota (2g by default) is tmpfs, counted in the memory cgroup.
+    assert host["Memory"] == (256 + 2048) * 1024**2
     assert host["PidsLimit"] == 128
     assert host["CapDrop"] == ["ALL"]
+    assert sorted(host["CapAdd"]) == ["KILL", "SETGID", "SETUID"], "the agent's, not the user's"
+    assert host["ReadonlyRootfs"] is True
+    assert sorted(host["Tmpfs"]) == ["/home/sandbox", "/tmp", "/var/tmp"]
     assert host["NetworkMode"] == "none"
     assert host["PortBindings"] in ({}, None), "no port is published without network"
     interfaces = await sb.execute(
@@ -190,9 +204,12 @@ async def test_network_is_given_when_asked(sb: Sandbox, docker_client: docker.Do
     (container,) = docker_client.containers.list(
         filters={"label": f"sandbox.session={created['data']['session_id']}"}
     )
-    assert list(container.attrs["NetworkSettings"]["Networks"]) == ["bridge"]
-    (binding,) = container.attrs["NetworkSettings"]["Ports"]["8765/tcp"]
-    assert binding["HostIp"] == "127.0.0.1", "the agent port is published on loopback only"
+    # The sessions' own bridge, without traffic between containers; nothing published:
+    # the server reaches the agent through its socket as for any session.
+    assert list(container.attrs["NetworkSettings"]["Networks"]) == ["sandbox-sessions"]
+    assert not container.attrs["NetworkSettings"]["Ports"]
+    network = docker_client.networks.get("sandbox-sessions")
+    assert network.attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
     envelope = await sb.execute("code:execute", {"code": "print('online')"})
     assert envelope["data"]["stdout"] == "online\n"
 
@@ -264,14 +281,15 @@ def test_the_sync_twin(server: ServerProcess, worker_id: str) -> None:
 
 
 async def test_a_command_over_the_memory_limit_is_killed_and_named(sb: Sandbox) -> None:
-    await sb.create_session("bash", {"memory": "128m"})
+    # A small disk quota: its tmpfs is counted in the memory limit.
+    await sb.create_session("bash", {"memory": "128m", "disk": "16m"})
     await run(sb, "cd /tmp && export KEEP=alive")
     hog = "python3 -c \"x = b'x' * (400 * 1024 * 1024)\""
     envelope = await sb.execute("bash:run", {"command": hog, "timeout": 60})
     assert envelope["code"] == 0, envelope
     data = envelope["data"]
     assert (data["exit_code"], data["oom_killed"]) == (137, True)
-    assert "memory limit (128m) (OOM)" in data["stderr"]
+    assert "memory limit (144m) (OOM)" in data["stderr"], "128m of memory + 16m of disk"
     after = await run(sb, 'echo "$KEEP in $(pwd)"')
     assert after["stdout"] == "alive in /tmp\n", "the shell and its state live on"
     assert after["oom_killed"] is False

@@ -19,6 +19,9 @@ from collections.abc import Mapping, Sequence
 XVFB_ENV = "SANDBOX_DESKTOP_XVFB"
 """``<pid>:<fd>`` of an Xvfb started before the agent, for the agent to adopt."""
 TOKEN_ENV = "SANDBOX_AGENT_TOKEN"
+_AGENT = "SANDBOX_AGENT_"
+USER_ENV = "SANDBOX_AGENT_USER"
+"""The session user a root agent runs Xvfb (and everything else) as; see `identity`."""
 
 
 def xvfb_command(display: str, width: int, height: int, displayfd: int) -> list[str]:
@@ -68,11 +71,22 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], *, keep_fd: int | None = 
             os.set_inheritable(keep_fd, False)
 
 
-def spawn_xvfb(display: str, width: int, height: int, env: Mapping[str, str]) -> tuple[int, int]:
-    """Start Xvfb; returns its pid and the pipe it writes its display number to when ready."""
+def spawn_xvfb(
+    display: str,
+    width: int,
+    height: int,
+    env: Mapping[str, str],
+    *,
+    prefix: Sequence[str] = (),
+) -> tuple[int, int]:
+    """Start Xvfb; returns its pid and the pipe it writes its display number to when ready.
+
+    `prefix` goes before Xvfb's command line (``setpriv`` to run it as the session user).
+    """
     read_fd, write_fd = os.pipe()
     try:
-        pid = spawn(xvfb_command(display, width, height, write_fd), env, keep_fd=write_fd)
+        argv = [*prefix, *xvfb_command(display, width, height, write_fd)]
+        pid = spawn(argv, env, keep_fd=write_fd)
     except BaseException:
         os.close(read_fd)
         raise
@@ -91,21 +105,57 @@ def _agent_main() -> str:
     )
 
 
+def session_user_prefix() -> list[str]:
+    """``setpriv`` to the session user for a root agent (as `identity` does); else nothing.
+
+    An unknown user gives nothing here: the agent then refuses to start, and the
+    Xvfb started here dies with it.
+    """
+    name = os.environ.get(USER_ENV, "").strip()
+    if not name or os.geteuid() != 0:
+        return []
+    import pwd  # built into the interpreter: no file to load
+
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return []
+    uid, gid = entry.pw_uid, entry.pw_gid
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+
+
+def _make_socket_directory() -> None:
+    """Root's /tmp/.X11-unix (1777, as X expects): the session's /tmp is a fresh
+    tmpfs, and a directory made there by the session user would be the user's to
+    rename or replace."""
+    path = "/tmp/.X11-unix"
+    try:
+        os.mkdir(path, 0o1777)
+        os.chmod(path, 0o1777)  # whatever the umask
+    except OSError:
+        pass  # there already (image without a tmpfs), or Xvfb says what is wrong
+
+
 def main() -> None:
     """Spawn Xvfb when the screen size is readable, then become the agent."""
     width, _, height = os.environ.get("SANDBOX_SCREEN_SIZE", "1280x800").lower().partition("x")
+    prefix = session_user_prefix()
+    if prefix:
+        _make_socket_directory()
     if width.isdigit() and height.isdigit():  # else the agent reports the bad size
-        env = {key: value for key, value in os.environ.items() if key != TOKEN_ENV}
+        env = {key: value for key, value in os.environ.items() if not key.startswith(_AGENT)}
         try:
             pid, read_fd = spawn_xvfb(
-                os.environ.get("DISPLAY") or ":0", int(width), int(height), env
+                os.environ.get("DISPLAY") or ":0", int(width), int(height), env, prefix=prefix
             )
         except OSError as exc:
             print(f"sandbox-agent: cannot start Xvfb early: {exc}", file=sys.stderr)
         else:
             os.set_inheritable(read_fd, True)
             os.environ[XVFB_ENV] = f"{pid}:{read_fd}"
-    os.execv(sys.executable, [sys.executable, "-c", _agent_main()])
+    # -I as in the image's CMD: no environment, working or user directory
+    # reaches the agent's imports.
+    os.execv(sys.executable, [sys.executable, "-I", "-c", _agent_main()])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..identity import SessionUser, argv_as
 from .early import XVFB_ENV, spawn, spawn_xvfb
 from .xlib import XDisplay, XUnavailable
 
@@ -107,10 +108,14 @@ class Desktop:
     Args:
         settings: What to start.
         env: Environment of Xvfb and the window manager.
+        user: Who Xvfb and the window manager run as (None: this process's user).
     """
 
-    def __init__(self, settings: DesktopSettings, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, settings: DesktopSettings, env: Mapping[str, str], *, user: SessionUser | None = None
+    ) -> None:
         self.settings = settings
+        self._user = user
         self._env = {key: value for key, value in env.items() if key != XVFB_ENV}
         self._env["DISPLAY"] = settings.display
         self._children: list[_Child] = []
@@ -181,7 +186,9 @@ class Desktop:
         else:
             width, height = self.settings.size
             try:
-                pid, read_fd = spawn_xvfb(self.settings.display, width, height, self._env)
+                pid, read_fd = spawn_xvfb(
+                    self.settings.display, width, height, self._env, prefix=self._prefix()
+                )
             except OSError as exc:
                 raise DesktopError(f"cannot run Xvfb: {exc}") from None
         xvfb = _Child(pid)
@@ -200,6 +207,12 @@ class Desktop:
                 f"Xvfb exited with status {status} (its messages are in the container log)"
             )
 
+    def _prefix(self) -> list[str]:
+        # The session user's programs, like everything the user's code starts:
+        # X lets any client disturb any other anyway, so running the X server
+        # apart from the user's code would protect nothing (see README).
+        return argv_as(self._user, [])
+
     def _connect(self, deadline: float) -> XDisplay:
         while True:
             try:
@@ -212,7 +225,7 @@ class Desktop:
     def _start_window_manager(self) -> None:
         command = list(self.settings.window_manager)
         try:
-            pid = spawn(command, self._env)
+            pid = spawn([*self._prefix(), *command], self._env)
         except OSError as exc:
             raise DesktopError(f"cannot run the window manager {command[0]}: {exc}") from None
         self._window_manager = _Child(pid)

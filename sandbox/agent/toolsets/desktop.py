@@ -43,6 +43,7 @@ from ..desktop.png import bgrx_to_png
 from ..desktop.session import Desktop, DesktopError, DesktopSettings
 from ..desktop.xlib import XDisplay, XError
 from ..errors import ConfigError, InvalidParams, ToolFailed, ToolTimeout
+from ..identity import acting_as, popen_kwargs
 from ..params import Params
 from ..processes import exit_status
 from ..registry import AgentContext, Tool, Toolset
@@ -87,8 +88,9 @@ class DesktopToolset(Toolset):
         self._limit = context.output_limit
         self._env = {key: value for key, value in context.child_env.items() if key != XVFB_ENV}
         self._env["DISPLAY"] = self._settings.display
+        self._user = context.user
         if desktop is None:
-            desktop = Desktop(self._settings, self._env)
+            desktop = Desktop(self._settings, self._env, user=context.user)
             desktop.start()
         self._desktop = desktop
         try:
@@ -102,6 +104,7 @@ class DesktopToolset(Toolset):
             scratch_dir=context.state_dir,
             env=self._env,
             output_limit=context.output_limit,
+            user=context.user,
         )
         self._launched: list[subprocess.Popen[bytes]] = []
         self._launch_count = itertools.count(1)
@@ -379,10 +382,13 @@ class DesktopToolset(Toolset):
         windows_before = set(self._client_windows()) if wait else set()
         with self._launch_lock:
             self._reap()
-            if self._log_dir is None:
-                self._log_dir = tempfile.mkdtemp(prefix="launched-")
-            log_path = os.path.join(self._log_dir, f"{next(self._launch_count)}.log")
-            with open(log_path, "wb") as log:
+            # The user's files: it may read its programs' logs with read_file.
+            with acting_as(self._user):
+                if self._log_dir is None:
+                    self._log_dir = tempfile.mkdtemp(prefix="launched-")
+                log_path = os.path.join(self._log_dir, f"{next(self._launch_count)}.log")
+                log = open(log_path, "wb")  # noqa: SIM115 -- closed below, once handed over
+            with log:
                 process = subprocess.Popen(
                     ["bash", "-c", command],
                     stdin=subprocess.DEVNULL,
@@ -391,6 +397,7 @@ class DesktopToolset(Toolset):
                     cwd=self._home if os.path.isdir(self._home) else "/",
                     env=self._env,
                     start_new_session=True,
+                    **popen_kwargs(self._user),
                 )
             self._launched.append(process)
         data: dict[str, Any] = {"pid": process.pid, "log": log_path}
@@ -479,6 +486,7 @@ class DesktopToolset(Toolset):
                 env=self._env,
                 pass_fds=(write_fd,),
                 start_new_session=True,
+                **popen_kwargs(self._user),
             )
         finally:
             os.close(write_fd)

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..code_runner import LANGUAGES, CodeRunner
 from ..errors import InvalidParams, ToolTimeout
+from ..identity import acting_as
 from ..memory import OomWatch
 from ..params import Params, encode_text
 from ..persistent_shell import PersistentShell, result_data
@@ -39,17 +40,20 @@ class ShellToolset(Toolset):
     def __init__(self, context: AgentContext) -> None:
         self._home = context.home
         self._limit = context.output_limit
+        self._user = context.user
         self._shell = PersistentShell(
             home=context.home,
             state_dir=context.state_dir,
             env=context.child_env,
             output_limit=context.output_limit,
+            user=context.user,
         )
         self._runner = CodeRunner(
             cwd=context.home,
             scratch_dir=context.state_dir,
             env=context.child_env,
             output_limit=context.output_limit,
+            user=context.user,
         )
         self._oom = OomWatch()
         self._shell.start()
@@ -96,9 +100,12 @@ class ShellToolset(Toolset):
         else:
             data = encode_text(content)
         try:
-            _make_parents(path)
-            with open(path, "wb") as file:
-                file.write(data)
+            # With the session user's rights: a symlink it planted cannot lead
+            # the agent to write where the user could not.
+            with acting_as(self._user):
+                _make_parents(path)
+                with open(path, "wb") as file:
+                    file.write(data)
         except OSError as exc:
             raise InvalidParams(f"cannot write {path}: {_reason(exc)}", field="path") from None
         return {"path": path, "size": len(data)}
@@ -144,7 +151,9 @@ class ShellToolset(Toolset):
         """Up to one byte over the limit of `path`, and the file's size."""
         try:
             # Non-blocking, so a FIFO cannot hang the call; it is refused below.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            # With the session user's rights, like every file tool.
+            with acting_as(self._user):
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
             raise InvalidParams(f"cannot read {path}: {_reason(exc)}", field="path") from None
         try:

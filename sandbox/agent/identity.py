@@ -1,0 +1,166 @@
+"""The session user: who everything the agent starts runs as, and whose file rights it uses.
+
+In the images the agent runs as root with a few capabilities (SETUID, SETGID to
+become the session user, KILL to signal the session's processes), and every
+command, program and application runs as the unprivileged ``sandbox`` user
+(uid 1000): after ``setuid`` to a non-root uid the kernel clears every
+capability, so the session's processes hold none. File tools act with the same
+rights through the calling thread's filesystem uid (``setfsuid``), so a symlink
+the user planted leads nowhere the user could not go anyway.
+
+The images name the session user in ``SANDBOX_AGENT_USER``. An agent started
+without it, or as a non-root user (tests, a developer's machine, the rag
+service), has nobody to become: `SessionUser.current` then returns None and
+every helper here does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pwd
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SESSION_USER_ENV = "SANDBOX_AGENT_USER"
+"""Name of the user a root agent runs the session's work as (``sandbox`` in the images)."""
+AGENT_ENV_PREFIX = "SANDBOX_AGENT_"
+"""The agent's own settings: never passed on to the session's processes."""
+
+
+@dataclass(frozen=True)
+class SessionUser:
+    """The unprivileged user a root agent runs the session's work as."""
+
+    uid: int
+    gid: int
+    name: str
+    home: str
+
+    @classmethod
+    def current(cls, environ: Mapping[str, str]) -> SessionUser | None:
+        """The user named by ``SANDBOX_AGENT_USER``; None when unnamed or not root.
+
+        Raises:
+            LookupError: The named user does not exist or is root (refusing to run
+                the session's work with the agent's rights instead).
+        """
+        name = environ.get(SESSION_USER_ENV, "").strip()
+        if not name or os.geteuid() != 0:
+            return None
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise LookupError(f"the session user {name!r} does not exist") from None
+        if entry.pw_uid == 0:
+            raise LookupError(f"the session user {name!r} is root")
+        return cls(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir)
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        """`subprocess.Popen` arguments that start the child as this user, no extra groups."""
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def argv_prefix(self) -> list[str]:
+        """A command prefix (util-linux ``setpriv``) that runs the rest as this user.
+
+        For ``posix_spawn``, which cannot change the user itself.
+        """
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--"]
+
+    def environment(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """`environ` as this user's processes get it: their own HOME, USER and LOGNAME."""
+        env = dict(environ)
+        env.update(HOME=self.home, USER=self.name, LOGNAME=self.name)
+        return env
+
+
+def session_environment(environ: Mapping[str, str], user: SessionUser | None) -> dict[str, str]:
+    """The environment of the session's processes: the agent's own settings removed."""
+    env = {key: value for key, value in environ.items() if not key.startswith(AGENT_ENV_PREFIX)}
+    return user.environment(env) if user is not None else env
+
+
+def popen_kwargs(user: SessionUser | None) -> dict[str, Any]:
+    """`SessionUser.popen_kwargs`, or nothing when there is no one to become."""
+    return user.popen_kwargs() if user is not None else {}
+
+
+def argv_as(user: SessionUser | None, argv: list[str]) -> list[str]:
+    """`argv` run as `user` (unchanged without one)."""
+    return [*user.argv_prefix(), *argv] if user is not None else list(argv)
+
+
+def drop_supplementary_groups() -> None:
+    """Leave root's supplementary groups (disk, adm, ...): the agent needs none.
+
+    Called once at start, before any thread: it also keeps those groups out of
+    the file checks `acting_as` makes with the session user's uid and gid.
+    """
+    if os.geteuid() == 0:
+        os.setgroups([])
+
+
+_libc: Any = None
+
+
+def _c_library() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+@contextlib.contextmanager
+def acting_as(user: SessionUser | None) -> Iterator[None]:
+    """File operations of this thread, inside the block, use `user`'s rights.
+
+    Linux keeps the filesystem uid and gid per thread, so other requests the
+    agent serves meanwhile keep its own. Files created inside belong to `user`.
+
+    Raises:
+        PermissionError: The kernel refused the switch (the agent lacks SETUID/SETGID).
+    """
+    if user is None:
+        yield
+        return
+    libc = _c_library()
+    old_gid = libc.setfsgid(user.gid)
+    old_uid = libc.setfsuid(user.uid)
+    try:
+        # setfsuid reports no error; asking again (-1 changes nothing) tells.
+        if libc.setfsuid(-1) != user.uid or libc.setfsgid(-1) != user.gid:
+            raise PermissionError("cannot take the session user's file rights")
+        yield
+    finally:
+        libc.setfsuid(old_uid)
+        libc.setfsgid(old_gid)
+
+
+HOME_TEMPLATE_ENV = "SANDBOX_AGENT_HOME_TEMPLATE"
+"""A directory whose content a root agent copies into the session user's (empty) home."""
+
+
+def populate_home(user: SessionUser | None, template: str | None) -> int:
+    """Copy `template`'s files into `user`'s home, as the user; returns how many.
+
+    The sessions' homes are fresh tmpfs mounts (the disk quota), so the image's
+    dotfiles reach them this way. Files already there are kept.
+    """
+    if user is None or not template or not os.path.isdir(template):
+        return 0
+    copied = 0
+    with acting_as(user):
+        for root, directories, files in os.walk(template):
+            target = os.path.join(user.home, os.path.relpath(root, template))
+            for name in directories:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(os.path.join(target, name), 0o755)
+            for name in files:
+                destination = os.path.join(target, name)
+                if not os.path.lexists(destination):
+                    shutil.copyfile(os.path.join(root, name), destination)
+                    copied += 1
+    return copied

@@ -186,17 +186,21 @@ class Settings(BaseSettings):
     """Host directory for the Unix sockets through which the server reaches the agents
     of containers without network (one subdirectory each). A server running in a
     container must see it at the same path as the host does."""
-    agent_network: str | None = None
-    """Docker network that containers with network join instead of publishing their
-    agent's port on 127.0.0.1; set it when the server runs in a container attached
-    to that network (docker-compose.yml does)."""
+    session_network: str = Field(default="sandbox-sessions", min_length=1)
+    """Docker bridge network that sessions with network join: egress only, created
+    when missing with inter-container traffic off, so sessions cannot reach each
+    other; the server never joins it (it reaches every agent through its socket)."""
     docker_threads: int = Field(default=32, ge=1, le=512)
     """Threads that run blocking Docker SDK calls."""
 
     dedup_ttl_s: float = Field(default=600.0, gt=0)
     """How long a finished request's response is kept for retries with its X-Request-ID."""
     dedup_max_bytes: int = Field(default=64 * 1024**2, ge=0)
-    """Most bytes of responses kept for de-duplication."""
+    """Most bytes of responses kept for de-duplication; past it, the oldest finished
+    ones go, and a response that would not fit is not kept."""
+    dedup_max_entries: int = Field(default=4096, ge=0)
+    """Most request ids remembered, running ones included; past it, new requests run
+    without de-duplication."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Server log level."""
     log_format: Literal["json", "text"] = "json"

@@ -75,7 +75,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         docker_runtime = runtime or DockerRuntime(
-            threads=settings.docker_threads, agent_network=settings.agent_network
+            threads=settings.docker_threads, session_network=settings.session_network
         )
         agent_client = agents or AgentClient(reply_max_bytes=settings.agent_reply_max_bytes)
         registry = ToolRegistry(RESOURCE_TYPES)

@@ -1,6 +1,6 @@
 """Starting and removing agent containers: one way for sessions, pools and services.
 
-A start makes the socket directory of a container without network, starts the
+A start makes the container's socket directory, starts the
 container and waits for its agent; whatever fails on the way is cleaned up, so
 the caller sees either a ready container or an error and nothing left behind.
 """
@@ -25,7 +25,7 @@ class AgentContainers:
         runtime: Starts and removes containers.
         agents: Waits for the agents and forgets their connections.
         images: Names the images.
-        sockets: The socket directories of containers without network.
+        sockets: The containers' socket directories.
     """
 
     def __init__(
@@ -60,7 +60,7 @@ class AgentContainers:
             BackendError: Docker refused, the container died or its agent stayed
                 silent; nothing of the attempt is left.
         """
-        socket_dir = None if network else self.sockets.create()
+        socket_dir = self.sockets.create()  # every agent is reached through its socket
         spec = build_spec(
             self._settings,
             resource,
@@ -77,8 +77,7 @@ class AgentContainers:
         try:
             record = await self._runtime.start(spec)
         except BaseException:
-            if socket_dir is not None:
-                self.sockets.remove(socket_dir)
+            self.sockets.remove(socket_dir)
             raise
         try:
             await wait_for_agent(

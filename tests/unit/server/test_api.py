@@ -136,15 +136,15 @@ async def test_create_is_idempotent_and_reports_the_applied_config(harness: Harn
         "network": False,
     }
     (spec,) = harness.runtime.specs.values()
-    assert spec.memory_bytes == 512 * 1024**2
+    assert spec.memory_bytes == (512 + 2048) * 1024**2, "memory plus the 2g disk quota (tmpfs)"
     assert spec.network is False
-    assert spec.environment["SANDBOX_AGENT_SOCKET"] == "/run/sandbox/agent.sock"
+    assert spec.environment["SANDBOX_AGENT_SOCKET"] == "/run/sandbox/agent/agent.sock"
     assert spec.token
     assert spec.labels["sandbox.token"] == spec.token, "for adoption after a restart"
     assert spec.token not in spec.environment.values(), "never in the container's env"
-    assert spec.environment["SANDBOX_AGENT_TOKEN_FILE"] == "/tmp/.sandbox-agent-token"
+    assert spec.environment["SANDBOX_AGENT_TOKEN_FILE"] == "/run/sandbox/agent/token"
     ((socket_dir, mount),) = spec.volumes.items()
-    assert mount == {"bind": "/run/sandbox", "mode": "rw"}
+    assert mount == {"bind": "/run/sandbox/agent", "mode": "rw"}
     assert Path(socket_dir).is_dir()
     assert spec.labels["sandbox.session"] == first["data"]["session_id"]
     assert spec.labels["sandbox.server"] == "unit"

@@ -106,10 +106,8 @@ class SessionManager:
         self._recovered = False
         self._recovery: asyncio.Task[None] | None = None
         self._recovery_lock = asyncio.Lock()
-        self._claims = ClaimSigner.load(
-            self._sockets.base.with_name(f"{self._sockets.base.name}.claim-key"),
-            settings.server_id,
-        )
+        self._claim_key = self._sockets.base.with_name(f"{self._sockets.base.name}.claim-key")
+        self._claims = ClaimSigner.load(self._claim_key, settings.server_id)
         self.calls: Counter[str] = Counter()
         """Finished tool calls by ``tool:code``."""
         self.starts: Counter[str] = Counter()
@@ -183,6 +181,7 @@ class SessionManager:
         await self.destroy_all()
         await self._services.remove_all()
         self._sockets.close()
+        self._claim_key.unlink(missing_ok=True)  # no claimed container is left to verify
 
     # -- queries ----------------------------------------------------------------
 

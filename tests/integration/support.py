@@ -130,3 +130,17 @@ def checked(client: docker.DockerClient, server: ServerProcess) -> Iterator[Serv
         remove_containers_of(client, server.server_id)
         assert clean, f"server exited with {server.process.returncode}:\n{server.log()}"
         assert left == [], f"SIGTERM left containers behind: {left}"
+
+
+def wait_recovered(server: ServerProcess, timeout: float = 60) -> None:
+    """Until the server has adopted (or removed) the containers of an earlier run.
+
+    That adoption runs in the background after start (``/health`` answers at
+    once and says ``recovering``), so a test looking at the result waits for it.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not httpx.get(f"{server.url}/health", timeout=5).json()["data"]["recovering"]:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the server was still recovering after {timeout:g}s:\n{server.log()}")

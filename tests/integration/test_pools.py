@@ -11,7 +11,13 @@ import docker
 
 from sandbox import Sandbox
 
-from .support import ServerProcess, containers_of, remove_containers_of, start_server
+from .support import (
+    ServerProcess,
+    containers_of,
+    remove_containers_of,
+    start_server,
+    wait_recovered,
+)
 
 
 def pooled(client: docker.DockerClient, server_id: str) -> list[str]:
@@ -128,6 +134,7 @@ def test_a_restarted_server_adopts_pool_members_and_claimed_sessions(
         before = pooled(docker_client, first.server_id)
 
         second = start_server(tmp_path, server_id=first.server_id, env=pools)
+        wait_recovered(second)
         assert pooled(docker_client, first.server_id) == before, "all adopted, none started"
         with Sandbox(server_url=second.url, worker_id="adopt") as sb:
             (session,) = sb.list_sessions_sync()["data"]["sessions"]

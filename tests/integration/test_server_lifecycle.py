@@ -10,7 +10,7 @@ import httpx
 
 from sandbox import Sandbox
 
-from .support import containers_of, free_port, remove_containers_of, start_server
+from .support import containers_of, free_port, remove_containers_of, start_server, wait_recovered
 
 
 def test_a_killed_server_restarts_and_adopts_its_sessions_with_their_state(
@@ -25,6 +25,7 @@ def test_a_killed_server_restarts_and_adopts_its_sessions_with_their_state(
         assert len(containers_of(docker_client, first.server_id)) == 1
 
         second = start_server(tmp_path, server_id=first.server_id, port=first.port)
+        wait_recovered(second)
         with Sandbox(server_url=second.url, worker_id="crash") as sb:
             (session,) = sb.list_sessions_sync()["data"]["sessions"]
             assert session["session_id"] == session_id
@@ -46,6 +47,7 @@ def test_start_removes_orphans(tmp_path: Path, docker_client: docker.DockerClien
         docker_client.containers.get(name).stop(timeout=1)
 
         again = start_server(tmp_path, server_id=server.server_id)
+        wait_recovered(again)
         assert containers_of(docker_client, server.server_id) == []
         with Sandbox(server_url=again.url, worker_id="orphan") as sb:
             assert sb.list_sessions_sync()["data"]["count"] == 0
@@ -65,6 +67,7 @@ def test_kept_sessions_survive_a_graceful_restart(
         assert server.stop_gracefully()
         assert len(containers_of(docker_client, server.server_id)) == 1
         again = start_server(tmp_path, server_id=server.server_id)
+        wait_recovered(again)
         with Sandbox(server_url=again.url, worker_id="keeper") as sb:
             data = sb.execute_sync("bash:run", {"command": "cat /tmp/f"})["data"]
             assert data["stdout"] == "kept\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import sys
 import time
@@ -45,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default 18890)")
     serve.add_argument("--config", type=Path, help="profile file, JSON or YAML")
     serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="listen on a non-loopback address without an API key (only behind a "
+        "firewall or a loopback-only port mapping); same as SANDBOX_INSECURE=true",
+    )
+    serve.add_argument(
         "--warmup",
         nargs="+",
         metavar="RESOURCE",
@@ -76,12 +84,42 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("host", "port"):
+    for name in ("host", "port", "insecure"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     if args.config is not None:
         overrides["config_file"] = args.config
     return Settings(**overrides)
+
+
+def refuse_open_bind(settings: Settings) -> None:
+    """Refuse to serve every address of the machine to anyone without a key.
+
+    Without an API key the API runs any code for whoever reaches it, so it
+    listens beyond loopback only when the operator says so (``--insecure``), e.g.
+    in a container whose port is published on the host's loopback only.
+
+    Raises:
+        ValueError: `settings.host` is not a loopback address, no API key is
+            configured and `settings.insecure` is off.
+    """
+    if settings.tenant_keys() or settings.insecure or _is_loopback(settings.host):
+        return
+    raise ValueError(
+        f"refusing to listen on {settings.host} without an API key: anyone who reaches "
+        "that address could run code. Set SANDBOX_API_KEY (or api_keys), listen on "
+        "127.0.0.1, or pass --insecure (SANDBOX_INSECURE=true) if a firewall or a "
+        "loopback-only port mapping keeps others out"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -91,6 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .server.logs import configure_logging
 
     settings = _settings(args)
+    refuse_open_bind(settings)
     configure_logging(settings)
     servers: list[uvicorn.Server] = []
 

@@ -22,6 +22,9 @@ _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 MIN_MEMORY_BYTES = 16 * 1024**2
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+_TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+DEFAULT_TENANT = "default"
+"""The tenant of `api_key`, and of every caller when no key is configured."""
 
 
 def parse_memory(value: str | int) -> int:
@@ -66,6 +69,64 @@ class ResourceLimits(BaseModel):
         return value
 
 
+def _host_cores() -> float:
+    return float(os.cpu_count() or 1)
+
+
+class Ceilings(BaseModel):
+    """The most a caller may ask for in a session's config; the operator sets them.
+
+    A session config over a ceiling is refused with 1002 naming the field and the
+    ceiling, before anything reaches Docker. The server's own defaults (`limits`)
+    must fit under them too.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory: str = "8g"
+    """Largest memory limit a session may ask for."""
+    cpus: float = Field(default_factory=_host_cores, gt=0, le=1024)
+    """Most CPU cores a session may ask for (default: the host's cores)."""
+    pids: int = Field(default=4096, ge=16, le=1_000_000)
+    """Most processes and threads a session may ask for."""
+    disk: str = "10g"
+    """Largest disk quota a session may ask for."""
+    allow_network: bool = False
+    """Whether callers may ask for ``network: true``; off, no session reaches any
+    network (``SANDBOX_CEILINGS__ALLOW_NETWORK=true`` turns it on)."""
+
+    @field_validator("memory", "disk")
+    @classmethod
+    def _is_a_size(cls, value: str) -> str:
+        parse_memory(value)
+        return value
+
+    def violation(self, limits: ResourceLimits) -> tuple[str, str] | None:
+        """The first of `limits` over its ceiling, as (field, message), else None."""
+        checks = (
+            ("memory", parse_memory(limits.memory) > parse_memory(self.memory), self.memory),
+            ("cpus", limits.cpus > self.cpus, f"{self.cpus:g}"),
+            ("pids", limits.pids > self.pids, str(self.pids)),
+            ("disk", parse_memory(limits.disk) > parse_memory(self.disk), self.disk),
+        )
+        for name, over, ceiling in checks:
+            if over:
+                asked = getattr(limits, name)
+                return name, (
+                    f"{asked!r} is over the server's ceiling of {ceiling} (setting ceilings.{name})"
+                )
+        return None
+
+
+def _default_pid_budget() -> int:
+    """Half the host's ``pid_max``: the rest stays for the host and its other users."""
+    try:
+        pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        pid_max = 32768  # the kernel's default where /proc is not Linux's
+    return max(pid_max // 2, 16)
+
+
 class RagSettings(BaseModel):
     """The shared retrieval service (``rag`` sessions)."""
 
@@ -91,7 +152,6 @@ class RagSettings(BaseModel):
     response_max_chars: int = Field(default=8_000_000, ge=1)
     """Characters of titles and texts one `rag:search` / `rag:batch_search` reply
     may carry; hits past it are cut and say so (default 8,000,000)."""
-
 
     @field_validator("corpus")
     @classmethod
@@ -139,7 +199,15 @@ class Settings(BaseSettings):
     """Stamped on every container as ``sandbox.server``; a restarted server with the
     same id adopts them. Empty means ``<hostname>-<port>``."""
     api_key: SecretStr | None = None
-    """When set, every endpoint but /health needs ``Authorization: Bearer <key>``."""
+    """When set, every endpoint but /health needs ``Authorization: Bearer <key>``; the
+    key's tenant is ``default``."""
+    api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    """More API keys, one per tenant: ``{tenant name: key}``. A tenant sees and
+    touches only its own workers' sessions; two tenants may use the same worker id."""
+    insecure: bool = False
+    """Allow ``sandbox serve`` to listen on a non-loopback address without any API
+    key (``--insecure``); only where a firewall or a loopback-only port mapping
+    keeps everyone else out."""
     config_file: Path | None = None
     """Profile file (JSON or YAML) these settings were read from."""
 
@@ -177,6 +245,16 @@ class Settings(BaseSettings):
     """Most containers the server runs at once: sessions, pool members and services."""
     max_sessions_per_worker: int = Field(default=16, ge=1)
     """Most sessions one worker may hold at once."""
+    ceilings: Ceilings = Field(default_factory=Ceilings)
+    """The most a caller may ask for in a session config (memory, cpus, pids, disk,
+    network)."""
+    pid_budget: int = Field(default_factory=_default_pid_budget, ge=16)
+    """Most pids the limits of all this server's containers may add up to, so that
+    together they cannot exhaust the host (default: half of ``pid_max``)."""
+    batch_concurrency: int = Field(default=8, ge=1, le=256)
+    """Most actions of one parallel ``/execute/batch`` running at once."""
+    batch_max_response_bytes: int = Field(default=32 * 1024**2, ge=1024)
+    """Most bytes of results one batch returns; results past it are errors saying so."""
 
     image_namespace: str = "sandbox"
     """Images are tagged ``<namespace>/<name>:latest`` (``sandbox/shell:latest``)."""
@@ -217,6 +295,38 @@ class Settings(BaseSettings):
         if not self.rag.volume:
             self.rag.volume = f"sandbox-rag-{_UNSAFE_NAME.sub('-', self.server_id)}"
         return self
+
+    @model_validator(mode="after")
+    def _limits_within_ceilings(self) -> Settings:
+        violation = self.ceilings.violation(self.limits)
+        if violation is not None:
+            name, message = violation
+            raise ValueError(f"limits.{name}: the default {message}")
+        return self
+
+    @model_validator(mode="after")
+    def _tenants_are_distinct(self) -> Settings:
+        names = set(self.api_keys)
+        if self.api_key is not None and DEFAULT_TENANT in names:
+            raise ValueError(
+                f"api_keys: {DEFAULT_TENANT!r} is api_key's tenant; name this key otherwise"
+            )
+        for name in names:
+            if not _TENANT_NAME.fullmatch(name):
+                raise ValueError(f"api_keys: tenant name {name!r} must be 1-64 of [A-Za-z0-9_.-]")
+        keys = [key.get_secret_value() for key in self.tenant_keys().values()]
+        if not all(keys):
+            raise ValueError("api_keys: a key may not be empty")
+        if len(set(keys)) != len(keys):
+            raise ValueError("api_keys: two tenants share one key; give each its own")
+        return self
+
+    def tenant_keys(self) -> dict[str, SecretStr]:
+        """Every API key by tenant name; `api_key` is tenant ``default``."""
+        keys = dict(self.api_keys)
+        if self.api_key is not None:
+            keys[DEFAULT_TENANT] = self.api_key
+        return keys
 
     @classmethod
     def settings_customise_sources(

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..config import ResourceLimits, Settings, parse_memory
+from ..config import Ceilings, ResourceLimits, Settings, parse_memory
+from ..errors import InvalidParams
 
 
 class ToolParams(BaseModel):
@@ -53,6 +54,30 @@ class SessionConfig(BaseModel):
             pids=self.pids if self.pids is not None else defaults.pids,
             disk=str(self.disk) if self.disk is not None else defaults.disk,
         )
+
+    def enforce_ceilings(
+        self, ceilings: Ceilings, defaults: ResourceLimits, default_network: bool
+    ) -> None:
+        """Refuse a config asking for more than the operator allows.
+
+        Checked before anything reaches Docker, so an absurd ask is a 1002 naming
+        the field rather than Docker's error text or a host-sized container.
+
+        Raises:
+            InvalidParams: Naming ``config.<field>`` and the ceiling it passes.
+        """
+        violation = ceilings.violation(self.limits(defaults))
+        if violation is not None:
+            name, message = violation
+            raise InvalidParams(f"config.{name}: {message}", field=f"config.{name}")
+        network = default_network if self.network is None else self.network
+        if network and not ceilings.allow_network:
+            raise InvalidParams(
+                "config.network: this server does not give sessions network access; the "
+                "operator allows it with the setting ceilings.allow_network "
+                "(SANDBOX_CEILINGS__ALLOW_NETWORK=true)",
+                field="config.network",
+            )
 
 
 @dataclass(frozen=True)

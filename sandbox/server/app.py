@@ -7,6 +7,7 @@ served at its bare path and again under ``/api/v1``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from ..runtime.images import ImageService
 from ..sessions.manager import SessionManager
 from ..sessions.registry import ToolRegistry
 from .dedup import RequestDeduplication
-from .deps import Services, require_api_key
+from .deps import Services, require_api_key, tenant_of_scope
 from .envelope import TraceMiddleware, install_error_handlers
 from .limits import BodySizeLimit
 from .metrics import ServerMetrics
@@ -131,9 +132,14 @@ def create_app(
             generate_unique_id_function=_op_id(prefix),
         )
     # Outermost last: the trace id is set first, so every answer below carries it;
-    # an oversized body is refused before de-duplication records anything.
+    # an oversized body is refused before de-duplication records anything, and
+    # de-duplication itself checks the API key before it replays or records.
     app.add_middleware(
-        RequestDeduplication, ttl_s=settings.dedup_ttl_s, max_bytes=settings.dedup_max_bytes
+        RequestDeduplication,
+        identify=functools.partial(tenant_of_scope, settings),
+        ttl_s=settings.dedup_ttl_s,
+        max_bytes=settings.dedup_max_bytes,
+        max_entries=settings.dedup_max_entries,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(TraceMiddleware)

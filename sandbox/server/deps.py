@@ -1,4 +1,4 @@
-"""What route handlers depend on: the services, the worker id, the API key check."""
+"""What route handlers depend on: the services, the worker id, the API key and its tenant."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import Scope
 
-from ..config import Settings
+from ..config import DEFAULT_TENANT, Settings
 from ..errors import InvalidParams
 from ..protocol import WORKER_ID_PATTERN
 from ..runtime.docker import DockerRuntime
@@ -72,29 +73,56 @@ def worker_of(body_worker: str | None, header_worker: str | None) -> str:
 # Declared so the OpenAPI document shows the bearer scheme; the check is ours.
 _bearer = HTTPBearer(
     auto_error=False,
-    description="The server's API key (SANDBOX_API_KEY), when it has one.",
+    description="An API key of the server (SANDBOX_API_KEY or one of SANDBOX_API_KEYS), "
+    "when it has any; the key decides the tenant whose sessions the request sees.",
 )
+
+
+def tenant_of_token(settings: Settings, token: str | None) -> str | None:
+    """The tenant whose API key `token` is; None when it is no configured key.
+
+    Without any key configured every caller is the default tenant. Every key is
+    compared, in constant time, whichever matches: the time taken tells an
+    attacker neither how much of a guess was right nor which tenant it was near.
+    """
+    keys = settings.tenant_keys()
+    if not keys:
+        return DEFAULT_TENANT
+    # Header values arrive decoded as latin-1: this gives back the bytes sent.
+    given = (token or "").encode("latin-1", "replace")
+    found = None
+    for name, key in keys.items():
+        if hmac.compare_digest(given, key.get_secret_value().encode()):
+            found = name
+    return found
+
+
+def tenant_of_scope(settings: Settings, scope: Scope) -> str | None:
+    """`tenant_of_token` for a raw ASGI request (middleware runs before the routes)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                return tenant_of_token(settings, token.strip())
+            break
+    return tenant_of_token(settings, None)
 
 
 def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Refuse the request (401) unless it carries the configured API key.
-
-    The comparison takes the same time whatever the key sent, so it tells an
-    attacker nothing about how much of a guess was right.
-    """
-    expected = request.app.state.services.settings.api_key
-    if expected is None:
-        return
-    given = credentials.credentials if credentials is not None else ""
-    # Header values arrive decoded as latin-1: this gives back the bytes sent.
-    if not hmac.compare_digest(
-        given.encode("latin-1", "replace"), expected.get_secret_value().encode()
-    ):
+) -> str:
+    """Refuse the request (401) unless it carries a configured API key; its tenant."""
+    settings = request.app.state.services.settings
+    tenant = tenant_of_token(settings, credentials.credentials if credentials else None)
+    if tenant is None:
         raise HTTPException(
             status_code=401,
             detail="missing or wrong API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return tenant
+
+
+TenantDep = Annotated[str, Depends(require_api_key)]
+"""The caller's tenant; the same dependency the guarded routers run, so it runs once."""

@@ -2,7 +2,7 @@
 
 Docker is the source of truth (every container carries its session's labels, and
 a restarted server rebuilds this table from them); the table is what lets a call
-find its container without asking Docker. One session per (worker, resource).
+find its container without asking Docker. One session per (tenant, worker, resource).
 """
 
 from __future__ import annotations
@@ -15,10 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import DEFAULT_TENANT
 from ..protocol import SessionInfo
 
-SessionKey = tuple[str, str]
-"""(worker_id, resource_type)."""
+SessionKey = tuple[str, str, str]
+"""(tenant, worker_id, resource_type): two tenants' workers never share a session."""
+
+LABEL_TENANT = "sandbox.tenant"
+"""Label (and claim-record entry) naming the tenant that owns a session container."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -50,11 +54,13 @@ class Session:
     agent_url: str | None = None
     active_calls: int = 0
     call_count: int = 0
+    tenant: str = DEFAULT_TENANT
+    """The API key's tenant that owns the session; only it sees and touches it."""
 
     @property
     def key(self) -> SessionKey:
         """The table key."""
-        return (self.worker_id, self.resource_type)
+        return (self.tenant, self.worker_id, self.resource_type)
 
     def touch(self, ttl_s: float) -> None:
         """Mark the session used now and push its expiry."""
@@ -123,13 +129,17 @@ class SessionTable:
         """The lock that serialises creating and destroying the session at `key`."""
         return self._locks.setdefault(key, asyncio.Lock())
 
-    def of_worker(self, worker_id: str) -> list[Session]:
-        """The worker's sessions."""
-        return [s for s in self._sessions.values() if s.worker_id == worker_id]
+    def of_worker(self, worker_id: str, tenant: str = DEFAULT_TENANT) -> list[Session]:
+        """The sessions of the tenant's worker."""
+        return [
+            s for s in self._sessions.values() if s.worker_id == worker_id and s.tenant == tenant
+        ]
 
-    def all(self) -> list[Session]:
-        """Every session."""
-        return list(self._sessions.values())
+    def all(self, tenant: str | None = None) -> list[Session]:
+        """Every session, or every session of one tenant."""
+        if tenant is None:
+            return list(self._sessions.values())
+        return [s for s in self._sessions.values() if s.tenant == tenant]
 
     def expired(self, now: float) -> list[Session]:
         """Ready sessions past their expiry with no call running."""

@@ -1,4 +1,10 @@
-"""Tool calls: one at a time or in batches."""
+"""Tool calls: one at a time or in batches.
+
+Every answer is bounded: one call's output by the agent reply cap and the output
+limit, a batch by `batch_max_response_bytes` (results past it are errors saying
+so, and the actions after it do not run) and its parallel fan-out by
+`batch_concurrency`.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
-from ...errors import SandboxError
+from ...errors import InvalidParams, SandboxError
 from ...protocol import BatchAction, BatchRequest, BatchResult, Envelope, ExecuteRequest
 from ..context import note_session
-from ..deps import Services, ServicesDep, WorkerHeader, worker_of
+from ..deps import Services, ServicesDep, TenantDep, WorkerHeader, worker_of
 from ..envelope import elapsed_ms, failure, new_meta, respond, success
 
 log = logging.getLogger(__name__)
@@ -84,6 +90,7 @@ async def run_action(
     action: str,
     params: dict[str, Any],
     timeout: float | None,
+    tenant: str,
 ) -> Envelope:
     """Run one tool and wrap its result, or its error, in an envelope.
 
@@ -93,7 +100,7 @@ async def run_action(
     started = time.perf_counter()
     meta = new_meta()
     try:
-        result = await services.sessions.execute(worker_id, action, params, timeout)
+        result = await services.sessions.execute(worker_id, action, params, timeout, tenant=tenant)
     except SandboxError as exc:
         envelope = failure(exc, meta)
         # Errors before the tool resolved (1001) carry the name as the caller wrote it.
@@ -119,25 +126,67 @@ async def run_action(
 async def execute(
     body: Annotated[ExecuteRequest, Body(openapi_examples=_EXECUTE_EXAMPLES)],
     services: ServicesDep,
+    tenant: TenantDep,
     x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """Run one tool in the worker's session of its resource type (created on first use)."""
     worker_id = worker_of(body.worker_id, x_worker_id)
-    return respond(await run_action(services, worker_id, body.action, body.params, body.timeout))
+    return respond(
+        await run_action(services, worker_id, body.action, body.params, body.timeout, tenant)
+    )
+
+
+class _ResponseBudget:
+    """The bytes a batch's results may still take; results past it become errors."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self.exhausted = False
+
+    def admit(self, envelope: Envelope) -> Envelope:
+        """`envelope` if it fits, else an error in its place (and no more fit)."""
+        size = len(envelope.model_dump_json())
+        if not self.exhausted and self.used + size <= self.max_bytes:
+            self.used += size
+            return envelope
+        self.exhausted = True
+        return self.refusal(envelope.meta.tool, envelope.meta.session_id, ran=True)
+
+    def refusal(self, tool: str | None, session_id: str | None, *, ran: bool) -> Envelope:
+        """The error standing for a result that did not fit (or an action not run)."""
+        what = "its result was dropped" if ran else "it was not run"
+        error = InvalidParams(
+            f"actions: the batch's results reached the server's {self.max_bytes}-byte "
+            f"limit (batch_max_response_bytes), so {what}; split the batch or ask for "
+            "less output per action",
+            field="actions",
+            data={"batch_max_response_bytes": self.max_bytes, "ran": ran},
+        )
+        return failure(error, new_meta(tool=tool, session_id=session_id))
 
 
 @router.post("/execute/batch")
 async def execute_batch(
     body: Annotated[BatchRequest, Body(openapi_examples=_BATCH_EXAMPLES)],
     services: ServicesDep,
+    tenant: TenantDep,
     x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """Run several tools: in order (stopping at the first error if asked) or in parallel."""
     worker_id = worker_of(body.worker_id, x_worker_id)
     started = time.perf_counter()
+    budget = _ResponseBudget(services.settings.batch_max_response_bytes)
+    fan_out = asyncio.Semaphore(services.settings.batch_concurrency)
 
     async def one(item: BatchAction) -> Envelope:
-        return await run_action(services, worker_id, item.action, item.params, item.timeout)
+        async with fan_out:
+            if budget.exhausted:  # its result could not be returned: do not run it
+                return budget.refusal(item.action, None, ran=False)
+            envelope = await run_action(
+                services, worker_id, item.action, item.params, item.timeout, tenant
+            )
+            return budget.admit(envelope)
 
     if body.parallel:
         results = list(await asyncio.gather(*(one(item) for item in body.actions)))

@@ -15,7 +15,7 @@ from ...protocol import (
     RefreshSessionRequest,
 )
 from ..context import note_session
-from ..deps import ServicesDep, WorkerHeader, worker_of
+from ..deps import ServicesDep, TenantDep, WorkerHeader, worker_of
 from ..envelope import elapsed_ms, new_meta, respond, success
 
 router = APIRouter(prefix="/session", tags=["sessions"])
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/session", tags=["sessions"])
 _CREATE_EXAMPLES: dict[str, Any] = {
     "bash": {"summary": "A shell", "value": {"worker_id": "w1", "resource_type": "bash"}},
     "limits": {
-        "summary": "Code with limits and network",
+        "summary": "Code with limits and network (where the operator allows network)",
         "value": {
             "worker_id": "w1",
             "resource_type": "code",
@@ -47,13 +47,14 @@ _WORKER_EXAMPLES: dict[str, Any] = {
 async def create_session(
     body: Annotated[CreateSessionRequest, Body(openapi_examples=_CREATE_EXAMPLES)],
     services: ServicesDep,
+    tenant: TenantDep,
     x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """Open the worker's session of a resource type; an existing one is returned as is."""
     worker_id = worker_of(body.worker_id, x_worker_id)
     started = time.perf_counter()
     session, created = await services.sessions.create(
-        worker_id, body.resource_type, body.config, custom_name=body.custom_name
+        worker_id, body.resource_type, body.config, custom_name=body.custom_name, tenant=tenant
     )
     note_session(session.session_id)
     data = {
@@ -76,11 +77,12 @@ async def create_session(
 async def destroy_session(
     body: Annotated[DestroySessionRequest, Body(openapi_examples=_WORKER_EXAMPLES)],
     services: ServicesDep,
+    tenant: TenantDep,
     x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """Destroy one of the worker's sessions, or all of them when no resource type is given."""
     worker_id = worker_of(body.worker_id, x_worker_id)
-    destroyed = await services.sessions.destroy(worker_id, body.resource_type)
+    destroyed = await services.sessions.destroy(worker_id, body.resource_type, tenant=tenant)
     note_session(*(s.session_id for s in destroyed))
     data = {
         "destroyed": [s.session_id for s in destroyed],
@@ -91,11 +93,15 @@ async def destroy_session(
 
 @router.post("/list")
 async def list_sessions(
-    body: ListSessionsRequest, services: ServicesDep, x_worker_id: WorkerHeader = None
+    body: ListSessionsRequest,
+    services: ServicesDep,
+    tenant: TenantDep,
+    x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
-    """List the worker's sessions (every session when no worker is named)."""
+    """List the worker's sessions (all the caller's sessions when no worker is named)."""
     worker_id = body.worker_id or x_worker_id
-    sessions = [s.info().model_dump() for s in services.sessions.sessions(worker_id)]
+    found = services.sessions.sessions(worker_id, tenant=tenant)
+    sessions = [s.info().model_dump() for s in found]
     return respond(success({"sessions": sessions, "count": len(sessions)}))
 
 
@@ -103,11 +109,12 @@ async def list_sessions(
 async def refresh_session(
     body: Annotated[RefreshSessionRequest, Body(openapi_examples=_WORKER_EXAMPLES)],
     services: ServicesDep,
+    tenant: TenantDep,
     x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """Push the expiry of one or all of the worker's sessions."""
     worker_id = worker_of(body.worker_id, x_worker_id)
-    sessions = services.sessions.refresh(worker_id, body.resource_type)
+    sessions = services.sessions.refresh(worker_id, body.resource_type, tenant=tenant)
     note_session(*(s.session_id for s in sessions))
     data = {
         "refreshed": [s.session_id for s in sessions],

@@ -12,7 +12,7 @@ from ... import __version__
 from ...errors import BackendError, InvalidParams
 from ...protocol import WarmupRequest, WorkerRequest
 from ...runtime.images import ImageState
-from ..deps import Services, ServicesDep, WorkerHeader, worker_of
+from ..deps import Services, ServicesDep, TenantDep, WorkerHeader, worker_of
 from ..envelope import failure, respond, success
 
 public = APIRouter(tags=["system"])
@@ -173,11 +173,14 @@ async def server_shutdown(services: ServicesDep, background: BackgroundTasks) ->
 
 @router.post("/lifecycle/heartbeat")
 async def heartbeat(
-    services: ServicesDep, body: WorkerRequest | None = None, x_worker_id: WorkerHeader = None
+    services: ServicesDep,
+    tenant: TenantDep,
+    body: WorkerRequest | None = None,
+    x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """Refresh the expiry of all the worker's sessions (none is not an error)."""
     worker_id = worker_of(body.worker_id if body else None, x_worker_id)
-    sessions = services.sessions.sessions(worker_id)
+    sessions = services.sessions.sessions(worker_id, tenant=tenant)
     for session in sessions:
         session.touch(services.settings.session_ttl_s)
     data = {
@@ -190,7 +193,10 @@ async def heartbeat(
 
 @router.post("/lifecycle/status")
 async def status(
-    services: ServicesDep, body: WorkerRequest | None = None, x_worker_id: WorkerHeader = None
+    services: ServicesDep,
+    tenant: TenantDep,
+    body: WorkerRequest | None = None,
+    x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """The server's counters, and the worker's sessions when a worker is named."""
     worker_id = (body.worker_id if body else None) or x_worker_id
@@ -205,17 +211,21 @@ async def status(
     }
     if worker_id:
         data["worker_id"] = worker_id
-        data["sessions"] = [s.info().model_dump() for s in services.sessions.sessions(worker_id)]
+        found = services.sessions.sessions(worker_id, tenant=tenant)
+        data["sessions"] = [s.info().model_dump() for s in found]
     return respond(success(data))
 
 
 @router.post("/worker/disconnect")
 async def disconnect(
-    services: ServicesDep, body: WorkerRequest | None = None, x_worker_id: WorkerHeader = None
+    services: ServicesDep,
+    tenant: TenantDep,
+    body: WorkerRequest | None = None,
+    x_worker_id: WorkerHeader = None,
 ) -> JSONResponse:
     """Destroy all the worker's sessions (none is not an error)."""
     worker_id = worker_of(body.worker_id if body else None, x_worker_id)
-    sessions = services.sessions.sessions(worker_id)
+    sessions = services.sessions.sessions(worker_id, tenant=tenant)
     if sessions:
-        await services.sessions.destroy(worker_id)
+        await services.sessions.destroy(worker_id, tenant=tenant)
     return respond(success({"worker_id": worker_id, "destroyed": [s.session_id for s in sessions]}))

@@ -50,6 +50,7 @@ VARIABLES = (
     "SANDBOX_COMPOSE_SERVER_ID",
     "SANDBOX_COMPOSE_PORT",
     "SANDBOX_COMPOSE_NETWORK",
+    "SANDBOX_COMPOSE_SESSION_NETWORK",
     "SANDBOX_COMPOSE_SOCKET_DIR",
     "SANDBOX_COMPOSE_PROFILE",
     "SANDBOX_COMPOSE_NAMESPACE",
@@ -92,6 +93,9 @@ class Cluster:
     project: str
     server_id: str
     network: str
+    """The server's own network."""
+    session_network: str
+    """The network sessions with network join (never the server's)."""
     url: str
     down: bool = False
 
@@ -112,14 +116,25 @@ def cluster(
     server_image_or_fail(docker_client)  # else `up` builds it here, slowly
     token = secrets.token_hex(4)
     server_id, project, network = f"cmp-{token}", f"sandboxtest{token}", f"sandbox-test-{token}"
+    session_network = f"sandbox-test-sessions-{token}"
     STARTED_SERVER_IDS.add(server_id)
     port = free_port()
-    env_file = tmp_path_factory.mktemp("compose") / "compose.env"
+    directory = tmp_path_factory.mktemp("compose")
+    # The shipped profile, letting callers ask for network (off by default).
+    profile = directory / "sandbox.yaml"
+    profile.write_text(
+        (REPO / "deploy" / "sandbox.yaml").read_text() + "\nceilings: {allow_network: true}\n"
+    )
+    profile.chmod(0o644)
+    directory.chmod(0o755)  # the server reads the profile as uid 10001
+    env_file = directory / "compose.env"
     env_file.write_text(
         f"COMPOSE_PROJECT_NAME={project}\n"
         f"SANDBOX_COMPOSE_SERVER_ID={server_id}\n"
         f"SANDBOX_COMPOSE_PORT={port}\n"
         f"SANDBOX_COMPOSE_NETWORK={network}\n"
+        f"SANDBOX_COMPOSE_SESSION_NETWORK={session_network}\n"
+        f"SANDBOX_COMPOSE_PROFILE={profile}\n"
     )
     compose = Compose(
         context=str(REPO),
@@ -127,7 +142,9 @@ def cluster(
         env_file=str(env_file),
         wait=False,
     )
-    state = Cluster(compose, project, server_id, network, f"http://127.0.0.1:{port}")
+    state = Cluster(
+        compose, project, server_id, network, session_network, f"http://127.0.0.1:{port}"
+    )
     with pytest.MonkeyPatch.context() as env:
         for name in VARIABLES:  # the shell's values would win over the env file's
             env.delenv(name, raising=False)
@@ -139,8 +156,9 @@ def cluster(
             if not state.down:
                 compose.stop()
             remove_everything_of(docker_client, server_id)
-            with contextlib.suppress(docker.errors.NotFound):
-                docker_client.networks.get(network).remove()
+            for name in (network, session_network):
+                with contextlib.suppress(docker.errors.NotFound):
+                    docker_client.networks.get(name).remove()
 
 
 def test_up_serves_the_api_on_loopback_from_an_unprivileged_server(
@@ -179,11 +197,22 @@ def test_bash_through_the_cluster_with_and_without_network(
         assert result["data"]["stdout"] == "hello from sandbox\n"
     with Sandbox(server_url=cluster.url, worker_id="cmp-net") as sb:
         assert sb.create_session_sync("bash", {"network": True})["code"] == 0
-        assert sb.execute_sync("bash:run", {"command": "true"})["code"] == 0
+        # The session cannot reach the API: not by the server's name, nor its address.
+        server = cluster.server_container(docker_client)
+        address = server.attrs["NetworkSettings"]["Networks"][cluster.network]["IPAddress"]
+        probe = (
+            "for h in server " + address + "; do "
+            'timeout 3 bash -c "exec 3<>/dev/tcp/$h/18890" 2>/dev/null '
+            "&& echo reached || echo blocked; done"
+        )
+        result = sb.execute_sync("bash:run", {"command": probe, "timeout": 20})
+        assert result["code"] == 0, result
+        assert result["data"]["stdout"] == "blocked\nblocked\n"
     (session,) = docker_client.containers.list(
         filters={"label": ["sandbox.worker=cmp-net", f"sandbox.server={cluster.server_id}"]}
     )
-    assert list(session.attrs["NetworkSettings"]["Networks"]) == [cluster.network]
+    assert list(session.attrs["NetworkSettings"]["Networks"]) == [cluster.session_network]
+    assert not session.attrs["NetworkSettings"]["Ports"], "no agent port is published"
 
 
 def test_a_crashed_server_comes_back_and_adopts_its_sessions(

@@ -1,12 +1,14 @@
 """The server image as a container (testcontainers), driven by the `Sandbox` client.
 
 The container gets the host's Docker socket, the host's socket directory at the
-same path, and a Docker network that sessions with network join; it starts its
-session containers as siblings, as docker-compose.yml runs it.
+same path, and a Docker network of its own that no session joins (sessions with
+network get the runtime's sessions network); it starts its session containers as
+siblings, as docker-compose.yml runs it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -46,6 +48,9 @@ class ServerContainer:
     url: str
     server_id: str
     network: str
+    """The server's own network."""
+    session_network: str
+    """Where sessions with network go (never the server's)."""
     container: DockerContainer
 
     @property
@@ -60,11 +65,13 @@ def server(docker_client: docker.DockerClient) -> Iterator[ServerContainer]:
     STARTED_SERVER_IDS.add(server_id)
     network = Network(docker_network_kw={"labels": {"sandbox.server": server_id}})
     network.create()
+    session_network = f"sandbox-test-sessions-{server_id}"
     container = (
         DockerContainer(image)
         .with_command(["serve", "--warmup", "rag"])
         .with_env("SANDBOX_SERVER_ID", server_id)
-        .with_env("SANDBOX_AGENT_NETWORK", network.name)
+        .with_env("SANDBOX_SESSION_NETWORK", session_network)
+        .with_env("SANDBOX_CEILINGS__ALLOW_NETWORK", "true")
         .with_env("SANDBOX_LOG_LEVEL", "info")
         .with_volume_mapping(DOCKER_SOCKET, DOCKER_SOCKET, "rw")
         .with_volume_mapping(str(SOCKET_ROOT), str(SOCKET_ROOT), "rw")
@@ -80,11 +87,13 @@ def server(docker_client: docker.DockerClient) -> Iterator[ServerContainer]:
         container.start()
         url = f"http://127.0.0.1:{container.get_exposed_port(PORT)}"
         wait_for_health_endpoint(url)
-        yield ServerContainer(url, server_id, network.name, container)
+        yield ServerContainer(url, server_id, network.name, session_network, container)
     finally:
         container.stop()
         remove_everything_of(docker_client, server_id)
         network.remove()
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.networks.get(session_network).remove()
 
 
 def test_the_server_runs_unprivileged_in_the_docker_socket_group(
@@ -120,7 +129,7 @@ def test_a_bash_session_without_network_is_reached_through_its_socket(
         sb.destroy_session_sync("bash")
 
 
-def test_a_session_with_network_joins_the_agent_network_without_ports(
+def test_a_session_with_network_joins_the_sessions_network_not_the_servers(
     docker_client: docker.DockerClient, server: ServerContainer
 ) -> None:
     with Sandbox(server_url=server.url, worker_id="img-net") as sb:
@@ -131,8 +140,9 @@ def test_a_session_with_network_joins_the_agent_network_without_ports(
         (session,) = docker_client.containers.list(
             filters={"label": ["sandbox.worker=img-net", f"sandbox.server={server.server_id}"]}
         )
-        assert list(session.attrs["NetworkSettings"]["Networks"]) == [server.network]
-        assert not any(session.attrs["NetworkSettings"]["Ports"].values())
+        assert list(session.attrs["NetworkSettings"]["Networks"]) == [server.session_network]
+        assert not session.attrs["NetworkSettings"]["Ports"], "no agent port is published"
+        assert session.attrs["HostConfig"]["ReadonlyRootfs"] is True
         sb.destroy_session_sync("code")
 
 

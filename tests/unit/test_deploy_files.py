@@ -71,11 +71,13 @@ def test_the_shipped_profile_is_a_valid_settings_file() -> None:
     assert settings.session_ttl_s > 0
 
 
-def test_the_server_reaches_agents_over_the_compose_network(compose: dict[str, Any]) -> None:
+def test_the_server_shares_no_network_with_sessions(compose: dict[str, Any]) -> None:
     server = compose["services"]["server"]
     env = server["environment"]
-    assert env["SANDBOX_AGENT_NETWORK"] == compose["networks"]["agents"]["name"]
-    assert server["networks"] == ["agents"]
+    assert "SANDBOX_AGENT_NETWORK" not in env, "agents are reached through sockets only"
+    # Sessions with network join a network the runtime makes; the server never does.
+    assert server["networks"] == ["api"]
+    assert env["SANDBOX_SESSION_NETWORK"] != compose["networks"]["api"]["name"]
     assert env["SANDBOX_HOST"] == "0.0.0.0"
     assert server["ports"] == [f"127.0.0.1:18890:{env['SANDBOX_PORT']}"]
 

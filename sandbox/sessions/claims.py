@@ -17,6 +17,12 @@ which survives a restart as the containers do, and which no container can read
 (each mounts only its own socket subdirectory, and containers with network mount
 none). Losing the file loses nothing but the claims: they no longer verify, so
 the containers are removed, never adopted by the wrong worker.
+
+A signature proves that a claim was made, not that none was: a claimed container
+that later shows no claim at all would pass for an unclaimed pool member and be
+handed to the next worker, with the files of the last one. So each claim also
+leaves a marker in the server's own state (`ClaimedContainers`); a pool container
+with a marker and no valid claim is refused like a forged one.
 """
 
 from __future__ import annotations
@@ -26,13 +32,17 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 _KEY_BYTES = 32
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 
 
 class ForgedClaim(ValueError):
@@ -99,3 +109,48 @@ class ClaimSigner:
             separators=(",", ":"),
         )
         return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+
+
+class ClaimedContainers:
+    """The pool containers this server claimed: one empty file each, in `directory`.
+
+    Args:
+        directory: Where the markers live (``<socket_dir>/<server>.claimed``, beside
+            the claim key, where no container can write).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def add(self, container_id: str) -> None:
+        """Record that `container_id` was claimed (before its claim is stored)."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.directory / _checked(container_id)).touch()
+
+    def discard(self, container_id: str) -> None:
+        """Forget a container that is gone."""
+        if _CONTAINER_ID.fullmatch(container_id):
+            (self.directory / container_id).unlink(missing_ok=True)
+
+    def __contains__(self, container_id: object) -> bool:
+        if not isinstance(container_id, str) or not _CONTAINER_ID.fullmatch(container_id):
+            return False
+        return (self.directory / container_id).exists()
+
+    def prune(self, keep: Iterable[str | None]) -> None:
+        """Forget every container but those in `keep`."""
+        kept = set(keep)
+        if self.directory.is_dir():
+            for marker in self.directory.iterdir():
+                if marker.name not in kept:
+                    marker.unlink(missing_ok=True)
+
+    def remove_all(self) -> None:
+        """Drop the record (a clean stop leaves no claimed container)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _checked(container_id: str) -> str:
+    if not _CONTAINER_ID.fullmatch(container_id):
+        raise ValueError(f"{container_id!r} is not a container id")
+    return container_id

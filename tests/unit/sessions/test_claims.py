@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.sessions.claims import ClaimSigner, ForgedClaim
+from sandbox.sessions.claims import ClaimedContainers, ClaimSigner, ForgedClaim
 
 CLAIM = {"sandbox.worker": "alice", "sandbox.session": "bash_alice_001_ab12", "x": "1"}
 
@@ -66,3 +66,18 @@ def test_a_readable_key_file_is_made_private(tmp_path: Path) -> None:
     path.chmod(0o644)
     ClaimSigner.load(path, "srv")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_claimed_containers_are_remembered_until_gone(tmp_path: Path) -> None:
+    claimed = ClaimedContainers(tmp_path / "srv.claimed")
+    assert "abc123" not in claimed
+    claimed.add("abc123")
+    claimed.add("def456")
+    assert "abc123" in ClaimedContainers(tmp_path / "srv.claimed"), "kept across restarts"
+    claimed.discard("abc123")
+    assert "abc123" not in claimed
+    claimed.prune(["other"])
+    assert "def456" not in claimed
+    with pytest.raises(ValueError, match="not a container id"):
+        claimed.add("../key")
+    assert "../key" not in claimed

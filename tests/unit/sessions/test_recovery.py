@@ -118,11 +118,13 @@ async def _forge(
         first.agents.meta[attacker_url] = dict(victim_meta)
     elif how == "made-up mac":
         first.agents.meta[attacker_url] = {"claim": dict(victim_meta["claim"]), "mac": "0" * 64}
+    elif how == "denied":  # no claim at all: an unclaimed pool member, for the next worker
+        first.agents.meta[attacker_url] = {}
     else:  # the format from before claims were signed
         first.agents.meta[attacker_url] = dict(victim_meta["claim"])
 
 
-@pytest.mark.parametrize("how", ["replayed", "made-up mac", "unsigned"])
+@pytest.mark.parametrize("how", ["replayed", "made-up mac", "unsigned", "denied"])
 async def test_a_forged_claim_is_refused_logged_and_its_container_removed(
     how: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends import ResourceType, SessionConfig, ToolSpec
-from ..config import Settings
+from ..config import DEFAULT_TENANT, Settings
 from ..errors import BackendError, InvalidParams, SandboxError, SandboxTimeout, SessionError
 from ..runtime.agent import AgentClient, AgentNotReady, AgentUnreachable
 from ..runtime.docker import (
@@ -51,7 +51,14 @@ from .pools import WarmPools
 from .registry import ToolRegistry
 from .services import ServiceContainer, SharedServices
 from .specs import container_name
-from .table import Session, SessionKey, SessionState, SessionTable, new_session_id
+from .table import (
+    LABEL_TENANT,
+    Session,
+    SessionKey,
+    SessionState,
+    SessionTable,
+    new_session_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +194,15 @@ class SessionManager:
 
     # -- queries ----------------------------------------------------------------
 
-    def sessions(self, worker_id: str | None = None) -> list[Session]:
-        """One worker's sessions, or all of them."""
-        return self._table.all() if worker_id is None else self._table.of_worker(worker_id)
+    def sessions(self, worker_id: str | None = None, *, tenant: str | None = None) -> list[Session]:
+        """One worker's sessions, or all of them; of one tenant, or of every tenant.
+
+        A worker id means nothing without its tenant: with `worker_id`, `tenant`
+        None is the default tenant.
+        """
+        if worker_id is None:
+            return self._table.all(tenant)
+        return self._table.of_worker(worker_id, tenant or DEFAULT_TENANT)
 
     def stats(self) -> dict[str, Any]:
         """Counts for the status endpoints."""
@@ -212,8 +225,25 @@ class SessionManager:
         )
         return dedicated + self._pools.container_count() + len(self._services.all())
 
+    def _pids_in_use(self) -> int:
+        """The pids limits of this server's containers, added up (see `pid_budget`)."""
+        total = 0
+        for session in self._table.all():
+            if not self._registry.resource(session.resource_type).shared:
+                total += int(session.config.get("pids") or self._settings.limits.pids)
+        for pool in self._pools.all():
+            total += (len(pool.ready) + pool.starting) * int(pool.applied["pids"])
+        for service in self._services.all():
+            resource = self._registry.resource(service.resource)
+            total += resource.service_limits(self._settings).pids
+        return total
+
     def _pool_may_start(self) -> bool:
-        return self._container_count() < self._settings.max_containers
+        largest = max((int(pool.applied["pids"]) for pool in self._pools.all()), default=0)
+        return (
+            self._container_count() < self._settings.max_containers
+            and self._pids_in_use() + largest <= self._settings.pid_budget
+        )
 
     # -- pools ------------------------------------------------------------------
 
@@ -231,7 +261,11 @@ class SessionManager:
                 f"{resource.name} sessions share one service container; they have no pool",
                 field="pool_size",
             )
-        pool = self._pools.pool(resource, self._registry.validate_config(resource, config or {}))
+        validated = self._registry.validate_config(resource, config or {})
+        validated.enforce_ceilings(
+            self._settings.ceilings, self._settings.limits, resource.default_network
+        )
+        pool = self._pools.pool(resource, validated)
         if self._recovered:
             self._pools.set_target(pool, size)
         else:
@@ -257,20 +291,26 @@ class SessionManager:
         *,
         custom_name: str | None = None,
         auto_created: bool = False,
+        tenant: str = DEFAULT_TENANT,
     ) -> tuple[Session, bool]:
-        """Return the worker's session of `resource_type`, starting one if needed.
+        """Return the tenant's worker's session of `resource_type`, starting one if needed.
 
         Returns:
             The session, and whether this call created it.
 
         Raises:
-            InvalidParams: Unknown resource type or a bad config field.
-            SessionError: The container or its agent failed to start.
+            InvalidParams: Unknown resource type, a bad config field, or one over
+                the operator's ceilings.
+            SessionError: The container or its agent failed to start, or the server
+                is at its container limit or pid budget.
         """
         resource = self._registry.resource(resource_type)
         session_config = self._registry.validate_config(resource, config or {})
+        session_config.enforce_ceilings(
+            self._settings.ceilings, self._settings.limits, resource.default_network
+        )
         await self.wait_for_recovery()
-        key = (worker_id, resource.name)
+        key = (tenant, worker_id, resource.name)
         existing = self._table.get(key)
         if existing is not None and existing.state is SessionState.READY:
             existing.touch(self._settings.session_ttl_s)
@@ -280,7 +320,7 @@ class SessionManager:
             if existing is not None and existing.state is SessionState.READY:
                 existing.touch(self._settings.session_ttl_s)
                 return existing, False
-            held = len(self._table.of_worker(worker_id))
+            held = len(self._table.of_worker(worker_id, tenant))
             if held >= self._settings.max_sessions_per_worker:
                 raise SessionError(
                     f"worker {worker_id!r} holds {held} sessions, the most one worker may "
@@ -297,7 +337,7 @@ class SessionManager:
         custom_name: str | None,
         auto_created: bool,
     ) -> Session:
-        worker_id = key[0]
+        tenant, worker_id = key[0], key[1]
         now = time.time()
         session_id = new_session_id(resource.name, worker_id, self._table.next_seq(worker_id))
         applied = self.applied_config(resource, config)
@@ -312,17 +352,14 @@ class SessionManager:
             expires_at=now + self._settings.session_ttl_s,
             last_used_at=now,
             auto_created=auto_created,
+            tenant=tenant,
         )
         self._table.put(session)
         try:
             if resource.shared:
                 await self._follow_service(session, resource)
             elif not await self._claim(session, resource, config):
-                if self._container_count() > self._settings.max_containers:
-                    raise SessionError(
-                        f"the server runs {self._settings.max_containers} containers, its "
-                        "limit (max_containers); try again when sessions end"
-                    )
+                self._check_capacity(session)
                 await self._start_container(session, resource, config)
         except BaseException as exc:
             self._table.pop(key, session)
@@ -348,6 +385,25 @@ class SessionManager:
             (time.time() - now) * 1000,
         )
         return session
+
+    def _check_capacity(self, session: Session) -> None:
+        """Refuse a cold start past `max_containers` or the pid budget.
+
+        The session is already in the table (so counted) while this runs.
+        """
+        if self._container_count() > self._settings.max_containers:
+            raise SessionError(
+                f"the server runs {self._settings.max_containers} containers, its "
+                "limit (max_containers); try again when sessions end"
+            )
+        in_use, budget = self._pids_in_use(), self._settings.pid_budget
+        if in_use > budget:
+            asked = int(session.config["pids"])
+            raise SessionError(
+                f"the server's containers may hold {in_use - asked} pids and this session "
+                f"asks for {asked} more, over the server's pid budget of {budget} (setting "
+                "pid_budget); ask for fewer pids or try again when sessions end"
+            )
 
     def applied_config(self, resource: ResourceType, config: SessionConfig) -> dict[str, Any]:
         """The session's config with the server's defaults filled in."""
@@ -388,6 +444,7 @@ class SessionManager:
 
     def _session_labels(self, session: Session, config: SessionConfig) -> dict[str, str]:
         return {
+            LABEL_TENANT: session.tenant,
             LABEL_WORKER: session.worker_id,
             LABEL_SESSION: session.session_id,
             LABEL_NAME: session.session_name,
@@ -429,7 +486,7 @@ class SessionManager:
             service.url,
             service.token,
             f"{resource.name}.open_session",
-            {"session": session.session_id, "worker": session.worker_id},
+            {"session": session.session_id, "worker": _service_owner(session)},
             _SERVICE_CALL_TIMEOUT_S,
         )
         session.container_id, session.agent_url = service.container_id, service.url
@@ -445,8 +502,9 @@ class SessionManager:
         now = time.time()
         applied = self.applied_config(resource, resource.config_model())
         for entry in data.get("sessions", []):
-            session_id, worker_id = str(entry.get("session")), str(entry.get("worker"))
-            key = (worker_id, resource.name)
+            session_id = str(entry.get("session"))
+            tenant, worker_id = _owner_from_service(str(entry.get("worker")))
+            key = (tenant, worker_id, resource.name)
             known = self._table.get(key)
             if known is not None and known.session_id == session_id:
                 continue
@@ -468,6 +526,7 @@ class SessionManager:
                     state=SessionState.READY,
                     container_id=service.container_id,
                     agent_url=service.url,
+                    tenant=tenant,
                 )
             )
 
@@ -556,8 +615,10 @@ class SessionManager:
         action: str,
         params: dict[str, Any],
         timeout: float | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> CallResult:
-        """Run one tool in the worker's session of the tool's resource type.
+        """Run one tool in the tenant's worker's session of the tool's resource type.
 
         The session is created on first use (`auto_created`). Raises this package's
         errors, each carrying the tool and the session id.
@@ -567,10 +628,12 @@ class SessionManager:
         effective = self._effective_timeout(args.get("timeout"), timeout)
         if tool.timeout_param:
             args["timeout"] = effective
-        session = self._table.get((worker_id, tool.resource_type))
+        session = self._table.get((tenant, worker_id, tool.resource_type))
         if session is None or session.state is not SessionState.READY:
             try:
-                session, _ = await self.create(worker_id, tool.resource_type, auto_created=True)
+                session, _ = await self.create(
+                    worker_id, tool.resource_type, auto_created=True, tenant=tenant
+                )
             except SandboxError as exc:
                 exc.tool = tool.full_name
                 raise
@@ -644,24 +707,28 @@ class SessionManager:
 
     # -- refresh and destroy ------------------------------------------------------
 
-    def refresh(self, worker_id: str, resource_type: str | None = None) -> list[Session]:
-        """Push the expiry of one or all of the worker's sessions.
+    def refresh(
+        self, worker_id: str, resource_type: str | None = None, *, tenant: str = DEFAULT_TENANT
+    ) -> list[Session]:
+        """Push the expiry of one or all of the tenant's worker's sessions.
 
         Raises:
             SessionError: The worker has no such session.
         """
-        sessions = self._select(worker_id, resource_type)
+        sessions = self._select(tenant, worker_id, resource_type)
         for session in sessions:
             session.touch(self._settings.session_ttl_s)
         return sessions
 
-    async def destroy(self, worker_id: str, resource_type: str | None = None) -> list[Session]:
-        """Destroy one or all of the worker's sessions.
+    async def destroy(
+        self, worker_id: str, resource_type: str | None = None, *, tenant: str = DEFAULT_TENANT
+    ) -> list[Session]:
+        """Destroy one or all of the tenant's worker's sessions.
 
         Raises:
             SessionError: The worker has no such session.
         """
-        sessions = self._select(worker_id, resource_type)
+        sessions = self._select(tenant, worker_id, resource_type)
         await asyncio.gather(*(self._destroy(session) for session in sessions))
         return sessions
 
@@ -677,14 +744,15 @@ class SessionManager:
         await asyncio.gather(*(one(s) for s in sessions), return_exceptions=True)
         return len(sessions)
 
-    def _select(self, worker_id: str, resource_type: str | None) -> list[Session]:
+    def _select(self, tenant: str, worker_id: str, resource_type: str | None) -> list[Session]:
+        # Another tenant's session of the same worker id is as absent as none at all.
         if resource_type is None:
-            sessions = self._table.of_worker(worker_id)
+            sessions = self._table.of_worker(worker_id, tenant)
             if not sessions:
                 raise SessionError(f"worker {worker_id!r} has no sessions")
             return sessions
         resource = self._registry.resource(resource_type)
-        session = self._table.get((worker_id, resource.name))
+        session = self._table.get((tenant, worker_id, resource.name))
         if session is None:
             raise SessionError(f"worker {worker_id!r} has no {resource.name} session")
         return [session]
@@ -861,6 +929,7 @@ class SessionManager:
             state=SessionState.READY,
             container_id=record.id,
             agent_url=record.agent_url,
+            tenant=labels.get(LABEL_TENANT) or DEFAULT_TENANT,
         )
 
     def _note_seq(self, worker_id: str, session_id: str) -> None:
@@ -872,3 +941,20 @@ class SessionManager:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _service_owner(session: Session) -> str:
+    """The owner a shared service records for a session: ``tenant/worker``.
+
+    Worker ids cannot hold ``/``, so the pair splits back unambiguously; the
+    default tenant's sessions keep the bare worker id, as before tenants.
+    """
+    if session.tenant == DEFAULT_TENANT:
+        return session.worker_id
+    return f"{session.tenant}/{session.worker_id}"
+
+
+def _owner_from_service(owner: str) -> tuple[str, str]:
+    """(tenant, worker) back from `_service_owner`'s form."""
+    tenant, _, worker = owner.rpartition("/")
+    return tenant or DEFAULT_TENANT, worker

@@ -5,7 +5,9 @@ Tools:
 
 Docker labels cannot change once a container exists, so a container started
 ahead of time for a warm pool learns whose session it became through
-``agent.meta``; a restarted server reads it back to adopt the session.
+``agent.meta``; a restarted server reads it back to adopt the session. What it
+stores is opaque here: a claim signed by the server (``sandbox/sessions/claims.py``),
+which the server verifies on reading, since nothing a container says is trusted.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ class AgentToolset(Toolset):
     def meta(self, params: Params) -> dict[str, Any]:
         """With ``set`` (an object), store the metadata once; answer the current one.
 
-        Write-once: the server stores a pool container's session when it claims it,
-        before the session's user can run anything, and nothing may change it after
-        (not even a process in the sandbox that found the token), since a restarted
-        server trusts it to tell whose session the container is.
+        Write-once: the server stores a pool container's signed claim when it claims
+        it, before the session's user can run anything, and nothing may change it
+        after. The server does not rely on that alone: it verifies the claim's MAC
+        and keeps its own record of which containers it claimed.
         """
         new = params.raw().get("set")
         with self._lock:

@@ -6,9 +6,9 @@ socket directory on the host, then becomes the unprivileged ``sandbox`` user:
 - The user joins the group that owns the Docker socket (its gid differs from host
   to host, so it is read here rather than fixed in the image or the compose file).
   A socket that only root may use leaves the server running as root, said in the log.
-- The server's own directory under ``socket_dir`` (a host directory mounted at the
-  same path) is created and handed to that user, since the host's copy of
-  ``socket_dir`` is usually root's.
+- ``socket_dir`` (a host directory mounted at the same path) and the server's own
+  directory under it are created and handed to that user, since the host's copy
+  of ``socket_dir`` is usually root's.
 
 Started as any other user (``docker run --user``, compose ``user:``), it changes
 nothing and runs the command as that user.
@@ -65,6 +65,10 @@ def prepare_socket_dir(uid: int, gid: int) -> None:
         return
     base = SocketDirs(settings.socket_dir, settings.server_id).base
     base.mkdir(parents=True, exist_ok=True)
+    # The server also keeps files of its own beside its directory (its claim
+    # key): the socket root must be its to write in, not root's.
+    if settings.socket_dir.stat().st_uid != uid:
+        os.chown(settings.socket_dir, uid, gid)
     if base.stat().st_uid != uid:
         os.chown(base, uid, gid)
     os.chmod(base, 0o700)

@@ -45,12 +45,14 @@ from .deploy_support import (
 from .support import STARTED_SERVER_IDS, free_port
 
 REPO = Path(__file__).resolve().parents[2]
+API_KEY = f"compose-{secrets.token_hex(16)}"
 VARIABLES = (
     "COMPOSE_PROJECT_NAME",
     "SANDBOX_COMPOSE_SERVER_ID",
     "SANDBOX_COMPOSE_PORT",
     "SANDBOX_COMPOSE_NETWORK",
     "SANDBOX_COMPOSE_SESSION_NETWORK",
+    "SANDBOX_COMPOSE_API_KEY",
     "SANDBOX_COMPOSE_SOCKET_DIR",
     "SANDBOX_COMPOSE_PROFILE",
     "SANDBOX_COMPOSE_NAMESPACE",
@@ -135,6 +137,7 @@ def cluster(
         f"SANDBOX_COMPOSE_NETWORK={network}\n"
         f"SANDBOX_COMPOSE_SESSION_NETWORK={session_network}\n"
         f"SANDBOX_COMPOSE_PROFILE={profile}\n"
+        f"SANDBOX_COMPOSE_API_KEY={API_KEY}\n"
     )
     compose = Compose(
         context=str(REPO),
@@ -176,7 +179,7 @@ def test_up_serves_the_api_on_loopback_from_an_unprivileged_server(
 def test_the_retrieval_service_comes_up_with_the_cluster(
     docker_client: docker.DockerClient, cluster: Cluster
 ) -> None:
-    with Sandbox(server_url=cluster.url, worker_id="cmp-rag") as sb:
+    with Sandbox(server_url=cluster.url, api_key=API_KEY, worker_id="cmp-rag") as sb:
         assert sb.warmup_sync(["rag"], wait=True)["code"] == 0
         result = sb.execute_sync("rag:search", {"query": "JSON processor", "top_k": 2})
         assert result["code"] == 0, result
@@ -191,11 +194,11 @@ def test_the_retrieval_service_comes_up_with_the_cluster(
 def test_bash_through_the_cluster_with_and_without_network(
     docker_client: docker.DockerClient, cluster: Cluster
 ) -> None:
-    with Sandbox(server_url=cluster.url, worker_id="cmp-bash") as sb:
+    with Sandbox(server_url=cluster.url, api_key=API_KEY, worker_id="cmp-bash") as sb:
         result = sb.execute_sync("bash:run", {"command": "echo hello from $(whoami)"})
         assert result["code"] == 0, result
         assert result["data"]["stdout"] == "hello from sandbox\n"
-    with Sandbox(server_url=cluster.url, worker_id="cmp-net") as sb:
+    with Sandbox(server_url=cluster.url, api_key=API_KEY, worker_id="cmp-net") as sb:
         assert sb.create_session_sync("bash", {"network": True})["code"] == 0
         # The session cannot reach the API: not by the server's name, nor its address.
         server = cluster.server_container(docker_client)
@@ -218,7 +221,7 @@ def test_bash_through_the_cluster_with_and_without_network(
 def test_a_crashed_server_comes_back_and_adopts_its_sessions(
     docker_client: docker.DockerClient, cluster: Cluster
 ) -> None:
-    with Sandbox(server_url=cluster.url, worker_id="cmp-crash") as sb:
+    with Sandbox(server_url=cluster.url, api_key=API_KEY, worker_id="cmp-crash") as sb:
         assert sb.execute_sync("bash:run", {"command": "cd /tmp && export MARK=kept"})["code"] == 0
     server = cluster.server_container(docker_client)
     started = server.attrs["State"]["StartedAt"]
@@ -232,7 +235,7 @@ def test_a_crashed_server_comes_back_and_adopts_its_sessions(
         server.reload()
     assert server.attrs["State"]["StartedAt"] != started, "the server was not restarted"
     wait_healthy(docker_client, server.id)
-    with Sandbox(server_url=cluster.url, worker_id="cmp-crash") as sb:
+    with Sandbox(server_url=cluster.url, api_key=API_KEY, worker_id="cmp-crash") as sb:
         result = sb.execute_sync("bash:run", {"command": "echo $PWD $MARK"})
         assert result["code"] == 0, result
         assert result["data"]["stdout"] == "/tmp kept\n"

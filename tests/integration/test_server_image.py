@@ -41,6 +41,7 @@ from .deploy_support import (
 from .support import STARTED_SERVER_IDS
 
 PORT = 18890
+API_KEY = f"image-{secrets.token_hex(16)}"
 
 
 @dataclass
@@ -72,6 +73,8 @@ def server(docker_client: docker.DockerClient) -> Iterator[ServerContainer]:
         .with_env("SANDBOX_SERVER_ID", server_id)
         .with_env("SANDBOX_SESSION_NETWORK", session_network)
         .with_env("SANDBOX_CEILINGS__ALLOW_NETWORK", "true")
+        # Listening beyond the container's loopback: the server wants a key.
+        .with_env("SANDBOX_API_KEY", API_KEY)
         .with_env("SANDBOX_LOG_LEVEL", "info")
         .with_volume_mapping(DOCKER_SOCKET, DOCKER_SOCKET, "rw")
         .with_volume_mapping(str(SOCKET_ROOT), str(SOCKET_ROOT), "rw")
@@ -113,7 +116,7 @@ def test_the_server_runs_unprivileged_in_the_docker_socket_group(
 def test_a_bash_session_without_network_is_reached_through_its_socket(
     docker_client: docker.DockerClient, server: ServerContainer
 ) -> None:
-    with Sandbox(server_url=server.url, worker_id="img-bash") as sb:
+    with Sandbox(server_url=server.url, api_key=API_KEY, worker_id="img-bash") as sb:
         first = sb.execute_sync("bash:run", {"command": "cd /tmp && echo made > note"})
         again = sb.execute_sync("bash:run", {"command": "cat note; pwd; whoami"})
         assert first["code"] == 0, first
@@ -132,7 +135,7 @@ def test_a_bash_session_without_network_is_reached_through_its_socket(
 def test_a_session_with_network_joins_the_sessions_network_not_the_servers(
     docker_client: docker.DockerClient, server: ServerContainer
 ) -> None:
-    with Sandbox(server_url=server.url, worker_id="img-net") as sb:
+    with Sandbox(server_url=server.url, api_key=API_KEY, worker_id="img-net") as sb:
         created = sb.create_session_sync("code", {"network": True})
         assert created["code"] == 0, created
         result = sb.execute_sync("code:execute", {"code": "print(6 * 7)"})
@@ -147,7 +150,7 @@ def test_a_session_with_network_joins_the_sessions_network_not_the_servers(
 
 
 def test_a_desktop_session_takes_a_screenshot(server: ServerContainer) -> None:
-    with Sandbox(server_url=server.url, worker_id="img-vm") as sb:
+    with Sandbox(server_url=server.url, api_key=API_KEY, worker_id="img-vm") as sb:
         created = sb.create_session_sync("vm", {"screen_size": [800, 600]})
         assert created["code"] == 0, created
         shot = sb.execute_sync("vm:screenshot")
@@ -159,7 +162,7 @@ def test_a_desktop_session_takes_a_screenshot(server: ServerContainer) -> None:
 def test_the_retrieval_service_started_at_boot_answers(
     docker_client: docker.DockerClient, server: ServerContainer
 ) -> None:
-    with Sandbox(server_url=server.url, worker_id="img-rag") as sb:
+    with Sandbox(server_url=server.url, api_key=API_KEY, worker_id="img-rag") as sb:
         warm = sb.warmup_sync(["rag"], wait=True)
         assert warm["code"] == 0, warm
         result = sb.execute_sync("rag:search", {"query": "command line JSON processor", "top_k": 3})
@@ -176,7 +179,7 @@ def test_the_retrieval_service_started_at_boot_answers(
 def test_sigterm_removes_every_session_and_service(
     docker_client: docker.DockerClient, server: ServerContainer
 ) -> None:
-    with Sandbox(server_url=server.url, worker_id="img-last") as sb:
+    with Sandbox(server_url=server.url, api_key=API_KEY, worker_id="img-last") as sb:
         assert sb.execute_sync("bash:run", {"command": "true"})["code"] == 0
     assert labelled(docker_client, server.server_id)  # a session and the rag service
     wrapped = server.container.get_wrapped_container()

@@ -15,7 +15,7 @@ from sandbox.backends import RESOURCE_TYPES
 from sandbox.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-_VARIABLE = re.compile(r"\$\{([A-Z_]+):-([^}]*)\}")
+_VARIABLE = re.compile(r"\$\{([A-Z_]+):[-?]([^}]*)\}")
 
 
 def _dependencies() -> list[Requirement]:
@@ -80,6 +80,12 @@ def test_the_server_shares_no_network_with_sessions(compose: dict[str, Any]) -> 
     assert env["SANDBOX_SESSION_NETWORK"] != compose["networks"]["api"]["name"]
     assert env["SANDBOX_HOST"] == "0.0.0.0"
     assert server["ports"] == [f"127.0.0.1:18890:{env['SANDBOX_PORT']}"]
+
+
+def test_the_cluster_does_not_start_without_an_api_key() -> None:
+    # Compose stops with this message before anything starts when the key is unset.
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "SANDBOX_API_KEY: ${SANDBOX_COMPOSE_API_KEY:?" in text
 
 
 def test_the_socket_directory_has_the_same_path_inside_and_out(compose: dict[str, Any]) -> None:

@@ -1,9 +1,12 @@
-"""The retrieval index behind the ``rag`` toolset, in four parts.
+"""The retrieval index behind the ``rag`` toolset.
 
 - `query`: natural-language queries to bounded FTS5 MATCH expressions.
-- `store`: the SQLite file (FTS5, BM25), its connection pool and writer lock.
+- `store`: one SQLite file (FTS5, BM25), its connection pool and writer lock.
 - `corpus`: reading the JSONL corpus and telling whether it changed.
 - `builder`: building the shared ``default`` collection in the background.
+- `sessions`: each session's private collection in a file of its own, its
+  byte bound, and merging its hits with the shared ones.
+- `params` and `output`: checking the tools' parameters, bounding their replies.
 
 Standard library only: the agent runs on the image's Debian python3.
 """

@@ -7,16 +7,16 @@ every call; a session's private collection is what ``rag.index`` fills and
 JSONL corpus in the background at start, when the index does not hold it yet.
 
 Isolation: each session's collection is a SQLite file of its own
-(`rag.sessions`), so its passages never change the BM25 statistics behind
-anyone else's scores, and its writes never hold a lock that a search of the
-shared corpus or of another session waits for. Collection ``all`` searches the
-shared index and the session's own, each ranking with its own statistics, and
-interleaves the two lists by reciprocal rank (`rag.sessions.merge_by_rank`),
-the session's passage first where two share a rank (the caller indexed it for
-the task at hand).
-Every hit keeps the BM25 score its own index gave it, so a shared passage
-scores the same whether searched as ``default`` or ``all``; scores of the two
-collections are not comparable (a small collection's are near zero).
+(`sandbox.agent.rag.sessions`), so its passages never change the BM25
+statistics behind anyone else's scores, and its writes never hold a lock that
+a search of the shared corpus or of another session waits for. Collection
+``all`` searches the shared index and the session's own, each ranking with its
+own statistics, and interleaves the two lists by reciprocal rank
+(`merge_by_rank`), the session's passage first where two share a rank (the
+caller indexed it for the task at hand). Every hit keeps the BM25 score its
+own index gave it, so a shared passage scores the same whether searched as
+``default`` or ``all``; scores of the two collections are not comparable (a
+small collection's are near zero).
 
 Output bounds: a hit's text is cut to ``max_chars`` when given, and the titles
 and texts of one reply together hold at most ``SANDBOX_RAG_RESPONSE_MAX_CHARS``

@@ -170,6 +170,22 @@ class Desktop:
             time.sleep(_POLL_S)
         self._managed = True
 
+    def reconnect(self) -> XDisplay:
+        """A new connection in place of a broken one (X lets any client kill another's).
+
+        Raises:
+            DesktopError: The display does not answer (Xvfb itself is gone).
+        """
+        old, self._display = self._display, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.close()
+        try:
+            self._display = XDisplay(self.settings.display)
+        except XUnavailable as exc:
+            raise DesktopError(f"the X display is gone and does not come back: {exc}") from None
+        return self._display
+
     def close(self) -> None:
         """Disconnect and stop what `start` started; safe to call twice."""
         display, self._display = self._display, None

@@ -116,6 +116,7 @@ class _XMappingEvent(Structure):
 _XEvent = c_long * 24  # the XEvent union: 24 longs on every platform
 _ErrorHandler = CFUNCTYPE(c_int, c_void_p, POINTER(_XErrorEvent))
 _IOErrorHandler = CFUNCTYPE(c_int, c_void_p)
+_IOErrorExitHandler = CFUNCTYPE(None, c_void_p, c_void_p)
 
 
 @dataclass(frozen=True)
@@ -217,16 +218,28 @@ class _Libraries:
             self.errors.append((error.error_code, error.request_code, error.minor_code))
             return 0
 
+        self.lost: set[int] = set()
+        """Displays whose connection broke (an X client may kill any other's)."""
+
         def on_io_error(display: int | None) -> int:
-            # Xlib exits the process after this returns: say why first.
             print("sandbox-agent: lost the connection to the X display", file=sys.stderr)
+            self.lost.add(display or 0)
             return 0
+
+        def on_io_error_exit(display: int | None, data: int | None) -> None:
+            # Instead of Xlib's exit(): the agent lives on and reconnects.
+            self.lost.add(display or 0)
 
         # Referenced from self so the callbacks outlive this constructor.
         self.error_handler = _ErrorHandler(on_error)
         self.io_error_handler = _IOErrorHandler(on_io_error)
+        self.io_error_exit_handler = _IOErrorExitHandler(on_io_error_exit)
         x.XSetErrorHandler(self.error_handler)
         x.XSetIOErrorHandler(self.io_error_handler)
+        # libX11 >= 1.7; without it a broken connection still ends the process.
+        self.set_exit_handler = getattr(x, "XSetIOErrorExitHandler", None)
+        if self.set_exit_handler is not None:
+            _proto(self.set_exit_handler, None, dpy, _IOErrorExitHandler, c_void_p)
 
 
 def _proto(function: Any, restype: Any, *argtypes: Any) -> None:
@@ -265,6 +278,8 @@ class XDisplay:
             raise XUnavailable(f"cannot open X display {name!r}")
         self._dpy = c_void_p(pointer)
         x = self._lib.x11
+        if self._lib.set_exit_handler is not None:
+            self._lib.set_exit_handler(self._dpy, self._lib.io_error_exit_handler, None)
         self._screen = int(x.XDefaultScreen(self._dpy))
         self.width = int(x.XDisplayWidth(self._dpy, self._screen))
         self.height = int(x.XDisplayHeight(self._dpy, self._screen))
@@ -278,14 +293,22 @@ class XDisplay:
 
     # -- plumbing ---------------------------------------------------------------
 
+    @property
+    def lost(self) -> bool:
+        """Whether the connection broke (the X server went, or a client killed ours)."""
+        return bool(self._dpy) and int(self._dpy.value or 0) in self._lib.lost
+
     def close(self) -> None:
         """Release the shared memory image and close the connection."""
         with self.lock:
+            lost = self.lost
             if self._shm is not None:
-                self._shm.release(self._lib, self._dpy)
+                self._shm.release(self._lib, self._dpy, detach=not lost)
                 self._shm = None
             if self._dpy:
+                # On a broken connection this only frees memory and the descriptor.
                 self._lib.x11.XCloseDisplay(self._dpy)
+                self._lib.lost.discard(int(self._dpy.value or 0))
                 self._dpy = c_void_p()
 
     def flush(self) -> None:
@@ -541,9 +564,10 @@ class _ShmImage:
             raise XError("XShmGetImage failed")
         return _frame(self.image.contents, self.info.shmaddr)
 
-    def release(self, lib: _Libraries, dpy: c_void_p) -> None:
-        lib.xext.XShmDetach(dpy, byref(self.info))
-        lib.x11.XSync(dpy, 0)
+    def release(self, lib: _Libraries, dpy: c_void_p, *, detach: bool = True) -> None:
+        if detach:  # not on a broken connection: the server side is gone already
+            lib.xext.XShmDetach(dpy, byref(self.info))
+            lib.x11.XSync(dpy, 0)
         lib.libc.shmdt(self.info.shmaddr)
         self.image.contents.data = None  # not malloc'ed: XDestroyImage must not free it
         lib.x11.XDestroyImage(self.image)

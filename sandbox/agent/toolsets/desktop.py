@@ -61,6 +61,10 @@ _WINDOW_WAIT_S = 10.0
 _WINDOW_POLL_S = 0.01
 # Tools that work before the window manager has taken over the screen; the
 # others (input, programs) wait for it, as a window needs it to get the focus.
+_LOST = (
+    "the agent's connection to the X display was closed (by a program of the session?); "
+    "the next call reconnects"
+)
 _NO_WINDOW_MANAGER_NEEDED = frozenset({"screenshot", "cursor_position", "wait", "done", "fail"})
 
 
@@ -109,6 +113,7 @@ class DesktopToolset(Toolset):
         self._launched: list[subprocess.Popen[bytes]] = []
         self._launch_count = itertools.count(1)
         self._launch_lock = threading.Lock()
+        self._reconnect_lock = threading.Lock()
         # Launched programs' output, on disk rather than with the agent's state
         # in /dev/shm: a chatty program must not eat the session's memory.
         self._log_dir: str | None = None
@@ -152,7 +157,9 @@ class DesktopToolset(Toolset):
         return tuple(
             Tool(
                 f"vm.{name}",
-                handler if name in _NO_WINDOW_MANAGER_NEEDED else self._managed(handler),
+                self._connected(handler)
+                if name in _NO_WINDOW_MANAGER_NEEDED
+                else self._managed(handler),
                 text,
             )
             for name, handler, text in table
@@ -164,6 +171,7 @@ class DesktopToolset(Toolset):
         """`handler`, run once the window manager has taken over the screen."""
 
         def run(params: Params) -> dict[str, Any]:
+            self._ensure_connected()
             try:
                 self._desktop.wait_until_managed()
             except DesktopError as exc:
@@ -171,6 +179,30 @@ class DesktopToolset(Toolset):
             return handler(params)
 
         return run
+
+    def _connected(
+        self, handler: Callable[[Params], dict[str, Any]]
+    ) -> Callable[[Params], dict[str, Any]]:
+        """`handler`, run on a live X connection."""
+
+        def run(params: Params) -> dict[str, Any]:
+            self._ensure_connected()
+            return handler(params)
+
+        return run
+
+    def _ensure_connected(self) -> None:
+        """Reconnect if a program of the session killed the agent's X connection."""
+        if not self._display.lost:
+            return
+        with self._reconnect_lock:
+            if not self._display.lost:
+                return  # another call reconnected meanwhile
+            try:
+                self._display = self._desktop.reconnect()
+            except DesktopError as exc:
+                raise ToolFailed(str(exc)) from None
+            self._keyboard = Keyboard(self._display)
 
     def close(self) -> None:
         """Release held keys, stop launched programs, the window manager and Xvfb."""
@@ -558,7 +590,11 @@ class DesktopToolset(Toolset):
         try:
             yield
         except XError as exc:
+            if self._display.lost:
+                raise ToolFailed(_LOST) from None
             raise ToolFailed(str(exc)) from None
+        if self._display.lost:
+            raise ToolFailed(_LOST)
 
 
 def create_toolset(context: AgentContext) -> Toolset:

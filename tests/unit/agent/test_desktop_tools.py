@@ -40,6 +40,7 @@ class FakeDisplay:
         self.bindings: dict[int, tuple[int, ...]] = {}
         self.position = (0, 0)
         self.pending: list[MappingChange] = []
+        self.lost = False
 
     def keymap(self) -> Keymap:
         table: list[int] = []
@@ -96,9 +97,15 @@ class FakeDesktop:
     def __init__(self) -> None:
         self.display = FakeDisplay()
         self.closed = False
+        self.reconnects = 0
 
     def wait_until_managed(self) -> None:
         pass
+
+    def reconnect(self) -> FakeDisplay:
+        self.reconnects += 1
+        self.display = FakeDisplay()
+        return self.display
 
     def close(self) -> None:
         self.closed = True
@@ -319,6 +326,19 @@ def test_keysym_names_beyond_the_table_come_from_libx11(
 ) -> None:
     call(tools, "key", key="XF86Calculator")
     assert desktop.display.sent[0] == ("bind", 40, (0x1008FF1D, 0x1008FF1D))
+
+
+def test_a_killed_x_connection_is_reported_then_replaced(
+    tools: DesktopToolset, desktop: FakeDesktop
+) -> None:
+    # A program of the session closed the agent's connection (XKillClient) mid-call.
+    broken = desktop.display
+    broken.lost = True
+    result = call(tools, "click", x=10, y=20)  # reconnects first, then clicks
+    assert desktop.reconnects == 1
+    assert desktop.display is not broken
+    assert ("motion", 10, 20) in desktop.display.sent, result
+    assert broken.sent == [], "nothing more goes to the dead connection"
 
 
 def test_screenshot_is_a_png_of_the_screen(tools: DesktopToolset) -> None:

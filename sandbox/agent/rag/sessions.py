@@ -13,6 +13,11 @@ The files are ``<directory>/<cid>.sqlite3``, named by the registry's collection
 number (never by a caller's string, and never reused: the registry counts up).
 Each file records its size under meta key ``totals``, which bounds what one
 session may index.
+
+Files are many and each open one costs descriptors and memory in a service
+every session shares, so only the `max_warm` most recently used keep their
+connections and word counts; the others are let go of and reopen on demand.
+A session file's page cache is smaller than the shared file's for the same reason.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +37,9 @@ _SUFFIXES = ("", "-wal", "-shm")
 _MIGRATE_BATCH = 2000
 # The usual constant of reciprocal rank fusion (Cormack et al., 2009).
 RRF_K = 60
+MAX_WARM = 128
+_SESSION_CACHE_KIB = 4096
+_SESSION_FREQUENCY_LIMIT = 10_000
 
 
 class CollectionGone(Exception):
@@ -73,15 +82,21 @@ class SessionCollections:
         directory: Where the files live; created if missing.
         score_budget: Passed to each file's `RagIndex`.
         max_bytes: The most title and text bytes one session's collection may hold.
+        max_warm: How many files keep their connections between calls.
     """
 
-    def __init__(self, directory: str, *, score_budget: int, max_bytes: int) -> None:
+    def __init__(
+        self, directory: str, *, score_budget: int, max_bytes: int, max_warm: int = MAX_WARM
+    ) -> None:
         os.makedirs(directory, exist_ok=True)
         self.directory = directory
         self.max_bytes = max_bytes
         self._score_budget = score_budget
+        self._max_warm = max_warm
         self._lock = threading.Lock()
         self._open: dict[int, SessionCollection] = {}
+        # Most recently used last; the ones that fall off the front let go.
+        self._warm: OrderedDict[int, SessionCollection] = OrderedDict()
         # Collection numbers are never reused, so remembering the closed ones
         # keeps a call that raced its session's close from re-creating the file.
         self._gone: set[int] = set()
@@ -100,7 +115,12 @@ class SessionCollections:
             if found is None:
                 # Opened under the lock: a racing `drop` must not miss a new file.
                 found = self._open[cid] = self._load(cid)
-            return found
+            self._warm[cid] = found
+            self._warm.move_to_end(cid)
+            cold = self._warm.popitem(last=False)[1] if len(self._warm) > self._max_warm else None
+        if cold is not None:
+            cold.store.release_idle()
+        return found
 
     def add(
         self, cid: int, documents: Sequence[Document], sizes: Sequence[int], *, bound: bool = True
@@ -135,6 +155,7 @@ class SessionCollections:
         """Close and delete collection `cid`'s file; how many passages it held."""
         with self._lock:
             self._gone.add(cid)
+            self._warm.pop(cid, None)
             collection = self._open.pop(cid, None)
             if collection is None and os.path.exists(self._path(cid)):
                 with contextlib.suppress(sqlite3.Error):
@@ -170,6 +191,7 @@ class SessionCollections:
         """Close every open file (they stay on disk for the next start)."""
         with self._lock:
             collections, self._open = list(self._open.values()), {}
+            self._warm.clear()
         for collection in collections:
             collection.store.close()
 
@@ -199,7 +221,12 @@ class SessionCollections:
         shared.frequencies.clear()
 
     def _load(self, cid: int) -> SessionCollection:
-        store = RagIndex(self._path(cid), score_budget=self._score_budget)
+        store = RagIndex(
+            self._path(cid),
+            score_budget=self._score_budget,
+            cache_kib=_SESSION_CACHE_KIB,
+            frequency_limit=_SESSION_FREQUENCY_LIMIT,
+        )
         try:
             with store.reading() as conn:
                 totals = RagIndex.load_meta(conn, "totals") or {}

@@ -85,22 +85,32 @@ class RagIndex:
         path: The database file; its directory is created if missing.
         score_budget: The most rows a query's candidate words may match before
             the common ones are left out of the candidates (`plan_query`).
+        cache_kib: SQLite's page cache per connection, in KiB.
+        frequency_limit: The most word counts remembered (`TermFrequencies`).
 
     Raises:
         sqlite3.Error: The file cannot be opened or lacks FTS5.
         OSError: Its directory cannot be created.
     """
 
-    def __init__(self, path: str, *, score_budget: int = SCORED_ROWS_BUDGET) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        score_budget: int = SCORED_ROWS_BUDGET,
+        cache_kib: int = 32768,
+        frequency_limit: int = 100_000,
+    ) -> None:
         self.path = path
         self.score_budget = score_budget
+        self._cache_kib = cache_kib
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._write_lock = threading.Lock()
         self._closed = False
-        self.frequencies = TermFrequencies()
+        self.frequencies = TermFrequencies(limit=frequency_limit)
         with self.writing() as conn:
             self._create_schema(conn)
 
@@ -116,6 +126,16 @@ class RagIndex:
         for conn in idle:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+
+    def release_idle(self) -> None:
+        """Close the idle connections and forget the word counts, keeping the store
+        usable (it reopens on demand): what a rarely used session costs goes."""
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self.frequencies.clear()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
@@ -174,7 +194,7 @@ class RagIndex:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA mmap_size = 1073741824")
-        conn.execute("PRAGMA cache_size = -32768")
+        conn.execute(f"PRAGMA cache_size = -{self._cache_kib}")
         return conn
 
     @staticmethod

@@ -3,6 +3,8 @@ session's indexing holds up no one else, and what a session may index is bounded
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -13,6 +15,7 @@ import pytest
 
 from sandbox.agent.errors import ConfigError
 from sandbox.agent.rag.corpus import Document
+from sandbox.agent.rag.sessions import SessionCollections, document_bytes
 from sandbox.agent.rag.store import RagIndex
 from sandbox.agent.toolsets.rag import RagSettings
 
@@ -312,3 +315,41 @@ def test_session_passages_of_an_older_shared_file_move_to_their_own(tmp_path: Pa
     assert stats["session"]["documents"] == 1
     assert left == 0
     assert not (db.parent / "index.sqlite3.sessions" / "999.sqlite3").exists()
+
+
+def test_rarely_used_session_files_let_go_and_reopen(tmp_path: Path) -> None:
+    collections = SessionCollections(
+        str(tmp_path / "sessions"), score_budget=3000, max_bytes=10_000, max_warm=1
+    )
+    try:
+        for cid in (1, 2, 3):
+            document = Document(f"p{cid}", "", f"lamp number{cid}")
+            collections.add(cid, [document], [document_bytes(document)])
+        found = {}
+        for cid in (1, 2, 3):
+            store = collections.get(cid).store
+            with store.reading() as conn:
+                found[cid] = [hit.doc_id for hit in store.search(conn, ["lamp"], [cid], 5)]
+        held = open_files(tmp_path / "sessions")
+        store = collections.get(1).store
+        with store.reading() as conn:
+            again = [hit.doc_id for hit in store.search(conn, ["lamp"], [1], 5)]
+        sizes = [collections.get(cid).bytes for cid in (1, 2, 3)]
+    finally:
+        collections.close()
+
+    assert found == {1: ["p1"], 2: ["p2"], 3: ["p3"]}
+    assert held == {"3.sqlite3", "3.sqlite3-wal", "3.sqlite3-shm"}
+    assert again == ["p1"]
+    assert sizes == [12, 12, 12]
+
+
+def open_files(directory: Path) -> set[str]:
+    """The names of files in `directory` this process holds open."""
+    names = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = Path(os.readlink(f"/proc/self/fd/{fd}"))
+            if target.parent == directory:
+                names.add(target.name)
+    return names

@@ -302,6 +302,11 @@ class Settings(BaseSettings):
         if violation is not None:
             name, message = violation
             raise ValueError(f"limits.{name}: the default {message}")
+        if self.limits.pids > self.pid_budget:
+            raise ValueError(
+                f"pid_budget: {self.pid_budget} is below one session's default pids "
+                f"({self.limits.pids}); no session could start"
+            )
         return self
 
     @model_validator(mode="after")

@@ -30,8 +30,10 @@ class SessionConfig(BaseModel):
     memory: str | int | None = Field(
         default=None, description="Memory limit, e.g. '512m' or '2g' (default from settings)."
     )
-    cpus: float | None = Field(default=None, gt=0, le=64, description="CPU cores, e.g. 0.5.")
-    pids: int | None = Field(default=None, ge=16, le=100_000, description="Process limit.")
+    # No upper bounds here: the operator's ceilings (settings) are the bound, and
+    # their error names the ceiling and the setting that raises it.
+    cpus: float | None = Field(default=None, gt=0, description="CPU cores, e.g. 0.5.")
+    pids: int | None = Field(default=None, ge=16, description="Process limit.")
     network: bool | None = Field(
         default=None, description="Give the container network access (default per resource)."
     )
@@ -66,7 +68,15 @@ class SessionConfig(BaseModel):
         Raises:
             InvalidParams: Naming ``config.<field>`` and the ceiling it passes.
         """
-        violation = ceilings.violation(self.limits(defaults))
+        # Not `limits()`: an absurd ask must reach the ceiling check, not trip the
+        # bounds ResourceLimits itself validates.
+        asked = ResourceLimits.model_construct(
+            memory=self.memory if self.memory is not None else defaults.memory,
+            cpus=self.cpus if self.cpus is not None else defaults.cpus,
+            pids=self.pids if self.pids is not None else defaults.pids,
+            disk=self.disk if self.disk is not None else defaults.disk,
+        )
+        violation = ceilings.violation(asked)
         if violation is not None:
             name, message = violation
             raise InvalidParams(f"config.{name}: {message}", field=f"config.{name}")

@@ -36,6 +36,9 @@ def _create(config: dict[str, Any], worker: str = "w1") -> dict[str, Any]:
         ({"memory": 3 * 1024**3}, "config.memory", "2g"),
         ({"cpus": 64}, "config.cpus", "2"),
         ({"cpus": 2.5}, "config.cpus", "2"),
+        ({"cpus": 1e300}, "config.cpus", "2"),
+        ({"pids": 10**12}, "config.pids", "512"),
+        ({"memory": "99999999g"}, "config.memory", "2g"),
         ({"pids": 100_000}, "config.pids", "512"),
         ({"pids": 513}, "config.pids", "512"),
         ({"disk": "5g"}, "config.disk", "4g"),
@@ -95,6 +98,11 @@ def test_server_defaults_must_fit_under_the_ceilings() -> None:
         Settings(server_id="x", limits={"memory": "2g"}, ceilings={"memory": "1g"})
     with pytest.raises(ValidationError, match=r"limits\.pids"):
         Settings(server_id="x", limits={"pids": 512}, ceilings={"pids": 256})
+
+
+def test_a_pid_budget_below_one_sessions_pids_is_refused() -> None:
+    with pytest.raises(ValidationError, match="pid_budget: 100 is below"):
+        Settings(server_id="x", pid_budget=100)
 
 
 def test_default_ceilings_suit_a_shared_host() -> None:

@@ -253,7 +253,10 @@ def main() -> int:
     if args.workers < 1 or args.calls < 1:
         parser.error("--workers and --calls must be at least 1")
     command = "python scripts/load.py " + shlex.join(sys.argv[1:])
-    with server_at(args.url) as url:
+    # 64 sessions at the default 512 pids each would pass the pid budget on a host
+    # whose pid_max is 32768 (the budget is half of it); the probes need a handful
+    # of processes, so a server started here gives each session 128.
+    with server_at(args.url, {"SANDBOX_LIMITS__PIDS": "128"}) as url:
         tally, wall_s = asyncio.run(run_load(url, args, resources))
     body, clean = report(tally, wall_s, args, resources)
     print(body)

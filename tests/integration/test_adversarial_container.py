@@ -302,3 +302,40 @@ async def test_the_server_is_healthy_after_the_attacks(sb: Sandbox) -> None:
     health = await sb.client.health()
     assert health["data"]["status"] == "ok", health
     await healthy(sb)
+
+
+# X lets any client kill any other client's connection (XKillClient on one of
+# its resources); the agent's connection holds a few (a GC, the MIT-SHM segment).
+KILL_EVERY_X_CLIENT = """
+from Xlib import display
+from Xlib.error import CatchError
+from Xlib.protocol import request
+
+d = display.Display()
+info = d.display.info
+step = info.resource_id_mask + 1
+mine = info.resource_id_base // step
+for index in range(1, 64):
+    if index != mine:
+        for offset in range(64):
+            resource = index * step + offset
+            request.KillClient(display=d.display, onerror=CatchError(), resource=resource)
+d.sync()
+print("sent")
+"""
+
+
+async def test_killing_the_agents_x_connection_leaves_the_agent_alive(sb: Sandbox) -> None:
+    assert (await sb.create_session("vm"))["code"] == 0
+    before = await sb.execute("vm:screenshot", {})
+    assert before["code"] == 0, before
+    command = f"python3 - <<'EOF'\n{KILL_EVERY_X_CLIENT}\nEOF"
+    attack = await sb.execute("vm:run_command", {"command": command, "timeout": 30})
+    assert attack["code"] == 0, attack
+    assert attack["data"]["stdout"] == "sent\n", attack
+    # The call that finds the connection broken may fail (saying so); the next reconnects.
+    outcomes = [await sb.execute("vm:screenshot", {}) for _ in range(2)]
+    assert outcomes[-1]["code"] == 0, outcomes
+    assert outcomes[-1]["data"]["size"] == before["data"]["size"]
+    data = await sb.execute("vm:run_command", {"command": "id -u", "timeout": 10})
+    assert data["data"]["stdout"] == "1000\n", data

@@ -13,10 +13,11 @@ Whose retry it is matters as much as its id:
   rather than answered with another call's output.
 * A request whose API key is missing or wrong is passed on untouched: the route
   answers it 401, and it neither sees nor leaves anything in the cache.
-* The cache is bounded in entries and in bytes, running requests included. Past
-  either bound a request runs without de-duplication (its retries would run
-  again) rather than being refused: the bound protects the server, and only the
-  flooding caller's own retries lose their guarantee.
+* The cache is bounded in entries and in bytes, running requests included. The
+  oldest finished responses make room for new ones; only when every slot (or
+  byte) is held by requests still running does a request run without
+  de-duplication (its retries would run again) rather than being refused: the
+  bound protects the server, and a flood costs retry safety, never memory.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ _MAX_ID_LENGTH = 128
 # Bodies above this are not parsed for their worker id (the digest still covers
 # them): a screenshot-sized JSON parse per request would cost more than it tells.
 _MAX_PARSED_BODY = 1 << 20
+_WARN_EVERY_S = 60.0
 
 Identify = Callable[[Scope], "str | None"]
 """Who is calling: the tenant of the request's API key, or None when it has none."""
@@ -87,6 +89,7 @@ class RequestDeduplication:
         self._max_entries = max_entries
         self._seen: OrderedDict[_Key, _Recorded] = OrderedDict()
         self._bytes = 0
+        self._warned_at = -_WARN_EVERY_S
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -119,8 +122,9 @@ class RequestDeduplication:
         self, key: _Key, digest: bytes, scope: Scope, receive: Receive, send: Send
     ) -> None:
         self._expire()
-        if len(self._seen) >= self._max_entries:
-            log.warning("de-duplication is full (%d ids); running uncached", self._max_entries)
+        if len(self._seen) >= self._max_entries and not self._evict_oldest_finished():
+            # Every slot holds a running request: run this one without a slot.
+            self._warn_full()
             await self.app(scope, receive, send)
             return
         recorded = self._seen[key] = _Recorded(digest)
@@ -170,6 +174,24 @@ class RequestDeduplication:
             if old.done.is_set():
                 self._forget(key, old)
         return self._bytes + size <= self._max_bytes
+
+    def _evict_oldest_finished(self) -> bool:
+        """Drop the oldest finished response to free a slot; False if all still run."""
+        for key, old in self._seen.items():
+            if old.done.is_set():
+                self._forget(key, old)
+                return True
+        return False
+
+    def _warn_full(self) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_EVERY_S:  # a flood must not flood the log too
+            self._warned_at = now
+            log.warning(
+                "%d requests with an X-Request-ID are running at once (dedup_max_entries); "
+                "more run without de-duplication",
+                len(self._seen),
+            )
 
     def _forget(self, key: _Key, recorded: _Recorded) -> None:
         if self._seen.get(key) is recorded:

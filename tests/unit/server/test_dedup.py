@@ -136,9 +136,11 @@ async def test_past_the_entry_bound_requests_run_uncached_while_others_run() -> 
         runs = inner.runs
         await _post(client, "flood")
         assert inner.runs == runs + 1, "the id past the bound was not kept"
-        replay = await _post(client, "slow-0")
-        assert inner.runs == runs + 1, "ids within the bound still replay"
+        # Now that the slow ones finished, the retry took the oldest one's slot.
+        replay = await _post(client, "slow-1")
         assert replay.headers["x-request-replayed"] == "1"
+        assert (await _post(client, "flood")).headers["x-request-replayed"] == "1"
+        assert inner.runs == runs + 1
 
 
 async def test_a_response_over_the_byte_bound_is_not_kept() -> None:
@@ -173,3 +175,16 @@ async def test_an_unidentified_caller_bypasses_the_cache() -> None:
         await _post(client, "r")
         await _post(client, "r")
         assert inner.runs == 2
+
+
+async def test_finished_responses_give_their_slots_to_new_ids() -> None:
+    inner = _SlowApp()
+    app = RequestDeduplication(inner, identify=lambda scope: "t", max_entries=2)
+    async with _client(app) as client:
+        for request_id in ("a", "b", "c"):
+            await _post(client, request_id)
+        await _post(client, "c")
+        await _post(client, "b")
+        assert inner.runs == 3, "the newest ids are kept past the entry bound"
+        await _post(client, "a")
+        assert inner.runs == 4, "the oldest made room"

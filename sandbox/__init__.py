@@ -1,12 +1,13 @@
 """Isolated, fast, recorded Docker execution environments for AI agents.
 
-The public API is what this module exports: the `Sandbox` facade, the lower-level
-`HTTPServiceClient` with its `HTTPClientConfig`, and the error tree.
+The public API is what this module exports: the `Sandbox` client, the
+`HTTPServiceClient` it extends with its `HTTPClientConfig`, the `Envelope` every
+call returns, and the error tree.
 """
 
 __version__ = "0.1.0"
 
-from .client import HTTPClientConfig, HTTPServiceClient, Sandbox
+from .client import Envelope, HTTPClientConfig, HTTPServiceClient, Sandbox
 from .errors import (
     BackendError,
     ErrorCode,
@@ -21,6 +22,7 @@ from .errors import (
 
 __all__ = [
     "BackendError",
+    "Envelope",
     "ErrorCode",
     "HTTPClientConfig",
     "HTTPServiceClient",

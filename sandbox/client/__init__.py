@@ -1,11 +1,13 @@
-"""Client side of the sandbox server: the `Sandbox` facade and its HTTP client.
+"""Client side of the sandbox server.
 
-`Sandbox` is what an agent process holds; `HTTPServiceClient` speaks the wire
-protocol one endpoint per method; `HTTPClientConfig` tells it where and how.
+`Sandbox` is what an agent process holds: `HTTPServiceClient` (one method per
+endpoint, each returning an `Envelope`) plus a lazy start of the server;
+`HTTPClientConfig` tells the client where and how to connect.
 """
 
 from sandbox.client._config import HTTPClientConfig
+from sandbox.client._envelope import Envelope
 from sandbox.client._http import HTTPServiceClient
 from sandbox.client._sandbox import Sandbox
 
-__all__ = ["HTTPClientConfig", "HTTPServiceClient", "Sandbox"]
+__all__ = ["Envelope", "HTTPClientConfig", "HTTPServiceClient", "Sandbox"]

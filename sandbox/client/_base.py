@@ -18,12 +18,10 @@ from typing import Any, Final, Literal
 import httpx
 
 from sandbox.client._config import HTTPClientConfig
+from sandbox.client._envelope import Envelope
 from sandbox.errors import SandboxConnectionError
 
 logger = logging.getLogger("sandbox.client")
-
-Envelope = dict[str, Any]
-"""A response as the server sent it: ``{"code", "message", "data", "meta"}``."""
 
 TOOL_TIMEOUT_MARGIN_S: Final = 15.0
 """Extra seconds a tool call's response may take beyond the tool timeout: the server
@@ -127,12 +125,15 @@ class BaseServiceClient:
 
     # -- state ---------------------------------------------------------------
 
-    def _open(self) -> None:
+    def _refuse_if_closed(self) -> None:
         if self._state is ClientState.CLOSED:
             raise RuntimeError(
                 f"{type(self).__name__} is closed: it cannot send more requests; "
                 "create a new client"
             )
+
+    def _open(self) -> None:
+        self._refuse_if_closed()
         self._state = ClientState.OPENED
 
     # -- building requests ---------------------------------------------------
@@ -297,7 +298,7 @@ class BaseServiceClient:
             body.setdefault("message", "")
             body.setdefault("data", None)
             body.setdefault("meta", {})
-            return body
+            return Envelope(body)
         excerpt = response.text[:_EXCERPT_CHARS]
         raise SandboxConnectionError(
             f"{call.method} {self._url(call)} answered HTTP {response.status_code} "

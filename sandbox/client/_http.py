@@ -11,15 +11,9 @@ from typing import Any
 
 import httpx
 
-from sandbox.client._base import (
-    NOT_GIVEN,
-    BaseServiceClient,
-    ClientState,
-    Envelope,
-    NotGiven,
-    _Call,
-)
+from sandbox.client._base import NOT_GIVEN, BaseServiceClient, ClientState, NotGiven, _Call
 from sandbox.client._config import HTTPClientConfig
+from sandbox.client._envelope import Envelope
 
 # Small requests go out at once instead of waiting on the server's delayed ACK.
 _NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -28,11 +22,14 @@ _NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 class HTTPServiceClient(BaseServiceClient):
     """Client of the sandbox server's HTTP API.
 
-    Every method returns the server's envelope, ``{"code", "message", "data",
-    "meta"}``, for any response that carries one, error statuses included: check
-    ``envelope["code"]`` (0 is success) or rebuild the error with
-    `sandbox.errors.error_from_envelope`. A method raises only when no envelope
-    came back at all.
+    Every method returns the server's `Envelope` (a `dict` ``{"code", "message",
+    "data", "meta"}``) for any response that carries one, error statuses included:
+    check ``envelope["code"]`` (0 is success) or call ``envelope.raise_for_code()``
+    to raise the error it describes. A method raises only when no envelope came
+    back at all.
+
+    A new endpoint is a request builder in `BaseServiceClient` plus its two
+    methods here; `Sandbox` inherits both, with its lazy start in front.
 
     Async methods use an `httpx.AsyncClient`, their ``*_sync`` twins an
     `httpx.Client`; each is created on first use and shares the settings, so one
@@ -69,6 +66,14 @@ class HTTPServiceClient(BaseServiceClient):
         self._async_http: httpx.AsyncClient | None = None
         self._sync_http: httpx.Client | None = None
 
+    # -- hooks for subclasses --------------------------------------------------
+
+    async def _before_send(self) -> None:
+        """Runs before every endpoint call; `Sandbox` starts itself here."""
+
+    def _before_send_sync(self) -> None:
+        """Blocking twin of `_before_send`."""
+
     # -- I/O: the only two places requests are sent ---------------------------
 
     def _async_client(self) -> httpx.AsyncClient:
@@ -92,6 +97,15 @@ class HTTPServiceClient(BaseServiceClient):
         return self._sync_http
 
     async def _send(self, call: _Call) -> Envelope:
+        await self._before_send()
+        return await self._transmit(call)
+
+    def _send_sync(self, call: _Call) -> Envelope:
+        self._before_send_sync()
+        return self._transmit_sync(call)
+
+    async def _transmit(self, call: _Call) -> Envelope:
+        """Send `call`, retrying transport failures; no hook runs first."""
         http = self._async_client()
         request_id = self._new_request_id()
         attempt = 0
@@ -110,7 +124,8 @@ class HTTPServiceClient(BaseServiceClient):
             else:
                 return self._read_envelope(call, response)
 
-    def _send_sync(self, call: _Call) -> Envelope:
+    def _transmit_sync(self, call: _Call) -> Envelope:
+        """Blocking twin of `_transmit`."""
         http = self._sync_client()
         request_id = self._new_request_id()
         attempt = 0
@@ -182,9 +197,9 @@ class HTTPServiceClient(BaseServiceClient):
         self,
         action: str,
         params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
         *,
         worker_id: str | NotGiven | None = NOT_GIVEN,
-        timeout: float | None = None,
     ) -> Envelope:
         """Run one tool in the worker's session of the tool's resource type.
 
@@ -193,9 +208,9 @@ class HTTPServiceClient(BaseServiceClient):
         Args:
             action: Tool name, e.g. ``"bash:run"`` or ``"vm:screenshot"``.
             params: The tool's parameters.
-            worker_id: The calling worker; default ``config.worker_id``.
             timeout: Seconds the tool may run; default: the server's default. The
                 HTTP read timeout is raised to at least this plus 15 s.
+            worker_id: The calling worker; default ``config.worker_id``.
 
         Returns:
             The envelope; ``data`` holds the tool's result when ``code`` is 0.
@@ -210,9 +225,9 @@ class HTTPServiceClient(BaseServiceClient):
         self,
         action: str,
         params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
         *,
         worker_id: str | NotGiven | None = NOT_GIVEN,
-        timeout: float | None = None,
     ) -> Envelope:
         """Blocking twin of `execute`."""
         return self._send_sync(self._execute_call(action, params, worker_id, timeout))
@@ -220,9 +235,9 @@ class HTTPServiceClient(BaseServiceClient):
     async def execute_batch(
         self,
         actions: Sequence[Mapping[str, Any]],
-        *,
         parallel: bool = False,
         stop_on_error: bool = True,
+        *,
         worker_id: str | NotGiven | None = NOT_GIVEN,
     ) -> Envelope:
         """Run several tools in one request.
@@ -247,9 +262,9 @@ class HTTPServiceClient(BaseServiceClient):
     def execute_batch_sync(
         self,
         actions: Sequence[Mapping[str, Any]],
-        *,
         parallel: bool = False,
         stop_on_error: bool = True,
+        *,
         worker_id: str | NotGiven | None = NOT_GIVEN,
     ) -> Envelope:
         """Blocking twin of `execute_batch`."""
@@ -269,8 +284,8 @@ class HTTPServiceClient(BaseServiceClient):
         self,
         resource_type: str,
         config: Mapping[str, Any] | None = None,
-        *,
         custom_name: str | None = None,
+        *,
         worker_id: str | NotGiven | None = NOT_GIVEN,
     ) -> Envelope:
         """Open the worker's session of a resource type, or return the existing one.
@@ -296,8 +311,8 @@ class HTTPServiceClient(BaseServiceClient):
         self,
         resource_type: str,
         config: Mapping[str, Any] | None = None,
-        *,
         custom_name: str | None = None,
+        *,
         worker_id: str | NotGiven | None = NOT_GIVEN,
     ) -> Envelope:
         """Blocking twin of `create_session`."""
@@ -388,17 +403,16 @@ class HTTPServiceClient(BaseServiceClient):
     async def warmup(
         self,
         resources: str | Sequence[str] | None = None,
-        *,
-        pool_size: int | Mapping[str, int] | None = None,
         wait: bool = False,
+        pool_size: int | Mapping[str, int] | None = None,
     ) -> Envelope:
         """Build the images of resource types, start shared services, fill warm pools.
 
         Args:
             resources: Resource types to warm (one name or several); ``None`` for all.
+            wait: Answer only when warmup is done rather than at once.
             pool_size: Ready containers to keep: one number for every named type that
                 has pools, or ``{resource: number}``.
-            wait: Answer only when warmup is done rather than at once.
 
         Returns:
             The envelope; ``data.resources`` is the warmup status.
@@ -408,9 +422,8 @@ class HTTPServiceClient(BaseServiceClient):
     def warmup_sync(
         self,
         resources: str | Sequence[str] | None = None,
-        *,
-        pool_size: int | Mapping[str, int] | None = None,
         wait: bool = False,
+        pool_size: int | Mapping[str, int] | None = None,
     ) -> Envelope:
         """Blocking twin of `warmup`."""
         return self._send_sync(self._warmup_call(resources, pool_size, wait))
@@ -487,8 +500,9 @@ class HTTPServiceClient(BaseServiceClient):
     # -- for Sandbox's local server start ------------------------------------
 
     async def _probe(self) -> Envelope:
-        """GET /health once, with a short timeout and no retries."""
-        return await self._send(self._probe_call())
+        """GET /health once, with a short timeout and no retries (and no hook)."""
+        return await self._transmit(self._probe_call())
 
     def _probe_sync(self) -> Envelope:
-        return self._send_sync(self._probe_call())
+        """Blocking twin of `_probe`."""
+        return self._transmit_sync(self._probe_call())

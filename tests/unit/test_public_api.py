@@ -12,8 +12,9 @@ def test_exports_are_sorted_and_all_importable() -> None:
 
 
 def test_the_readme_imports_work() -> None:
-    from sandbox import HTTPClientConfig, HTTPServiceClient, Sandbox
+    from sandbox import Envelope, HTTPClientConfig, HTTPServiceClient, Sandbox
 
     assert Sandbox.__module__.startswith("sandbox.client")
     assert HTTPServiceClient.__module__.startswith("sandbox.client")
     assert HTTPClientConfig.__module__.startswith("sandbox.client")
+    assert Envelope.__module__.startswith("sandbox.client")

@@ -10,7 +10,10 @@ bystanders' sessions carry on.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -208,3 +211,17 @@ async def test_a_tenant_cannot_see_run_in_or_destroy_another_tenants_session(
         c.labels["sandbox.tenant"] for c in _containers(docker_client, server, worker_id)
     )
     assert tenants == ["alpha", "beta"]
+
+
+def test_serve_refuses_every_address_without_a_key_unless_told_insecure() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    refused = subprocess.run(
+        [sys.executable, "-m", "sandbox", "serve", "--host", "0.0.0.0", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert "--insecure" in refused.stderr
+    assert "SANDBOX_API_KEY" in refused.stderr

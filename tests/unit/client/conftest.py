@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import pytest
@@ -54,14 +54,21 @@ def server() -> FakeServer:
     return FakeServer()
 
 
+class Transports(TypedDict):
+    """The transport keywords of `HTTPServiceClient` and `Sandbox`."""
+
+    transport: httpx.AsyncBaseTransport
+    sync_transport: httpx.BaseTransport
+
+
 @pytest.fixture
-def transports(server: FakeServer) -> dict[str, httpx.MockTransport]:
+def transports(server: FakeServer) -> Transports:
     mock = httpx.MockTransport(server)
     return {"transport": mock, "sync_transport": mock}
 
 
 @pytest.fixture
-async def client(transports: dict[str, httpx.MockTransport]) -> AsyncIterator[HTTPServiceClient]:
+async def client(transports: Transports) -> AsyncIterator[HTTPServiceClient]:
     config = HTTPClientConfig(worker_id="w1", api_key="s3cret-key", retry_delay=0.0)
     client = HTTPServiceClient(config, **transports)
     yield client

@@ -12,7 +12,7 @@ import pytest
 from sandbox.client import HTTPClientConfig, HTTPServiceClient
 from sandbox.client._base import ClientState
 from sandbox.errors import SandboxConnectionError, ToolNotFound, error_from_envelope
-from tests.unit.client.conftest import FakeServer, Invoke, envelope
+from tests.unit.client.conftest import FakeServer, Invoke, Transports, envelope
 
 W = {"worker_id": "w1"}
 
@@ -233,7 +233,7 @@ async def test_non_envelope_message_shows_a_short_body_excerpt(
 
 
 async def test_transport_failure_retried_with_one_request_id_then_raises(
-    server: FakeServer, transports: dict[str, httpx.MockTransport], call: Invoke
+    server: FakeServer, transports: Transports, call: Invoke
 ) -> None:
     client = HTTPServiceClient(HTTPClientConfig(max_retries=2, retry_delay=0.0), **transports)
     server.replies += [httpx.ConnectError("Connection refused")] * 5
@@ -283,7 +283,7 @@ async def test_no_retry_on_http_error_status(
 
 
 async def test_zero_retries_means_one_attempt(
-    server: FakeServer, transports: dict[str, httpx.MockTransport], call: Invoke
+    server: FakeServer, transports: Transports, call: Invoke
 ) -> None:
     client = HTTPServiceClient(HTTPClientConfig(max_retries=0), **transports)
     server.replies.append(httpx.ConnectError("Connection refused"))
@@ -306,7 +306,7 @@ async def test_each_call_has_its_own_request_id(
 
 
 def test_retries_back_off_exponentially(
-    server: FakeServer, transports: dict[str, httpx.MockTransport], monkeypatch: pytest.MonkeyPatch
+    server: FakeServer, transports: Transports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slept: list[float] = []
     monkeypatch.setattr(time, "sleep", slept.append)
@@ -360,13 +360,14 @@ async def test_read_timeout_outlasts_the_tool_timeout(
 async def test_state_goes_unopened_opened_closed(
     client: HTTPServiceClient, server: FakeServer, call: Invoke
 ) -> None:
-    assert client.state is ClientState.UNOPENED
+    states = [client.state]
     await call(client, "health")
-    assert client.state is ClientState.OPENED
+    states.append(client.state)
 
     await client.aclose()
 
-    assert client.state is ClientState.CLOSED
+    states.append(client.state)
+    assert states == [ClientState.UNOPENED, ClientState.OPENED, ClientState.CLOSED]
     with pytest.raises(RuntimeError, match="closed"):
         await call(client, "execute", "bash:run")
     assert len(server.requests) == 1
@@ -398,9 +399,7 @@ async def test_closing_twice_is_harmless(client: HTTPServiceClient) -> None:
     assert client.state is ClientState.CLOSED
 
 
-async def test_async_context_manager_closes(
-    server: FakeServer, transports: dict[str, httpx.MockTransport]
-) -> None:
+async def test_async_context_manager_closes(server: FakeServer, transports: Transports) -> None:
     async with HTTPServiceClient(HTTPClientConfig(worker_id="w1"), **transports) as client:
         assert (await client.list_sessions())["code"] == 0
 
@@ -409,9 +408,7 @@ async def test_async_context_manager_closes(
         await client.list_sessions()
 
 
-def test_sync_context_manager_closes(
-    server: FakeServer, transports: dict[str, httpx.MockTransport]
-) -> None:
+def test_sync_context_manager_closes(server: FakeServer, transports: Transports) -> None:
     with HTTPServiceClient(HTTPClientConfig(worker_id="w1"), **transports) as client:
         assert client.list_sessions_sync()["code"] == 0
 
@@ -420,7 +417,7 @@ def test_sync_context_manager_closes(
         client.list_sessions_sync()
 
 
-def test_entering_a_closed_client_raises(transports: dict[str, httpx.MockTransport]) -> None:
+def test_entering_a_closed_client_raises(transports: Transports) -> None:
     client = HTTPServiceClient(**transports)
     client.close()
 

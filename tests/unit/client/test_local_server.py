@@ -258,7 +258,7 @@ def test_sandbox_leaves_an_already_running_server_alone(
     def spawn(command: list[str]) -> LocalServer:
         raise AssertionError("started a second server")
 
-    monkeypatch.setattr(sandbox_module.LocalServer, "spawn", staticmethod(spawn))
+    monkeypatch.setattr(LocalServer, "spawn", staticmethod(spawn))
     running = subprocess.Popen(stand_in(port), stdout=subprocess.PIPE)
     try:
         assert running.stdout is not None

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
-import sandbox.client._sandbox as sandbox_module
-from sandbox.client import Sandbox
+from sandbox.client import Envelope, HTTPServiceClient, Sandbox
 from sandbox.client._local_server import LocalServer
 from sandbox.errors import SandboxConnectionError
-from tests.unit.client.conftest import FakeServer, Invoke, envelope
+from tests.unit.client.conftest import FakeServer, Invoke, Transports, envelope
 
 
 @pytest.fixture
@@ -25,7 +28,7 @@ def no_spawn(monkeypatch: pytest.MonkeyPatch) -> list[Sequence[str]]:
         spawned.append(command)
         raise AssertionError(f"tried to start a server: {command}")
 
-    monkeypatch.setattr(sandbox_module.LocalServer, "spawn", staticmethod(spawn))
+    monkeypatch.setattr(LocalServer, "spawn", staticmethod(spawn))
     return spawned
 
 
@@ -37,7 +40,7 @@ def test_default_worker_id_is_generated_and_distinct() -> None:
 
 
 async def test_first_call_starts_implicitly(
-    server: FakeServer, transports: dict[str, httpx.MockTransport], call: Invoke
+    server: FakeServer, transports: Transports, call: Invoke
 ) -> None:
     sb = Sandbox(worker_id="w7", **transports)
     assert not sb.is_started
@@ -102,7 +105,7 @@ FACADE: list[tuple[str, tuple[Any, ...], str, Any]] = [
 @pytest.mark.parametrize(("name", "args", "path", "body"), FACADE, ids=[f[0] for f in FACADE])
 async def test_facade_method_calls_its_endpoint(
     server: FakeServer,
-    transports: dict[str, httpx.MockTransport],
+    transports: Transports,
     call: Invoke,
     name: str,
     args: tuple[Any, ...],
@@ -121,9 +124,7 @@ async def test_facade_method_calls_its_endpoint(
     assert server.last.headers["Authorization"] == "Bearer k-123"
 
 
-async def test_start_is_done_once(
-    server: FakeServer, transports: dict[str, httpx.MockTransport]
-) -> None:
+async def test_start_is_done_once(server: FakeServer, transports: Transports) -> None:
     sb = Sandbox(**transports)
 
     assert await sb.start() is sb
@@ -135,7 +136,7 @@ async def test_start_is_done_once(
 
 
 async def test_start_reports_an_unreachable_server(
-    server: FakeServer, transports: dict[str, httpx.MockTransport], call: Invoke
+    server: FakeServer, transports: Transports, call: Invoke
 ) -> None:
     sb = Sandbox(max_retries=0, **transports)
     server.replies.append(httpx.ConnectError("Connection refused"))
@@ -150,7 +151,7 @@ async def test_start_reports_an_unreachable_server(
 
 
 async def test_start_accepts_a_server_reporting_trouble(
-    server: FakeServer, transports: dict[str, httpx.MockTransport], call: Invoke
+    server: FakeServer, transports: Transports, call: Invoke
 ) -> None:
     server.replies.append(httpx.Response(502, json=envelope(2001, message="Docker is down")))
     sb = Sandbox(**transports)
@@ -161,9 +162,7 @@ async def test_start_accepts_a_server_reporting_trouble(
     await call(sb, "close")
 
 
-async def test_async_context_manager(
-    server: FakeServer, transports: dict[str, httpx.MockTransport]
-) -> None:
+async def test_async_context_manager(server: FakeServer, transports: Transports) -> None:
     async with Sandbox(worker_id="w7", **transports) as sb:
         assert sb.is_started
         await sb.execute("bash:run", {"command": "true"})
@@ -174,9 +173,7 @@ async def test_async_context_manager(
     assert server.paths == ["/health", "/execute"]
 
 
-def test_sync_context_manager(
-    server: FakeServer, transports: dict[str, httpx.MockTransport]
-) -> None:
+def test_sync_context_manager(server: FakeServer, transports: Transports) -> None:
     with Sandbox(worker_id="w7", **transports) as sb:
         sb.execute_sync("bash:run", {"command": "true"})
 
@@ -188,7 +185,7 @@ def test_sync_context_manager(
 
 
 async def test_close_twice_and_close_unstarted_are_harmless(
-    server: FakeServer, transports: dict[str, httpx.MockTransport], call: Invoke
+    server: FakeServer, transports: Transports, call: Invoke
 ) -> None:
     sb = Sandbox(**transports)
 
@@ -202,7 +199,7 @@ async def test_close_twice_and_close_unstarted_are_harmless(
 
 async def test_auto_start_uses_a_running_server(
     server: FakeServer,
-    transports: dict[str, httpx.MockTransport],
+    transports: Transports,
     call: Invoke,
     no_spawn: list[Sequence[str]],
 ) -> None:
@@ -219,7 +216,7 @@ async def test_auto_start_uses_a_running_server(
 
 async def test_auto_start_never_starts_a_remote_server(
     server: FakeServer,
-    transports: dict[str, httpx.MockTransport],
+    transports: Transports,
     call: Invoke,
     no_spawn: list[Sequence[str]],
 ) -> None:
@@ -235,7 +232,7 @@ async def test_auto_start_never_starts_a_remote_server(
 
 async def test_auto_start_does_not_start_over_a_foreign_service(
     server: FakeServer,
-    transports: dict[str, httpx.MockTransport],
+    transports: Transports,
     call: Invoke,
     no_spawn: list[Sequence[str]],
 ) -> None:
@@ -255,3 +252,112 @@ def test_repr_hides_the_api_key() -> None:
     assert "s3cret-key" not in repr(sb)
     assert "s3cret-key" not in repr(sb.client)
     assert "w7" in repr(sb)
+
+
+def test_sandbox_is_its_own_http_client() -> None:
+    sb = Sandbox(worker_id="w7")
+
+    assert isinstance(sb, HTTPServiceClient)
+    assert sb.client is sb
+
+
+async def test_an_endpoint_added_to_the_http_client_starts_a_sandbox_first(
+    server: FakeServer, transports: Transports, call: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a new endpoint is: a builder (here `_get`) and the two I/O twins.
+    async def ping(self: HTTPServiceClient) -> Envelope:
+        return await self._send(self._get("/ping"))
+
+    def ping_sync(self: HTTPServiceClient) -> Envelope:
+        return self._send_sync(self._get("/ping"))
+
+    monkeypatch.setattr(HTTPServiceClient, "ping", ping, raising=False)
+    monkeypatch.setattr(HTTPServiceClient, "ping_sync", ping_sync, raising=False)
+    sb = Sandbox(worker_id="w7", **transports)
+
+    result = await call(sb, "ping")
+    await call(sb, "ping")
+
+    assert result == envelope(data={"path": "/ping"})
+    assert server.paths == ["/health", "/ping", "/ping"]
+    assert sb.is_started
+    await call(sb, "close")
+    with pytest.raises(RuntimeError, match="closed"):
+        await call(sb, "ping")
+    assert server.paths == ["/health", "/ping", "/ping"]
+
+
+@pytest.mark.parametrize(("name", "args", "path", "body"), FACADE, ids=[f[0] for f in FACADE])
+async def test_every_method_is_refused_after_close(
+    server: FakeServer,
+    transports: Transports,
+    call: Invoke,
+    name: str,
+    args: tuple[Any, ...],
+    path: str,
+    body: Any,
+) -> None:
+    sb = Sandbox(**transports)
+    await call(sb, "start")
+    await call(sb, "close")
+
+    with pytest.raises(RuntimeError, match="Sandbox is closed"):
+        await call(sb, name, *args)
+
+    assert server.paths == ["/health"]
+    assert not sb.is_started
+
+
+async def test_concurrent_first_calls_start_once(transports: Transports) -> None:
+    paths: list[str] = []
+
+    async def slow_health(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        if request.url.path == "/health":
+            await asyncio.sleep(0.05)  # let every other first call reach the start
+        return httpx.Response(200, json=envelope())
+
+    sb = Sandbox(transport=httpx.MockTransport(slow_health))
+
+    results = await asyncio.gather(*(sb.execute("bash:run") for _ in range(8)))
+
+    assert [result["code"] for result in results] == [0] * 8
+    assert paths.count("/health") == 1
+    assert paths.count("/execute") == 8
+    await sb.close()
+
+
+def test_concurrent_first_sync_calls_from_threads_start_once() -> None:
+    paths: list[str] = []
+    lock = threading.Lock()
+
+    def slow_health(request: httpx.Request) -> httpx.Response:
+        with lock:
+            paths.append(request.url.path)
+        if request.url.path == "/health":
+            time.sleep(0.05)  # let every other thread reach the start
+        return httpx.Response(200, json=envelope())
+
+    sb = Sandbox(sync_transport=httpx.MockTransport(slow_health))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: sb.execute_sync("bash:run"), range(8)))
+
+    assert [result["code"] for result in results] == [0] * 8
+    assert paths.count("/health") == 1
+    assert paths.count("/execute") == 8
+    sb.close_sync()
+
+
+async def test_positional_timeout_works_on_both_clients(
+    server: FakeServer, transports: Transports, client: HTTPServiceClient
+) -> None:
+    sb = Sandbox(worker_id="w1", **transports)
+
+    await sb.execute("bash:run", {"command": "ls"}, 30)
+    await client.execute("bash:run", {"command": "ls"}, 30)
+    await client.execute("bash:run", {"command": "ls"}, timeout=30)
+
+    bodies = [server.body(request) for request in server.requests[1:]]
+    assert [body["timeout"] for body in bodies] == [30, 30, 30]
+    await sb.close()

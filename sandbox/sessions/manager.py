@@ -339,7 +339,8 @@ class SessionManager:
     ) -> Session:
         tenant, worker_id = key[0], key[1]
         now = time.time()
-        session_id = new_session_id(resource.name, worker_id, self._table.next_seq(worker_id))
+        seq = self._table.next_seq(worker_id, tenant)
+        session_id = new_session_id(resource.name, worker_id, seq)
         applied = self.applied_config(resource, config)
         session = Session(
             session_id=session_id,
@@ -511,7 +512,7 @@ class SessionManager:
             if known is not None:  # the worker has a newer session: the old one is stale
                 await self._close_in_service(resource, service, session_id)
                 continue
-            self._note_seq(worker_id, session_id)
+            self._note_seq(worker_id, session_id, tenant)
             self._table.put(
                 Session(
                     session_id=session_id,
@@ -914,7 +915,8 @@ class SessionManager:
         except (ValueError, SandboxError):
             return None
         now = time.time()
-        self._note_seq(worker_id, session_id)
+        tenant = labels.get(LABEL_TENANT) or DEFAULT_TENANT
+        self._note_seq(worker_id, session_id, tenant)
         return Session(
             session_id=session_id,
             session_name=labels.get(LABEL_NAME) or session_id,
@@ -929,13 +931,13 @@ class SessionManager:
             state=SessionState.READY,
             container_id=record.id,
             agent_url=record.agent_url,
-            tenant=labels.get(LABEL_TENANT) or DEFAULT_TENANT,
+            tenant=tenant,
         )
 
-    def _note_seq(self, worker_id: str, session_id: str) -> None:
+    def _note_seq(self, worker_id: str, session_id: str, tenant: str) -> None:
         seq = session_id.split("_")[-2] if session_id.count("_") >= 3 else ""
         if seq.isdigit():
-            self._table.note_seq(worker_id, int(seq))
+            self._table.note_seq(worker_id, int(seq), tenant)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

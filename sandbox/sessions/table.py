@@ -101,7 +101,7 @@ class SessionTable:
     def __init__(self) -> None:
         self._sessions: dict[SessionKey, Session] = {}
         self._locks: dict[SessionKey, asyncio.Lock] = {}
-        self._seq: dict[str, int] = {}
+        self._seq: dict[tuple[str, str], int] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -149,11 +149,17 @@ class SessionTable:
             if s.state is SessionState.READY and s.active_calls == 0 and s.expires_at <= now
         ]
 
-    def next_seq(self, worker_id: str) -> int:
-        """The worker's next session sequence number."""
-        self._seq[worker_id] = self._seq.get(worker_id, 0) + 1
-        return self._seq[worker_id]
+    def next_seq(self, worker_id: str, tenant: str = DEFAULT_TENANT) -> int:
+        """The tenant's worker's next session sequence number.
 
-    def note_seq(self, worker_id: str, seq: int) -> None:
+        Counted per tenant, so a session id tells nothing about how many sessions
+        another tenant's worker of the same name opened.
+        """
+        owner = (tenant, worker_id)
+        self._seq[owner] = self._seq.get(owner, 0) + 1
+        return self._seq[owner]
+
+    def note_seq(self, worker_id: str, seq: int, tenant: str = DEFAULT_TENANT) -> None:
         """Make later sequence numbers of the worker exceed `seq` (after adoption)."""
-        self._seq[worker_id] = max(self._seq.get(worker_id, 0), seq)
+        owner = (tenant, worker_id)
+        self._seq[owner] = max(self._seq.get(owner, 0), seq)

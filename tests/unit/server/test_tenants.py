@@ -177,3 +177,11 @@ async def test_a_claimed_pool_containers_tenant_survives_a_restart() -> None:
             created["data"]["session_id"]
         ]
         assert alpha["data"]["count"] == 0
+
+
+async def test_session_ids_tell_nothing_of_another_tenants_worker(tenants: Harness) -> None:
+    for _ in range(3):  # alpha's w1 opens and closes three sessions
+        await tenants.post("/execute", run("x"), headers=auth("alpha"))
+        await tenants.post("/session/destroy", {"worker_id": "w1"}, headers=auth("alpha"))
+    beta = await tenants.post("/execute", run("x"), headers=auth("beta"))
+    assert beta["meta"]["session_id"].startswith("bash_w1_001_"), "beta's first, not the 4th"

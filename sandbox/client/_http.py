@@ -38,8 +38,9 @@ class HTTPServiceClient(BaseServiceClient):
     exponential backoff, always with the call's one ``X-Request-ID`` so the server
     never runs a tool twice; HTTP error statuses are never retried.
 
-    ``worker_id`` arguments default to ``config.worker_id``; pass ``None`` to send
-    no worker at all (`list_sessions` then lists every worker's sessions).
+    ``worker_id`` arguments (keyword-only) name the calling worker and default to
+    ``config.worker_id``; pass ``None`` to send no worker at all (`list_sessions`
+    then lists every worker's sessions).
 
     Example:
         >>> async with HTTPServiceClient(HTTPClientConfig(worker_id="w1")) as client:
@@ -330,9 +331,6 @@ class HTTPServiceClient(BaseServiceClient):
         Args:
             resource_type: The session's resource type; ``None`` for every session.
             worker_id: The calling worker; default ``config.worker_id``.
-
-        Returns:
-            The envelope.
         """
         return await self._send(self._session_call("/session/destroy", resource_type, worker_id))
 
@@ -429,11 +427,7 @@ class HTTPServiceClient(BaseServiceClient):
         return self._send_sync(self._warmup_call(resources, pool_size, wait))
 
     async def get_warmup_status(self) -> Envelope:
-        """Report per resource type: image ready, pool size and target, errors.
-
-        Returns:
-            The envelope.
-        """
+        """Report per resource type: image ready, pool size and target, errors."""
         return await self._send(self._get("/warmup/status"))
 
     def get_warmup_status_sync(self) -> Envelope:
@@ -441,14 +435,7 @@ class HTTPServiceClient(BaseServiceClient):
         return self._send_sync(self._get("/warmup/status"))
 
     async def get_status(self, *, worker_id: str | NotGiven | None = NOT_GIVEN) -> Envelope:
-        """Report the worker's state as the server sees it.
-
-        Args:
-            worker_id: The worker; default ``config.worker_id``.
-
-        Returns:
-            The envelope.
-        """
+        """Report the worker's state as the server sees it."""
         return await self._send(self._worker_call("/api/v1/lifecycle/status", worker_id))
 
     def get_status_sync(self, *, worker_id: str | NotGiven | None = NOT_GIVEN) -> Envelope:
@@ -456,14 +443,7 @@ class HTTPServiceClient(BaseServiceClient):
         return self._send_sync(self._worker_call("/api/v1/lifecycle/status", worker_id))
 
     async def heartbeat(self, *, worker_id: str | NotGiven | None = NOT_GIVEN) -> Envelope:
-        """Tell the server the worker is alive, pushing its sessions' expiry.
-
-        Args:
-            worker_id: The worker; default ``config.worker_id``.
-
-        Returns:
-            The envelope.
-        """
+        """Tell the server the worker is alive, pushing its sessions' expiry."""
         return await self._send(self._worker_call("/api/v1/lifecycle/heartbeat", worker_id))
 
     def heartbeat_sync(self, *, worker_id: str | NotGiven | None = NOT_GIVEN) -> Envelope:
@@ -471,14 +451,7 @@ class HTTPServiceClient(BaseServiceClient):
         return self._send_sync(self._worker_call("/api/v1/lifecycle/heartbeat", worker_id))
 
     async def disconnect(self, *, worker_id: str | NotGiven | None = NOT_GIVEN) -> Envelope:
-        """Tell the server the worker is leaving, so its sessions can go.
-
-        Args:
-            worker_id: The worker; default ``config.worker_id``.
-
-        Returns:
-            The envelope.
-        """
+        """Tell the server the worker is leaving, so its sessions can go."""
         return await self._send(self._worker_call("/api/v1/worker/disconnect", worker_id))
 
     def disconnect_sync(self, *, worker_id: str | NotGiven | None = NOT_GIVEN) -> Envelope:
@@ -486,11 +459,7 @@ class HTTPServiceClient(BaseServiceClient):
         return self._send_sync(self._worker_call("/api/v1/worker/disconnect", worker_id))
 
     async def shutdown_server(self) -> Envelope:
-        """Stop the server gracefully: it destroys sessions and drains pools first.
-
-        Returns:
-            The envelope.
-        """
+        """Stop the server gracefully: it destroys sessions and drains pools first."""
         return await self._send(self._shutdown_call())
 
     def shutdown_server_sync(self) -> Envelope:

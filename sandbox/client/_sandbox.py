@@ -7,7 +7,6 @@ import logging
 import threading
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
@@ -245,24 +244,12 @@ class Sandbox(HTTPServiceClient):
         """The same as `close` (the name `HTTPServiceClient` uses)."""
         await self.close()
 
+    # `__aexit__` is inherited: it calls `aclose`, which here is `close`.
     async def __aenter__(self) -> Sandbox:
         return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def __enter__(self) -> Sandbox:
         return self.start_sync()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close_sync()
+    def __exit__(self, *exc_info: object) -> None:
+        self.close_sync()  # not the inherited blocking `close`, which is async here

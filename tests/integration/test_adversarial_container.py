@@ -339,3 +339,21 @@ async def test_killing_the_agents_x_connection_leaves_the_agent_alive(sb: Sandbo
     assert outcomes[-1]["data"]["size"] == before["data"]["size"]
     data = await sb.execute("vm:run_command", {"command": "id -u", "timeout": 10})
     assert data["data"]["stdout"] == "1000\n", data
+
+
+async def test_every_desktop_program_runs_as_the_session_user(sb: Sandbox) -> None:
+    assert (await sb.create_session("vm"))["code"] == 0
+    launched = await sb.execute("vm:launch", {"command": "xterm", "wait_for_window": True})
+    assert launched["code"] == 0, launched
+    data = await sb.execute(
+        "vm:run_command", {"command": "ps -eo user:12,comm --no-headers | sort -u", "timeout": 10}
+    )
+    owners = dict(reversed(line.split()) for line in data["data"]["stdout"].splitlines())
+    assert owners["Xvfb"] == owners["openbox"] == owners["xterm"] == "sandbox", owners
+    assert owners["python3"] == "root", "the agent, alone with root's name (and 3 capabilities)"
+    status = await sb.execute(
+        "vm:run_command",
+        {"command": f"grep CapEff /proc/{AGENT_PID}/status", "timeout": 10},
+    )
+    # SETUID, SETGID and KILL: bits 7, 6 and 5.
+    assert status["data"]["stdout"].split() == ["CapEff:", "00000000000000e0"], status

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import docker
 import httpx
@@ -34,7 +35,7 @@ async def sb(server: ServerProcess, worker_id: str) -> AsyncIterator[Sandbox]:
         await sandbox.client.disconnect()
 
 
-async def run(sb: Sandbox, command: str, **params: object) -> dict:
+async def run(sb: Sandbox, command: str, **params: object) -> dict[str, Any]:
     envelope = await sb.execute("bash:run", {"command": command, **params})
     assert envelope["code"] == 0, envelope
     return dict(envelope["data"])

@@ -15,9 +15,10 @@ Whose retry it is matters as much as its id:
   answers it 401, and it neither sees nor leaves anything in the cache.
 * The cache is bounded in entries and in bytes, running requests included. The
   oldest finished responses make room for new ones; only when every slot (or
-  byte) is held by requests still running does a request run without
-  de-duplication (its retries would run again) rather than being refused: the
-  bound protects the server, and a flood costs retry safety, never memory.
+  byte), or half the slots for one caller, is held by requests still running
+  does a request run without de-duplication (its retries would run again)
+  rather than being refused: the bound protects the server, a flood costs
+  retry safety, never memory, and one caller's flood costs only its own.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import hashlib
 import json
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -89,6 +90,8 @@ class RequestDeduplication:
         self._max_entries = max_entries
         self._seen: OrderedDict[_Key, _Recorded] = OrderedDict()
         self._bytes = 0
+        self._running: Counter[str] = Counter()
+        """Requests running with a slot, by caller."""
         self._warned_at = -_WARN_EVERY_S
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,15 +125,22 @@ class RequestDeduplication:
         self, key: _Key, digest: bytes, scope: Scope, receive: Receive, send: Send
     ) -> None:
         self._expire()
-        if len(self._seen) >= self._max_entries and not self._evict_oldest_finished():
-            # Every slot holds a running request: run this one without a slot.
+        caller = key[0]
+        # One caller's running requests hold at most half the slots, so a caller
+        # flooding slow requests cannot take retry safety from everyone else.
+        crowded = self._running[caller] >= max(1, self._max_entries // 2)
+        if crowded or (len(self._seen) >= self._max_entries and not self._evict_oldest_finished()):
             self._warn_full()
             await self.app(scope, receive, send)
             return
         recorded = self._seen[key] = _Recorded(digest)
+        self._running[caller] += 1
         try:
             await self.app(scope, receive, self._recording(recorded, send))
         finally:
+            self._running[caller] -= 1
+            if not self._running[caller]:
+                del self._running[caller]
             recorded.finished_at = time.monotonic()
             recorded.done.set()
             if not (recorded.status and recorded.keep):
@@ -188,8 +198,8 @@ class RequestDeduplication:
         if now - self._warned_at >= _WARN_EVERY_S:  # a flood must not flood the log too
             self._warned_at = now
             log.warning(
-                "%d requests with an X-Request-ID are running at once (dedup_max_entries); "
-                "more run without de-duplication",
+                "%d requests with an X-Request-ID are running at once (dedup_max_entries, "
+                "half of it per caller); more run without de-duplication",
                 len(self._seen),
             )
 

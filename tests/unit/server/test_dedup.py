@@ -117,16 +117,21 @@ def _client(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
-async def _post(client: httpx.AsyncClient, request_id: str) -> httpx.Response:
-    return await client.post("/p", content=b"{}", headers={"X-Request-ID": request_id})
+async def _post(client: httpx.AsyncClient, request_id: str, caller: str = "t") -> httpx.Response:
+    headers = {"X-Request-ID": request_id, "X-Caller": caller}
+    return await client.post("/p", content=b"{}", headers=headers)
+
+
+def _caller(scope: Scope) -> str:
+    return dict(scope["headers"])[b"x-caller"].decode()
 
 
 async def test_past_the_entry_bound_requests_run_uncached_while_others_run() -> None:
     inner = _SlowApp()
-    app = RequestDeduplication(inner, identify=lambda scope: "t", max_entries=2)
+    app = RequestDeduplication(inner, identify=_caller, max_entries=2)
     async with _client(app) as client:
         inner.gate.clear()
-        slow = [asyncio.create_task(_post(client, f"slow-{i}")) for i in range(2)]
+        slow = [asyncio.create_task(_post(client, f"slow-{i}", f"c{i}")) for i in range(2)]
         await asyncio.sleep(0.05)
         # Both slots hold running requests: a new id is not remembered.
         flood = asyncio.create_task(_post(client, "flood"))
@@ -137,7 +142,7 @@ async def test_past_the_entry_bound_requests_run_uncached_while_others_run() -> 
         await _post(client, "flood")
         assert inner.runs == runs + 1, "the id past the bound was not kept"
         # Now that the slow ones finished, the retry took the oldest one's slot.
-        replay = await _post(client, "slow-1")
+        replay = await _post(client, "slow-1", "c1")
         assert replay.headers["x-request-replayed"] == "1"
         assert (await _post(client, "flood")).headers["x-request-replayed"] == "1"
         assert inner.runs == runs + 1
@@ -188,3 +193,21 @@ async def test_finished_responses_give_their_slots_to_new_ids() -> None:
         assert inner.runs == 3, "the newest ids are kept past the entry bound"
         await _post(client, "a")
         assert inner.runs == 4, "the oldest made room"
+
+
+async def test_one_callers_flood_leaves_slots_for_the_others() -> None:
+    inner = _SlowApp()
+    app = RequestDeduplication(inner, identify=_caller, max_entries=4)
+    async with _client(app) as client:
+        inner.gate.clear()
+        flood = [asyncio.create_task(_post(client, f"f{i}", "flooder")) for i in range(4)]
+        await asyncio.sleep(0.05)
+        bystander = asyncio.create_task(_post(client, "mine", "bystander"))
+        await asyncio.sleep(0.05)
+        inner.gate.set()
+        await asyncio.gather(*flood, bystander)
+        runs = inner.runs
+        retried = await _post(client, "mine", "bystander")
+        assert retried.headers["x-request-replayed"] == "1", "the bystander kept its slot"
+        await _post(client, "f3", "flooder")
+        assert inner.runs == runs + 1, "the flooder's requests past half ran uncached"

@@ -261,9 +261,9 @@ class Settings(BaseSettings):
     images_dir: Path = Field(default_factory=_default_images_dir)
     """Directory holding ``<name>/Dockerfile`` for every image."""
     socket_dir: Path = Path("/tmp/sandbox-agents")
-    """Host directory for the Unix sockets through which the server reaches the agents
-    of containers without network (one subdirectory each). A server running in a
-    container must see it at the same path as the host does."""
+    """Host directory for the Unix sockets through which the server reaches every
+    agent (one subdirectory per container, with or without network). A server
+    running in a container must see it at the same path as the host does."""
     session_network: str = Field(default="sandbox-sessions", min_length=1)
     """Docker bridge network that sessions with network join: egress only, created
     when missing with inter-container traffic off, so sessions cannot reach each

@@ -277,8 +277,8 @@ class Settings(BaseSettings):
     """Most bytes of responses kept for de-duplication; past it, the oldest finished
     ones go, and a response that would not fit is not kept."""
     dedup_max_entries: int = Field(default=4096, ge=0)
-    """Most request ids remembered, running ones included; past it, new requests run
-    without de-duplication."""
+    """Most request ids remembered, running ones included (one caller's running ones
+    at most half); past it, new requests run without de-duplication."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Server log level."""
     log_format: Literal["json", "text"] = "json"

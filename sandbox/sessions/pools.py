@@ -197,7 +197,10 @@ class WarmPools:
             return
         for _ in range(missing):
             if not self._may_start():
-                pool.last_error = "the server is at its container limit (max_containers)"
+                pool.last_error = (
+                    "the server is at its container limit (max_containers) or pid budget "
+                    "(pid_budget)"
+                )
                 break
             pool.starting += 1
             self._spawn(self._start_member(pool))

@@ -155,4 +155,4 @@ async def test_pools_do_not_fill_past_the_pid_budget() -> None:
         # Two 512-pid members fit in 1100; the other two never start.
         assert len(h.runtime.running()) == 2
         status = (await h.client.get("/warmup/status")).json()["data"]["resources"]["bash"]
-        assert status["pools"][0]["last_error"]
+        assert "pid_budget" in status["pools"][0]["last_error"]

@@ -3,7 +3,8 @@
 `BaseServiceClient` builds every request (path, body, headers, timeout), reads
 every response into an envelope, decides about retries and turns httpx's
 exceptions into `SandboxConnectionError`. `HTTPServiceClient` adds only the two
-ways of sending (async and sync), so the two can never drift apart.
+ways of sending (async and sync), so the two can never drift apart, and `Sandbox`
+adds only a hook that starts it before its first request.
 """
 
 from __future__ import annotations

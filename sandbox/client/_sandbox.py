@@ -109,8 +109,11 @@ class Sandbox(HTTPServiceClient):
         return self._config.base_url
 
     @property
-    def client(self) -> HTTPServiceClient:
-        """This sandbox itself: it is the HTTP client (kept for older callers)."""
+    def client(self) -> Sandbox:
+        """This sandbox itself, which is the HTTP client (kept for older callers).
+
+        Typed as `Sandbox` so a type checker sees that its `close` is async.
+        """
         return self
 
     @property

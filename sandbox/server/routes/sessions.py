@@ -24,12 +24,16 @@ router = APIRouter(prefix="/session", tags=["sessions"])
 _CREATE_EXAMPLES: dict[str, Any] = {
     "bash": {"summary": "A shell", "value": {"worker_id": "w1", "resource_type": "bash"}},
     "limits": {
-        "summary": "Code with limits and network (where the operator allows network)",
+        "summary": "Code with limits (within the operator's ceilings)",
         "value": {
             "worker_id": "w1",
             "resource_type": "code",
-            "config": {"memory": "512m", "cpus": 0.5, "pids": 128, "network": True},
+            "config": {"memory": "512m", "cpus": 0.5, "pids": 128},
         },
+    },
+    "network": {
+        "summary": "A shell with network (1002 unless the operator allows network)",
+        "value": {"worker_id": "w1", "resource_type": "bash", "config": {"network": True}},
     },
     "vm": {
         "summary": "A desktop",

@@ -19,6 +19,9 @@ _LIMITS = (
     "/sys/fs/cgroup/memory.max",
     "/sys/fs/cgroup/memory/memory.limit_in_bytes",
 )
+DISK_QUOTA_ENV = "SANDBOX_AGENT_DISK_BYTES"
+"""The session's disk quota: its tmpfs directories count in the memory cgroup, so
+the server adds the quota to the limit, and the OOM message says so."""
 
 
 class OomWatch:
@@ -63,6 +66,14 @@ def _memory_limit() -> str | None:
         except OSError:
             continue
         if raw.isdigit() and int(raw) < 1 << 60:
-            mib = int(raw) / (1 << 20)
-            return f"{mib / 1024:g}g" if mib >= 1024 else f"{mib:g}m"
+            limit = _size(int(raw))
+            disk = os.environ.get(DISK_QUOTA_ENV, "")
+            if disk.isdigit() and 0 < int(disk) < int(raw):
+                return f"{limit}: {_size(int(raw) - int(disk))} + the {_size(int(disk))} disk quota"
+            return limit
     return None
+
+
+def _size(size: int) -> str:
+    mib = size / (1 << 20)
+    return f"{mib / 1024:g}g" if mib >= 1024 else f"{mib:g}m"

@@ -75,6 +75,7 @@ def build_spec(
         disk = parse_memory(limits.disk)
         memory += disk
         tmpfs = {path: _tmpfs_options(path, disk) for path in WRITABLE_DIRS}
+        environment["SANDBOX_AGENT_DISK_BYTES"] = str(disk)  # named in OOM messages
     return ContainerSpec(
         image=image,
         name=name,

@@ -283,18 +283,19 @@ def test_the_sync_twin(server: ServerProcess, worker_id: str) -> None:
 
 async def test_a_command_over_the_memory_limit_is_killed_and_named(sb: Sandbox) -> None:
     # A small disk quota: its tmpfs is counted in the memory limit.
-    await sb.create_session("bash", {"memory": "128m", "disk": "16m"})
+    created = await sb.create_session("bash", {"memory": "128m", "disk": "16m"})
+    assert created["code"] == 0, created
     await run(sb, "cd /tmp && export KEEP=alive")
     hog = "python3 -c \"x = b'x' * (400 * 1024 * 1024)\""
     envelope = await sb.execute("bash:run", {"command": hog, "timeout": 60})
     assert envelope["code"] == 0, envelope
     data = envelope["data"]
     assert (data["exit_code"], data["oom_killed"]) == (137, True)
-    assert "memory limit (144m) (OOM)" in data["stderr"], "128m of memory + 16m of disk"
+    assert "memory limit (144m: 128m + the 16m disk quota) (OOM)" in data["stderr"]
     after = await run(sb, 'echo "$KEEP in $(pwd)"')
     assert after["stdout"] == "alive in /tmp\n", "the shell and its state live on"
     assert after["oom_killed"] is False
 
-    await sb.create_session("code", {"memory": "128m"})
+    await sb.create_session("code", {"memory": "128m", "disk": "16m"})
     code = await sb.execute("code:execute", {"code": "x = b'x' * (400 * 1024 * 1024)"})
     assert (code["data"]["return_code"], code["data"]["oom_killed"]) == (137, True)

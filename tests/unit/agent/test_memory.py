@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from sandbox.agent import memory
 from sandbox.agent.memory import OomWatch
 
 
@@ -38,3 +41,18 @@ def test_without_a_counter_nothing_is_claimed(tmp_path: Path) -> None:
     watch = OomWatch((str(tmp_path / "absent"),))
     assert watch.count() is None
     assert watch.mark(None, {"stderr": ""})["oom_killed"] is False
+
+
+def test_the_oom_note_names_the_disk_quota_inside_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter, limit = tmp_path / "memory.events", tmp_path / "memory.max"
+    counter.write_text("oom_kill 0\n")
+    limit.write_text(str(144 << 20))
+    monkeypatch.setattr(memory, "_LIMITS", (str(limit),))
+    monkeypatch.setenv("SANDBOX_AGENT_DISK_BYTES", str(16 << 20))
+    watch = OomWatch((str(counter),))
+    before = watch.count()
+    counter.write_text("oom_kill 1\n")
+    data = watch.mark(before, {"stderr": ""})
+    assert "memory limit (144m: 128m + the 16m disk quota) (OOM)" in data["stderr"]

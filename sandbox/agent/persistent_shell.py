@@ -30,7 +30,9 @@ import contextlib
 import os
 import secrets
 import shlex
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -422,22 +424,45 @@ class PersistentShell:
             return os.path.exists(path)
 
     def _write_file(self, path: str, data: bytes) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         # As the shell's user: the shell must read the file, and whatever a
-        # command put at `path` (a symlink) leads only where that user may write.
+        # command put at `path` leads only where that user may write.
         with acting_as(self._user):
-            try:
-                fd = os.open(path, flags, 0o600)
-            except FileNotFoundError:
-                # A command removed the state directory (`rm -rf /tmp/*`): recreate it.
-                os.makedirs(self._state_dir, mode=0o700, exist_ok=True)
-                fd = os.open(path, flags, 0o600)
+            fd = self._open_regular(path)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
+
+    def _open_regular(self, path: str) -> int:
+        """`path` opened for writing as a fresh regular file, whatever a command left there.
+
+        The state directory is the session user's: a command may have put a FIFO
+        there (whose open would block the agent), a symlink or a directory. Such
+        a thing is removed and the file made anew.
+        """
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        guarded = flags | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            fd = os.open(path, guarded, 0o600)
+        except FileNotFoundError:
+            # A command removed the state directory (`rm -rf /tmp/*`): recreate it.
+            os.makedirs(self._state_dir, mode=0o700, exist_ok=True)
+            fd = os.open(path, guarded, 0o600)
+        except OSError:  # a symlink (ELOOP), a FIFO without reader (ENXIO), a directory
+            fd = -1
+        if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode):
+            os.set_blocking(fd, True)
+            return fd
+        if fd >= 0:
+            os.close(fd)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        return os.open(path, flags | os.O_EXCL | os.O_NOFOLLOW, 0o600)
 
 
 def result_data(result: ShellResult) -> dict[str, object]:

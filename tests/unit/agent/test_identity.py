@@ -153,3 +153,28 @@ def test_the_home_is_filled_from_the_template_as_the_user(open_dir: Path) -> Non
     assert (home / ".bashrc").read_text() == "mine\n"
     assert (home / ".config" / "app.ini").read_text() == "[app]\n"
     assert (home / ".config" / "app.ini").stat().st_uid == NOBODY.uid
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        'mkfifo "$d/next"',  # opening it for writing would block the agent
+        'ln -s /etc/passwd "$d/next"',
+        'mkdir "$d/next"',
+    ],
+)
+def test_what_a_command_plants_in_the_state_directory_does_not_stop_the_shell(
+    open_dir: Path, plant: str
+) -> None:
+    state = open_dir / "state"
+    shell = PersistentShell(
+        home="/", state_dir=str(state), env={"PATH": os.defpath}, output_limit=4096
+    )
+    try:
+        # The command file the agent writes next is the one being sourced now.
+        command = f'd=$(dirname "${{BASH_SOURCE[0]}}"); rm -f "$d/command.sh"; {plant}'
+        shell.run(command.replace("$d/next", "$d/command.sh"), timeout=10)
+        result = shell.run("echo still here", timeout=10)
+    finally:
+        shell.close()
+    assert result.stdout == "still here\n"

@@ -419,7 +419,7 @@ class DesktopToolset(Toolset):
                 if self._log_dir is None:
                     self._log_dir = tempfile.mkdtemp(prefix="launched-")
                 log_path = os.path.join(self._log_dir, f"{next(self._launch_count)}.log")
-                log = open(log_path, "wb")  # noqa: SIM115 -- closed below, once handed over
+                log = os.fdopen(_new_file(log_path), "wb")
             with log:
                 process = subprocess.Popen(
                     ["bash", "-c", command],
@@ -640,6 +640,17 @@ def _key_name(params: Params, name: str) -> str:
     if not value:
         raise InvalidParams(f"{name} must not be empty", field=name)
     return value
+
+
+def _new_file(path: str) -> int:
+    """`path` made anew for writing: whatever the session user put there first (a
+    FIFO whose open would block the agent, a symlink) is replaced, not followed."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o644)
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, flags, 0o644)
 
 
 def _programs(params: Params) -> list[tuple[str, str]]:

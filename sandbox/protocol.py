@@ -7,6 +7,7 @@ the server also takes it from the ``X-Worker-ID`` header.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -168,3 +169,73 @@ class SessionInfo(BaseModel):
     auto_created: bool = False
     container_id: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- status ---------------------------------------------------------------------------
+# What the status endpoints report, typed so the layers compare enums and fields
+# rather than strings in dicts; each dumps to the JSON the API has always sent.
+
+
+class PoolStatus(BaseModel):
+    """One warm pool, as ``/warmup/status`` and ``/lifecycle/status`` report it."""
+
+    key: str
+    resource: str
+    config: dict[str, Any]
+    target: int
+    ready: int
+    starting: int
+    hits: int
+    misses: int
+    failures: int
+    last_error: str | None = None
+
+
+class ServiceState(str, Enum):
+    """Where a shared resource type's service stands.
+
+    ``stopped``, ``starting``, ``failed`` (its warm-up failed) and ``unreachable``
+    are the server's view; ``empty``, ``indexing``, ``ready`` and ``failed`` are
+    what a running service reports of its default collection.
+    """
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    EMPTY = "empty"
+    INDEXING = "indexing"
+    READY = "ready"
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+
+    @property
+    def busy(self) -> bool:
+        """Whether the service is still on its way to answering queries."""
+        return self in (ServiceState.STARTING, ServiceState.INDEXING)
+
+
+class ServiceStatus(BaseModel):
+    """A shared service's state, plus whatever progress the service reports.
+
+    Dump it with ``exclude_unset=True``: the server's own reports carry only the
+    fields they set, a service's report every field it sent.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    state: ServiceState
+    error: str | None = None
+
+
+class ServerStats(BaseModel):
+    """The session manager's counters (``/lifecycle/status`` under ``server``)."""
+
+    sessions: int
+    workers: int
+    by_resource: dict[str, int]
+    by_state: dict[str, int]
+    calls: dict[str, int]
+    """Finished tool calls by ``tool:code``."""
+    starts: dict[str, int]
+    """Session starts by ``resource:outcome`` (``ok`` or ``failed``)."""
+    containers: int
+    pools: list[PoolStatus]

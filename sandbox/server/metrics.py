@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .. import __version__
+from ..protocol import PoolStatus, ServerStats
 
 if TYPE_CHECKING:
     from .deps import Services
@@ -107,7 +108,7 @@ class _SessionCollector:
         yield from _session_metrics(services)
         stats = services.sessions.stats()
         yield from _counter_metrics(stats)
-        yield from _pool_metrics(stats.get("pools"))
+        yield from _pool_metrics(stats.pools)
 
 
 def _session_metrics(services: Services) -> Iterator[Metric]:
@@ -132,14 +133,14 @@ def _session_metrics(services: Services) -> Iterator[Metric]:
     )
 
 
-def _counter_metrics(stats: Mapping[str, Any]) -> Iterator[Metric]:
+def _counter_metrics(stats: ServerStats) -> Iterator[Metric]:
     calls = CounterMetricFamily(
         "sandbox_tool_calls",
         "Finished tool calls by tool and envelope code (0 is success).",
         labels=["tool", "code"],
     )
-    for key, count in sorted(dict(stats.get("calls") or {}).items()):
-        tool, _, code = str(key).rpartition(":")
+    for key, count in sorted(stats.calls.items()):
+        tool, _, code = key.rpartition(":")
         calls.add_metric([tool, code], count)
     yield calls
     starts = CounterMetricFamily(
@@ -147,28 +148,16 @@ def _counter_metrics(stats: Mapping[str, Any]) -> Iterator[Metric]:
         "Session starts (container starts, pool claims, shared-service sessions) by outcome.",
         labels=["resource", "outcome"],
     )
-    for key, count in sorted(dict(stats.get("starts") or {}).items()):
-        resource, _, outcome = str(key).rpartition(":")
+    for key, count in sorted(stats.starts.items()):
+        resource, _, outcome = key.rpartition(":")
         starts.add_metric([resource, outcome], count)
     yield starts
 
 
-def _pool_metrics(pools: Any) -> Iterator[Metric]:
-    """Warm pool figures from the manager's ``stats()["pools"]``, when it has one.
-
-    Accepted shapes: a list of ``{"resource", "key", "ready", "target", ...}``
-    (what the pools' ``status()`` gives), or a mapping from the pool key to such a
-    mapping. A figure an entry lacks is left out rather than guessed.
-    """
+def _pool_metrics(pools: list[PoolStatus]) -> Iterator[Metric]:
+    """Warm pool figures, one series per pool; none at all while there is no pool."""
     if not pools:
         return
-    entries: list[Mapping[str, Any]] = []
-    if isinstance(pools, Mapping):
-        for key, entry in pools.items():
-            if isinstance(entry, Mapping):
-                entries.append({"key": key, **entry})
-    elif isinstance(pools, Iterable):
-        entries = [entry for entry in pools if isinstance(entry, Mapping)]
     labels = ["resource", "key"]
     ready = GaugeMetricFamily(
         "sandbox_pool_ready", "Ready containers in a warm pool.", labels=labels
@@ -187,21 +176,15 @@ def _pool_metrics(pools: Any) -> Iterator[Metric]:
     failures = CounterMetricFamily(
         "sandbox_pool_start_failures", "Pool containers that failed to start.", labels=labels
     )
-    for entry in entries:
-        values = [str(entry.get("resource", "")), str(entry.get("key", ""))]
-        for family, name in ((ready, "ready"), (target, "target"), (starting, "starting")):
-            if _is_number(entry.get(name)):
-                family.add_metric(values, float(entry[name]))
-        for outcome, name in (("hit", "hits"), ("miss", "misses")):
-            if _is_number(entry.get(name)):
-                claims.add_metric([*values, outcome], float(entry[name]))
-        if _is_number(entry.get("failures")):
-            failures.add_metric(values, float(entry["failures"]))
+    for pool in pools:
+        values = [pool.resource, pool.key]
+        ready.add_metric(values, pool.ready)
+        target.add_metric(values, pool.target)
+        starting.add_metric(values, pool.starting)
+        claims.add_metric([*values, "hit"], pool.hits)
+        claims.add_metric([*values, "miss"], pool.misses)
+        failures.add_metric(values, pool.failures)
     yield from (ready, target, starting, claims, failures)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 __all__ = ["ServerMetrics"]

@@ -31,21 +31,17 @@ from typing import Any
 from ..backends import ResourceType, SessionConfig
 from ..config import Settings
 from ..errors import SandboxError
+from ..protocol import PoolStatus
 from ..runtime.agent import AgentClient
-from ..runtime.docker import (
-    LABEL_CONFIG,
-    LABEL_CREATED,
-    LABEL_POOL,
-    ContainerRecord,
-)
+from ..runtime.docker import ContainerRecord
+from .applied import applied_config
 from .containers import AgentContainers
+from .labels import pool_labels
 from .specs import container_name
 
 log = logging.getLogger(__name__)
 
 _RETRY_AFTER_FAILURE_S = 5.0
-
-Applied = Callable[[ResourceType, SessionConfig], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -74,20 +70,20 @@ class Pool:
     last_error: str | None = None
     retry_at: float = 0.0
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> PoolStatus:
         """The pool as `/warmup/status` reports it."""
-        return {
-            "key": self.key,
-            "resource": self.resource.name,
-            "config": self.applied,
-            "target": self.target,
-            "ready": len(self.ready),
-            "starting": self.starting,
-            "hits": self.hits,
-            "misses": self.misses,
-            "failures": self.failures,
-            "last_error": self.last_error,
-        }
+        return PoolStatus(
+            key=self.key,
+            resource=self.resource.name,
+            config=self.applied,
+            target=self.target,
+            ready=len(self.ready),
+            starting=self.starting,
+            hits=self.hits,
+            misses=self.misses,
+            failures=self.failures,
+            last_error=self.last_error,
+        )
 
 
 def pool_key(resource: str, applied: dict[str, Any]) -> str:
@@ -103,8 +99,6 @@ class WarmPools:
         settings: Refill concurrency, server id, default limits.
         containers: Starts and removes the pool containers.
         agents: Checks members before they are handed out.
-        applied_config: Fills a config's defaults (the manager's rule), which
-            decides the pool a session belongs to.
         may_start: Whether one more container fits under the server's limits.
     """
 
@@ -113,13 +107,11 @@ class WarmPools:
         settings: Settings,
         containers: AgentContainers,
         agents: AgentClient,
-        applied_config: Applied,
         may_start: Callable[[], bool],
     ) -> None:
         self._settings = settings
         self._containers = containers
         self._agents = agents
-        self._applied = applied_config
         self._may_start = may_start
         self._pools: dict[str, Pool] = {}
         self._limit = asyncio.Semaphore(settings.pool_refill_concurrency)
@@ -148,7 +140,7 @@ class WarmPools:
 
     def pool(self, resource: ResourceType, config: SessionConfig) -> Pool:
         """The pool for sessions of `resource` with `config` (made empty if new)."""
-        applied = self._applied(resource, config)
+        applied = applied_config(resource, config, self._settings.limits)
         key = pool_key(resource.name, applied)
         pool = self._pools.get(key)
         if pool is None:
@@ -165,7 +157,8 @@ class WarmPools:
 
     async def claim(self, resource: ResourceType, config: SessionConfig) -> PoolMember | None:
         """A ready, healthy container for a session of `resource` with `config`, if any."""
-        pool = self._pools.get(pool_key(resource.name, self._applied(resource, config)))
+        applied = applied_config(resource, config, self._settings.limits)
+        pool = self._pools.get(pool_key(resource.name, applied))
         if pool is None or (pool.target == 0 and not pool.ready):
             return None
         while pool.ready:
@@ -220,13 +213,7 @@ class WarmPools:
                     token=token,
                     limits=pool.config.limits(self._settings.limits),
                     network=bool(pool.applied["network"]),
-                    labels={
-                        LABEL_POOL: pool.key,
-                        LABEL_CONFIG: json.dumps(
-                            pool.config.model_dump(exclude_none=True), sort_keys=True
-                        ),
-                        LABEL_CREATED: f"{time.time():.3f}",
-                    },
+                    labels=pool_labels(pool.key, pool.config, time.time()),
                     environment=pool.resource.environment(pool.config),
                 )
         except SandboxError as exc:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from ... import __version__
 from ...errors import BackendError, InvalidParams
-from ...protocol import WarmupRequest, WorkerRequest
+from ...protocol import ServiceState, WarmupRequest, WorkerRequest
 from ...runtime.images import ImageState
 from ..deps import Services, ServicesDep, TenantDep, WorkerHeader, worker_of
 from ..envelope import failure, respond, success
@@ -74,10 +74,10 @@ async def _warmup_status(services: Services, images: dict[str, str]) -> dict[str
         entry = services.images.status(image).as_dict()
         service = await services.sessions.service_status(resource)
         if service is not None:
-            entry["service"] = service
+            entry["service"] = service.model_dump(mode="json", exclude_unset=True)
         pools = services.sessions.pool_status(resource)
         if pools:
-            entry["pools"] = pools
+            entry["pools"] = [pool.model_dump() for pool in pools]
         report[resource] = entry
     return {"resources": report}
 
@@ -105,14 +105,30 @@ def _pool_sizes(services: Services, body: WarmupRequest) -> dict[str, int]:
 async def _wait_for_services(
     services: Services, resources: list[str], timeout: float = _SERVICE_WAIT_S
 ) -> None:
-    """Until no shared service of `resources` is starting or indexing, or `timeout`."""
-    busy = {"starting", "indexing"}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        states = [await services.sessions.service_status(name) for name in resources]
-        if not any(state and state.get("state") in busy for state in states):
-            return
-        await asyncio.sleep(0.2)
+    """Until no shared service of `resources` is starting or indexing, or `timeout`.
+
+    The deadline holds for the whole wait, status calls included: past it the
+    caller reports the state each service is in.
+    """
+
+    async def settled() -> None:
+        while True:
+            states = await asyncio.gather(
+                *(services.sessions.service_status(name) for name in resources)
+            )
+            if not any(state is not None and state.state.busy for state in states):
+                return
+            await asyncio.sleep(0.2)
+
+    try:
+        await asyncio.wait_for(settled(), timeout)
+    except asyncio.TimeoutError:
+        return
+
+
+async def _service_failed(services: Services, resource: str) -> bool:
+    status = await services.sessions.service_status(resource)
+    return status is not None and status.state is ServiceState.FAILED
 
 
 @router.post("/warmup")
@@ -140,7 +156,7 @@ async def warmup(body: WarmupRequest, services: ServicesDep) -> JSONResponse:
         resource
         for resource, image in images.items()
         if services.images.status(image).state is ImageState.FAILED
-        or (await services.sessions.service_status(resource) or {}).get("state") == "failed"
+        or await _service_failed(services, resource)
     ]
     if body.wait and failed:
         return respond(failure(BackendError(f"warmup failed for {', '.join(failed)}", data=status)))
@@ -205,7 +221,7 @@ async def status(
             "version": __version__,
             "server_id": services.settings.server_id,
             "uptime_s": round(time.time() - services.started_at, 1),
-            **services.sessions.stats(),
+            **services.sessions.stats().model_dump(),
         },
         "resource_types": services.registry.resource_names,
     }

@@ -7,8 +7,6 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sandbox.sessions.manager import SessionManager
-
 from .conftest import Harness, make_settings, open_harness
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -121,41 +119,35 @@ async def test_every_app_has_its_own_registry() -> None:
     assert value(theirs, "sandbox_info", version="0.1.0", server_id="other") == 1
 
 
-@pytest.mark.parametrize(
-    "pools",
-    [
-        [
-            {"key": "bash-1a2b", "resource": "bash", "target": 4, "ready": 3, "starting": 1},
-            {"key": "vm-9f", "resource": "vm", "target": 2, "ready": 0, "hits": 5, "misses": 2},
-        ],
-        {
-            "bash-1a2b": {"resource": "bash", "target": 4, "ready": 3, "starting": 1},
-            "vm-9f": {"resource": "vm", "target": 2, "ready": 0, "hits": 5, "misses": 2},
-        },
-    ],
-)
-async def test_pool_sizes_are_exported_when_the_manager_reports_pools(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch, pools: Any
-) -> None:
-    manager = harness.app.state.services.sessions
-    plain = SessionManager.stats
+async def test_pool_series_follow_the_pools_the_manager_keeps(harness: Harness) -> None:
+    filled = await harness.post("/warmup", {"resources": ["bash"], "pool_size": 2, "wait": True})
+    assert filled["code"] == 0, filled
+    (pool,) = filled["data"]["resources"]["bash"]["pools"]
+    key = pool["key"]
+    created = await harness.post("/session/create", {"worker_id": "w1", "resource_type": "bash"})
+    assert created["code"] == 0, created
+    # A config no pool was made for is a cold start, not a miss of this pool.
+    other: dict[str, object] = {"worker_id": "w2", "resource_type": "bash", "config": {"pids": 64}}
+    assert (await harness.post("/session/create", other))["code"] == 0
 
-    def with_pools(self: SessionManager) -> dict[str, Any]:
-        return {**plain(self), "pools": pools}
-
-    monkeypatch.setattr(type(manager), "stats", with_pools)
     samples = await scrape(harness)
-    assert value(samples, "sandbox_pool_ready", resource="bash", key="bash-1a2b") == 3
-    assert value(samples, "sandbox_pool_target", resource="bash", key="bash-1a2b") == 4
-    assert value(samples, "sandbox_pool_starting", resource="bash", key="bash-1a2b") == 1
-    assert value(samples, "sandbox_pool_ready", resource="vm", key="vm-9f") == 0
-    assert value(samples, "sandbox_pool_target", resource="vm", key="vm-9f") == 2
-    hits = value(samples, "sandbox_pool_claims_total", resource="vm", key="vm-9f", outcome="hit")
-    assert hits == 5
+    assert value(samples, "sandbox_pool_target", resource="bash", key=key) == 2
+    hits = value(samples, "sandbox_pool_claims_total", resource="bash", key=key, outcome="hit")
+    assert hits == 1
+    misses = value(samples, "sandbox_pool_claims_total", resource="bash", key=key, outcome="miss")
+    assert misses == 0
+    assert value(samples, "sandbox_pool_start_failures_total", resource="bash", key=key) == 0
+    ready = value(samples, "sandbox_pool_ready", resource="bash", key=key)
+    starting = value(samples, "sandbox_pool_starting", resource="bash", key=key)
+    assert ready is not None
+    assert starting is not None
+    assert ready + starting == 2, "the claimed member is being replaced"
+    pool_keys = {dict(labels)["key"] for name, labels in samples if name == "sandbox_pool_target"}
+    assert pool_keys == {key}
 
 
 async def test_no_pool_series_without_pools(harness: Harness) -> None:
     manager = harness.app.state.services.sessions
-    assert not manager.stats().get("pools")
+    assert manager.stats().pools == []
     samples = await scrape(harness)
     assert not [name for name, _ in samples if name.startswith("sandbox_pool_")]

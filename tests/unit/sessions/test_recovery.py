@@ -136,7 +136,7 @@ async def test_a_forged_claim_is_refused_logged_and_its_container_removed(
 
     h = await open_harness(make_settings(), runtime)
     h.agents.meta.update(first.agents.meta)  # what the agents still hold
-    with caplog.at_level(logging.WARNING, logger="sandbox.sessions.manager"):
+    with caplog.at_level(logging.WARNING, logger="sandbox.sessions.recovery"):
         async with h.app.router.lifespan_context(h.app), h.client:
             await h.app.state.services.sessions.wait_for_recovery()
             (session,) = (await h.post("/session/list", {}))["data"]["sessions"]

@@ -1,0 +1,174 @@
+"""Tool calls: dispatch to the worker's session, and diagnosis when its agent is gone.
+
+A call finds (or auto-creates) the worker's session of the tool's resource type,
+runs the tool in its agent within one deadline, and counts the outcome by
+``tool:code``. An agent that does not answer is diagnosed: a running container
+is a backend error, a dead one ends its session (or, for a shared service, makes
+the next call start a replacement).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends import ToolSpec
+from ..config import DEFAULT_TENANT, Settings
+from ..errors import BackendError, SandboxError, SessionError
+from ..runtime.agent import AgentClient, AgentNotReady, AgentUnreachable
+from ..runtime.docker import DockerRuntime
+from .lifecycle import SessionLifecycle
+from .registry import ToolRegistry
+from .service_sessions import ServiceSessions
+from .services import SharedServices
+from .table import Session, SessionState, SessionTable
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """A tool call's data and where it ran."""
+
+    data: dict[str, Any]
+    tool: ToolSpec
+    session: Session
+
+
+class ToolCalls:
+    """Runs tools in sessions; owns the call counters.
+
+    Args:
+        settings: Default timeout and session TTL.
+        runtime: Inspects a container whose agent went silent.
+        agents: Calls the agents.
+        registry: Resolves tools and validates parameters.
+        table: The sessions.
+        lifecycle: Auto-creates sessions, drops dead ones.
+        services: Forgets a dead shared service.
+        service_sessions: Opens sessions in, and waits for, a shared service.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: DockerRuntime,
+        agents: AgentClient,
+        registry: ToolRegistry,
+        table: SessionTable,
+        lifecycle: SessionLifecycle,
+        services: SharedServices,
+        service_sessions: ServiceSessions,
+    ) -> None:
+        self._settings = settings
+        self._runtime = runtime
+        self._agents = agents
+        self._registry = registry
+        self._table = table
+        self._lifecycle = lifecycle
+        self._services = services
+        self._service_sessions = service_sessions
+        self.calls: Counter[str] = Counter()
+        """Finished tool calls by ``tool:code``."""
+
+    async def execute(
+        self,
+        worker_id: str,
+        action: str,
+        params: dict[str, Any],
+        timeout: float | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> CallResult:
+        """Run one tool in the tenant's worker's session of the tool's resource type.
+
+        The session is created on first use (`auto_created`). Raises this package's
+        errors, each carrying the tool and the session id.
+        """
+        tool = self._registry.resolve(action)
+        args = self._registry.validate_params(tool, params)
+        effective = self._effective_timeout(args.get("timeout"), timeout)
+        if tool.timeout_param:
+            args["timeout"] = effective
+        session = self._table.get((tenant, worker_id, tool.resource_type))
+        if session is None or session.state is not SessionState.READY:
+            try:
+                session, _ = await self._lifecycle.create(
+                    worker_id, tool.resource_type, auto_created=True, tenant=tenant
+                )
+            except SandboxError as exc:
+                exc.tool = tool.full_name
+                raise
+        session.active_calls += 1
+        session.touch(self._settings.session_ttl_s)
+        try:
+            data = await self._call(session, tool, args, effective)
+        except SandboxError as exc:
+            error = await self._diagnose(session, exc) if isinstance(exc, AgentUnreachable) else exc
+            error.tool, error.session_id = tool.full_name, session.session_id
+            self.calls[f"{tool.full_name}:{int(error.code)}"] += 1
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            session.active_calls -= 1
+            session.call_count += 1
+            session.touch(self._settings.session_ttl_s)
+        self.calls[f"{tool.full_name}:0"] += 1
+        return CallResult(data=data, tool=tool, session=session)
+
+    async def _call(
+        self, session: Session, tool: ToolSpec, args: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        """The agent's answer, within `timeout` in all (a starting service included)."""
+        resource = self._registry.resource(tool.resource_type)
+        if resource.shared:
+            await self._service_sessions.follow(session, resource)
+            args["session"] = session.session_id
+        assert session.agent_url is not None
+        started = time.monotonic()
+        try:
+            return await self._agents.call(
+                session.agent_url, session.token, tool.agent_tool, args, timeout
+            )
+        except AgentNotReady:
+            if not resource.shared:
+                raise
+            # A service just started (its index still building): wait for it
+            # within the call's own timeout rather than failing the first calls.
+            remaining = timeout - (time.monotonic() - started)
+            await self._service_sessions.wait_until_ready(session, resource, remaining)
+            return await self._agents.call(
+                session.agent_url, session.token, tool.agent_tool, args, remaining
+            )
+
+    def _effective_timeout(self, param: float | None, request: float | None) -> float:
+        given = [value for value in (param, request) if value is not None]
+        return min(given) if given else self._settings.default_timeout_s
+
+    async def _diagnose(self, session: Session, cause: AgentUnreachable) -> SandboxError:
+        """Why the agent did not answer; a dead container's session is dropped."""
+        if session.state is SessionState.DESTROYING:
+            return SessionError("the session was destroyed while the call was running")
+        record = None
+        if session.container_id is not None:
+            record = await self._runtime.inspect(session.container_id)
+        if record is not None and record.running:
+            return BackendError(cause.message)
+        what = "it was removed" if record is None else record.describe_exit()
+        if self._registry.resource(session.resource_type).shared:
+            assert session.container_id is not None
+            self._services.forget(session.resource_type, session.container_id)
+            return BackendError(
+                f"the {session.resource_type} service container is gone ({what}); the next "
+                "call starts a new one, with this session's data",
+            )
+        await self._lifecycle.destroy_one(session)
+        return BackendError(
+            f"the {session.resource_type} session's container is gone ({what}); "
+            "the next call starts a new session",
+            data={
+                "exit_code": None if record is None else record.exit_code,
+                "oom_killed": False if record is None else record.oom_killed,
+            },
+        )

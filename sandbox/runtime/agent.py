@@ -244,9 +244,18 @@ def _parse_reply(raw: bytes, status: int) -> dict[str, Any]:
     return body
 
 
+def _bounded(message: str) -> str:
+    """`message` cut to `_MAX_MESSAGE_CHARS`, keeping its start and its end: a reason
+    ("File name too long") often follows a long path the caller sent."""
+    if len(message) <= _MAX_MESSAGE_CHARS:
+        return message
+    half = (_MAX_MESSAGE_CHARS - 5) // 2
+    return f"{message[:half]} ... {message[-half:]}"
+
+
 def _agent_error(error: dict[str, Any], tool: str) -> SandboxError:
     kind = error.get("kind")
-    message = str(error.get("message") or "the agent reported an error")[:_MAX_MESSAGE_CHARS]
+    message = _bounded(str(error.get("message") or "the agent reported an error"))
     data = error.get("data") if isinstance(error.get("data"), dict) else None
     if kind == "invalid_params":
         field = error.get("field")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.errors import BackendError, ErrorCode, SandboxTimeout
-from sandbox.runtime.agent import AgentClient, AgentUnreachable
+from sandbox.runtime.agent import AgentClient, AgentUnreachable, _agent_error
 
 # Whatever the misbehaviour, a call must be over well before this: a hang fails the
 # test here instead of stalling the suite.
@@ -29,6 +29,7 @@ _CALL_TIMEOUT_S = 0.2
 # (the 2-core test machine is shared).
 _ROOMY_TIMEOUT_S = 8.0
 _GRACE_S = 0.3
+_HEALTH_TIMEOUT_S = 1.0
 
 Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
@@ -180,7 +181,8 @@ async def agent(request: pytest.FixtureRequest) -> AsyncIterator[HostileAgent]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[AgentClient]:
-    agents = AgentClient(grace_s=_GRACE_S, health_timeout_s=_GRACE_S)
+    # A healthy peer must pass its health check even on a loaded machine.
+    agents = AgentClient(grace_s=_GRACE_S, health_timeout_s=_HEALTH_TIMEOUT_S)
     yield agents
     await agents.aclose()
 
@@ -276,3 +278,11 @@ async def test_the_health_check_is_bounded_too(
 ) -> None:
     agent.health = health
     assert await asyncio.wait_for(client.is_ready(agent.url), _HANG_GUARD_S) is ready
+
+
+def test_a_long_error_message_is_cut_in_the_middle_keeping_its_reason() -> None:
+    message = "/".join(["d"] * 5000) + ": File name too long"
+    error = _agent_error({"kind": "invalid_params", "message": message, "field": "path"}, "x")
+    assert len(error.message) <= 4096
+    assert error.message.startswith("d/d/")
+    assert error.message.endswith(": File name too long")

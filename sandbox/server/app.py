@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -71,6 +71,36 @@ def create_app(
             ``sandbox serve`` command passes one that stops uvicorn.
     """
     settings = settings or Settings()
+    app = FastAPI(
+        title="sandbox",
+        version=__version__,
+        summary="Isolated Docker execution environments for AI agents.",
+        lifespan=_lifespan(settings, runtime, agents, request_shutdown or _no_process_to_stop),
+    )
+    install_error_handlers(app)
+    _include_routes(app)
+    # Outermost last: the trace id is set first, so every answer below carries it;
+    # an oversized body is refused before de-duplication records anything, and
+    # de-duplication itself checks the API key before it replays or records.
+    app.add_middleware(
+        RequestDeduplication,
+        identify=functools.partial(tenant_of_scope, settings),
+        ttl_s=settings.dedup_ttl_s,
+        max_bytes=settings.dedup_max_bytes,
+        max_entries=settings.dedup_max_entries,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TraceMiddleware)
+    return app
+
+
+def _lifespan(
+    settings: Settings,
+    runtime: DockerRuntime | None,
+    agents: AgentClient | None,
+    request_shutdown: Callable[[], None],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: makes the runtime, agent client and session manager, and stops them."""
     server_metrics = ServerMetrics()
 
     @asynccontextmanager
@@ -88,7 +118,7 @@ def create_app(
             registry=registry,
             images=images,
             sessions=manager,
-            request_shutdown=request_shutdown or _no_process_to_stop,
+            request_shutdown=request_shutdown,
             metrics=server_metrics,
         )
         server_metrics.watch(app.state.services)
@@ -102,13 +132,11 @@ def create_app(
             docker_runtime.close()
             log.info("sandbox server stopped")
 
-    app = FastAPI(
-        title="sandbox",
-        version=__version__,
-        summary="Isolated Docker execution environments for AI agents.",
-        lifespan=lifespan,
-    )
-    install_error_handlers(app)
+    return lifespan
+
+
+def _include_routes(app: FastAPI) -> None:
+    """Every router at its bare path and under ``/api/v1``; all but health need the key."""
     guarded = [Depends(require_api_key)]
     for prefix in ("", API_PREFIX):
         app.include_router(
@@ -131,19 +159,6 @@ def create_app(
             dependencies=guarded,
             generate_unique_id_function=_op_id(prefix),
         )
-    # Outermost last: the trace id is set first, so every answer below carries it;
-    # an oversized body is refused before de-duplication records anything, and
-    # de-duplication itself checks the API key before it replays or records.
-    app.add_middleware(
-        RequestDeduplication,
-        identify=functools.partial(tenant_of_scope, settings),
-        ttl_s=settings.dedup_ttl_s,
-        max_bytes=settings.dedup_max_bytes,
-        max_entries=settings.dedup_max_entries,
-    )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(TraceMiddleware)
-    return app
 
 
 def _op_id(prefix: str) -> Callable[[APIRoute], str]:

@@ -144,7 +144,8 @@ class SessionLifecycle:
                     f"worker {worker_id!r} holds {held} sessions, the most one worker may "
                     "(max_sessions_per_worker); destroy one first"
                 )
-            session = await self._start(resource, session_config, key, custom_name, auto_created)
+            session = self._new_session(resource, session_config, key, custom_name, auto_created)
+            await self._start(session, resource, session_config)
             return session, True
 
     def _ready(self, key: SessionKey) -> Session | None:
@@ -182,15 +183,13 @@ class SessionLifecycle:
             tenant=tenant,
         )
 
-    async def _start(
-        self,
-        resource: ResourceType,
-        config: SessionConfig,
-        key: SessionKey,
-        custom_name: str | None,
-        auto_created: bool,
-    ) -> Session:
-        session = self._new_session(resource, config, key, custom_name, auto_created)
+    async def _start(self, session: Session, resource: ResourceType, config: SessionConfig) -> None:
+        """Give `session` a container (claimed or cold) or open it in its service.
+
+        Raises:
+            SessionError: It could not start (the cause in `data`); it left the table.
+            DockerUnavailable: The engine did not answer.
+        """
         self._table.put(session)
         try:
             if resource.shared:
@@ -199,7 +198,7 @@ class SessionLifecycle:
                 self._capacity.check_cold_start(session)
                 await self._start_container(session, resource, config)
         except BaseException as exc:
-            self._table.pop(key, session)
+            self._table.pop(session.key, session)
             if not resource.shared:
                 self._background.spawn(self.release(session))
             self.starts[f"{resource.name}:failed"] += 1
@@ -221,7 +220,6 @@ class SessionLifecycle:
             session.worker_id,
             (time.time() - session.created_at) * 1000,
         )
-        return session
 
     async def _claim(self, session: Session, resource: ResourceType, config: SessionConfig) -> bool:
         """Make a warm pool's container the session's; False when the pool has none."""

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..config import DEFAULT_TENANT, Settings
 from ..errors import InvalidParams
-from ..protocol import PoolStatus, ServerStats, ServiceStatus
+from ..protocol import PoolStatus, ServerStats
 from ..runtime.agent import AgentClient
 from ..runtime.docker import DockerRuntime
 from ..runtime.images import ImageService
@@ -51,6 +51,11 @@ __all__ = ["CallResult", "SessionManager"]
 
 class SessionManager:
     """Owns the session table and everything that changes it.
+
+    The server calls `create`, `refresh`, `destroy`, `destroy_all`, `sweep` (of
+    `SessionLifecycle`), `execute` (`ToolCalls`), `warm_service`, `service_status`
+    (`ServiceSessions`), `recover` and `wait_for_recovery` (`Recovery`): each is
+    that job's own method. Pools, stats and the manager's start and stop are here.
 
     Args:
         settings: Server settings (TTLs, limits, timeouts).
@@ -92,20 +97,23 @@ class SessionManager:
             settings, agents, registry, table, containers, pools, services, shared, capacity,
             recovery, claims, claimed, background,
         )  # fmt: skip
-        self._calls = ToolCalls(
-            settings, runtime, agents, registry, table, lifecycle, services, shared
-        )
+        calls = ToolCalls(settings, runtime, agents, registry, table, lifecycle, services, shared)
         self._sweeper: asyncio.Task[None] | None = None
-
-    @property
-    def calls(self) -> Counter[str]:
+        # What the server asks of sessions is each job's own method, under one roof.
+        self.create = lifecycle.create
+        self.refresh = lifecycle.refresh
+        self.destroy = lifecycle.destroy
+        self.destroy_all = lifecycle.destroy_all
+        self.sweep = lifecycle.sweep
+        self.execute = calls.execute
+        self.warm_service = shared.warm
+        self.service_status = shared.status
+        self.recover = recovery.recover
+        self.wait_for_recovery = recovery.wait
+        self.calls: Counter[str] = calls.calls
         """Finished tool calls by ``tool:code``."""
-        return self._calls.calls
-
-    @property
-    def starts(self) -> Counter[str]:
+        self.starts: Counter[str] = lifecycle.starts
         """Session starts by ``resource:outcome`` (``ok`` or ``failed``)."""
-        return self._lifecycle.starts
 
     # -- lifecycle of the manager ----------------------------------------------
 
@@ -130,10 +138,6 @@ class SessionManager:
         """Whether containers of an earlier run are still being adopted."""
         return self._recovery.running
 
-    async def wait_for_recovery(self) -> None:
-        """Wait for the start-up adoption, for at most the time it can take."""
-        await self._recovery.wait()
-
     async def stop(self) -> None:
         """Stop sweeping and destroy every session (unless settings keep them)."""
         if self._sweeper is not None:
@@ -152,10 +156,6 @@ class SessionManager:
         self._sockets.close()
         self._claim_key.unlink(missing_ok=True)  # no claimed container is left to verify
         self._claimed.remove_all()
-
-    async def recover(self) -> tuple[int, int]:
-        """Adopt this server's live containers now; see `Recovery.recover`."""
-        return await self._recovery.recover()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -224,67 +224,3 @@ class SessionManager:
         """Until the pools of these resource types are full (or failing), or `timeout`."""
         pools = [pool for name in resource_types for pool in self._pools.of(name)]
         await self._pools.wait_filled(pools, timeout)
-
-    # -- shared services ----------------------------------------------------------
-
-    def warm_service(self, resource_type: str) -> None:
-        """Start the service of a shared resource type in the background (warmup)."""
-        self._service_sessions.warm(resource_type)
-
-    async def service_status(self, resource_type: str) -> ServiceStatus | None:
-        """What a shared resource type's service reports, or None if it has none."""
-        return await self._service_sessions.status(resource_type)
-
-    # -- sessions and calls ---------------------------------------------------------
-
-    async def create(
-        self,
-        worker_id: str,
-        resource_type: str,
-        config: dict[str, Any] | None = None,
-        *,
-        custom_name: str | None = None,
-        auto_created: bool = False,
-        tenant: str = DEFAULT_TENANT,
-    ) -> tuple[Session, bool]:
-        """The tenant's worker's session of `resource_type`; see `SessionLifecycle.create`."""
-        return await self._lifecycle.create(
-            worker_id,
-            resource_type,
-            config,
-            custom_name=custom_name,
-            auto_created=auto_created,
-            tenant=tenant,
-        )
-
-    async def execute(
-        self,
-        worker_id: str,
-        action: str,
-        params: dict[str, Any],
-        timeout: float | None = None,
-        *,
-        tenant: str = DEFAULT_TENANT,
-    ) -> CallResult:
-        """Run one tool in the worker's session; see `ToolCalls.execute`."""
-        return await self._calls.execute(worker_id, action, params, timeout, tenant=tenant)
-
-    def refresh(
-        self, worker_id: str, resource_type: str | None = None, *, tenant: str = DEFAULT_TENANT
-    ) -> list[Session]:
-        """Push the expiry of one or all of the worker's sessions (1003 if none)."""
-        return self._lifecycle.refresh(worker_id, resource_type, tenant=tenant)
-
-    async def destroy(
-        self, worker_id: str, resource_type: str | None = None, *, tenant: str = DEFAULT_TENANT
-    ) -> list[Session]:
-        """Destroy one or all of the worker's sessions (1003 if none)."""
-        return await self._lifecycle.destroy(worker_id, resource_type, tenant=tenant)
-
-    async def destroy_all(self) -> int:
-        """Destroy every session; returns how many there were."""
-        return await self._lifecycle.destroy_all()
-
-    async def sweep(self) -> int:
-        """Destroy expired sessions once; returns how many."""
-        return await self._lifecycle.sweep()

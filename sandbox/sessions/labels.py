@@ -81,6 +81,16 @@ def created_at(labels: Mapping[str, str]) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
+def is_worker_id(worker_id: str) -> bool:
+    """Whether the API would accept `worker_id`."""
+    return bool(_WORKER_ID.match(worker_id))
+
+
+def is_session_id(session_id: str, resource: str) -> bool:
+    """Whether `session_id` is one this server makes for sessions of `resource`."""
+    return session_id.startswith(f"{resource}_") and bool(_SESSION_ID.match(session_id))
+
+
 def session_seq(session_id: str) -> int | None:
     """The per-worker sequence number inside a session id, if it has one."""
     match = _SESSION_ID.match(session_id)
@@ -124,13 +134,11 @@ def session_from_labels(
     token, created = record.token, created_at(labels)
     if not (record.running and record.agent_url and token and created is not None):
         return None
-    if not (_WORKER_ID.match(worker_id) and _SESSION_ID.match(session_id)):
-        return None
     decoded = decode_config(labels, registry)
     if decoded is None or decoded[0].shared:  # shared sessions live in their service
         return None
     resource, config = decoded
-    if not session_id.startswith(f"{resource.name}_"):
+    if not (is_worker_id(worker_id) and is_session_id(session_id, resource.name)):
         return None
     return Session(
         session_id=session_id,

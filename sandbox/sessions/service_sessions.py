@@ -25,7 +25,7 @@ from ..protocol import ServiceState, ServiceStatus
 from ..runtime.agent import AgentClient
 from ..runtime.images import ImageService
 from .applied import applied_config
-from .labels import session_seq
+from .labels import is_session_id, is_worker_id, session_seq
 from .registry import ToolRegistry
 from .services import ServiceContainer, SharedServices
 from .table import Session, SessionState, SessionTable
@@ -117,45 +117,56 @@ class ServiceSessions:
         session.token = service.token
 
     async def adopt_sessions(self, resource: ResourceType, service: ServiceContainer) -> None:
-        """Put the sessions a service already holds (from before a restart) in the table."""
+        """Put the sessions a service already holds (from before a restart) in the table.
+
+        An entry this server could not have opened (a malformed id or owner) is skipped.
+        """
         data = await self._agents.call(
             service.url, service.token, f"{resource.name}.sessions", {}, _SERVICE_CALL_TIMEOUT_S
         )
         now = time.time()
-        applied = applied_config(resource, resource.config_model(), self._settings.limits)
         entries = data.get("sessions")
         for entry in entries if isinstance(entries, list) else []:
-            if not isinstance(entry, dict):
+            session = self._listed_session(resource, service, entry, now)
+            if session is None:
                 continue
-            session_id = str(entry.get("session"))
-            tenant, worker_id = owner_from_service(str(entry.get("worker")))
-            key = (tenant, worker_id, resource.name)
-            known = self._table.get(key)
-            if known is not None and known.session_id == session_id:
+            known = self._table.get(session.key)
+            if known is not None and known.session_id == session.session_id:
                 continue
             if known is not None:  # the worker has a newer session: the old one is stale
-                await self.close(resource, service, session_id)
+                await self.close(resource, service, session.session_id)
                 continue
-            seq = session_seq(session_id)
+            seq = session_seq(session.session_id)
             if seq is not None:
-                self._table.note_seq(worker_id, seq, tenant)
-            self._table.put(
-                Session(
-                    session_id=session_id,
-                    session_name=session_id,
-                    worker_id=worker_id,
-                    resource_type=resource.name,
-                    config=applied,
-                    token=service.token,
-                    created_at=float(entry.get("created_at") or now),
-                    expires_at=now + self._settings.session_ttl_s,
-                    last_used_at=now,
-                    state=SessionState.READY,
-                    container_id=service.container_id,
-                    agent_url=service.url,
-                    tenant=tenant,
-                )
-            )
+                self._table.note_seq(session.worker_id, seq, session.tenant)
+            self._table.put(session)
+
+    def _listed_session(
+        self, resource: ResourceType, service: ServiceContainer, entry: object, now: float
+    ) -> Session | None:
+        """The session one entry of ``<type>.sessions`` names, or None if malformed."""
+        if not isinstance(entry, dict):
+            return None
+        session_id = str(entry.get("session"))
+        tenant, worker_id = owner_from_service(str(entry.get("worker")))
+        if not (is_worker_id(worker_id) and is_session_id(session_id, resource.name)):
+            return None
+        created = entry.get("created_at")
+        return Session(
+            session_id=session_id,
+            session_name=session_id,
+            worker_id=worker_id,
+            resource_type=resource.name,
+            config=applied_config(resource, resource.config_model(), self._settings.limits),
+            token=service.token,
+            created_at=float(created) if isinstance(created, (int, float)) and created else now,
+            expires_at=now + self._settings.session_ttl_s,
+            last_used_at=now,
+            state=SessionState.READY,
+            container_id=service.container_id,
+            agent_url=service.url,
+            tenant=tenant,
+        )
 
     async def close(
         self, resource: ResourceType, service: ServiceContainer, session_id: str

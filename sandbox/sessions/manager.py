@@ -86,9 +86,7 @@ class SessionManager:
         self._claim_key = self._sockets.base.with_name(f"{self._sockets.base.name}.claim-key")
         claims = ClaimSigner.load(self._claim_key, settings.server_id)
         self._claimed = claimed = ClaimedContainers(self._claim_key.with_suffix(".claimed"))
-        self._service_sessions = shared = ServiceSessions(
-            settings, registry, agents, images, table, services, background
-        )
+        shared = ServiceSessions(settings, registry, agents, images, table, services, background)
         self._recovery = recovery = Recovery(
             settings, runtime, agents, registry, table, containers, pools, services, shared,
             claims, claimed, self._sockets,

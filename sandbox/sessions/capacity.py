@@ -22,6 +22,7 @@ class Capacity:
         registry: Tells dedicated from shared resource types.
         table: The sessions (starting ones included).
         services: The shared service containers.
+        pools: The warm pools.
     """
 
     def __init__(
@@ -30,21 +31,20 @@ class Capacity:
         registry: ToolRegistry,
         table: SessionTable,
         services: SharedServices,
+        pools: WarmPools,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._table = table
         self._services = services
-        self.pools: WarmPools | None = None
-        """The warm pools, set once made (they ask `pool_may_start` before each start)."""
+        self._pools = pools
 
     def container_count(self) -> int:
         """Containers of this server: dedicated sessions (starting too), pools, services."""
         dedicated = sum(
             1 for s in self._table.all() if not self._registry.resource(s.resource_type).shared
         )
-        pooled = self.pools.container_count() if self.pools is not None else 0
-        return dedicated + pooled + len(self._services.all())
+        return dedicated + self._pools.container_count() + len(self._services.all())
 
     def pids_in_use(self) -> int:
         """The pids limits of this server's containers, added up (see `pid_budget`)."""
@@ -52,7 +52,7 @@ class Capacity:
         for session in self._table.all():
             if not self._registry.resource(session.resource_type).shared:
                 total += int(session.config.get("pids") or self._settings.limits.pids)
-        for pool in self.pools.all() if self.pools is not None else []:
+        for pool in self._pools.all():
             total += (len(pool.ready) + pool.starting) * int(pool.applied["pids"])
         for service in self._services.all():
             resource = self._registry.resource(service.resource)
@@ -61,8 +61,7 @@ class Capacity:
 
     def pool_may_start(self) -> bool:
         """Whether a pool may start one more container (of the largest pool's pids)."""
-        pools = self.pools.all() if self.pools is not None else []
-        largest = max((int(pool.applied["pids"]) for pool in pools), default=0)
+        largest = max((int(pool.applied["pids"]) for pool in self._pools.all()), default=0)
         return (
             self.container_count() < self._settings.max_containers
             and self.pids_in_use() + largest <= self._settings.pid_budget

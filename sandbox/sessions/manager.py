@@ -80,9 +80,12 @@ class SessionManager:
         self._sockets = SocketDirs(settings.socket_dir, settings.server_id)
         containers = AgentContainers(settings, runtime, agents, images, self._sockets)
         self._services = services = SharedServices(settings, runtime, agents, containers)
-        self._capacity = capacity = Capacity(settings, registry, table, services)
-        self._pools = pools = WarmPools(settings, containers, agents, capacity.pool_may_start)
-        capacity.pools = pools
+        # The pools ask the capacity (which counts their containers) before each start.
+        capacity: Capacity
+        self._pools = pools = WarmPools(
+            settings, containers, agents, lambda: capacity.pool_may_start()
+        )
+        self._capacity = capacity = Capacity(settings, registry, table, services, pools)
         self._claim_key = self._sockets.base.with_name(f"{self._sockets.base.name}.claim-key")
         claims = ClaimSigner.load(self._claim_key, settings.server_id)
         self._claimed = claimed = ClaimedContainers(self._claim_key.with_suffix(".claimed"))

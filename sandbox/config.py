@@ -21,6 +21,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 MIN_MEMORY_BYTES = 16 * 1024**2
+MIN_CPUS = 0.01
+"""Smallest CPU share: Docker's NanoCpus is whole billionths, and a share that rounds
+to 0 means no limit at all; runc refuses anything under 0.01 anyway."""
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 _TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DEFAULT_TENANT = "default"
@@ -54,7 +57,7 @@ class ResourceLimits(BaseModel):
 
     memory: str = "1g"
     """Memory limit, e.g. ``512m`` or ``2g``; the container is OOM-killed beyond it."""
-    cpus: float = Field(default=1.0, gt=0, le=256)
+    cpus: float = Field(default=1.0, ge=MIN_CPUS, le=256)
     """CPU share in cores (fractions allowed)."""
     pids: int = Field(default=512, ge=16, le=1_000_000)
     """Most processes and threads the container may hold at once."""
@@ -85,7 +88,7 @@ class Ceilings(BaseModel):
 
     memory: str = "8g"
     """Largest memory limit a session may ask for."""
-    cpus: float = Field(default_factory=_host_cores, gt=0, le=1024)
+    cpus: float = Field(default_factory=_host_cores, ge=MIN_CPUS, le=1024)
     """Most CPU cores a session may ask for (default: the host's cores)."""
     pids: int = Field(default=4096, ge=16, le=1_000_000)
     """Most processes and threads a session may ask for."""
@@ -204,6 +207,11 @@ class Settings(BaseSettings):
     api_keys: dict[str, SecretStr] = Field(default_factory=dict)
     """More API keys, one per tenant: ``{tenant name: key}``. A tenant sees and
     touches only its own workers' sessions; two tenants may use the same worker id."""
+    admin_tenants: list[str] = Field(default_factory=lambda: [DEFAULT_TENANT])
+    """Tenants allowed the operator's endpoints: ``/shutdown`` (which destroys every
+    tenant's sessions) and ``/warmup`` with ``pool_size`` (pools serve everyone).
+    Default: ``default``, the tenant of `api_key` and of every caller when no key
+    is configured. Other tenants get 403 (code 1002, field ``Authorization``)."""
     insecure: bool = False
     """Allow ``sandbox serve`` to listen on a non-loopback address without any API
     key (``--insecure``); only where a firewall or a loopback-only port mapping
@@ -319,6 +327,11 @@ class Settings(BaseSettings):
         for name in names:
             if not _TENANT_NAME.fullmatch(name):
                 raise ValueError(f"api_keys: tenant name {name!r} must be 1-64 of [A-Za-z0-9_.-]")
+        for name in self.admin_tenants:
+            if not _TENANT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"admin_tenants: tenant name {name!r} must be 1-64 of [A-Za-z0-9_.-]"
+                )
         keys = [key.get_secret_value() for key in self.tenant_keys().values()]
         if not all(keys):
             raise ValueError("api_keys: a key may not be empty")

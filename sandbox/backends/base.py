@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..config import Ceilings, ResourceLimits, Settings, parse_memory
+from ..config import MIN_CPUS, Ceilings, ResourceLimits, Settings, parse_memory
 from ..errors import InvalidParams
 
 
@@ -32,7 +32,9 @@ class SessionConfig(BaseModel):
     )
     # No upper bounds here: the operator's ceilings (settings) are the bound, and
     # their error names the ceiling and the setting that raises it.
-    cpus: float | None = Field(default=None, gt=0, description="CPU cores, e.g. 0.5.")
+    cpus: float | None = Field(
+        default=None, ge=MIN_CPUS, description="CPU cores, e.g. 0.5 (at least 0.01)."
+    )
     pids: int | None = Field(default=None, ge=16, description="Process limit.")
     network: bool | None = Field(
         default=None, description="Give the container network access (default per resource)."

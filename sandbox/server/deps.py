@@ -126,3 +126,27 @@ def require_api_key(
 
 TenantDep = Annotated[str, Depends(require_api_key)]
 """The caller's tenant; the same dependency the guarded routers run, so it runs once."""
+
+
+def ensure_admin(settings: Settings, tenant: str, what: str) -> None:
+    """Refuse (403) unless `tenant` is one of `admin_tenants`.
+
+    The operator's endpoints act on every tenant at once (shutdown, pool sizes), so
+    holding some API key is not enough.
+    """
+    if tenant not in settings.admin_tenants:
+        raise HTTPException(
+            status_code=403,
+            detail=f"tenant {tenant!r} may not {what}: only the operator's tenants "
+            f"(setting admin_tenants) may",
+        )
+
+
+def require_admin(request: Request, tenant: TenantDep) -> str:
+    """The caller's tenant when it is an operator (see `ensure_admin`), else 403."""
+    ensure_admin(request.app.state.services.settings, tenant, f"call {request.url.path}")
+    return tenant
+
+
+AdminDep = Annotated[str, Depends(require_admin)]
+"""The caller's tenant, which must be an operator (one of `admin_tenants`)."""

@@ -134,7 +134,7 @@ def install_error_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             code = ErrorCode.INVALID_PARAMS
             message = f"{request.method} is not allowed on {request.url.path}"
-        elif exc.status_code == 401:
+        elif exc.status_code in (401, 403):
             code, message = ErrorCode.INVALID_PARAMS, str(exc.detail)
             data = {"field": "Authorization"}
         elif exc.status_code == 400:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..backends import ResourceType
 from ..config import ResourceLimits, Settings, parse_memory
+from ..errors import InvalidParams
 from ..runtime.docker import (
     AGENT_CAPABILITIES,
     AGENT_TOKEN_FILE,
@@ -93,7 +94,7 @@ def build_spec(
             "SANDBOX_AGENT_TOOLSETS": ",".join(resource.toolsets),
         },
         memory_bytes=memory,
-        nano_cpus=int(limits.cpus * 1e9),
+        nano_cpus=_nano_cpus(limits.cpus),
         pids_limit=limits.pids,
         network=network,
         volumes=volumes,
@@ -109,3 +110,11 @@ def _tmpfs_options(path: str, size: int) -> str:
     there must run), no devices or setuid files, owned like the image's directory."""
     owner = "uid=1000,gid=1000,mode=0755" if path == SESSION_HOME else "mode=1777"
     return f"size={size},exec,nosuid,nodev,{owner}"
+
+
+def _nano_cpus(cpus: float) -> int:
+    """Docker's NanoCpus for `cpus`; never below 0.01 core, since 0 means no limit at all."""
+    nano = int(cpus * 1e9)
+    if nano < 10_000_000:  # the settings and SessionConfig refuse it first (1002)
+        raise InvalidParams(f"config.cpus: {cpus!r} is below 0.01", field="config.cpus")
+    return nano

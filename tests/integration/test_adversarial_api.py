@@ -213,6 +213,48 @@ async def test_a_tenant_cannot_see_run_in_or_destroy_another_tenants_session(
     assert tenants == ["alpha", "beta"]
 
 
+async def test_a_tenant_cannot_shut_the_server_down_or_resize_pools(
+    alpha: Sandbox, server: ServerProcess, docker_client: docker.DockerClient, worker_id: str
+) -> None:
+    # Neither alpha nor beta is in admin_tenants (default: the `api_key` tenant only).
+    assert (await alpha.create_session("bash"))["code"] == 0
+    beta = {"Authorization": f"Bearer {BETA_KEY}"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        for path, body in [
+            ("/shutdown", {}),
+            ("/server/shutdown", {}),
+            ("/warmup", {"resources": ["bash"], "pool_size": 8}),
+        ]:
+            refused = await http.post(path, json=body, headers=beta)
+            assert refused.status_code == 403, (path, refused.text)
+            envelope = refused.json()
+            assert envelope["code"] == ErrorCode.INVALID_PARAMS
+            assert envelope["data"]["field"] == "Authorization"
+        health = await http.get("/health")
+        assert health.json()["data"]["status"] == "ok"
+    assert (await _run(alpha, "echo alive"))["stdout"] == "alive\n", "alpha's session lives on"
+    pooled = docker_client.containers.list(
+        filters={"label": [f"sandbox.server={server.server_id}", "sandbox.pool"]}
+    )
+    assert pooled == [], "no pool was started"
+
+
+@pytest.mark.parametrize("cpus", [1e-10, 0.001, 0])
+async def test_a_cpu_share_too_small_to_limit_is_1002(
+    alpha: Sandbox,
+    server: ServerProcess,
+    docker_client: docker.DockerClient,
+    worker_id: str,
+    cpus: float,
+) -> None:
+    envelope = await alpha.create_session("bash", {"cpus": cpus})
+    assert (envelope["code"], envelope["data"]["field"]) == (
+        ErrorCode.INVALID_PARAMS,
+        "config.cpus",
+    )
+    assert _containers(docker_client, server, worker_id) == []
+
+
 def test_serve_refuses_every_address_without_a_key_unless_told_insecure() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
     refused = subprocess.run(

@@ -12,7 +12,15 @@ from ... import __version__
 from ...errors import BackendError, InvalidParams
 from ...protocol import ServiceState, WarmupRequest, WorkerRequest
 from ...runtime.images import ImageState
-from ..deps import Services, ServicesDep, TenantDep, WorkerHeader, worker_of
+from ..deps import (
+    AdminDep,
+    Services,
+    ServicesDep,
+    TenantDep,
+    WorkerHeader,
+    ensure_admin,
+    worker_of,
+)
 from ..envelope import failure, respond, success
 
 public = APIRouter(tags=["system"])
@@ -132,12 +140,15 @@ async def _service_failed(services: Services, resource: str) -> bool:
 
 
 @router.post("/warmup")
-async def warmup(body: WarmupRequest, services: ServicesDep) -> JSONResponse:
+async def warmup(body: WarmupRequest, services: ServicesDep, tenant: TenantDep) -> JSONResponse:
     """Build missing images and start shared services; waits only if `wait` is true.
 
     With `wait`, the answer comes once every image is built and every shared
-    service (``rag``) has finished indexing its default collection.
+    service (``rag``) has finished indexing its default collection. Pool sizes
+    (`pool_size`) serve every tenant, so only an operator's tenant may set them.
     """
+    if body.pool_size is not None:
+        ensure_admin(services.settings, tenant, "set pool_size")
     sizes = _pool_sizes(services, body)
     images = _images_of(services, [*body.resources, *sizes] if body.resources else [])
     tasks = [services.images.ensure_in_background(image) for image in set(images.values())]
@@ -176,13 +187,17 @@ async def _shutdown(services: Services, background: BackgroundTasks) -> JSONResp
 
 
 @router.post("/shutdown")
-async def shutdown(services: ServicesDep, background: BackgroundTasks) -> JSONResponse:
-    """Destroy every session and stop the server."""
+async def shutdown(
+    services: ServicesDep, background: BackgroundTasks, _admin: AdminDep
+) -> JSONResponse:
+    """Destroy every session (every tenant's) and stop the server; operators only."""
     return await _shutdown(services, background)
 
 
 @router.post("/server/shutdown")
-async def server_shutdown(services: ServicesDep, background: BackgroundTasks) -> JSONResponse:
+async def server_shutdown(
+    services: ServicesDep, background: BackgroundTasks, _admin: AdminDep
+) -> JSONResponse:
     """Same as /shutdown (the AgentFlow client's path)."""
     return await _shutdown(services, background)
 

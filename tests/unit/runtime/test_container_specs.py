@@ -15,7 +15,7 @@ import pytest
 from sandbox.backends.rag import RAG
 from sandbox.backends.shell import BASH
 from sandbox.config import ResourceLimits, Settings
-from sandbox.errors import BackendError
+from sandbox.errors import BackendError, InvalidParams
 from sandbox.runtime.docker import ContainerSpec, DockerRuntime
 from sandbox.runtime.sockets import SocketDirs
 from sandbox.sessions.specs import build_spec
@@ -50,6 +50,40 @@ def test_a_session_gets_a_read_only_root_and_its_quota_on_every_writable_dir(
     assert "mode=1777" in spec.tmpfs["/tmp"]
     # tmpfs pages are the container's memory: the quota is added to the limit.
     assert spec.memory_bytes == (512 + 64) * MIB
+
+
+@pytest.mark.parametrize(("cpus", "nano"), [(0.01, 10_000_000), (0.5, 500_000_000), (2, 2 * 10**9)])
+def test_the_cpu_share_becomes_nano_cpus(tmp_path: Path, cpus: float, nano: int) -> None:
+    sockets = SocketDirs(tmp_path / "sockets", "unit")
+    spec = build_spec(
+        Settings(socket_dir=tmp_path / "sockets", server_id="unit"),
+        BASH,
+        image="sandbox/shell:latest",
+        name="sandbox-unit",
+        token="t0ken",
+        limits=ResourceLimits(cpus=cpus),
+        network=False,
+        labels={},
+        socket_dir=sockets.create(),
+    )
+    assert spec.nano_cpus == nano
+
+
+def test_a_cpu_share_that_would_mean_no_limit_never_becomes_a_spec(tmp_path: Path) -> None:
+    # Validation refuses it first; a ResourceLimits made without validation must not slip by.
+    limits = ResourceLimits.model_construct(memory="512m", cpus=1e-10, pids=64, disk="64m")
+    with pytest.raises(InvalidParams, match=r"config\.cpus"):
+        build_spec(
+            Settings(socket_dir=tmp_path / "sockets", server_id="unit"),
+            BASH,
+            image="sandbox/shell:latest",
+            name="sandbox-unit",
+            token="t0ken",
+            limits=limits,
+            network=False,
+            labels={},
+            socket_dir=SocketDirs(tmp_path / "sockets", "unit").create(),
+        )
 
 
 def test_the_agent_keeps_only_the_capabilities_to_become_the_user_and_signal(

@@ -56,6 +56,24 @@ async def test_a_config_over_a_ceiling_is_1002_naming_the_field_and_the_ceiling(
     assert capped.runtime.containers == {}, "nothing over a ceiling may reach Docker"
 
 
+@pytest.mark.parametrize("cpus", [1e-10, 0.001, 0.0099, 0, -1])
+async def test_a_cpu_share_too_small_to_be_a_limit_is_1002(capped: Harness, cpus: float) -> None:
+    # NanoCpus rounds 1e-10 cores to 0, which Docker reads as no CPU limit at all.
+    envelope = await capped.post("/session/create", _create({"cpus": cpus}))
+    assert (envelope["code"], envelope["data"]["field"]) == (
+        ErrorCode.INVALID_PARAMS,
+        "config.cpus",
+    )
+    assert "0.01" in envelope["message"]
+    assert capped.runtime.containers == {}, "nothing below the floor may reach Docker"
+
+
+@pytest.mark.parametrize("setting", ["limits", "ceilings"])
+def test_settings_refuse_a_cpu_share_below_a_hundredth(setting: str) -> None:
+    with pytest.raises(ValidationError, match=f"{setting}.cpus"):
+        Settings(server_id="x", **{setting: {"cpus": 0.001}})
+
+
 async def test_a_config_at_the_ceilings_is_applied(capped: Harness) -> None:
     envelope = await capped.post("/session/create", _create(CEILINGS))
     assert envelope["code"] == 0, envelope

@@ -141,6 +141,7 @@ async def test_without_keys_everyone_is_one_tenant(harness: Harness) -> None:
         ({"api_keys": {"a": "same", "b": "same"}}, "share one key"),
         ({"api_keys": {"a b": "k-1"}}, "tenant name"),
         ({"api_keys": {"a": ""}}, "may not be empty"),
+        ({"admin_tenants": ["root user"]}, "admin_tenants"),
     ],
 )
 def test_bad_tenant_settings_are_refused(overrides: dict[str, Any], message: str) -> None:
@@ -156,7 +157,7 @@ def test_settings_never_show_the_tenant_keys() -> None:
 
 async def test_a_claimed_pool_containers_tenant_survives_a_restart() -> None:
     runtime = FakeRuntime()
-    settings = make_settings(api_keys=KEYS, keep_sessions_on_shutdown=True)
+    settings = make_settings(api_keys=KEYS, keep_sessions_on_shutdown=True, admin_tenants=["alpha"])
     first = await open_harness(settings, runtime)
     async with first.app.router.lifespan_context(first.app), first.client:
         warm = {"resources": ["bash"], "pool_size": 1, "wait": True}
@@ -185,3 +186,48 @@ async def test_session_ids_tell_nothing_of_another_tenants_worker(tenants: Harne
         await tenants.post("/session/destroy", {"worker_id": "w1"}, headers=auth("alpha"))
     beta = await tenants.post("/execute", run("x"), headers=auth("beta"))
     assert beta["meta"]["session_id"].startswith("bash_w1_001_"), "beta's first, not the 4th"
+
+
+def refused_as_not_operator(envelope: dict[str, Any]) -> bool:
+    return (
+        envelope["_status"] == 403
+        and envelope["code"] == ErrorCode.INVALID_PARAMS
+        and envelope["data"]["field"] == "Authorization"
+        and "admin_tenants" in envelope["message"]
+    )
+
+
+async def test_only_an_operator_tenant_may_shut_the_server_down() -> None:
+    h = await open_harness(make_settings(api_keys=KEYS, admin_tenants=["alpha"]))
+    async with h.app.router.lifespan_context(h.app), h.client:
+        await h.post("/execute", run("a"), headers=auth("alpha"))
+        for path in ("/shutdown", "/server/shutdown", "/api/v1/server/shutdown"):
+            refused = await h.post(path, {}, headers=auth("beta"))
+            assert refused_as_not_operator(refused), (path, refused)
+        assert len(h.runtime.running()) == 1, "alpha's session survives beta's attempts"
+        done = await h.post("/shutdown", {}, headers=auth("alpha"))
+        assert done["code"] == 0
+        assert done["data"]["destroyed"] == 1
+        assert h.runtime.running() == []
+
+
+async def test_only_an_operator_tenant_may_set_pool_sizes(tenants: Harness) -> None:
+    # KEYS has no `default` tenant, and admin_tenants is ["default"]: nobody is an operator.
+    for pool_size in (3, {"bash": 3}, 0):
+        body = {"resources": ["bash"], "pool_size": pool_size}
+        refused = await tenants.post("/warmup", body, headers=auth("beta"))
+        assert refused_as_not_operator(refused), (pool_size, refused)
+    status = (await tenants.client.get("/warmup/status", headers=auth("beta"))).json()
+    assert "pools" not in status["data"]["resources"]["bash"]
+    plain = await tenants.post("/warmup", {"resources": ["bash"]}, headers=auth("beta"))
+    assert plain["code"] == 0, "warming images and services stays open to every tenant"
+
+
+async def test_api_keys_tenant_is_the_default_operator() -> None:
+    h = await open_harness(make_settings(api_key="root-key-789", api_keys=KEYS))
+    async with h.app.router.lifespan_context(h.app), h.client:
+        root = {"Authorization": "Bearer root-key-789"}
+        body = {"resources": ["bash"], "pool_size": 1, "wait": True}
+        assert refused_as_not_operator(await h.post("/warmup", body, headers=auth("alpha")))
+        assert (await h.post("/warmup", body, headers=root))["code"] == 0
+        assert len(h.runtime.running()) == 1, "the operator's pool member"

@@ -130,6 +130,27 @@ def _default_pid_budget() -> int:
     return max(pid_max // 2, 16)
 
 
+def host_memory_bytes() -> int | None:
+    """The host's MemTotal (from /proc/meminfo), or None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def default_memory_budget(total: int | None, one_session: int) -> int:
+    """MemTotal minus a reserve for the host (the larger of 2 GiB and 10%).
+
+    Never below `one_session` (one session at the default limits), so a small
+    host still runs one session; where MemTotal is unknown, 16 GiB is assumed.
+    """
+    total = total if total is not None else 16 * 1024**3
+    return max(total - max(2 * 1024**3, total // 10), one_session)
+
+
 class RagSettings(BaseModel):
     """The shared retrieval service (``rag`` sessions)."""
 
@@ -259,6 +280,11 @@ class Settings(BaseSettings):
     pid_budget: int = Field(default_factory=_default_pid_budget, ge=16)
     """Most pids the limits of all this server's containers may add up to, so that
     together they cannot exhaust the host (default: half of ``pid_max``)."""
+    memory_budget: str = ""
+    """Most memory (e.g. ``20g``) the memory limits of all this server's containers may
+    add up to: sessions (memory plus disk, as tmpfs is RAM), pool members and shared
+    services. Past it a cold start is 1003 and pools stop filling. Empty means the
+    host's MemTotal minus the larger of 2 GiB and 10% (at least one default session)."""
     batch_concurrency: int = Field(default=8, ge=1, le=256)
     """Most actions of one parallel ``/execute/batch`` running at once."""
     batch_max_response_bytes: int = Field(default=32 * 1024**2, ge=1024)
@@ -296,6 +322,15 @@ class Settings(BaseSettings):
     """Largest request body accepted; a larger one is answered 413 (code 1002, field
     ``body``) before it is read. Screenshots and ``rag:index`` batches are large."""
 
+    @field_validator("memory_budget", mode="before")
+    @classmethod
+    def _budget_is_a_size(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # a byte count, as a profile may write it
+        if isinstance(value, str) and value:
+            parse_memory(value)
+        return value
+
     @model_validator(mode="after")
     def _fill_server_id(self) -> Settings:
         if not self.server_id:
@@ -310,6 +345,14 @@ class Settings(BaseSettings):
         if violation is not None:
             name, message = violation
             raise ValueError(f"limits.{name}: the default {message}")
+        one_session = self.default_session_memory()
+        if not self.memory_budget:
+            self.memory_budget = str(default_memory_budget(host_memory_bytes(), one_session))
+        elif self.memory_budget_bytes() < one_session:
+            raise ValueError(
+                f"memory_budget: {self.memory_budget} is below one session's default memory "
+                f"plus disk ({one_session} bytes); no session could start"
+            )
         if self.limits.pids > self.pid_budget:
             raise ValueError(
                 f"pid_budget: {self.pid_budget} is below one session's default pids "
@@ -338,6 +381,14 @@ class Settings(BaseSettings):
         if len(set(keys)) != len(keys):
             raise ValueError("api_keys: two tenants share one key; give each its own")
         return self
+
+    def memory_budget_bytes(self) -> int:
+        """`memory_budget` in bytes."""
+        return parse_memory(self.memory_budget)
+
+    def default_session_memory(self) -> int:
+        """The memory cgroup limit of a session at the default limits (memory + disk)."""
+        return parse_memory(self.limits.memory) + parse_memory(self.limits.disk)
 
     def tenant_keys(self) -> dict[str, SecretStr]:
         """Every API key by tenant name; `api_key` is tenant ``default``."""

@@ -1,4 +1,5 @@
-"""What this server's containers hold against its limits: `max_containers`, `pid_budget`.
+"""What this server's containers hold against its limits: `max_containers`, `pid_budget`,
+`memory_budget`.
 
 Counted from the server's own records (the session table, the pools, the shared
 services), never from what a container says of itself.
@@ -6,7 +7,10 @@ services), never from what a container says of itself.
 
 from __future__ import annotations
 
-from ..config import Settings
+from typing import Any
+
+from ..backends import ResourceType
+from ..config import ResourceLimits, Settings, parse_memory
 from ..errors import SessionError
 from .pools import WarmPools
 from .registry import ToolRegistry
@@ -14,11 +18,21 @@ from .services import SharedServices
 from .table import Session, SessionTable
 
 
+def cgroup_memory(resource: ResourceType, limits: ResourceLimits) -> int:
+    """Bytes of a container's memory cgroup limit, as `build_spec` sets it.
+
+    A session's tmpfs disk quota is RAM charged to its cgroup, so a session
+    container's limit is memory plus disk; a shared service has no quota.
+    """
+    memory = parse_memory(limits.memory)
+    return memory if resource.shared else memory + parse_memory(limits.disk)
+
+
 class Capacity:
-    """Counts containers and pids, and refuses what would go over the limits.
+    """Counts containers, pids and memory, and refuses what would go over the limits.
 
     Args:
-        settings: `max_containers`, `pid_budget` and the default pids limit.
+        settings: `max_containers`, `pid_budget`, `memory_budget` and the default limits.
         registry: Tells dedicated from shared resource types.
         table: The sessions (starting ones included).
         services: The shared service containers.
@@ -59,16 +73,41 @@ class Capacity:
             total += resource.service_limits(self._settings).pids
         return total
 
+    def _session_memory(self, applied: dict[str, Any]) -> int:
+        """`cgroup_memory` of a dedicated session from its applied config (no validation:
+        it is the server's own record)."""
+        defaults = self._settings.limits
+        memory = parse_memory(applied.get("memory") or defaults.memory)
+        return memory + parse_memory(applied.get("disk") or defaults.disk)
+
+    def memory_in_use(self) -> int:
+        """The memory cgroup limits of this server's containers, added up (see
+        `memory_budget`)."""
+        total = 0
+        for session in self._table.all():
+            if not self._registry.resource(session.resource_type).shared:
+                total += self._session_memory(session.config)
+        for pool in self._pools.all():
+            total += (len(pool.ready) + pool.starting) * self._session_memory(pool.applied)
+        for service in self._services.all():
+            resource = self._registry.resource(service.resource)
+            total += cgroup_memory(resource, resource.service_limits(self._settings))
+        return total
+
     def pool_may_start(self) -> bool:
-        """Whether a pool may start one more container (of the largest pool's pids)."""
-        largest = max((int(pool.applied["pids"]) for pool in self._pools.all()), default=0)
+        """Whether a pool may start one more container (of the largest pool's pids
+        and memory)."""
+        pools = self._pools.all()
+        pids = max((int(pool.applied["pids"]) for pool in pools), default=0)
+        memory = max((self._session_memory(pool.applied) for pool in pools), default=0)
         return (
             self.container_count() < self._settings.max_containers
-            and self.pids_in_use() + largest <= self._settings.pid_budget
+            and self.pids_in_use() + pids <= self._settings.pid_budget
+            and self.memory_in_use() + memory <= self._settings.memory_budget_bytes()
         )
 
     def check_cold_start(self, session: Session) -> None:
-        """Refuse a cold start past `max_containers` or the pid budget.
+        """Refuse a cold start past `max_containers`, the pid or the memory budget.
 
         The session is already in the table (so counted) while this runs.
 
@@ -88,3 +127,16 @@ class Capacity:
                 f"asks for {asked} more, over the server's pid budget of {budget} (setting "
                 "pid_budget); ask for fewer pids or try again when sessions end"
             )
+        in_use, budget = self.memory_in_use(), self._settings.memory_budget_bytes()
+        if in_use > budget:
+            asked = self._session_memory(session.config)
+            raise SessionError(
+                f"the server's containers may hold {_gib(in_use - asked)} of memory and this "
+                f"session asks for {_gib(asked)} more (memory plus disk), over the server's "
+                f"memory budget of {_gib(budget)} (setting memory_budget); ask for less "
+                "memory or disk, or try again when sessions end"
+            )
+
+
+def _gib(size: int) -> str:
+    return f"{size / 1024**3:.2f} GiB"

@@ -191,8 +191,8 @@ class WarmPools:
         for _ in range(missing):
             if not self._may_start():
                 pool.last_error = (
-                    "the server is at its container limit (max_containers) or pid budget "
-                    "(pid_budget)"
+                    "the server is at its container limit (max_containers), pid budget "
+                    "(pid_budget) or memory budget (memory_budget)"
                 )
                 break
             pool.starting += 1

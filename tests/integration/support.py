@@ -93,6 +93,9 @@ def start_server(
         **os.environ,
         "SANDBOX_SERVER_ID": server_id,
         "SANDBOX_LOG_LEVEL": "info",
+        # The tests start more sessions than this host could hold if every one filled
+        # its memory and disk (3 GiB each by default); they use a few MiB each.
+        "SANDBOX_MEMORY_BUDGET": "1024g",
         **(env or {}),
     }
     log_path = tmp_path / f"server-{server_id}-{port}.log"

@@ -36,6 +36,8 @@ def make_settings(**overrides: object) -> Settings:
         "server_id": "unit",
         "sweep_interval_s": 3600,
         "socket_dir": SOCKET_ROOT,
+        # Fixed, so the fakes' many sessions fit whatever this host's RAM.
+        "memory_budget": "1024g",
     }
     base.update(overrides)
     return Settings(**base)

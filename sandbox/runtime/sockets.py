@@ -12,11 +12,17 @@ the mount's parent ``/run/sandbox`` root's, 0700), not the session user. The
 directory itself is open (0777) because the agent that must create its socket
 there is a root without capabilities (or, in the rag image, uid 1000): neither
 may write a directory of another owner that is not open to all.
+
+What is in a directory was written by its container, so removing it may take
+long (a compromised agent can leave hundreds of thousands of files, or a deep
+tree): every removal runs in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import re
 import secrets
@@ -30,6 +36,21 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _UNIX = "unix://"
 # A Unix socket path holds at most 107 bytes; keep ours well inside that.
 _MAX_SERVER_PART = 24
+
+log = logging.getLogger(__name__)
+
+
+def _rmtree(directory: Path) -> None:
+    """Remove `directory` and whatever its container left in it, never raising.
+
+    shutil's fd-based removal recurses once per level: a tree deeper than the
+    interpreter's recursion limit stays behind (logged) instead of failing the
+    destroy that removes it.
+    """
+    try:
+        shutil.rmtree(directory, ignore_errors=True)
+    except RecursionError:
+        log.warning("socket directory %s is too deep to remove; left in place", directory)
 
 
 class SocketDirs:
@@ -62,25 +83,28 @@ class SocketDirs:
             {str(directory): {"bind": AGENT_SOCKET_DIR, "mode": "rw"}},
         )
 
-    def remove_for(self, agent_url: str | None) -> None:
+    async def remove_for(self, agent_url: str | None) -> None:
         """Remove the directory of the agent at `agent_url` if it is one of ours."""
         directory = self._directory_of(agent_url)
         if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)
+            await asyncio.to_thread(_rmtree, directory)
 
-    def remove(self, directory: Path) -> None:
+    async def remove(self, directory: Path) -> None:
         """Remove one directory made by `create`."""
         if directory.parent == self.base:
-            shutil.rmtree(directory, ignore_errors=True)
+            await asyncio.to_thread(_rmtree, directory)
 
-    def prune(self, keep: Iterable[str | None]) -> int:
+    async def prune(self, keep: Iterable[str | None]) -> int:
         """Remove every directory not used by the agents at `keep`; returns how many."""
         used = {self._directory_of(url) for url in keep}
+        return await asyncio.to_thread(self._prune, used)
+
+    def _prune(self, used: set[Path | None]) -> int:
         removed = 0
         if self.base.is_dir():
             for directory in self.base.iterdir():
                 if directory not in used:
-                    shutil.rmtree(directory, ignore_errors=True)
+                    _rmtree(directory)
                     removed += 1
         return removed
 

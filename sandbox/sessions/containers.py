@@ -77,7 +77,7 @@ class AgentContainers:
         try:
             record = await self._runtime.start(spec)
         except BaseException:
-            self.sockets.remove(socket_dir)
+            await self.sockets.remove(socket_dir)
             raise
         try:
             await wait_for_agent(
@@ -93,4 +93,4 @@ class AgentContainers:
         await self._runtime.remove(container_id)
         if agent_url is not None:
             await self._agents.forget(agent_url)
-            self.sockets.remove_for(agent_url)
+            await self.sockets.remove_for(agent_url)

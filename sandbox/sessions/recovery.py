@@ -180,7 +180,7 @@ class Recovery:
         self._claimed.prune(s.container_id for s in self._table.all())
         in_use = [s.agent_url for s in self._table.all()]
         in_use += [s.url for s in self._services.all()] + self._pools.urls()
-        self._sockets.prune(in_use)
+        await self._sockets.prune(in_use)
         if records:
             log.info("adopted %d session(s), removed %d orphan container(s)", adopted, removed)
         return adopted, removed

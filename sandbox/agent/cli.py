@@ -11,7 +11,13 @@ from collections.abc import Sequence
 
 from .config import AgentConfig
 from .errors import ConfigError
-from .identity import HOME_TEMPLATE_ENV, SessionUser, drop_supplementary_groups, populate_home
+from .identity import (
+    HOME_TEMPLATE_ENV,
+    SessionUser,
+    drop_supplementary_groups,
+    populate_home,
+    prepare_writable_dirs,
+)
 from .processes import TOKEN_ENV
 from .server import AgentServer
 
@@ -41,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if user is not None:
             drop_supplementary_groups()
+        prepare_writable_dirs(user)
         populate_home(user, os.environ.get(HOME_TEMPLATE_ENV))
     except OSError as exc:
         print(f"sandbox-agent: cannot prepare the session user: {exc}", file=sys.stderr)

@@ -139,6 +139,34 @@ def acting_as(user: SessionUser | None) -> Iterator[None]:
         libc.setfsgid(old_gid)
 
 
+SHARED_TMP_LINKS = ("/tmp", "/var/tmp")
+"""In the images, symlinks into the disk quota's tmpfs (see `prepare_writable_dirs`)."""
+
+
+def prepare_writable_dirs(user: SessionUser | None) -> None:
+    """Create the directories the session writes in, inside its one disk-quota tmpfs.
+
+    The images make ``/tmp`` and ``/var/tmp`` symlinks into the tmpfs that also
+    holds the home, so a single quota covers all three. Their targets are made
+    here, root's and 1777 like any /tmp (the tmpfs root is sticky: the user can
+    rename neither); the home is made with the user's file rights, since the
+    agent cannot chown. Anything already there is kept (an image run without
+    the tmpfs, a second start). `desktop.early` makes the temporary directories
+    too, before it starts Xvfb.
+    """
+    if user is None:
+        return
+    for link in SHARED_TMP_LINKS:
+        if os.path.islink(link):
+            target = os.path.join(os.path.dirname(link), os.readlink(link))
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(target, 0o1777)
+                os.chmod(target, 0o1777)  # whatever the umask
+    if not os.path.isdir(user.home):
+        with acting_as(user), contextlib.suppress(FileExistsError):
+            os.mkdir(user.home, 0o755)
+
+
 HOME_TEMPLATE_ENV = "SANDBOX_AGENT_HOME_TEMPLATE"
 """A directory whose content a root agent copies into the session user's (empty) home."""
 

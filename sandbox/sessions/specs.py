@@ -23,11 +23,16 @@ from ..runtime.sockets import SocketDirs
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 SESSION_HOME = "/home/sandbox"
+DISK_MOUNT = "/home"
+"""The one tmpfs of a session's disk quota. The images make ``/tmp`` and
+``/var/tmp`` symlinks to ``/home/.tmp`` and ``/home/.var-tmp``, and the agent
+creates those two (root's, 1777) and the home (the session user's) at start, so
+every writable directory shares one quota: filling them all ends in ENOSPC."""
 WRITABLE_DIRS = (SESSION_HOME, "/tmp", "/var/tmp")
 """Every directory the session user can write in the shell and desktop images
 (measured: ``find / -xdev -perm -0002 -type d`` plus the home); with the root
-filesystem read-only, each is a tmpfs of the session's disk quota. (``/run/lock``
-stays read-only; ``/dev/shm`` is Docker's own 64 MB tmpfs.)"""
+filesystem read-only, all of them live in `DISK_MOUNT`. (``/run/lock`` stays
+read-only; ``/dev/shm`` is Docker's own 64 MB tmpfs.)"""
 
 
 def container_name(*parts: str) -> str:
@@ -57,11 +62,12 @@ def build_spec(
     `environment` and `volumes` add to them.
 
     A session container (not a shared service) also gets its disk quota: a
-    read-only root filesystem and a tmpfs of ``limits.disk`` on each of
-    `WRITABLE_DIRS`. tmpfs pages count against the container's memory cgroup, so
-    its memory limit is ``limits.memory + limits.disk``: files up to the quota
-    never take memory the processes were promised, and a write past the quota
-    fails with ENOSPC instead of meeting the OOM killer.
+    read-only root filesystem and one tmpfs of ``limits.disk`` at `DISK_MOUNT`,
+    which holds every one of `WRITABLE_DIRS`. tmpfs pages count against the
+    container's memory cgroup, so its memory limit is ``limits.memory +
+    limits.disk``: files up to the quota never take memory the processes were
+    promised, and a write past the quota fails with ENOSPC instead of meeting
+    the OOM killer.
     """
     if socket_dir is None:
         raise ValueError("every container needs a socket directory for its agent")
@@ -75,7 +81,7 @@ def build_spec(
     if not resource.shared:
         disk = parse_memory(limits.disk)
         memory += disk
-        tmpfs = {path: _tmpfs_options(path, disk) for path in WRITABLE_DIRS}
+        tmpfs = {DISK_MOUNT: _tmpfs_options(disk)}
         environment["SANDBOX_AGENT_DISK_BYTES"] = str(disk)  # named in OOM messages
     return ContainerSpec(
         image=image,
@@ -105,11 +111,12 @@ def build_spec(
     )
 
 
-def _tmpfs_options(path: str, size: int) -> str:
-    """Mount options of one writable tmpfs: executable (programs built or installed
-    there must run), no devices or setuid files, owned like the image's directory."""
-    owner = "uid=1000,gid=1000,mode=0755" if path == SESSION_HOME else "mode=1777"
-    return f"size={size},exec,nosuid,nodev,{owner}"
+def _tmpfs_options(size: int) -> str:
+    """Mount options of the quota's tmpfs: executable (programs built or installed
+    there must run), no devices or setuid files; root's and sticky (1777), so the
+    agent can make the home with the session user's rights and the temporary
+    directories with its own, and the user can rename neither."""
+    return f"size={size},exec,nosuid,nodev,mode=1777"
 
 
 def _nano_cpus(cpus: float) -> int:

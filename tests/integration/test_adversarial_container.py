@@ -178,19 +178,52 @@ async def test_a_fork_bomb_meets_the_pids_limit_and_the_agent_answers_after(
 async def test_filling_the_disk_fails_with_enospc_and_harms_no_one(
     sb: Sandbox, other: Sandbox
 ) -> None:
-    created = await sb.create_session("bash", {"disk": "64m"})
+    # One quota for all writable directories: with memory as small as the disk,
+    # a quota per directory let /tmp plus /var/tmp take the agent's memory (OOM kill).
+    created = await sb.create_session("bash", {"disk": "64m", "memory": "64m"})
     assert created["code"] == 0, created
     await other.create_session("bash")
-    for directory in ("~", "/tmp", "/var/tmp"):
-        data = await run(sb, f"dd if=/dev/zero of={directory}/fill bs=1M count=100 2>&1 | head -1")
+    data = await run(sb, "dd if=/dev/zero of=/tmp/fill bs=1M count=40 2>&1 | tail -1")
+    assert "copied" in str(data["stdout"]), data
+    for directory in ("/var/tmp", "~"):
+        data = await run(sb, f"dd if=/dev/zero of={directory}/fill bs=1M count=60 2>&1 | head -1")
         assert "No space left on device" in str(data["stdout"]), (directory, data)
+    data = await run(sb, "du -cm /tmp/fill /var/tmp/fill ~/fill | tail -1 | cut -f1")
+    assert int(str(data["stdout"])) <= 64, "the three together stay within the one quota"
     data = await run(sb, "touch /usr/fill /fill /etc/fill 2>&1 | grep -c 'Read-only file system'")
     assert data["stdout"] == "3\n", "nothing else is writable"
-    # All three full at once: the session still answers (no OOM kill), so does the other.
+    # All full at once: the session still answers (no OOM kill), so does the other.
     await healthy(sb)
-    data = await run(sb, "rm ~/fill && echo freed")
+    data = await run(sb, "rm /tmp/fill && echo freed")
     assert data["stdout"] == "freed\n"
     await healthy(other)
+
+
+async def test_a_planted_fifo_neither_blocks_nor_feeds_the_file_tools(sb: Sandbox) -> None:
+    await run(sb, "mkfifo ~/fifo /tmp/fifo")
+    for tool, params in [
+        ("bash:write_file", {"path": "~/fifo", "content": "x"}),
+        ("bash:read_file", {"path": "/tmp/fifo"}),
+    ]:
+        envelope = await sb.execute(tool, params)
+        assert envelope["code"] == ErrorCode.INVALID_PARAMS, (tool, envelope)
+        assert envelope["data"]["field"] == "params.path", envelope
+        assert "not a regular file" in envelope["message"], envelope
+    await healthy(sb)
+
+
+async def test_the_agents_own_proc_entries_are_refused(sb: Sandbox) -> None:
+    # /proc/self is the agent itself (root) while a file tool runs.
+    await run(sb, "ln -sf /proc/self/environ ~/self-environ")
+    for path in ("/proc/self/maps", "/proc/thread-self/status", "~/self-environ"):
+        envelope = await sb.execute("bash:read_file", {"path": path})
+        assert envelope["code"] == ErrorCode.INVALID_PARAMS, (path, envelope)
+        assert "Permission denied" in envelope["message"], envelope
+    pid = str((await run(sb, f"echo {AGENT_PID}"))["stdout"]).strip()
+    envelope = await sb.execute("bash:read_file", {"path": f"/proc/{pid}/maps"})
+    assert envelope["code"] == ErrorCode.INVALID_PARAMS, envelope
+    mine = await sb.execute("bash:read_file", {"path": "/proc/version"})
+    assert mine["code"] == 0, mine
 
 
 async def test_the_docker_socket_is_not_there(sb: Sandbox) -> None:
@@ -357,3 +390,26 @@ async def test_every_desktop_program_runs_as_the_session_user(sb: Sandbox) -> No
     )
     # SETUID, SETGID and KILL: bits 7, 6 and 5.
     assert status["data"]["stdout"].split() == ["CapEff:", "00000000000000e0"], status
+
+
+async def test_killing_xvfb_gives_errors_not_a_dead_agent(
+    sb: Sandbox, docker_client: docker.DockerClient
+) -> None:
+    created = await sb.create_session("vm")
+    assert created["code"] == 0, created
+    session_id = created["data"]["session_id"]
+    attack = await sb.execute("vm:run_command", {"command": "pkill -x Xvfb; echo sent"})
+    assert attack["code"] == 0, attack
+    await asyncio.sleep(1)
+    # Each call answers an error (the agent once died of SIGSEGV on the third):
+    # the first may only find its connection broken, the others that X is gone.
+    messages = []
+    for name in ("screenshot", "screenshot", "click", "cursor_position", "screenshot"):
+        params = {"x": 5, "y": 5} if name == "click" else {}
+        envelope = await sb.execute(f"vm:{name}", params)
+        assert envelope["code"] == ErrorCode.BACKEND_ERROR, (name, envelope)
+        messages.append(str(envelope["message"]))
+    assert all("display died" in message for message in messages[1:]), messages
+    (container,) = docker_client.containers.list(filters={"label": f"sandbox.session={session_id}"})
+    container.reload()
+    assert container.status == "running"

@@ -125,10 +125,20 @@ def session_user_prefix() -> list[str]:
 
 
 def _make_socket_directory() -> None:
-    """Root's /tmp/.X11-unix (1777, as X expects): the session's /tmp is a fresh
-    tmpfs, and a directory made there by the session user would be the user's to
-    rename or replace."""
-    path = "/tmp/.X11-unix"
+    """Root's /tmp/.X11-unix (1777, as X expects), in a /tmp made first.
+
+    The images make /tmp a symlink into the session's disk-quota tmpfs, empty
+    at start (`identity.prepare_writable_dirs` explains; it cannot be imported
+    here), and a directory made there by the session user would be the user's
+    to rename or replace.
+    """
+    for link in ("/tmp", "/var/tmp"):
+        if os.path.islink(link):
+            _make_sticky(os.path.join(os.path.dirname(link), os.readlink(link)))
+    _make_sticky("/tmp/.X11-unix")
+
+
+def _make_sticky(path: str) -> None:
     try:
         os.mkdir(path, 0o1777)
         os.chmod(path, 0o1777)  # whatever the umask

@@ -183,7 +183,12 @@ class Desktop:
         try:
             self._display = XDisplay(self.settings.display)
         except XUnavailable as exc:
-            raise DesktopError(f"the X display is gone and does not come back: {exc}") from None
+            # Not restarted: a session that killed its own X server keeps the
+            # wreck (as with any program it kills), and says so on every call.
+            raise DesktopError(
+                f"the X display died and does not come back ({exc}); "
+                "open a new session for a working desktop"
+            ) from None
         return self._display
 
     def close(self) -> None:

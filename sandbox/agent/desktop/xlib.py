@@ -295,8 +295,19 @@ class XDisplay:
 
     @property
     def lost(self) -> bool:
-        """Whether the connection broke (the X server went, or a client killed ours)."""
-        return bool(self._dpy) and int(self._dpy.value or 0) in self._lib.lost
+        """Whether the connection broke (the X server went, or a client killed ours),
+        or was closed: either way it needs a new one before any further call."""
+        return not self._dpy or int(self._dpy.value or 0) in self._lib.lost
+
+    def _live(self) -> c_void_p:
+        """The Display pointer; never NULL, which libX11 would dereference (SIGSEGV).
+
+        Raises:
+            XError: The connection was closed (a failed reconnect leaves it so).
+        """
+        if not self._dpy:
+            raise XError("the X connection is closed")
+        return self._dpy
 
     def close(self) -> None:
         """Release the shared memory image and close the connection."""
@@ -314,7 +325,7 @@ class XDisplay:
     def flush(self) -> None:
         """Send buffered requests without waiting for the server."""
         with self.lock:
-            self._lib.x11.XFlush(self._dpy)
+            self._lib.x11.XFlush(self._live())
 
     def sync(self) -> None:
         """Wait until the server has processed every request sent.
@@ -323,7 +334,7 @@ class XDisplay:
             XError: The server refused one of them.
         """
         with self.lock:
-            self._lib.x11.XSync(self._dpy, 0)
+            self._lib.x11.XSync(self._live(), 0)
             self._raise_errors()
 
     def _raise_errors(self) -> None:
@@ -332,7 +343,7 @@ class XDisplay:
         code, request, minor = self._lib.errors[0]
         self._lib.errors.clear()
         buffer = ctypes.create_string_buffer(256)
-        self._lib.x11.XGetErrorText(self._dpy, code, buffer, len(buffer))
+        self._lib.x11.XGetErrorText(self._live(), code, buffer, len(buffer))
         text = buffer.value.decode("latin-1") or f"error {code}"
         raise XError(f"the X server refused request {request}.{minor}: {text}")
 
@@ -345,8 +356,8 @@ class XDisplay:
         changes: list[MappingChange] = []
         event = _XEvent()
         with self.lock:
-            while self._lib.x11.XPending(self._dpy) > 0:
-                self._lib.x11.XNextEvent(self._dpy, byref(event))
+            while self._lib.x11.XPending(self._live()) > 0:
+                self._lib.x11.XNextEvent(self._live(), byref(event))
                 if event[0] & 0xFFFFFFFF != _MAPPING_NOTIFY:
                     continue
                 mapping = _XMappingEvent.from_buffer(event)
@@ -359,17 +370,17 @@ class XDisplay:
     def fake_motion(self, x: int, y: int) -> None:
         """Move the pointer to (`x`, `y`) on the screen."""
         with self.lock:
-            self._lib.xtst.XTestFakeMotionEvent(self._dpy, self._screen, x, y, 0)
+            self._lib.xtst.XTestFakeMotionEvent(self._live(), self._screen, x, y, 0)
 
     def fake_button(self, button: int, press: bool) -> None:
         """Press or release pointer button `button` (1 left, 2 middle, 3 right, 4-7 wheel)."""
         with self.lock:
-            self._lib.xtst.XTestFakeButtonEvent(self._dpy, button, int(press), 0)
+            self._lib.xtst.XTestFakeButtonEvent(self._live(), button, int(press), 0)
 
     def fake_key(self, keycode: int, press: bool) -> None:
         """Press or release the key `keycode`."""
         with self.lock:
-            self._lib.xtst.XTestFakeKeyEvent(self._dpy, keycode, int(press), 0)
+            self._lib.xtst.XTestFakeKeyEvent(self._live(), keycode, int(press), 0)
 
     def pointer(self) -> tuple[int, int]:
         """Where the pointer is, in screen coordinates."""
@@ -378,7 +389,7 @@ class XDisplay:
         mask = c_uint()
         with self.lock:
             self._lib.x11.XQueryPointer(
-                self._dpy,
+                self._live(),
                 self.root,
                 byref(root),
                 byref(child),
@@ -394,10 +405,10 @@ class XDisplay:
         """The current core keyboard mapping."""
         low, high, per_keycode = c_int(), c_int(), c_int()
         with self.lock:
-            self._lib.x11.XDisplayKeycodes(self._dpy, byref(low), byref(high))
+            self._lib.x11.XDisplayKeycodes(self._live(), byref(low), byref(high))
             count = high.value - low.value + 1
             table = self._lib.x11.XGetKeyboardMapping(
-                self._dpy, low.value, count, byref(per_keycode)
+                self._live(), low.value, count, byref(per_keycode)
             )
             if not table:
                 raise XError("the X server sent no keyboard mapping")
@@ -415,7 +426,7 @@ class XDisplay:
         """
         array = (c_ulong * len(keysyms))(*keysyms)
         with self.lock:
-            self._lib.x11.XChangeKeyboardMapping(self._dpy, keycode, len(keysyms), array, 1)
+            self._lib.x11.XChangeKeyboardMapping(self._live(), keycode, len(keysyms), array, 1)
             self.sync()
 
     def keysym_from_name(self, name: str) -> int:
@@ -432,17 +443,17 @@ class XDisplay:
     def selection_owner(self, selection: str) -> int:
         """The window owning `selection` (``WM_S0``: the window manager), 0 for none."""
         with self.lock:
-            atom = self._lib.x11.XInternAtom(self._dpy, selection.encode(), 0)
-            return int(self._lib.x11.XGetSelectionOwner(self._dpy, atom))
+            atom = self._lib.x11.XInternAtom(self._live(), selection.encode(), 0)
+            return int(self._lib.x11.XGetSelectionOwner(self._live(), atom))
 
     def window_property(self, window: int, name: str) -> list[int]:
         """A 32-bit list property of `window` (``_NET_CLIENT_LIST`` of the root), [] if unset."""
         actual_type, actual_format = c_ulong(), c_int()
         count, remaining, data = c_ulong(), c_ulong(), c_void_p()
         with self.lock:
-            atom = self._lib.x11.XInternAtom(self._dpy, name.encode(), 0)
+            atom = self._lib.x11.XInternAtom(self._live(), name.encode(), 0)
             status = self._lib.x11.XGetWindowProperty(
-                self._dpy,
+                self._live(),
                 window,
                 atom,
                 0,
@@ -468,8 +479,8 @@ class XDisplay:
     def set_background(self, pixel: int) -> None:
         """Paint the root window (the desktop's background) in one colour."""
         with self.lock:
-            self._lib.x11.XSetWindowBackground(self._dpy, self.root, pixel)
-            self._lib.x11.XClearWindow(self._dpy, self.root)
+            self._lib.x11.XSetWindowBackground(self._live(), self.root, pixel)
+            self._lib.x11.XClearWindow(self._live(), self.root)
             self.sync()
 
     # -- capture ----------------------------------------------------------------
@@ -484,12 +495,12 @@ class XDisplay:
             if not self._shm_tried:
                 self._shm_tried = True
                 self._shm = _ShmImage.create(
-                    self._lib, self._dpy, self._screen, self.width, self.height
+                    self._lib, self._live(), self._screen, self.width, self.height
                 )
             if self._shm is not None:
-                return self._shm.grab(self._lib, self._dpy, self.root)
+                return self._shm.grab(self._lib, self._live(), self.root)
             image = self._lib.x11.XGetImage(
-                self._dpy, self.root, 0, 0, self.width, self.height, _ALL_PLANES, _Z_PIXMAP
+                self._live(), self.root, 0, 0, self.width, self.height, _ALL_PLANES, _Z_PIXMAP
             )
             if not image:
                 self._raise_errors()

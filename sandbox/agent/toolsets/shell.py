@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -103,11 +105,24 @@ class ShellToolset(Toolset):
             # With the session user's rights: a symlink it planted cannot lead
             # the agent to write where the user could not.
             with acting_as(self._user):
+                _refuse_agent_proc(path, "write")
                 _make_parents(path)
-                with open(path, "wb") as file:
-                    file.write(data)
+                # Non-blocking: opening a FIFO the session planted would wait
+                # for a reader forever (or fail at once with ENXIO, as here).
+                fd = os.open(path, _WRITE_FLAGS, 0o666)
+        except OSError as exc:
+            # ENXIO: a FIFO nobody reads, which a non-blocking open refuses.
+            reason = "not a regular file" if exc.errno == errno.ENXIO else _reason(exc)
+            raise InvalidParams(f"cannot write {path}: {reason}", field="path") from None
+        try:
+            _check_opened(fd, path, "write", allow_devices=False)
+            os.set_blocking(fd, True)
+            with open(fd, "wb", closefd=False) as file:
+                file.write(data)
         except OSError as exc:
             raise InvalidParams(f"cannot write {path}: {_reason(exc)}", field="path") from None
+        finally:
+            os.close(fd)
         return {"path": path, "size": len(data)}
 
     def read_file(self, params: Params) -> dict[str, Any]:
@@ -153,15 +168,12 @@ class ShellToolset(Toolset):
             # Non-blocking, so a FIFO cannot hang the call; it is refused below.
             # With the session user's rights, like every file tool.
             with acting_as(self._user):
-                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                _refuse_agent_proc(path, "read")
+                fd = os.open(path, _READ_FLAGS)
         except OSError as exc:
             raise InvalidParams(f"cannot read {path}: {_reason(exc)}", field="path") from None
         try:
-            info = os.fstat(fd)
-            if stat.S_ISDIR(info.st_mode):
-                raise InvalidParams(f"cannot read {path}: Is a directory", field="path")
-            if not (stat.S_ISREG(info.st_mode) or stat.S_ISCHR(info.st_mode)):
-                raise InvalidParams(f"cannot read {path}: not a regular file", field="path")
+            info = _check_opened(fd, path, "read", allow_devices=True)
             chunks: list[bytes] = []
             wanted = self._limit + 1
             while wanted > 0:
@@ -182,6 +194,65 @@ class ShellToolset(Toolset):
             return b"".join(chunks), size
         finally:
             os.close(fd)
+
+
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def _agent_proc_dirs() -> set[str]:
+    """``/proc/<id>`` of the agent's process and of each of its threads."""
+    pid = str(os.getpid())
+    try:
+        threads = set(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        threads = set()
+    return {f"/proc/{task}" for task in threads | {pid}}
+
+
+def _is_agent_proc(path: str, agent: set[str]) -> bool:
+    parts = path.split("/", 3)
+    return len(parts) >= 3 and "/".join(parts[:3]) in agent
+
+
+def _refuse_agent_proc(path: str, verb: str) -> None:
+    """Refuse the agent's own /proc entries (its memory map, its descriptors...).
+
+    The file tools open as the agent process with the session user's file rights,
+    and procfs lets a process read its own entries whoever asks: /proc/self,
+    /proc/thread-self and /proc/<agent pid> would show the root agent, not the
+    session. Checked on the path with its symlinks resolved (a link the session
+    planted counts), and on its directory.
+
+    Raises:
+        InvalidParams: `path` leads into the agent's /proc entries (1002, ``path``).
+    """
+    agent = _agent_proc_dirs()
+    # The directory too: /proc/self/fd/N resolves out of /proc, to the target.
+    for resolved in (os.path.realpath(path), os.path.realpath(os.path.dirname(path))):
+        if _is_agent_proc(resolved, agent):
+            raise InvalidParams(f"cannot {verb} {path}: Permission denied", field="path")
+
+
+def _check_opened(fd: int, path: str, verb: str, *, allow_devices: bool) -> os.stat_result:
+    """`fd`'s status once it is a regular file (or, reading, a character device).
+
+    Also refuses a descriptor that turned out to be the agent's /proc entry (the
+    path changed between the check and the open).
+
+    Raises:
+        InvalidParams: A directory, FIFO, socket or the agent's /proc (1002, ``path``).
+    """
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        raise InvalidParams(f"cannot {verb} {path}: Is a directory", field="path")
+    allowed = stat.S_ISREG(info.st_mode) or (allow_devices and stat.S_ISCHR(info.st_mode))
+    if not allowed:
+        raise InvalidParams(f"cannot {verb} {path}: not a regular file", field="path")
+    with contextlib.suppress(OSError):
+        if _is_agent_proc(os.readlink(f"/proc/self/fd/{fd}"), _agent_proc_dirs()):
+            raise InvalidParams(f"cannot {verb} {path}: Permission denied", field="path")
+    return info
 
 
 def create_toolset(context: AgentContext) -> Toolset:

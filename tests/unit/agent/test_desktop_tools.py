@@ -7,19 +7,21 @@ caller sees is checked as the answers, errors naming their field included.
 from __future__ import annotations
 
 import base64
+import ctypes
 import threading
 import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from sandbox.agent import AgentContext, InvalidParams, Params
+from sandbox.agent import AgentContext, InvalidParams, Params, ToolFailed
 from sandbox.agent.desktop.keymap import Keymap
 from sandbox.agent.desktop.session import DesktopError, DesktopSettings, parse_size
-from sandbox.agent.desktop.xlib import Frame, MappingChange
+from sandbox.agent.desktop.xlib import Frame, MappingChange, XDisplay, XError
 from sandbox.agent.toolsets.desktop import DesktopToolset
 from tests.unit.vm_tools import ISSUE_VM_TOOLS
 
@@ -339,6 +341,50 @@ def test_a_killed_x_connection_is_reported_then_replaced(
     assert desktop.display is not broken
     assert ("motion", 10, 20) in desktop.display.sent, result
     assert broken.sent == [], "nothing more goes to the dead connection"
+
+
+def test_a_display_that_died_answers_every_call_with_an_error(
+    tools: DesktopToolset, desktop: FakeDesktop
+) -> None:
+    # The session killed Xvfb: the connection breaks and reconnecting fails.
+    def gone() -> FakeDisplay:
+        desktop.reconnects += 1
+        raise DesktopError("the X display died and does not come back")
+
+    desktop.reconnect = gone  # type: ignore[method-assign]
+    broken = desktop.display
+    broken.lost = True
+    for name, params in [("screenshot", {}), ("click", {"x": 1, "y": 2}), ("screenshot", {})]:
+        with pytest.raises(ToolFailed, match="display died"):
+            call(tools, name, **params)
+    assert desktop.reconnects == 3, "each call tries again rather than using a dead display"
+    assert broken.sent == []
+
+
+def test_a_closed_x_connection_counts_as_lost_and_calls_nothing_in_libx11() -> None:
+    # A failed reconnect closes the old connection (NULL Display*); libX11
+    # would dereference it (the agent died of SIGSEGV).
+    class Refusing:
+        def __getattr__(self, name: str) -> Any:
+            def function(*args: Any) -> Any:
+                raise AssertionError(f"libX11 called with a closed display: {name}")
+
+            return function
+
+    display = XDisplay.__new__(XDisplay)
+    display._lib = SimpleNamespace(x11=Refusing(), xtst=Refusing(), lost=set(), errors=[])  # type: ignore[assignment]
+    display._dpy = ctypes.c_void_p()
+    display.lock = threading.RLock()
+    display._shm, display._shm_tried = None, True
+    display.width, display.height, display.root, display._screen = 8, 8, 1, 0
+
+    assert display.lost
+    for request in (display.capture, display.sync, display.pointer, display.mapping_changes):
+        with pytest.raises(XError, match="closed"):
+            request()
+    with pytest.raises(XError, match="closed"):
+        display.fake_motion(1, 1)
+    display.close()  # twice closed is still fine
 
 
 def test_screenshot_is_a_png_of_the_screen(tools: DesktopToolset) -> None:

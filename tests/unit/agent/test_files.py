@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from .harness import Agent, AgentClient
 
 
@@ -141,6 +143,58 @@ def test_reading_a_fifo_is_refused_without_blocking(client: AgentClient, tmp_pat
     assert reply.status == 400
     assert reply.error["field"] == "path"
     assert time.monotonic() - started < 2
+
+
+def test_writing_a_fifo_is_refused_without_blocking(client: AgentClient, tmp_path: Path) -> None:
+    # A FIFO the session planted: with no reader, a blocking open would wait forever.
+    os.mkfifo(tmp_path / "fifo")
+
+    reply = client.call("bash.write_file", path=str(tmp_path / "fifo"), content="x")
+
+    assert reply.status == 400
+    assert reply.error["field"] == "path"
+    assert "not a regular file" in reply.error["message"]
+    # The agent is free for the next call (its thread did not stay blocked).
+    assert client.call("bash.write_file", path=str(tmp_path / "ok"), content="y").status == 200
+
+
+def test_writing_a_fifo_with_a_reader_is_refused(client: AgentClient, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    reader = os.open(tmp_path / "fifo", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        reply = client.call("bash.write_file", path=str(tmp_path / "fifo"), content="x")
+        assert reply.status == 400
+        assert "not a regular file" in reply.error["message"]
+        assert os.read(reader, 10) == b"", "nothing was written into the pipe"
+    finally:
+        os.close(reader)
+
+
+@pytest.mark.parametrize(
+    "path", ["/proc/self/maps", "/proc/thread-self/status", "/proc/self/fd/0", "/proc/self"]
+)
+def test_the_agents_own_proc_entries_are_refused(client: AgentClient, path: str) -> None:
+    reply = client.call("bash.read_file", path=path)
+
+    assert reply.status == 400
+    assert reply.error["field"] == "path"
+    assert "Permission denied" in reply.error["message"]
+
+
+def test_a_link_to_the_agents_proc_entries_is_refused(client: AgentClient, tmp_path: Path) -> None:
+    (tmp_path / "maps").symlink_to("/proc/self/maps")
+    (tmp_path / "proc").symlink_to("/proc/self")
+
+    for path in (tmp_path / "maps", tmp_path / "proc" / "environ"):
+        reply = client.call("bash.read_file", path=str(path))
+        assert reply.status == 400
+        assert "Permission denied" in reply.error["message"], path
+    written = client.call("bash.write_file", path=str(tmp_path / "proc" / "comm"), content="x")
+    assert "Permission denied" in written.error["message"]
+
+
+def test_other_proc_files_stay_readable(client: AgentClient) -> None:
+    assert client.call("bash.read_file", path="/proc/cpuinfo").status == 200
 
 
 def test_non_utf8_file_as_text_names_encoding(client: AgentClient, tmp_path: Path) -> None:

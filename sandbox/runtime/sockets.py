@@ -13,6 +13,12 @@ directory itself is open (0777) because the agent that must create its socket
 there is a root without capabilities (or, in the rag image, uid 1000): neither
 may write a directory of another owner that is not open to all.
 
+The root (``/tmp/sandbox-agents`` by default) may be shared with other servers
+and users, and in /tmp whoever makes it first owns it; so the server checks what
+it relies on, not the root: its own directory must be a real directory owned by
+the server's user and writable by no one else (`check_private`), else it refuses
+to use it.
+
 What is in a directory was written by its container, so removing it may take
 long (a compromised agent can leave hundreds of thousands of files, or a deep
 tree): every removal runs in a worker thread, never on the event loop.
@@ -27,9 +33,11 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import BackendError
 from .docker import AGENT_SOCKET_DIR, AGENT_SOCKET_ENV
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -53,6 +61,31 @@ def _rmtree(directory: Path) -> None:
         log.warning("socket directory %s is too deep to remove; left in place", directory)
 
 
+def check_private(path: Path, st: os.stat_result, *, directory: bool) -> None:
+    """Refuse state of the server's (`st`, from lstat or fstat of `path`) that another
+    user could have planted or may change: a symlink, another kind of file, another
+    owner than the server's effective user, or group/world write permission.
+
+    Raises:
+        BackendError: Saying which, and that the operator must remove it.
+    """
+    kind = "directory" if directory else "regular file"
+    problem = None
+    if stat.S_ISLNK(st.st_mode):
+        problem = "is a symlink"
+    elif (stat.S_ISDIR if directory else stat.S_ISREG)(st.st_mode) is False:
+        problem = f"is not a {kind}"
+    elif st.st_uid != os.geteuid():
+        problem = f"is owned by uid {st.st_uid}, not by this server's uid {os.geteuid()}"
+    elif st.st_mode & 0o022:
+        problem = f"is writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
+    if problem is not None:
+        raise BackendError(
+            f"{path} {problem}: another user may have made it to control this server's "
+            f"state; remove it (or choose another socket_dir) and start again"
+        )
+
+
 class SocketDirs:
     """Creates and removes the per-container socket directories of one server.
 
@@ -63,12 +96,38 @@ class SocketDirs:
 
     def __init__(self, root: Path, server_id: str) -> None:
         self.base = root / _UNSAFE.sub("-", server_id)[:_MAX_SERVER_PART]
+        self._root_checked = False
+
+    def prepare(self) -> None:
+        """Make this server's directory (0700), or check the one there is its own.
+
+        Raises:
+            BackendError: It is a symlink, not a directory, another user's, or
+                writable by others (see `check_private`).
+        """
+        root = self.base.parent
+        root.mkdir(parents=True, exist_ok=True)
+        if not self._root_checked:
+            self._root_checked = True
+            owner = root.stat().st_uid
+            if owner not in (os.geteuid(), 0):
+                # Shared roots are legitimate (a server container's user made it), but
+                # its owner can rename what is in it: say so once.
+                log.warning(
+                    "socket root %s belongs to uid %d, who can replace this server's "
+                    "directories in it; give each server a root of its own to avoid that",
+                    root,
+                    owner,
+                )
+        with contextlib.suppress(FileExistsError):
+            self.base.mkdir(mode=0o700)
+        check_private(self.base, os.lstat(self.base), directory=True)
+        # The way in is the server's alone, whatever the umask made of it.
+        os.chmod(self.base, 0o700)
 
     def create(self) -> Path:
         """A new, empty directory the container's agent can create its socket in."""
-        self.base.mkdir(parents=True, exist_ok=True)
-        # The way in is the server's alone, whoever made the directory before.
-        os.chmod(self.base, 0o700)
+        self.prepare()
         directory = self.base / secrets.token_hex(6)
         directory.mkdir()
         # Not sticky: the agent removes the token file the server wrote.

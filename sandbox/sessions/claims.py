@@ -16,7 +16,9 @@ socket directories (``<socket_dir>/<server>.claim-key``): the server's own state
 which survives a restart as the containers do, and which no container can read
 (each mounts only its own socket subdirectory, and containers with network mount
 none). Losing the file loses nothing but the claims: they no longer verify, so
-the containers are removed, never adopted by the wrong worker.
+the containers are removed, never adopted by the wrong worker. The socket root
+may be shared (in /tmp, whoever makes it first owns it), so a key file that is a
+symlink, another user's or writable by others is refused at start, never used.
 
 A signature proves that a claim was made, not that none was: a claimed container
 that later shows no claim at all would pass for an unclaimed pool member and be
@@ -38,6 +40,8 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from ..runtime.sockets import check_private
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +67,18 @@ class ClaimSigner:
 
     @classmethod
     def load(cls, path: Path, server_id: str) -> ClaimSigner:
-        """The signer keyed by the secret in `path`, made (mode 0600) on first use."""
+        """The signer keyed by the secret in `path`, made (mode 0600) on first use.
+
+        Raises:
+            BackendError: The file there is not one this server could have made
+                (see `check_private`).
+            ValueError: The file holds no key.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:
-            key = bytes.fromhex(path.read_text().strip())
-            if len(key) < _KEY_BYTES:
-                raise ValueError(f"the claim key in {path} is too short; remove it") from None
-            if path.stat().st_mode & 0o077:
-                os.chmod(path, 0o600)  # a key others could read signs nothing
-            return cls(key, server_id)
+            return cls(_read_key(path), server_id)
         key = secrets.token_bytes(_KEY_BYTES)
         with os.fdopen(fd, "w") as file:
             file.write(key.hex())
@@ -117,10 +122,17 @@ class ClaimedContainers:
     Args:
         directory: Where the markers live (``<socket_dir>/<server>.claimed``, beside
             the claim key, where no container can write).
+
+    Raises:
+        BackendError: `directory` exists and is not the server's own (`check_private`).
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        if directory.exists() or directory.is_symlink():
+            # Markers another user could delete would let a claimed container pass
+            # for an unclaimed one (see the module's docstring).
+            check_private(directory, os.lstat(directory), directory=True)
 
     def add(self, container_id: str) -> None:
         """Record that `container_id` was claimed (before its claim is stored)."""
@@ -148,6 +160,28 @@ class ClaimedContainers:
     def remove_all(self) -> None:
         """Drop the record (a clean stop leaves no claimed container)."""
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _read_key(path: Path) -> bytes:
+    """The key in an existing key file, once the file proves to be the server's own."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        check_private(path, os.lstat(path), directory=False)  # names a symlink as such
+        raise
+    with os.fdopen(fd, "rb") as file:
+        st = os.fstat(fd)
+        check_private(path, st, directory=False)
+        if st.st_mode & 0o077:
+            os.fchmod(fd, 0o600)  # a key others could read signs nothing
+        text = file.read(4 * _KEY_BYTES + 2)  # a hex key and a newline, no more
+    try:
+        key = bytes.fromhex(text.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        key = b""
+    if len(key) < _KEY_BYTES:
+        raise ValueError(f"the claim key in {path} is not a key of {_KEY_BYTES} bytes; remove it")
+    return key
 
 
 def _checked(container_id: str) -> str:

@@ -87,6 +87,7 @@ class SessionManager:
         )
         self._capacity = capacity = Capacity(settings, registry, table, services, pools)
         self._claim_key = self._sockets.base.with_name(f"{self._sockets.base.name}.claim-key")
+        self._sockets.prepare()  # refuses a directory another user planted
         claims = ClaimSigner.load(self._claim_key, settings.server_id)
         self._claimed = claimed = ClaimedContainers(self._claim_key.with_suffix(".claimed"))
         shared = ServiceSessions(settings, registry, agents, images, table, services, background)

@@ -77,7 +77,15 @@ def server_at(url: str | None, extra_env: dict[str, str] | None = None) -> Itera
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server_id = f"bench-{secrets.token_hex(3)}"
-    env = {**os.environ, "SANDBOX_SERVER_ID": server_id, **(extra_env or {})}
+    # The pool burst and the load test run more sessions than the memory budget
+    # (MemTotal less a reserve) admits at 3 GiB (1g memory + 2g disk) each; they
+    # use a few MiB each.
+    env = {
+        **os.environ,
+        "SANDBOX_SERVER_ID": server_id,
+        "SANDBOX_MEMORY_BUDGET": "1024g",
+        **(extra_env or {}),
+    }
     log_path = Path(tempfile.mkdtemp(prefix="sandbox-bench-")) / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

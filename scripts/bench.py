@@ -552,7 +552,13 @@ def _rag_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 SECTIONS = {"core": bench_core, "vm": bench_vm, "rag": bench_rag, "pool": bench_pool}
-SERVER_ENV: dict[str, Callable[[argparse.Namespace], dict[str, str]]] = {"rag": _rag_env}
+# The pool burst holds 40 containers (32 sessions and 8 refills); at the default 512
+# pids each they pass the pid budget (half of pid_max: 16384 here), so, as in
+# load.py, each gets 128: the probes need a handful of processes.
+SERVER_ENV: dict[str, Callable[[argparse.Namespace], dict[str, str]]] = {
+    "rag": _rag_env,
+    "pool": lambda _args: {"SANDBOX_LIMITS__PIDS": "128"},
+}
 
 
 def write_section(name: str, body: str, command: str) -> None:

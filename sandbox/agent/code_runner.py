@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .capture import Outcome, OutputCollector, StreamCapture
-from .identity import SessionUser, acting_as, popen_kwargs
+from .identity import SessionUser, acting_as, popen_kwargs, prefer_for_oom
 from .params import encode_text
 from .processes import exit_status, kill_group, open_pidfd
 
@@ -123,6 +123,7 @@ class CodeRunner:
             start_new_session=True,
             **popen_kwargs(self._user),
         )
+        prefer_for_oom(process.pid, self._user)
         assert process.stdout is not None
         assert process.stderr is not None
         pidfd = open_pidfd(process.pid)

@@ -139,6 +139,26 @@ def acting_as(user: SessionUser | None) -> Iterator[None]:
         libc.setfsgid(old_gid)
 
 
+OOM_FIRST = 1000
+"""The session's processes' ``oom_score_adj``: past its memory limit the kernel
+kills them before the agent (raising one's own score needs no capability)."""
+
+
+def prefer_for_oom(pid: int, user: SessionUser | None) -> None:
+    """Make `pid`, a session process just started, the OOM killer's first pick.
+
+    Written with `user`'s file rights (the file is the process's, and the
+    agent has no CAP_DAC_OVERRIDE); its children inherit the score. Best
+    effort: a process already gone has nothing to protect against.
+    """
+    with acting_as(user), contextlib.suppress(OSError):
+        fd = os.open(f"/proc/{pid}/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(OOM_FIRST).encode())
+        finally:
+            os.close(fd)
+
+
 SHARED_TMP_LINKS = ("/tmp", "/var/tmp")
 """In the images, symlinks into the disk quota's tmpfs (see `prepare_writable_dirs`)."""
 

@@ -64,7 +64,12 @@ _ARM_TRAP = (
     "if [[ :$BASHOPTS: == *:extdebug:* ]]; then __sbx_armed=2; else __sbx_armed=1; fi; "
     f"builtin shopt -s extdebug; builtin trap -- {shlex.quote(_ABORT_TRAP)} DEBUG"
 )
-_INIT_LINE = f"builtin trap -- {shlex.quote(_ARM_TRAP)} USR1\n".encode("ascii")
+# The shell also makes itself (and so every command) the OOM killer's first
+# pick, before the agent: a builtin, so no process and no cost.
+_INIT_LINE = (
+    f"builtin trap -- {shlex.quote(_ARM_TRAP)} USR1; "
+    "builtin echo 1000 2>/dev/null >/proc/self/oom_score_adj\n"
+).encode("ascii")
 _DISARM = (
     "if [[ -n ${__sbx_armed-} ]]; then builtin trap - DEBUG; "
     "[[ $__sbx_armed == 2 ]] || builtin shopt -u extdebug; builtin unset -v __sbx_armed; fi; "

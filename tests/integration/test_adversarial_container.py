@@ -413,3 +413,12 @@ async def test_killing_xvfb_gives_errors_not_a_dead_agent(
     (container,) = docker_client.containers.list(filters={"label": f"sandbox.session={session_id}"})
     container.reload()
     assert container.status == "running"
+
+
+async def test_the_oom_killer_picks_the_sessions_programs_before_the_agent(sb: Sandbox) -> None:
+    data = await run(sb, f"cat /proc/self/oom_score_adj /proc/{AGENT_PID}/oom_score_adj")
+    assert data["stdout"] == "1000\n0\n", data
+    envelope = await sb.execute(
+        "code:execute", {"code": "print(open('/proc/self/oom_score_adj').read().strip())"}
+    )
+    assert envelope["data"]["stdout"] == "1000\n", envelope

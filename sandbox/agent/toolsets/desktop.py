@@ -43,7 +43,7 @@ from ..desktop.png import bgrx_to_png
 from ..desktop.session import Desktop, DesktopError, DesktopSettings
 from ..desktop.xlib import XDisplay, XError
 from ..errors import ConfigError, InvalidParams, ToolFailed, ToolTimeout
-from ..identity import acting_as, popen_kwargs
+from ..identity import acting_as, popen_kwargs, prefer_for_oom
 from ..params import Params
 from ..processes import exit_status
 from ..registry import AgentContext, Tool, Toolset
@@ -431,6 +431,7 @@ class DesktopToolset(Toolset):
                     start_new_session=True,
                     **popen_kwargs(self._user),
                 )
+            prefer_for_oom(process.pid, self._user)
             self._launched.append(process)
         data: dict[str, Any] = {"pid": process.pid, "log": log_path}
         if wait:
@@ -520,6 +521,7 @@ class DesktopToolset(Toolset):
                 start_new_session=True,
                 **popen_kwargs(self._user),
             )
+            prefer_for_oom(process.pid, self._user)
         finally:
             os.close(write_fd)
         try:

@@ -281,3 +281,8 @@ def test_parallel_calls_both_complete_one_at_a_time(agent: Agent) -> None:
     assert replies["one"].data["stdout"] == "one\n"
     assert replies["two"].data["stdout"] == "two\n"
     assert time.monotonic() - started >= 0.4  # one shell: serialized
+
+
+def test_commands_are_the_oom_killers_first_pick(client: AgentClient) -> None:
+    reply = client.call("bash.run", command="cat /proc/self/oom_score_adj")
+    assert reply.data["stdout"] == "1000\n"

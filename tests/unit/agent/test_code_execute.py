@@ -106,3 +106,11 @@ def test_runs_alongside_a_busy_shell(agent: Agent) -> None:
 
     assert reply.data["stdout"] == "free\n"
     assert elapsed < 0.4
+
+
+def test_programs_are_the_oom_killers_first_pick(client: AgentClient) -> None:
+    # Past the memory limit the kernel kills the session's programs, not the agent.
+    reply = client.call(
+        "code.execute", code="print(open('/proc/self/oom_score_adj').read().strip())"
+    )
+    assert reply.data["stdout"] == "1000\n"

@@ -141,14 +141,21 @@ def host_memory_bytes() -> int | None:
     return None
 
 
+MEMORY_OVERCOMMIT = 4
+"""How many times the host's usable memory the default `memory_budget` lets limits add
+up to. Limits are ceilings that sessions rarely reach together (a disk quota is RAM
+only once written); 1 (``memory_budget`` = the usable memory) is no overcommit."""
+
+
 def default_memory_budget(total: int | None, one_session: int) -> int:
-    """MemTotal minus a reserve for the host (the larger of 2 GiB and 10%).
+    """`MEMORY_OVERCOMMIT` times MemTotal less a reserve (the larger of 2 GiB and 10%).
 
     Never below `one_session` (one session at the default limits), so a small
     host still runs one session; where MemTotal is unknown, 16 GiB is assumed.
     """
     total = total if total is not None else 16 * 1024**3
-    return max(total - max(2 * 1024**3, total // 10), one_session)
+    usable = total - max(2 * 1024**3, total // 10)
+    return max(MEMORY_OVERCOMMIT * usable, one_session)
 
 
 class RagSettings(BaseModel):
@@ -283,8 +290,9 @@ class Settings(BaseSettings):
     memory_budget: str = ""
     """Most memory (e.g. ``20g``) the memory limits of all this server's containers may
     add up to: sessions (memory plus disk, as tmpfs is RAM), pool members and shared
-    services. Past it a cold start is 1003 and pools stop filling. Empty means the
-    host's MemTotal minus the larger of 2 GiB and 10% (at least one default session)."""
+    services. Past it a cold start is 1003 and pools stop filling. Empty means 4 times
+    the host's MemTotal less the larger of 2 GiB and 10% (at least one default
+    session): limits overcommitted 4 to 1; set the usable RAM for no overcommit."""
     batch_concurrency: int = Field(default=8, ge=1, le=256)
     """Most actions of one parallel ``/execute/batch`` running at once."""
     batch_max_response_bytes: int = Field(default=32 * 1024**2, ge=1024)

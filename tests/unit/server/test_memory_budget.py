@@ -110,10 +110,10 @@ def test_a_budget_may_be_a_size_or_a_byte_count() -> None:
 @pytest.mark.parametrize(
     ("total", "budget"),
     [
-        (24 * GIB, 24 * GIB - (24 * GIB) // 10),  # 10% is over 2 GiB
-        (8 * GIB, 6 * GIB),  # 2 GiB is over 10%
-        (2 * GIB, 3 * GIB),  # never below one default session
-        (None, 14 * GIB),  # MemTotal unknown: 16 GiB assumed
+        (24 * GIB, 4 * (24 * GIB - (24 * GIB) // 10)),  # 10% is over 2 GiB; 4x overcommit
+        (8 * GIB, 4 * 6 * GIB),  # 2 GiB is over 10%
+        (2 * GIB + GIB // 2, 3 * GIB),  # never below one default session
+        (None, 4 * 14 * GIB),  # MemTotal unknown: 16 GiB assumed
     ],
 )
 def test_the_default_budget_leaves_the_host_a_reserve(total: int | None, budget: int) -> None:

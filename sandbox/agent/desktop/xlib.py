@@ -545,7 +545,10 @@ class _ShmImage:
         if not image:
             return None
         size = image.contents.bytes_per_line * image.contents.height
-        shmid = lib.libc.shmget(_IPC_PRIVATE, size, _IPC_CREAT | 0o600)
+        # Xvfb runs as the session user, not as this (root) agent, and attaches the
+        # segment itself: it must be able to. That gives the session's programs no
+        # more than they have: the X server and its screen are the session's anyway.
+        shmid = lib.libc.shmget(_IPC_PRIVATE, size, _IPC_CREAT | 0o666)
         if shmid < 0:
             x.XDestroyImage(image)
             return None

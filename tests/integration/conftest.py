@@ -78,6 +78,16 @@ def server(
         yield proc
 
 
+@pytest.fixture(scope="module")
+def networked_server(
+    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """Like `server`, but callers may ask for network (off by default)."""
+    env = {"SANDBOX_CEILINGS__ALLOW_NETWORK": "true"}
+    with checked(docker_client, start_server(tmp_path_factory.mktemp("server"), env=env)) as proc:
+        yield proc
+
+
 @pytest.fixture
 def worker_id() -> str:
     return f"w-{secrets.token_hex(3)}"

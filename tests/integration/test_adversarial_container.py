@@ -9,7 +9,7 @@ KILL only; everything the tools start is uid 1000 without capabilities.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import docker
 import pytest
@@ -17,20 +17,16 @@ import pytest
 from sandbox import Sandbox
 from sandbox.errors import ErrorCode
 
-from .support import ServerProcess, checked, start_server
+from .support import ServerProcess
 
 # The agent is the container's only root process besides docker-init (pid 1).
 AGENT_PID = "$(ps -u root -o pid=,comm= | awk '$2 == \"python3\" {print $1; exit}')"
 
 
 @pytest.fixture(scope="module")
-def server(
-    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """The module's server; callers may ask for network (the icc tests need it)."""
-    env = {"SANDBOX_CEILINGS__ALLOW_NETWORK": "true"}
-    with checked(docker_client, start_server(tmp_path_factory.mktemp("server"), env=env)) as proc:
-        yield proc
+def server(networked_server: ServerProcess) -> ServerProcess:
+    """The module's server lets callers ask for network."""
+    return networked_server
 
 
 @pytest.fixture

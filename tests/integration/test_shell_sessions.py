@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import docker
@@ -15,17 +15,13 @@ import pytest
 from sandbox import Sandbox
 from sandbox.errors import ErrorCode
 
-from .support import ServerProcess, checked, start_server
+from .support import ServerProcess
 
 
 @pytest.fixture(scope="module")
-def server(
-    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """The module's server, letting callers ask for network (off by default)."""
-    env = {"SANDBOX_CEILINGS__ALLOW_NETWORK": "true"}
-    with checked(docker_client, start_server(tmp_path_factory.mktemp("server"), env=env)) as proc:
-        yield proc
+def server(networked_server: ServerProcess) -> ServerProcess:
+    """The module's server lets callers ask for network."""
+    return networked_server
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ An agent answers at ``http://host:port`` (containers with network) or at
 ``unix:///path/agent.sock`` (containers without). One `httpx.AsyncClient` serves
 every TCP agent, keeping connections alive per address with TCP_NODELAY set
 (without it each small response would wait ~40 ms for a delayed ACK); each Unix
-socket gets a client of its own, dropped with `forget`. The agent's error kinds
-become this package's errors here.
+socket gets a client of its own (`_UnixAgent`), dropped with `forget`. The
+agent's error kinds become this package's errors here.
 
 Whatever runs in a container may have replaced its agent, so every reply is read
 as hostile input: one deadline bounds the whole exchange (a peer trickling one
@@ -13,13 +13,24 @@ byte at a time cannot stretch it, as it could a per-read timeout), the body is
 streamed against a byte cap, only uncompressed bodies are accepted (a gzip bomb
 never gets inflated), and the JSON must be an object, its nesting bounded by the
 parser's recursion limit.
+
+The socket path itself is the container's to write (its agent creates the
+socket in a host directory mounted into it), so a compromised agent could put a
+symlink there, pointing at any socket of the host (the Docker engine's, another
+session's agent). The server therefore never connects by that name: it opens
+the name without following symlinks (``O_PATH | O_NOFOLLOW``), requires a
+socket, and connects through ``/proc/self/fd/<n>``, which names that very inode
+and is not resolved again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import socket
+import stat
 from typing import Any
 
 import httpx
@@ -76,7 +87,7 @@ class AgentClient:
         self.reply_max_bytes = reply_max_bytes
         self._grace_s = grace_s
         self._health_timeout_s = health_timeout_s
-        self._unix: dict[str, httpx.AsyncClient] = {}
+        self._unix: dict[str, _UnixAgent] = {}
         self._http = httpx.AsyncClient(
             transport=transport
             or httpx.AsyncHTTPTransport(
@@ -89,30 +100,37 @@ class AgentClient:
     async def aclose(self) -> None:
         """Close every pooled connection."""
         unix, self._unix = list(self._unix.values()), {}
-        for client in unix:
-            await client.aclose()
+        for agent in unix:
+            await agent.aclose()
         await self._http.aclose()
 
     async def forget(self, url: str) -> None:
         """Close the connections to an agent that is gone (Unix sockets only)."""
-        client = self._unix.pop(url.removeprefix(_UNIX), None)
-        if client is not None:
-            await client.aclose()
+        agent = self._unix.pop(url.removeprefix(_UNIX), None)
+        if agent is not None:
+            await agent.aclose()
 
     def _route(self, url: str) -> tuple[httpx.AsyncClient, str]:
-        """The client reaching `url` and the base URL to use with it."""
+        """The client reaching `url` and the base URL to use with it.
+
+        Raises:
+            AgentUnreachable: `url`'s socket is not there yet, or is not a socket.
+        """
         if not url.startswith(_UNIX):
             return self._http, url
         path = url.removeprefix(_UNIX)
-        client = self._unix.get(path)
-        if client is None:
-            client = httpx.AsyncClient(
-                # No TLS on a Unix socket: skip loading a certificate store per agent.
-                transport=httpx.AsyncHTTPTransport(uds=path, verify=False),
-                timeout=httpx.Timeout(30.0, connect=_CONNECT_S),
-            )
-            self._unix[path] = client
-        return client, "http://agent"
+        agent = self._unix.get(path)
+        if agent is None:
+            agent = self._unix[path] = _UnixAgent(path)
+        return agent.client, "http://agent"
+
+    async def _drop_unix(self, url: str) -> None:
+        """After a refused connection, forget a Unix agent whose socket was replaced
+        (a restarted agent listens on a new inode): the next call opens it anew.
+        A full backlog refuses too, and then the pooled connections stay."""
+        agent = self._unix.get(url.removeprefix(_UNIX)) if url.startswith(_UNIX) else None
+        if agent is not None and not agent.is_current():
+            await self.forget(url)
 
     async def call(
         self, url: str, token: str, tool: str, params: dict[str, Any], timeout: float
@@ -140,6 +158,9 @@ class AgentClient:
             raise SandboxTimeout(
                 f"the agent did not answer within {timeout:g}s (+{self._grace_s:g}s grace)"
             ) from exc
+        except httpx.ConnectError as exc:
+            await self._drop_unix(url)
+            raise AgentUnreachable(f"the sandbox agent is unreachable ({exc!r})") from exc
         except httpx.TransportError as exc:
             raise AgentUnreachable(f"the sandbox agent is unreachable ({exc!r})") from exc
         body = _parse_reply(raw, status)
@@ -165,6 +186,9 @@ class AgentClient:
                 self._health_timeout_s,
                 _HEALTH_MAX_BYTES,
             )
+        except httpx.ConnectError:
+            await self._drop_unix(url)
+            return False
         except (asyncio.TimeoutError, httpx.HTTPError, BackendError):
             return False
         return status == 200
@@ -204,6 +228,51 @@ class AgentClient:
 
         # One deadline over sending and the whole body (asyncio.timeout is 3.11+).
         return await asyncio.wait_for(exchange(), deadline)
+
+
+class _UnixAgent:
+    """The connections to one agent's Unix socket, pinned to the socket's inode.
+
+    Raises:
+        AgentUnreachable: Nothing is at `path` yet, or something that is not a
+            socket (a symlink planted by the container is refused, never followed).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        try:
+            self._fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise AgentUnreachable(
+                f"the sandbox agent's socket cannot be opened ({exc.strerror})"
+            ) from exc
+        if not stat.S_ISSOCK(os.fstat(self._fd).st_mode):
+            os.close(self._fd)
+            raise AgentUnreachable(
+                "the sandbox agent's socket path holds something that is not a socket "
+                "(a symlink?); the server does not follow it"
+            )
+        self.client = httpx.AsyncClient(
+            # No TLS on a Unix socket: skip loading a certificate store per agent.
+            transport=httpx.AsyncHTTPTransport(uds=f"/proc/self/fd/{self._fd}", verify=False),
+            timeout=httpx.Timeout(30.0, connect=_CONNECT_S),
+        )
+
+    def is_current(self) -> bool:
+        """Whether the path still names the socket this client is pinned to."""
+        try:
+            now, pinned = os.lstat(self._path), os.fstat(self._fd)
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino) == (pinned.st_dev, pinned.st_ino)
+
+    async def aclose(self) -> None:
+        """Close the connections, then the descriptor that pins the socket."""
+        try:
+            await self.client.aclose()
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:

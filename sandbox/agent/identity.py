@@ -12,6 +12,16 @@ The images name the session user in ``SANDBOX_AGENT_USER``. An agent started
 without it, or as a non-root user (tests, a developer's machine, the rag
 service), has nobody to become: `SessionUser.current` then returns None and
 every helper here does nothing.
+
+Each session has a uid of its own. Containers without a user namespace share
+the host's per-uid kernel accounting: inotify instances and watches, POSIX
+message-queue bytes, the user keyring (readable by every process of the uid,
+where seccomp allows keyctl). Were every session uid 1000, one session could
+use up another's inotify instances or read its keys. The server therefore
+hands each session container a uid from `SESSION_UIDS` in
+``SANDBOX_AGENT_UID``, distinct among its live containers; the images name
+every uid of the range ``sandbox`` (`append_session_users`, run at build), so
+``whoami``, ``ls -l`` and the shell prompt read as before.
 """
 
 from __future__ import annotations
@@ -27,6 +37,13 @@ from typing import Any
 
 SESSION_USER_ENV = "SANDBOX_AGENT_USER"
 """Name of the user a root agent runs the session's work as (``sandbox`` in the images)."""
+SESSION_UID_ENV = "SANDBOX_AGENT_UID"
+"""The session's own uid (and gid), set by the server per container; without
+it the named user's uid from the image (1000)."""
+SESSION_UIDS = range(1_000_000_000, 1_000_000_000 + 4096)
+"""The uids the server gives sessions: far above the ranges distributions give
+their users (1000-60000) and those users' subordinate ids (from 100000, 65536
+each), below 2**31 for tools that keep uids in a signed int."""
 AGENT_ENV_PREFIX = "SANDBOX_AGENT_"
 """The agent's own settings: never passed on to the session's processes."""
 
@@ -57,7 +74,15 @@ class SessionUser:
             raise LookupError(f"the session user {name!r} does not exist") from None
         if entry.pw_uid == 0:
             raise LookupError(f"the session user {name!r} is root")
-        return cls(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir)
+        uid = environ.get(SESSION_UID_ENV, "").strip()
+        if not uid:
+            return cls(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir)
+        if not uid.isdigit() or int(uid) not in SESSION_UIDS:
+            raise LookupError(
+                f"{SESSION_UID_ENV}={uid[:20]!r} is not a session uid "
+                f"({SESSION_UIDS.start}-{SESSION_UIDS.stop - 1})"
+            )
+        return cls(int(uid), int(uid), entry.pw_name, entry.pw_dir)
 
     def popen_kwargs(self) -> dict[str, Any]:
         """`subprocess.Popen` arguments that start the child as this user, no extra groups."""
@@ -75,6 +100,30 @@ class SessionUser:
         env = dict(environ)
         env.update(HOME=self.home, USER=self.name, LOGNAME=self.name)
         return env
+
+
+def append_session_users(name: str, etc: str = "/etc") -> int:
+    """Name every uid of `SESSION_UIDS` `name` in `etc`'s passwd and group files.
+
+    Run once at image build, after `name` (uid 1000) was created: each session
+    uid gets a passwd line (``name``'s home and shell) and a group of its own,
+    so ``whoami`` and ``ls -l`` name the session user whatever its uid. Returns
+    how many were added (none when they are there already).
+    """
+    passwd, group = os.path.join(etc, "passwd"), os.path.join(etc, "group")
+    with open(passwd, encoding="utf-8") as lines:
+        entries = [line.rstrip("\n").split(":") for line in lines if line.strip()]
+    user = next((entry for entry in entries if entry[0] == name), None)
+    if user is None:
+        raise LookupError(f"no user {name!r} in {passwd}")
+    known = {int(entry[2]) for entry in entries if entry[2].isdigit()}
+    new = [uid for uid in SESSION_UIDS if uid not in known]
+    home, shell = user[5], user[6]
+    with open(passwd, "a", encoding="utf-8") as out:
+        out.writelines(f"{name}:x:{uid}:{uid}::{home}:{shell}\n" for uid in new)
+    with open(group, "a", encoding="utf-8") as out:
+        out.writelines(f"{name}:x:{uid}:\n" for uid in new)
+    return len(new)
 
 
 def session_environment(environ: Mapping[str, str], user: SessionUser | None) -> dict[str, str]:

@@ -20,7 +20,8 @@ symlink there, pointing at any socket of the host (the Docker engine's, another
 session's agent). The server therefore never connects by that name: it opens
 the name without following symlinks (``O_PATH | O_NOFOLLOW``), requires a
 socket, and connects through ``/proc/self/fd/<n>``, which names that very inode
-and is not resolved again.
+and is not resolved again. When the name comes to hold another inode (an agent
+that listens anew), the next call opens it again, with the same checks.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class AgentClient:
         if agent is not None:
             await agent.aclose()
 
-    def _route(self, url: str) -> tuple[httpx.AsyncClient, str]:
+    async def _route(self, url: str) -> tuple[httpx.AsyncClient, str]:
         """The client reaching `url` and the base URL to use with it.
 
         Raises:
@@ -120,17 +121,12 @@ class AgentClient:
             return self._http, url
         path = url.removeprefix(_UNIX)
         agent = self._unix.get(path)
+        if agent is not None and not agent.is_current():
+            await self.forget(url)  # its connections lead to an agent that is gone
+            agent = None
         if agent is None:
             agent = self._unix[path] = _UnixAgent(path)
         return agent.client, "http://agent"
-
-    async def _drop_unix(self, url: str) -> None:
-        """After a refused connection, forget a Unix agent whose socket was replaced
-        (a restarted agent listens on a new inode): the next call opens it anew.
-        A full backlog refuses too, and then the pooled connections stay."""
-        agent = self._unix.get(url.removeprefix(_UNIX)) if url.startswith(_UNIX) else None
-        if agent is not None and not agent.is_current():
-            await self.forget(url)
 
     async def call(
         self, url: str, token: str, tool: str, params: dict[str, Any], timeout: float
@@ -158,9 +154,6 @@ class AgentClient:
             raise SandboxTimeout(
                 f"the agent did not answer within {timeout:g}s (+{self._grace_s:g}s grace)"
             ) from exc
-        except httpx.ConnectError as exc:
-            await self._drop_unix(url)
-            raise AgentUnreachable(f"the sandbox agent is unreachable ({exc!r})") from exc
         except httpx.TransportError as exc:
             raise AgentUnreachable(f"the sandbox agent is unreachable ({exc!r})") from exc
         body = _parse_reply(raw, status)
@@ -186,9 +179,6 @@ class AgentClient:
                 self._health_timeout_s,
                 _HEALTH_MAX_BYTES,
             )
-        except httpx.ConnectError:
-            await self._drop_unix(url)
-            return False
         except (asyncio.TimeoutError, httpx.HTTPError, BackendError):
             return False
         return status == 200
@@ -210,7 +200,7 @@ class AgentClient:
             httpx.TransportError: Connecting or reading failed.
             BackendError: The reply is encoded or larger than `max_bytes`.
         """
-        http, base = self._route(url)
+        http, base = await self._route(url)
         request = http.build_request(
             method,
             f"{base}{path}",
@@ -246,7 +236,9 @@ class _UnixAgent:
             raise AgentUnreachable(
                 f"the sandbox agent's socket cannot be opened ({exc.strerror})"
             ) from exc
-        if not stat.S_ISSOCK(os.fstat(self._fd).st_mode):
+        pinned = os.fstat(self._fd)
+        self._inode = (pinned.st_dev, pinned.st_ino)
+        if not stat.S_ISSOCK(pinned.st_mode):
             os.close(self._fd)
             raise AgentUnreachable(
                 "the sandbox agent's socket path holds something that is not a socket "
@@ -261,10 +253,10 @@ class _UnixAgent:
     def is_current(self) -> bool:
         """Whether the path still names the socket this client is pinned to."""
         try:
-            now, pinned = os.lstat(self._path), os.fstat(self._fd)
+            now = os.lstat(self._path)
         except OSError:
             return False
-        return (now.st_dev, now.st_ino) == (pinned.st_dev, pinned.st_ino)
+        return (now.st_dev, now.st_ino) == self._inode
 
     async def aclose(self) -> None:
         """Close the connections, then the descriptor that pins the socket."""

@@ -45,6 +45,8 @@ LABEL_SERVICE = "sandbox.service"
 LABEL_TOKEN = "sandbox.token"
 """The agent's token, for a restarted server: labels are visible to the Docker API
 (root-equivalent) but not inside the container, unlike its environment."""
+LABEL_UID = "sandbox.uid"
+"""The session uid the server gave a session container (`sessions.uids`)."""
 
 AGENT_SOCKET_DIR = "/run/sandbox/agent"
 """Where every container finds the host directory holding its agent's Unix socket

@@ -7,14 +7,16 @@ the caller sees either a ready container or an error and nothing left behind.
 
 from __future__ import annotations
 
+from ..agent.identity import SESSION_UID_ENV
 from ..backends import ResourceType
 from ..config import ResourceLimits, Settings
 from ..runtime.agent import AgentClient
-from ..runtime.docker import ContainerRecord, DockerRuntime
+from ..runtime.docker import LABEL_UID, ContainerRecord, DockerRuntime
 from ..runtime.images import ImageService
 from ..runtime.sockets import SocketDirs
 from ..runtime.wait import wait_for_agent
 from .specs import build_spec
+from .uids import SessionUids
 
 
 class AgentContainers:
@@ -26,6 +28,8 @@ class AgentContainers:
         agents: Waits for the agents and forgets their connections.
         images: Names the images.
         sockets: The containers' socket directories.
+        uids: The session uids (one per session container; shared services keep
+            their image's user).
     """
 
     def __init__(
@@ -35,12 +39,14 @@ class AgentContainers:
         agents: AgentClient,
         images: ImageService,
         sockets: SocketDirs,
+        uids: SessionUids | None = None,
     ) -> None:
         self._settings = settings
         self._runtime = runtime
         self._agents = agents
         self._images = images
         self.sockets = sockets
+        self.uids = uids or SessionUids()
 
     async def start(
         self,
@@ -57,9 +63,14 @@ class AgentContainers:
         """Start a container of `resource` and wait until its agent answers.
 
         Raises:
+            SessionError: Every session uid is taken.
             BackendError: Docker refused, the container died or its agent stayed
                 silent; nothing of the attempt is left.
         """
+        labels, environment = dict(labels), dict(environment or {})
+        uid = None if resource.shared else self.uids.take()
+        if uid is not None:
+            labels[LABEL_UID] = environment[SESSION_UID_ENV] = str(uid)
         socket_dir = self.sockets.create()  # every agent is reached through its socket
         spec = build_spec(
             self._settings,
@@ -77,8 +88,12 @@ class AgentContainers:
         try:
             record = await self._runtime.start(spec)
         except BaseException:
+            if uid is not None:
+                self.uids.release(uid)
             await self.sockets.remove(socket_dir)
             raise
+        if uid is not None:
+            self.uids.bind(record.id, uid)
         try:
             await wait_for_agent(
                 self._runtime, self._agents, record, self._settings.container_start_timeout_s
@@ -89,8 +104,9 @@ class AgentContainers:
         return record
 
     async def remove(self, container_id: str, agent_url: str | None) -> None:
-        """Remove a container, its agent's pooled connections and its socket directory."""
+        """Remove a container, its agent's pooled connections, socket directory and uid."""
         await self._runtime.remove(container_id)
+        self.uids.release_container(container_id)
         if agent_url is not None:
             await self._agents.forget(agent_url)
             await self.sockets.remove_for(agent_url)

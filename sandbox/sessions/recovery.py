@@ -160,6 +160,7 @@ class Recovery:
         records = await self._runtime.find(
             {LABEL_MANAGED: "1", LABEL_SERVER: self._settings.server_id}
         )
+        self._containers.uids.adopt(records)  # before any new container takes one
         records.sort(key=lambda r: created_at(r.labels) or 0.0, reverse=True)
         found = await asyncio.gather(*(self._classify_within(record) for record in records))
         removed = 0

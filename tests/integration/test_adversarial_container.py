@@ -3,7 +3,8 @@
 Each test runs what a hostile program in a session would run (as the session
 user, through the tools), asserts that the attack fails, and then that the
 session and the server still answer. The agent is root with SETUID, SETGID and
-KILL only; everything the tools start is uid 1000 without capabilities.
+KILL only; everything the tools start is the session user (its own uid) without
+capabilities.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ async def run(sb: Sandbox, command: str, timeout: float = 30) -> dict[str, objec
 
 async def healthy(sb: Sandbox) -> None:
     """The session's agent still answers, and runs commands as the session user."""
-    data = await run(sb, "id -u")
-    assert data["stdout"] == "1000\n"
+    data = await run(sb, "id -un")
+    assert data["stdout"] == "sandbox\n"
 
 
 async def test_the_socket_directory_and_token_are_out_of_reach(sb: Sandbox) -> None:
@@ -366,8 +367,8 @@ async def test_killing_the_agents_x_connection_leaves_the_agent_alive(sb: Sandbo
     outcomes = [await sb.execute("vm:screenshot", {}) for _ in range(2)]
     assert outcomes[-1]["code"] == 0, outcomes
     assert outcomes[-1]["data"]["size"] == before["data"]["size"]
-    data = await sb.execute("vm:run_command", {"command": "id -u", "timeout": 10})
-    assert data["data"]["stdout"] == "1000\n", data
+    data = await sb.execute("vm:run_command", {"command": "id -un", "timeout": 10})
+    assert data["data"]["stdout"] == "sandbox\n", data
 
 
 async def test_every_desktop_program_runs_as_the_session_user(sb: Sandbox) -> None:

@@ -254,8 +254,8 @@ async def test_path_tricks_are_a_clean_1002_naming_the_path(
     assert envelope["code"] == ErrorCode.INVALID_PARAMS, envelope
     assert envelope["data"]["field"] == "params.path"
     assert reason in envelope["message"]
-    intact = await sb.execute("bash:run", {"command": "id -u; head -c 5 /etc/passwd"})
-    assert intact["data"]["stdout"] == "1000\nroot:"
+    intact = await sb.execute("bash:run", {"command": "id -un; head -c 5 /etc/passwd"})
+    assert intact["data"]["stdout"] == "sandbox\nroot:"
 
 
 async def test_the_agents_own_environment_is_not_readable(

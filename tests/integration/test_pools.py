@@ -56,8 +56,8 @@ async def test_claims_refill_and_survive_a_dead_member(
         assert created["code"] == 0, created
         (session,) = (await sb.list_sessions())["data"]["sessions"]
         assert session["container_id"] == members[1], "the dead member was skipped"
-        ran = await sb.execute("bash:run", {"command": "echo pooled; id -u"})
-        assert ran["data"]["stdout"] == "pooled\n1000\n"
+        ran = await sb.execute("bash:run", {"command": "echo pooled; id -un"})
+        assert ran["data"]["stdout"] == "pooled\nsandbox\n"
 
         pool = await wait_for_ready(sb, "bash", 2)
         assert pool["ready"] == 2, pool

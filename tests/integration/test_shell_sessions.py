@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from sandbox import Sandbox
+from sandbox.agent.identity import SESSION_UIDS
 from sandbox.errors import ErrorCode
 
 from .support import ServerProcess
@@ -155,7 +156,7 @@ async def test_containers_are_locked_down_and_labelled(
     assert created["data"]["config_applied"]["memory"] == "256m"
     data = await run(sb, "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status")
     uid, cap, nnp = data["stdout"].split("\n")[:3]
-    assert uid == "1000"
+    assert int(uid) in SESSION_UIDS, "the session's own uid"
     assert cap.split() == ["CapEff:", "0000000000000000"]
     assert nnp.split() == ["NoNewPrivs:", "1"]
     egress = await sb.execute("code:execute", {"code": EGRESS_PROBE, "timeout": 10})
@@ -168,6 +169,7 @@ async def test_containers_are_locked_down_and_labelled(
     assert labels["sandbox.server"] == server.server_id
     assert labels["sandbox.worker"] == sb.worker_id
     assert labels["sandbox.resource"] == "bash"
+    assert labels["sandbox.uid"] == uid
     host = container.attrs["HostConfig"]
     # The disk quota (2g by default) is tmpfs, counted in the memory cgroup.
     assert host["Memory"] == (256 + 2048) * 1024**2

@@ -22,6 +22,8 @@ TOKEN_ENV = "SANDBOX_AGENT_TOKEN"
 _AGENT = "SANDBOX_AGENT_"
 USER_ENV = "SANDBOX_AGENT_USER"
 """The session user a root agent runs Xvfb (and everything else) as; see `identity`."""
+UID_ENV = "SANDBOX_AGENT_UID"
+"""The session's own uid, as `identity.SESSION_UID_ENV` (which checks its range)."""
 
 
 def xvfb_command(display: str, width: int, height: int, displayfd: int) -> list[str]:
@@ -108,20 +110,30 @@ def _agent_main() -> str:
 def session_user_prefix() -> list[str]:
     """``setpriv`` to the session user for a root agent (as `identity` does); else nothing.
 
-    An unknown user gives nothing here: the agent then refuses to start, and the
-    Xvfb started here dies with it.
+    An unknown user or a malformed uid gives nothing here: the agent then
+    refuses to start, and the Xvfb started here dies with it.
     """
     name = os.environ.get(USER_ENV, "").strip()
     if not name or os.geteuid() != 0:
         return []
+    uid = os.environ.get(UID_ENV, "").strip()
+    if uid:
+        if not uid.isdigit():
+            return []
+        return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
     import pwd  # built into the interpreter: no file to load
 
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
         return []
-    uid, gid = entry.pw_uid, entry.pw_gid
-    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+    return [
+        "setpriv",
+        f"--reuid={entry.pw_uid}",
+        f"--regid={entry.pw_gid}",
+        "--clear-groups",
+        "--",
+    ]
 
 
 def _make_socket_directory() -> None:

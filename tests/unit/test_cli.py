@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from sandbox.cli import main, refuse_open_bind
@@ -24,7 +26,7 @@ def test_loopback_needs_no_key(host: str) -> None:
     "overrides",
     [{"api_key": "k-123"}, {"api_keys": {"team": "k-456"}}, {"insecure": True}],
 )
-def test_a_key_or_an_explicit_insecure_allows_an_open_bind(overrides: dict[str, object]) -> None:
+def test_a_key_or_an_explicit_insecure_allows_an_open_bind(overrides: dict[str, Any]) -> None:
     refuse_open_bind(Settings(server_id="x", host="0.0.0.0", **overrides))
 
 

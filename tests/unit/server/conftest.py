@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,15 +25,17 @@ class Harness:
     agents: FakeAgents
     settings: Settings
 
-    async def post(self, path: str, body: dict[str, object] | None = None, **kw: object) -> dict:
+    async def post(
+        self, path: str, body: Mapping[str, object] | None = None, **kw: Any
+    ) -> dict[str, Any]:
         response = await self.client.post(path, json=body if body is not None else {}, **kw)
-        envelope = response.json()
+        envelope: dict[str, Any] = response.json()
         envelope["_status"] = response.status_code
         return envelope
 
 
-def make_settings(**overrides: object) -> Settings:
-    base: dict[str, object] = {
+def make_settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {
         "server_id": "unit",
         "sweep_interval_s": 3600,
         "socket_dir": SOCKET_ROOT,

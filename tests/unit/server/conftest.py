@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 
 from sandbox.config import Settings
 from sandbox.server import create_app
+from sandbox.sessions.table import Clock
 from tests.unit.fakes import FakeAgents, FakeRuntime
 
 SOCKET_ROOT = Path(tempfile.mkdtemp(prefix="sandbox-unit-sockets-"))
@@ -46,10 +48,12 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(**base)
 
 
-async def open_harness(settings: Settings, runtime: FakeRuntime | None = None) -> Harness:
+async def open_harness(
+    settings: Settings, runtime: FakeRuntime | None = None, clock: Clock = time.time
+) -> Harness:
     runtime = runtime or FakeRuntime()
     agents = FakeAgents(runtime)
-    app = create_app(settings, runtime=runtime, agents=agents)
+    app = create_app(settings, runtime=runtime, agents=agents, clock=clock)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox")
     return Harness(app, client, runtime, agents, settings)
 

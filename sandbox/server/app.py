@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -25,6 +26,7 @@ from ..runtime.docker import DockerRuntime
 from ..runtime.images import ImageService
 from ..sessions.manager import SessionManager
 from ..sessions.registry import ToolRegistry
+from ..sessions.table import Clock
 from .dedup import RequestDeduplication
 from .deps import Services, require_api_key, tenant_of_scope
 from .envelope import TraceMiddleware, install_error_handlers
@@ -60,6 +62,7 @@ def create_app(
     runtime: DockerRuntime | None = None,
     agents: AgentClient | None = None,
     request_shutdown: Callable[[], None] | None = None,
+    clock: Clock = time.time,
 ) -> FastAPI:
     """Build the API server.
 
@@ -69,13 +72,17 @@ def create_app(
         agents: Agent client to use instead of a new one.
         request_shutdown: Called after ``/shutdown`` destroyed every session; the
             ``sandbox serve`` command passes one that stops uvicorn.
+        clock: The time sessions are created, used and expire by (tests pass a
+            fake to expire sessions without sleeping).
     """
     settings = settings or Settings()
     app = FastAPI(
         title="sandbox",
         version=__version__,
         summary="Isolated Docker execution environments for AI agents.",
-        lifespan=_lifespan(settings, runtime, agents, request_shutdown or _no_process_to_stop),
+        lifespan=_lifespan(
+            settings, runtime, agents, request_shutdown or _no_process_to_stop, clock
+        ),
     )
     install_error_handlers(app)
     _include_routes(app)
@@ -99,6 +106,7 @@ def _lifespan(
     runtime: DockerRuntime | None,
     agents: AgentClient | None,
     request_shutdown: Callable[[], None],
+    clock: Clock,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """The app's lifespan: makes the runtime, agent client and session manager, and stops them."""
     server_metrics = ServerMetrics()
@@ -111,7 +119,7 @@ def _lifespan(
         agent_client = agents or AgentClient(reply_max_bytes=settings.agent_reply_max_bytes)
         registry = ToolRegistry(RESOURCE_TYPES)
         images = ImageService(docker_runtime, settings.images_dir, settings.image_namespace)
-        manager = SessionManager(settings, docker_runtime, agent_client, registry, images)
+        manager = SessionManager(settings, docker_runtime, agent_client, registry, images, clock)
         app.state.services = Services(
             settings=settings,
             runtime=docker_runtime,

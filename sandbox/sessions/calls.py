@@ -100,7 +100,7 @@ class ToolCalls:
                 exc.tool = tool.full_name
                 raise
         session.active_calls += 1
-        session.touch(self._settings.session_ttl_s)
+        session.touch(self._settings.session_ttl_s, self._table.clock())
         try:
             data = await self._call(session, tool, args, effective)
         except SandboxError as exc:
@@ -113,7 +113,7 @@ class ToolCalls:
         finally:
             session.active_calls -= 1
             session.call_count += 1
-            session.touch(self._settings.session_ttl_s)
+            session.touch(self._settings.session_ttl_s, self._table.clock())
         self.calls[f"{tool.full_name}:0"] += 1
         return CallResult(data=data, tool=tool, session=session)
 

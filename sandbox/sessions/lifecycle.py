@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from collections import Counter
 from typing import Any
 
@@ -153,7 +152,7 @@ class SessionLifecycle:
         existing = self._table.get(key)
         if existing is None or existing.state is not SessionState.READY:
             return None
-        existing.touch(self._settings.session_ttl_s)
+        existing.touch(self._settings.session_ttl_s, self._table.clock())
         return existing
 
     def _new_session(
@@ -165,7 +164,7 @@ class SessionLifecycle:
         auto_created: bool,
     ) -> Session:
         tenant, worker_id = key[0], key[1]
-        now = time.time()
+        now = self._table.clock()
         session_id = new_session_id(
             resource.name, worker_id, self._table.next_seq(worker_id, tenant)
         )
@@ -218,7 +217,7 @@ class SessionLifecycle:
             "session %s started for worker %s in %.0f ms",
             session.session_id,
             session.worker_id,
-            (time.time() - session.created_at) * 1000,
+            (self._table.clock() - session.created_at) * 1000,
         )
 
     async def _claim(self, session: Session, resource: ResourceType, config: SessionConfig) -> bool:
@@ -277,8 +276,9 @@ class SessionLifecycle:
             SessionError: The worker has no such session.
         """
         sessions = self._select(tenant, worker_id, resource_type)
+        now = self._table.clock()
         for session in sessions:
-            session.touch(self._settings.session_ttl_s)
+            session.touch(self._settings.session_ttl_s, now)
         return sessions
 
     async def destroy(
@@ -337,7 +337,7 @@ class SessionLifecycle:
 
     async def sweep(self) -> int:
         """Destroy expired sessions once; returns how many."""
-        expired = self._table.expired(time.time())
+        expired = self._table.expired(self._table.clock())
         for session in expired:
             log.info("session %s expired", session.session_id)
         await asyncio.gather(*(self.destroy_one(s) for s in expired))

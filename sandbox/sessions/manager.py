@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -41,7 +42,7 @@ from .recovery import Recovery
 from .registry import ToolRegistry
 from .service_sessions import ServiceSessions
 from .services import SharedServices
-from .table import Session, SessionTable
+from .table import Clock, Session, SessionTable
 from .tasks import Background
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class SessionManager:
         agents: Calls the agents inside them.
         registry: Resource types and tools.
         images: Tells whether a resource type's image exists.
+        clock: The time sessions are created, used and expire by (`time.time`;
+            tests pass a fake to expire sessions without sleeping).
     """
 
     def __init__(
@@ -72,10 +75,13 @@ class SessionManager:
         agents: AgentClient,
         registry: ToolRegistry,
         images: ImageService,
+        clock: Clock = time.time,
     ) -> None:
         self._settings = settings
         self._registry = registry
-        self._table = table = SessionTable()
+        self._table = table = SessionTable(clock)
+        self.clock = clock
+        """The time sessions are created, used and expire by."""
         self._background = background = Background()
         self._sockets = SocketDirs(settings.socket_dir, settings.server_id)
         containers = AgentContainers(settings, runtime, agents, images, self._sockets)

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import time
 
 from ..backends import ResourceType
 from ..config import Settings
@@ -259,7 +258,7 @@ class Recovery:
             self._registry,
             self._settings.limits,
             ttl_s=self._settings.session_ttl_s,
-            now=time.time(),
+            now=self._table.clock(),
         )
         if session is None or not await self._agents.is_ready(str(record.agent_url)):
             return None

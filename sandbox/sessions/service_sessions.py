@@ -124,7 +124,7 @@ class ServiceSessions:
         data = await self._agents.call(
             service.url, service.token, f"{resource.name}.sessions", {}, _SERVICE_CALL_TIMEOUT_S
         )
-        now = time.time()
+        now = self._table.clock()
         entries = data.get("sessions")
         for entry in entries if isinstance(entries, list) else []:
             session = self._listed_session(resource, service, entry, now)

@@ -12,11 +12,15 @@ import enum
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import DEFAULT_TENANT
 from ..protocol import SessionInfo
+
+Clock = Callable[[], float]
+"""Wall-clock seconds since the epoch: `time.time`, or a fake a test advances."""
 
 SessionKey = tuple[str, str, str]
 """(tenant, worker_id, resource_type): two tenants' workers never share a session."""
@@ -62,9 +66,8 @@ class Session:
         """The table key."""
         return (self.tenant, self.worker_id, self.resource_type)
 
-    def touch(self, ttl_s: float) -> None:
-        """Mark the session used now and push its expiry."""
-        now = time.time()
+    def touch(self, ttl_s: float, now: float) -> None:
+        """Mark the session used at `now` and push its expiry to `ttl_s` from then."""
         self.last_used_at = now
         self.expires_at = max(self.expires_at, now + ttl_s)
 
@@ -96,9 +99,15 @@ class SessionTable:
 
     Only the creation of one key's session is serialised; different workers (and
     different resource types of one worker) never wait for each other.
+
+    Args:
+        clock: The time sessions are created, used and expire by; every session
+            module reads it here, so a test's fake clock expires sessions without
+            sleeping.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.clock = clock
         self._sessions: dict[SessionKey, Session] = {}
         self._locks: dict[SessionKey, asyncio.Lock] = {}
         self._seq: dict[tuple[str, str], int] = {}

@@ -171,7 +171,7 @@ def test_hotkeys_reach_the_focused_window(sb: Sandbox) -> None:
 
 
 def test_bad_coordinates_and_unknown_keys_are_1002_and_harmless(sb: Sandbox) -> None:
-    cases = [
+    cases: list[tuple[str, dict[str, Any], str]] = [
         ("vm:click", {"x": 1024, "y": 10}, "params.x"),  # past this 1024-pixel screen
         ("vm:click", {"x": -1, "y": 10}, "params.x"),
         ("vm:move", {"x": 0, "y": 768}, "params.y"),

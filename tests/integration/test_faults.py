@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
@@ -89,7 +90,7 @@ def proxy(tmp_path: Path) -> Iterator[EngineProxy]:
         engine_proxy.cut()
 
 
-def _health(url: str) -> dict:
+def _health(url: str) -> dict[str, Any]:
     return dict(httpx.get(f"{url}/health", timeout=10).json()["data"])
 
 

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import docker
 
@@ -27,12 +28,14 @@ def pooled(client: docker.DockerClient, server_id: str) -> list[str]:
     return sorted(c.id for c in found)
 
 
-def pool_of(status: dict, resource: str) -> dict:
+def pool_of(status: dict[str, Any], resource: str) -> dict[str, Any]:
     (pool,) = status["data"]["resources"][resource]["pools"]
     return dict(pool)
 
 
-async def wait_for_ready(sb: Sandbox, resource: str, ready: int, timeout: float = 30) -> dict:
+async def wait_for_ready(
+    sb: Sandbox, resource: str, ready: int, timeout: float = 30
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         pool = pool_of(await sb.get_warmup_status(), resource)

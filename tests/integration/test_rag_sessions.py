@@ -6,6 +6,7 @@ import json
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -40,7 +41,7 @@ async def sb(server: ServerProcess, worker_id: str) -> AsyncIterator[Sandbox]:
         await sandbox.client.disconnect()
 
 
-def ids(envelope: dict) -> list[str]:
+def ids(envelope: dict[str, Any]) -> list[str]:
     assert envelope["code"] == 0, envelope
     return [hit["id"] for hit in envelope["data"]["results"]]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import docker
 import httpx
@@ -35,7 +36,9 @@ def agent(docker_client: docker.DockerClient) -> Iterator[httpx.Client]:
             yield client
 
 
-def call(client: httpx.Client, tool: str, params: dict[str, object], token: str = TOKEN) -> dict:
+def call(
+    client: httpx.Client, tool: str, params: dict[str, object], token: str = TOKEN
+) -> dict[str, Any]:
     response = client.post(
         f"/call/{tool}", json=params, headers={"Authorization": f"Bearer {token}"}
     )

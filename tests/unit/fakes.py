@@ -199,3 +199,17 @@ class FakeAgents(AgentClient):
 
     async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"state": "indexing" if self.rag_indexing else "ready"}
+
+
+class FakeClock:
+    """A wall clock that moves only when a test says so (sessions expire by it)."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock `seconds` forward."""
+        self.now += seconds

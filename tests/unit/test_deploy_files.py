@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,13 @@ _VARIABLE = re.compile(r"\$\{([A-Z_]+):[-?]([^}]*)\}")
 
 
 def _dependencies() -> list[Requirement]:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10: the installed metadata says the same
-        return [
-            Requirement(r) for r in importlib.metadata.requires("sandbox") or [] if ";" not in r
-        ]
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [Requirement(r) for r in project["dependencies"]]
+
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+        return [Requirement(r) for r in project["dependencies"]]
+    # Python 3.10 has no tomllib: the installed metadata says the same.
+    return [Requirement(r) for r in importlib.metadata.requires("sandbox") or [] if ";" not in r]
 
 
 def _server_pins() -> dict[str, str]:

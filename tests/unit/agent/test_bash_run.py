@@ -60,11 +60,10 @@ def test_undecodable_output_is_replaced(client: AgentClient) -> None:
 
 
 def test_cat_without_input_does_not_hang(client: AgentClient) -> None:
-    started = time.monotonic()
+    # A command left waiting for input would end in the timeout (504), not here.
     reply = client.run("cat; read line; echo after", timeout=5)
 
     assert reply.data["stdout"] == "after\n"
-    assert time.monotonic() - started < 2
 
 
 def test_unbalanced_quote_fails_and_the_next_call_works(client: AgentClient) -> None:
@@ -121,13 +120,10 @@ def test_non_positive_timeout_is_invalid_params(client: AgentClient) -> None:
 def test_timeout_kills_the_command_and_keeps_the_shell(client: AgentClient, tmp_path: Path) -> None:
     client.run(f"cd {tmp_path}; export SBX_BEFORE=kept")
 
-    started = time.monotonic()
     reply = client.run("echo before; echo oops >&2; sleep 30; echo after", timeout=1)
-    elapsed = time.monotonic() - started
     after = client.run("pwd; echo $SBX_BEFORE")
 
     assert reply.status == 504
-    assert elapsed < 3
     assert reply.error["kind"] == "timeout"
     assert "1s" in reply.error["message"]
     data = reply.error["data"]
@@ -143,13 +139,10 @@ def test_timeout_kills_the_command_and_keeps_the_shell(client: AgentClient, tmp_
 def test_builtin_loop_is_stopped_without_losing_the_shell(client: AgentClient) -> None:
     client.run("SBX_LOCAL=unexported; sbx_fn() { echo fn; }")
 
-    started = time.monotonic()
     reply = client.run("echo looping; while :; do :; done; echo after", timeout=0.3)
-    elapsed = time.monotonic() - started
     after = client.run("echo $SBX_LOCAL; sbx_fn; trap -p DEBUG; shopt -q extdebug || echo off")
 
     assert reply.status == 504
-    assert elapsed < 1
     assert reply.error["data"]["stdout"] == "looping\n"
     assert reply.error["data"]["shell_restarted"] is False
     # The same shell: unexported state survives, and the abort machinery is gone.
@@ -182,14 +175,11 @@ def test_stuck_shell_is_replaced_with_its_state_restored(
 ) -> None:
     client.run(f"cd {tmp_path}; export SBX_BEFORE='a b'; unset SBX_TEST_INHERITED")
 
-    started = time.monotonic()
     # Ignoring the interrupt leaves the agent no way but to kill the shell.
     reply = client.run("trap '' USR1; echo looping; while :; do :; done", timeout=0.5)
-    elapsed = time.monotonic() - started
     after = client.run('pwd; echo "$SBX_BEFORE"; echo "[${SBX_TEST_INHERITED-unset}]"')
 
     assert reply.status == 504
-    assert elapsed < 3
     assert reply.error["data"]["stdout"] == "looping\n"
     assert reply.error["data"]["shell_restarted"] is True
     assert reply.error["data"]["cwd"] == str(tmp_path)
@@ -226,21 +216,20 @@ def test_shell_that_closes_its_stdout_is_replaced(client: AgentClient, tmp_path:
 
 
 def test_background_job_holding_the_pipes_does_not_block(client: AgentClient) -> None:
-    started = time.monotonic()
-    reply = client.run("sleep 5 & echo started")
+    # The job outlives the timeout: a call that waited for the pipes to close would be 504.
+    reply = client.run("sleep 30 & echo started", timeout=5)
 
     assert reply.data["stdout"] == "started\n"
-    assert time.monotonic() - started < 2
+    assert reply.data["exit_code"] == 0
 
 
 def test_output_over_the_limit_is_truncated_without_hanging(small_agent: Agent) -> None:
-    started = time.monotonic()
+    # Output nobody reads must not fill the pipe and stall the command into its timeout.
     reply = small_agent.client.run(
         "head -c 5000000 /dev/zero | tr '\\0' a; head -c 300000 /dev/zero | tr '\\0' b >&2",
         timeout=20,
     )
 
-    assert time.monotonic() - started < 3
     assert reply.data["stdout"] == "a" * 1000
     assert reply.data["stderr"] == "b" * 1000
     assert reply.data["truncated"] is True
@@ -263,15 +252,17 @@ def test_token_is_not_in_the_shell_environment(agent: Agent) -> None:
 
 def test_parallel_calls_both_complete_one_at_a_time(agent: Agent) -> None:
     replies = {}
+    log = agent.home / "order.log"
 
     def call(name: str) -> None:
         client = AgentClient(agent.url, agent.token)
         try:
-            replies[name] = client.run(f"sleep 0.2; echo {name}")
+            replies[name] = client.run(
+                f"echo start-{name} >> {log}; sleep 0.2; echo {name}; echo end-{name} >> {log}"
+            )
         finally:
             client.close()
 
-    started = time.monotonic()
     threads = [threading.Thread(target=call, args=(name,)) for name in ("one", "two")]
     for thread in threads:
         thread.start()
@@ -280,7 +271,11 @@ def test_parallel_calls_both_complete_one_at_a_time(agent: Agent) -> None:
 
     assert replies["one"].data["stdout"] == "one\n"
     assert replies["two"].data["stdout"] == "two\n"
-    assert time.monotonic() - started >= 0.4  # one shell: serialized
+    # One shell: the second command starts after the first ended, never inside it.
+    assert log.read_text() in (
+        "start-one\nend-one\nstart-two\nend-two\n",
+        "start-two\nend-two\nstart-one\nend-one\n",
+    )
 
 
 def test_commands_are_the_oom_killers_first_pick(client: AgentClient) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .harness import Agent, AgentClient
+from .harness import Agent, AgentClient, Reply
 
 
 def test_python_output_and_return_code(client: AgentClient) -> None:
@@ -55,25 +55,22 @@ def test_token_is_not_in_the_program_environment(client: AgentClient) -> None:
 
 
 def test_timeout_kills_the_program_and_keeps_partial_output(client: AgentClient) -> None:
-    started = time.monotonic()
     reply = client.call(
         "code.execute", code="import time\nprint('started')\ntime.sleep(30)", timeout=0.5
     )
 
     assert reply.status == 504
-    assert time.monotonic() - started < 2
     assert reply.error["kind"] == "timeout"
     assert reply.error["data"]["stdout"] == "started\n"
     assert reply.error["data"]["return_code"] is None
 
 
 def test_background_child_holding_the_pipes_does_not_block(client: AgentClient) -> None:
-    started = time.monotonic()
+    # The child outlives the timeout: a call that waited for the pipes to close would be 504.
     reply = client.call("code.execute", code="sleep 30 &\necho parent", language="bash", timeout=10)
 
     assert reply.data["stdout"] == "parent\n"
     assert reply.data["return_code"] == 0
-    assert time.monotonic() - started < 2
 
 
 def test_output_over_the_limit_is_truncated(small_agent: Agent) -> None:
@@ -92,20 +89,29 @@ def test_unknown_language_names_language(client: AgentClient) -> None:
 
 
 def test_runs_alongside_a_busy_shell(agent: Agent) -> None:
+    # The shell waits for a file only code.execute makes: were code.execute queued
+    # behind the shell, the shell would run into its timeout instead.
+    started, released = agent.home / "shell-started", agent.home / "released"
     shell = AgentClient(agent.url, agent.token)
-    busy = threading.Thread(target=shell.run, args=("sleep 0.6",))
+    replies: dict[str, Reply] = {}
+    waiting = f"touch {started}; until [ -e {released} ]; do sleep 0.01; done; echo released"
+    busy = threading.Thread(
+        target=lambda: replies.setdefault("shell", shell.run(waiting, timeout=10))
+    )
     busy.start()
     try:
-        time.sleep(0.1)  # let bash.run take the shell
-        started = time.monotonic()
-        reply = agent.client.call("code.execute", code="echo free", language="bash", timeout=5)
-        elapsed = time.monotonic() - started
+        deadline = time.monotonic() + 10  # a guard against a hang, not a timing assert
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        reply = agent.client.call(
+            "code.execute", code=f"touch {released}; echo free", language="bash", timeout=5
+        )
     finally:
         busy.join()
         shell.close()
 
     assert reply.data["stdout"] == "free\n"
-    assert elapsed < 0.4
+    assert replies["shell"].data["stdout"] == "released\n"
 
 
 def test_programs_are_the_oom_killers_first_pick(client: AgentClient) -> None:

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +168,3 @@ def test_the_runner_reports_a_broken_pyautogui(tmp_path: Path) -> None:
         "type": "ImportError",
         "message": "no display",
     }
-
-
-def test_the_runner_source_is_complete() -> None:
-    compile(textwrap.dedent(RUNNER), "<runner>", "exec")

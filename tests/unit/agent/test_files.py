@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -135,14 +134,13 @@ def test_reading_a_directory_names_path(client: AgentClient, tmp_path: Path) -> 
 
 
 def test_reading_a_fifo_is_refused_without_blocking(client: AgentClient, tmp_path: Path) -> None:
+    # With no writer, a blocking open would hang until the client gave up.
     os.mkfifo(tmp_path / "fifo")
 
-    started = time.monotonic()
     reply = client.call("bash.read_file", path=str(tmp_path / "fifo"))
 
     assert reply.status == 400
     assert reply.error["field"] == "path"
-    assert time.monotonic() - started < 2
 
 
 def test_writing_a_fifo_is_refused_without_blocking(client: AgentClient, tmp_path: Path) -> None:

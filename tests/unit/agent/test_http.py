@@ -5,8 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import statistics
-import time
 
 import httpx
 
@@ -158,24 +156,18 @@ def test_chunked_body_is_accepted(agent: Agent) -> None:
     assert response.json()["data"]["stdout"] == "chunked\n"
 
 
-def test_calls_share_one_kept_alive_connection_and_answer_fast(agent: Agent) -> None:
+def test_calls_share_one_kept_alive_connection(agent: Agent) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", agent.server.port, timeout=10)
     headers = {"Authorization": f"Bearer {agent.token}", "Content-Type": "application/json"}
     body = json.dumps({"command": "true", "timeout": 5})
-    durations = []
     sock = None
     try:
         for _ in range(30):
-            started = time.perf_counter()
             connection.request("POST", "/call/bash.run", body=body, headers=headers)
             response = connection.getresponse()
             payload = json.loads(response.read())
-            durations.append(time.perf_counter() - started)
             assert payload["data"]["exit_code"] == 0
             assert sock is None or connection.sock is sock  # never reconnected
             sock = connection.sock
     finally:
         connection.close()
-
-    # A delayed ACK (Nagle, or a response split over writes) costs ~40 ms per call.
-    assert statistics.median(durations) < 0.02

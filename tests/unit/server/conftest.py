@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -11,6 +13,7 @@ from fastapi import FastAPI
 
 from sandbox.config import Settings
 from sandbox.server import create_app
+from sandbox.sessions.table import Clock
 from tests.unit.fakes import FakeAgents, FakeRuntime
 
 SOCKET_ROOT = Path(tempfile.mkdtemp(prefix="sandbox-unit-sockets-"))
@@ -24,15 +27,17 @@ class Harness:
     agents: FakeAgents
     settings: Settings
 
-    async def post(self, path: str, body: dict[str, object] | None = None, **kw: object) -> dict:
+    async def post(
+        self, path: str, body: Mapping[str, object] | None = None, **kw: Any
+    ) -> dict[str, Any]:
         response = await self.client.post(path, json=body if body is not None else {}, **kw)
-        envelope = response.json()
+        envelope: dict[str, Any] = response.json()
         envelope["_status"] = response.status_code
         return envelope
 
 
-def make_settings(**overrides: object) -> Settings:
-    base: dict[str, object] = {
+def make_settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {
         "server_id": "unit",
         "sweep_interval_s": 3600,
         "socket_dir": SOCKET_ROOT,
@@ -43,10 +48,12 @@ def make_settings(**overrides: object) -> Settings:
     return Settings(**base)
 
 
-async def open_harness(settings: Settings, runtime: FakeRuntime | None = None) -> Harness:
+async def open_harness(
+    settings: Settings, runtime: FakeRuntime | None = None, clock: Clock = time.time
+) -> Harness:
     runtime = runtime or FakeRuntime()
     agents = FakeAgents(runtime)
-    app = create_app(settings, runtime=runtime, agents=agents)
+    app = create_app(settings, runtime=runtime, agents=agents, clock=clock)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox")
     return Harness(app, client, runtime, agents, settings)
 

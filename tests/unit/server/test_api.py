@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 
 from sandbox.errors import ErrorCode
-from tests.unit.fakes import FakeRuntime
+from tests.unit.fakes import FakeClock, FakeRuntime
 
 from .conftest import Harness, make_settings, open_harness
+
+# Guards against a hang, not timing asserts: far beyond what each step needs.
+_GUARD_S = 10.0
 
 PREFIXES = ["", "/api/v1"]
 
@@ -366,29 +369,75 @@ async def test_concurrent_creates_of_one_key_make_one_container(harness: Harness
     assert len(harness.runtime.containers) == 1
 
 
-async def test_refresh_and_heartbeat_push_expiry(harness: Harness) -> None:
-    created = await harness.post("/session/create", {"worker_id": "w1", "resource_type": "bash"})
-    before = created["data"]["expires_at"]
-    await asyncio.sleep(0.01)
-    refreshed = await harness.post("/session/refresh", {"worker_id": "w1"})
-    assert refreshed["data"]["expires_at"] > before
-    beat = await harness.post("/api/v1/lifecycle/heartbeat", {"worker_id": "w1"})
-    assert beat["data"]["refreshed"] == [created["data"]["session_id"]]
-    missing = await harness.post("/session/refresh", {"worker_id": "w2"})
-    assert missing["code"] == ErrorCode.SESSION_ERROR
+async def test_refresh_and_heartbeat_push_expiry() -> None:
+    clock = FakeClock()
+    h = await open_harness(make_settings(session_ttl_s=60), clock=clock)
+    async with h.app.router.lifespan_context(h.app), h.client:
+        created = await h.post("/session/create", {"worker_id": "w1", "resource_type": "bash"})
+        assert created["data"]["expires_at"] == clock.now + 60
+        clock.advance(30)
+        refreshed = await h.post("/session/refresh", {"worker_id": "w1"})
+        assert refreshed["data"]["expires_at"] == clock.now + 60
+        clock.advance(30)
+        beat = await h.post("/api/v1/lifecycle/heartbeat", {"worker_id": "w1"})
+        assert beat["data"]["refreshed"] == [created["data"]["session_id"]]
+        (listed,) = (await h.post("/session/list", {"worker_id": "w1"}))["data"]["sessions"]
+        assert (listed["last_used_at"], listed["expires_at"]) == (clock.now, clock.now + 60)
+        missing = await h.post("/session/refresh", {"worker_id": "w2"})
+        assert missing["code"] == ErrorCode.SESSION_ERROR
 
 
-async def test_expired_sessions_are_swept() -> None:
-    h = await open_harness(make_settings(session_ttl_s=0.2, sweep_interval_s=0.05))
+async def test_the_sweeper_destroys_expired_sessions_on_its_own() -> None:
+    clock = FakeClock()
+    h = await open_harness(make_settings(session_ttl_s=60, sweep_interval_s=0.01), clock=clock)
     async with h.app.router.lifespan_context(h.app), h.client:
         await h.post("/session/create", {"worker_id": "w1", "resource_type": "bash"})
+        clock.advance(61)
+
+        async def swept() -> None:
+            while h.runtime.containers:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(swept(), _GUARD_S)
+        assert (await h.post("/session/list", {}))["data"]["count"] == 0
+
+
+def _workers(listed: dict[str, Any]) -> list[str]:
+    return sorted(s["worker_id"] for s in listed["data"]["sessions"])
+
+
+async def test_a_session_idle_past_its_ttl_is_swept_unless_a_call_holds_it() -> None:
+    clock = FakeClock()
+    h = await open_harness(make_settings(session_ttl_s=60), clock=clock)
+    async with h.app.router.lifespan_context(h.app), h.client:
+        sweep = h.app.state.services.sessions.sweep
+        for worker in ("idle", "busy"):
+            await h.post("/session/create", {"worker_id": worker, "resource_type": "bash"})
+        clock.advance(59)
+        assert await sweep() == 0
+        entered, gate = asyncio.Event(), asyncio.Event()
+
+        async def held(params: dict[str, Any]) -> dict[str, Any]:
+            entered.set()
+            await gate.wait()
+            return {"stdout": "done"}
+
+        h.agents.handlers["bash.run"] = held
+        body = {"worker_id": "busy", "action": "bash:run", "params": {"command": "x"}}
+        call = asyncio.create_task(h.post("/execute", body))
+        await asyncio.wait_for(entered.wait(), _GUARD_S)
+        clock.advance(600)
+        assert await sweep() == 1, "the idle session expired; the busy one runs a call"
+        assert _workers(await h.post("/session/list", {})) == ["busy"]
         assert len(h.runtime.containers) == 1
-        deadline = time.monotonic() + 3
-        while h.runtime.containers and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        gate.set()
+        assert (await call)["code"] == 0
+        clock.advance(59)
+        assert await sweep() == 0, "the call's end pushed the expiry"
+        clock.advance(1)
+        assert await sweep() == 1
         assert h.runtime.containers == {}
-        listed = await h.post("/session/list", {})
-        assert listed["data"]["count"] == 0
+        assert (await h.post("/session/list", {}))["data"]["count"] == 0
 
 
 async def test_disconnect_destroys_all_of_a_workers_sessions(harness: Harness) -> None:

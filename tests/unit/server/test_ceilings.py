@@ -71,7 +71,7 @@ async def test_a_cpu_share_too_small_to_be_a_limit_is_1002(capped: Harness, cpus
 @pytest.mark.parametrize("setting", ["limits", "ceilings"])
 def test_settings_refuse_a_cpu_share_below_a_hundredth(setting: str) -> None:
     with pytest.raises(ValidationError, match=f"{setting}.cpus"):
-        Settings(server_id="x", **{setting: {"cpus": 0.001}})
+        Settings.model_validate({"server_id": "x", setting: {"cpus": 0.001}})
 
 
 async def test_a_config_at_the_ceilings_is_applied(capped: Harness) -> None:
@@ -113,9 +113,13 @@ async def test_network_is_given_where_the_operator_allows_it() -> None:
 
 def test_server_defaults_must_fit_under_the_ceilings() -> None:
     with pytest.raises(ValidationError, match=r"limits\.memory: .*ceiling of 1g"):
-        Settings(server_id="x", limits={"memory": "2g"}, ceilings={"memory": "1g"})
+        Settings.model_validate(
+            {"server_id": "x", "limits": {"memory": "2g"}, "ceilings": {"memory": "1g"}}
+        )
     with pytest.raises(ValidationError, match=r"limits\.pids"):
-        Settings(server_id="x", limits={"pids": 512}, ceilings={"pids": 256})
+        Settings.model_validate(
+            {"server_id": "x", "limits": {"pids": 512}, "ceilings": {"pids": 256}}
+        )
 
 
 def test_a_pid_budget_below_one_sessions_pids_is_refused() -> None:

@@ -123,7 +123,8 @@ async def _post(client: httpx.AsyncClient, request_id: str, caller: str = "t") -
 
 
 def _caller(scope: Scope) -> str:
-    return dict(scope["headers"])[b"x-caller"].decode()
+    caller: bytes = dict(scope["headers"])[b"x-caller"]
+    return caller.decode()
 
 
 async def test_past_the_entry_bound_requests_run_uncached_while_others_run() -> None:

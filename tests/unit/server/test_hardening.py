@@ -252,7 +252,7 @@ async def test_the_api_key_is_401_naming_authorization_with_a_challenge() -> Non
 
 
 def test_settings_never_show_the_api_key() -> None:
-    settings = Settings(server_id="x", api_key="very-secret-value")
+    settings = Settings.model_validate({"server_id": "x", "api_key": "very-secret-value"})
     for text in (
         repr(settings),
         str(settings),

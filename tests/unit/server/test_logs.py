@@ -101,7 +101,9 @@ def test_text_lines_append_the_context() -> None:
 
 def test_configure_logging_routes_uvicorn_through_one_handler(restore_logging: None) -> None:
     stream = io.StringIO()
-    settings = Settings(server_id="x", api_key="top-secret", log_level="debug")
+    settings = Settings.model_validate(
+        {"server_id": "x", "api_key": "top-secret", "log_level": "debug"}
+    )
     handler = configure_logging(settings, stream)
     assert logging.getLogger().handlers == [handler]
     logging.getLogger("uvicorn.error").info("Uvicorn running on %s", "http://127.0.0.1:1")

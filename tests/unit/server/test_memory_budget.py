@@ -97,13 +97,18 @@ async def test_a_shared_service_counts_against_the_memory_budget() -> None:
 )
 def test_a_bad_memory_budget_is_refused_at_load(budget: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        Settings(server_id="x", memory_budget=budget)
+        Settings.model_validate({"server_id": "x", "memory_budget": budget})
 
 
 def test_a_budget_may_be_a_size_or_a_byte_count() -> None:
     assert Settings(server_id="x", memory_budget="20g").memory_budget_bytes() == 20 * GIB
-    assert Settings(server_id="x", memory_budget=20 * GIB).memory_budget_bytes() == 20 * GIB
-    small = Settings(server_id="x", memory_budget="1g", limits={"memory": "256m", "disk": "256m"})
+    assert (
+        Settings.model_validate({"server_id": "x", "memory_budget": 20 * GIB}).memory_budget_bytes()
+        == 20 * GIB
+    )
+    small = Settings.model_validate(
+        {"server_id": "x", "memory_budget": "1g", "limits": {"memory": "256m", "disk": "256m"}}
+    )
     assert small.memory_budget_bytes() == GIB
 
 

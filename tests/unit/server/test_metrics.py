@@ -27,7 +27,7 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-async def call(harness: Harness, command: str, worker: str = "w1", **body: Any) -> dict:
+async def call(harness: Harness, command: str, worker: str = "w1", **body: Any) -> dict[str, Any]:
     return await harness.post(
         "/execute",
         {"worker_id": worker, "action": "bash:run", "params": {"command": command}, **body},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from sandbox.errors import ErrorCode
 from tests.unit.fakes import FakeRuntime
@@ -15,7 +16,7 @@ def pool_containers(runtime: FakeRuntime) -> list[str]:
     return sorted(c.id for c in runtime.running() if "sandbox.pool" in c.labels)
 
 
-async def fill(harness: Harness, size: int, resource: str = "bash") -> dict:
+async def fill(harness: Harness, size: int, resource: str = "bash") -> dict[str, Any]:
     envelope = await harness.post(
         "/warmup", {"resources": [resource], "pool_size": size, "wait": True}
     )
@@ -110,7 +111,7 @@ async def test_pools_from_settings_and_adoption_after_a_restart() -> None:
         keep_sessions_on_shutdown=True, pools=[{"resource": "bash", "size": 2}]
     )
     h = await open_harness(settings, runtime)
-    meta: dict = {}
+    meta: dict[str, Any] = {}
     async with h.app.router.lifespan_context(h.app), h.client:
         await until(lambda: len(pool_containers(runtime)) == 2)
         created = await h.post("/session/create", {"worker_id": "w1", "resource_type": "bash"})

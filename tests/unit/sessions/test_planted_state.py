@@ -94,8 +94,14 @@ def test_a_servers_directory_of_another_user_is_refused(tmp_path: Path) -> None:
 def test_a_shared_root_of_another_user_is_accepted(tmp_path: Path) -> None:
     # CI: the server runs as root in a root left owned by the compose tests' uid 10001.
     os.chown(tmp_path, 10001, 10001)
-    SocketDirs(tmp_path, "srv").create()
-    ClaimSigner.load(tmp_path / "srv.claim-key", "srv")
+    directory = SocketDirs(tmp_path, "srv").create()
+    assert directory.parent == tmp_path / "srv"
+    assert (directory.parent.stat().st_uid, directory.parent.stat().st_mode & 0o777) == (0, 0o700)
+    signer = ClaimSigner.load(tmp_path / "srv.claim-key", "srv")
+    again = ClaimSigner.load(tmp_path / "srv.claim-key", "srv")
+    assert again.verify("c1", signer.sign("c1", {"sandbox.worker": "w1"})) == {
+        "sandbox.worker": "w1"
+    }, "the key made in the shared root is the one read back"
 
 
 @needs_root

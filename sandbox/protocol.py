@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 WORKER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 RESOURCE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
@@ -103,6 +103,30 @@ class CreateSessionRequest(_Request):
     custom_name: str | None = Field(default=None, max_length=128)
 
 
+class InitResourceRequest(_Request):
+    """AgentFlow's name for opening a session: `/session/create` with `init_config`."""
+
+    worker_id: WorkerId | None = None
+    resource_type: str = Field(min_length=1, max_length=32)
+    init_config: dict[str, Any] = Field(default_factory=dict)
+
+
+class InitBatchRequest(_Request):
+    """Open several of the worker's sessions: ``{resource: config}``, where a config
+    may be wrapped as ``{"content": config}`` (AgentFlow's form)."""
+
+    worker_id: WorkerId | None = None
+    resource_configs: dict[str, dict[str, Any]] = Field(max_length=32)
+
+
+class InitFromConfigRequest(_Request):
+    """Read the server's own config file (AgentFlow's ``/init/from-config``)."""
+
+    worker_id: WorkerId | None = None
+    config_path: str = Field(min_length=1, max_length=4096)
+    override_params: dict[str, Any] = Field(default_factory=dict)
+
+
 class DestroySessionRequest(_Request):
     """Destroy one of the worker's sessions, or all of them."""
 
@@ -142,7 +166,7 @@ class WarmupRequest(_Request):
     resources: list[str] = Field(
         default_factory=list,
         validation_alias=AliasChoices("resources", "backends"),
-        description="Resource types to warm; none means all.",
+        description="Resource types to warm; none (or null) means all.",
     )
     pool_size: PoolSize | dict[str, PoolSize] | None = Field(
         default=None,
@@ -153,6 +177,11 @@ class WarmupRequest(_Request):
         default=False,
         description="Answer once images are built, services indexed and pools full.",
     )
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _null_is_all(cls, value: object) -> object:
+        return [] if value is None else value
 
 
 class SessionInfo(BaseModel):

@@ -32,7 +32,7 @@ from .deps import Services, require_api_key, tenant_of_scope
 from .envelope import TraceMiddleware, install_error_handlers
 from .limits import BodySizeLimit
 from .metrics import ServerMetrics
-from .routes import execute, metrics, sessions, system
+from .routes import execute, init, metrics, sessions, system
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _include_routes(app: FastAPI) -> None:
             responses=_ENVELOPE_RESPONSES,
             generate_unique_id_function=_op_id(prefix),
         )
-        for router in (execute.router, sessions.router, system.router):
+        for router in (execute.router, sessions.router, init.router, system.router):
             app.include_router(
                 router,
                 prefix=prefix,

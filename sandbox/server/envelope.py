@@ -56,16 +56,26 @@ def failure(error: SandboxError, meta: Meta | None = None) -> Envelope:
 
 
 def respond(
-    envelope: Envelope, status: int | None = None, headers: Mapping[str, str] | None = None
+    envelope: Envelope,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    top_level: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    """Send `envelope` with the HTTP status its code maps to (or `status`)."""
+    """Send `envelope` with the HTTP status its code maps to (or `status`).
+
+    `top_level` adds keys beside ``code``, ``message``, ``data`` and ``meta``,
+    for clients that read an answer without its envelope (AgentFlow's reads the
+    tool list at the top level of ``/tools``).
+    """
     try:
         code = ErrorCode(envelope.code)
     except ValueError:
         code = ErrorCode.INTERNAL
-    return JSONResponse(
-        envelope.model_dump(), status_code=status or code.http_status, headers=headers
-    )
+    body = envelope.model_dump()
+    if top_level:
+        body.update({key: value for key, value in top_level.items() if key not in body})
+    return JSONResponse(body, status_code=status or code.http_status, headers=headers)
 
 
 class TraceMiddleware:

@@ -14,6 +14,7 @@ from ...protocol import (
     ListSessionsRequest,
     RefreshSessionRequest,
 )
+from ...sessions.table import Session
 from ..context import note_session
 from ..deps import ServicesDep, TenantDep, WorkerHeader, worker_of
 from ..envelope import elapsed_ms, new_meta, respond, success
@@ -47,6 +48,20 @@ _WORKER_EXAMPLES: dict[str, Any] = {
 }
 
 
+def opened(session: Session, created: bool) -> dict[str, Any]:
+    """What a create answers about the session it opened (or found)."""
+    return {
+        "session_id": session.session_id,
+        "session_name": session.session_name,
+        "resource_type": session.resource_type,
+        "status": "created" if created else "exists",
+        # AgentFlow's client counts a session as created only when it reads this.
+        "session_status": "active",
+        "config_applied": session.config,
+        "expires_at": session.expires_at,
+    }
+
+
 @router.post("/create")
 async def create_session(
     body: Annotated[CreateSessionRequest, Body(openapi_examples=_CREATE_EXAMPLES)],
@@ -61,14 +76,7 @@ async def create_session(
         worker_id, body.resource_type, body.config, custom_name=body.custom_name, tenant=tenant
     )
     note_session(session.session_id)
-    data = {
-        "session_id": session.session_id,
-        "session_name": session.session_name,
-        "resource_type": session.resource_type,
-        "status": "created" if created else "exists",
-        "config_applied": session.config,
-        "expires_at": session.expires_at,
-    }
+    data = opened(session, created)
     meta = new_meta(
         resource_type=session.resource_type,
         session_id=session.session_id,

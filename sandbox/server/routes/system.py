@@ -62,7 +62,17 @@ async def ready(services: ServicesDep) -> JSONResponse:
 async def tools(services: ServicesDep) -> JSONResponse:
     """Every tool with its description and the JSON schema of its parameters."""
     described = services.registry.describe()
-    return respond(success({"tools": described, "count": len(described)}))
+    listing = {"tools": described, "count": len(described)}
+    return respond(success(listing), top_level=listing)
+
+
+@router.get("/tools/{name}/schema")
+async def tool_schema(name: str, services: ServicesDep) -> JSONResponse:
+    """One tool (``vm:click``, ``vm.click`` or an unambiguous ``click``): its description
+    and the JSON schema of its parameters."""
+    full_name = services.registry.resolve(name).full_name
+    (described,) = [tool for tool in services.registry.describe() if tool["name"] == full_name]
+    return respond(success(described), top_level=described)
 
 
 def _images_of(services: Services, resources: list[str]) -> dict[str, str]:

@@ -124,13 +124,17 @@ def read_corpus(path: str, skipped: SkippedLines) -> Iterator[tuple[int, Documen
     A line must be a JSON object with a non-empty string ``text``, an ``id``
     (string, or integer taken as its decimal string) and optionally a string
     ``title``; bad lines and repeated ids are counted in `skipped`.
+
+    AgentFlow's corpora (FlashRAG's format) load as they are: ``contents`` in
+    place of ``text``, holding the title on its first line (in quotes) unless a
+    ``title`` is given, and an ``id`` that may be missing (the line number then).
     """
     seen: set[str] = set()
     with open(path, "rb") as file:
         for number, raw in enumerate(file, start=1):
             if not raw.strip():
                 continue
-            document, reason = _parse_line(raw)
+            document, reason = _parse_line(raw, number)
             if document is not None and document.doc_id in seen:
                 reason = f"id {document.doc_id!r} repeats an earlier line"
                 document = None
@@ -141,7 +145,7 @@ def read_corpus(path: str, skipped: SkippedLines) -> Iterator[tuple[int, Documen
             yield number, document
 
 
-def _parse_line(raw: bytes) -> tuple[Document | None, str]:
+def _parse_line(raw: bytes, number: int) -> tuple[Document | None, str]:
     try:
         value = json.loads(raw)
     except ValueError as exc:  # UnicodeDecodeError is a ValueError too
@@ -149,14 +153,18 @@ def _parse_line(raw: bytes) -> tuple[Document | None, str]:
     if not isinstance(value, dict):
         return None, "not a JSON object"
     doc_id = value.get("id")
+    if doc_id is None and "contents" in value:
+        doc_id = number  # FlashRAG corpora may number passages by line alone
     if isinstance(doc_id, int) and not isinstance(doc_id, bool):
         doc_id = str(doc_id)
     if not isinstance(doc_id, str) or not doc_id or len(doc_id) > MAX_ID_CHARS:
         return None, f"id must be a string of 1 to {MAX_ID_CHARS} characters"
+    title = value.get("title")
     text = value.get("text")
+    if text is None and isinstance(value.get("contents"), str):
+        title, text = _split_contents(value["contents"], title)
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT_CHARS:
         return None, f"text must be a non-empty string of at most {MAX_TEXT_CHARS} characters"
-    title = value.get("title")
     if title is None:
         title = ""
     elif not isinstance(title, str) or len(title) > MAX_TEXT_CHARS:
@@ -167,3 +175,12 @@ def _parse_line(raw: bytes) -> tuple[Document | None, str]:
     except UnicodeEncodeError:
         return None, "contains an unpaired surrogate"
     return Document(doc_id, title, text), ""
+
+
+def _split_contents(contents: str, title: object) -> tuple[object, str]:
+    """Title and text of a FlashRAG ``contents``: ``"Title"\\ntext`` (the title's
+    quotes dropped), or all text where a ``title`` is given or no newline is."""
+    head, newline, body = contents.partition("\n")
+    if title is not None or not newline or not body.strip():
+        return title, contents
+    return head.strip().strip('"').strip(), body

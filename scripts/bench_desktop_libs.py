@@ -3,6 +3,7 @@
 
     python scripts/bench_desktop_libs.py              # image: $SANDBOX_IMAGE_NAMESPACE/desktop
     python scripts/bench_desktop_libs.py --rounds 2000 --image sandbox/desktop:latest
+    python scripts/bench_desktop_libs.py --against old/desktop:latest   # agent A/B, see below
 
 Starts one container of the desktop image (no network, no ``sandbox.*`` labels:
 the sandbox server neither adopts nor reaps it), mounts this checkout's
@@ -23,6 +24,12 @@ machine hits both alike:
   against python3-pil (``compress_level=1``), with the bytes each produces; PIL's
   JPEG for reference (the agent has no JPEG encoder).
 - Import time of each library in a fresh python3, which a new session pays.
+
+With ``--against IMAGE`` it instead starts one desktop of each image as its
+agent (token auth, TCP published on 127.0.0.1 only), puts an xterm full of text
+on both, and times ``vm.screenshot``, ``vm.click`` and ``vm.type`` at the agent,
+alternating call by call between the two: an A/B of two agent versions that the
+machine's noise hits alike.
 """
 
 from __future__ import annotations
@@ -51,11 +58,102 @@ def main() -> int:
     parser.add_argument("--image", default=f"{namespace}/desktop:latest")
     parser.add_argument("--rounds", type=int, default=1000, help="timed calls per input row")
     parser.add_argument("--name", default=f"bench-desktop-libs-{secrets.token_hex(3)}")
+    parser.add_argument("--against", metavar="IMAGE", help="A/B the agents of IMAGE and --image")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inside:
         return inside(args.rounds)
+    if args.against:
+        return agents_ab({"before": args.against, "after": args.image}, args.name, args.rounds)
     return outside(args)
+
+
+def agents_ab(images: dict[str, str], name: str, rounds: int) -> int:
+    """Time the same tool calls on two agents, alternating; print a table."""
+    import http.client
+    import json
+
+    import docker
+
+    client = docker.from_env()
+    token = secrets.token_hex(16)
+    containers = {}
+    connections: dict[str, http.client.HTTPConnection] = {}
+
+    def call(label: str, tool: str, **params: object) -> dict[str, Any]:
+        connection = connections[label]
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        connection.request("POST", f"/call/{tool}", json.dumps(params), headers)
+        reply = json.loads(connection.getresponse().read())
+        if not reply["ok"]:
+            raise SystemExit(f"{label}: {tool}: {reply['error']}")
+        return dict(reply["data"])
+
+    try:
+        for label, image in images.items():
+            containers[label] = client.containers.run(
+                image,
+                name=f"{name}-{label}",
+                detach=True,
+                environment={
+                    "SANDBOX_AGENT_TOKEN": token,
+                    "SANDBOX_AGENT_HOST": "0.0.0.0",
+                    "SANDBOX_AGENT_PORT": "8000",
+                },
+                ports={"8000/tcp": ("127.0.0.1", None)},
+                mem_limit="1g",
+            )
+        for label, container in containers.items():
+            connections[label] = _wait_for_agent(container)
+        for label in containers:
+            call(label, "vm.launch", command="xterm", wait_for_window=True)
+            time.sleep(0.5)
+            call(label, "vm.type", text="ls -l /usr/bin | head -40\n")
+        time.sleep(1.0)
+        print(f"{rounds} rounds; before: {images['before']}, after: {images['after']}")
+        print()
+        print("| call at the agent | agent | n | p50 ms | p95 ms |")
+        print("|---|---|---|---|---|")
+        for job, params, count in [
+            ("vm.screenshot", {}, rounds),
+            ("vm.click", {"x": 1250, "y": 780}, 2 * rounds),
+            ("vm.type", {"text": "abcdefghij"}, rounds // 2),
+        ]:
+            functions = tuple(
+                (lambda label=label, job=job, params=params: call(label, job, **params))
+                for label in containers
+            )
+            for label, samples in zip(containers, _alternate(functions, count), strict=True):
+                p50, p95 = _percentiles(samples)
+                print(f"| {job} | {label} | {len(samples)} | {p50:.2f} | {p95:.2f} |")
+    finally:
+        for container in containers.values():
+            container.remove(force=True)
+    return 0
+
+
+def _wait_for_agent(container: Any) -> Any:
+    """A kept-alive connection to `container`'s agent once ``/health`` answers."""
+    import http.client
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        container.reload()
+        published = container.attrs["NetworkSettings"]["Ports"].get("8000/tcp")
+        if published:
+            connection = http.client.HTTPConnection(
+                "127.0.0.1", int(published[0]["HostPort"]), timeout=60
+            )
+            try:
+                connection.request("GET", "/health")
+                response = connection.getresponse()
+                response.read()
+                if response.status == 200:
+                    return connection
+            except OSError:
+                connection.close()
+        time.sleep(0.1)
+    raise SystemExit(f"{container.name}: no agent answered; its log:\n{container.logs().decode()}")
 
 
 def outside(args: argparse.Namespace) -> int:
@@ -383,15 +481,6 @@ def _alternate(functions: tuple[Callable[[], object], ...], rounds: int) -> list
             started = time.perf_counter_ns()
             function()
             samples[index].append((time.perf_counter_ns() - started) / 1e6)
-    return samples
-
-
-def _time(function: Callable[[], object], count: int) -> list[float]:
-    samples = []
-    for _ in range(count):
-        started = time.perf_counter_ns()
-        function()
-        samples.append((time.perf_counter_ns() - started) / 1e6)
     return samples
 
 

@@ -5,13 +5,14 @@ raw decoder turns them into ``R, G, B`` (dropping row padding as it goes); each
 row then gets PNG's filter byte 0 (none); deflate at level 1 finishes it.
 
 Measured on a 1280x800 desktop (docs/benchmarks.md, "Desktop: hand-written X code
-vs Debian's libraries"): PIL's channel swap takes ~2.4 ms where three extended-slice
-copies took ~6.6 ms, but PIL's own PNG encoder at ``compress_level=1`` takes more
-than twice as long as this module, since it tries every row filter (its files are
-~20% smaller); the flat colours of a desktop compress well without filtering.
+vs Debian's libraries"): PIL's channel swap takes 1.4 ms where three extended-slice
+copies took 3.3 ms (the whole encoding: 6.6 ms, was 8.8 ms), but PIL's own PNG
+encoder at ``compress_level=1`` takes 18 ms, since it tries every row filter (its
+files are ~20% smaller); the flat colours of a desktop compress well without.
+Importing PIL adds ~20 ms to the agent's start and ~2 MiB to its memory.
 
-python3-pil is a package of the desktop image only: nothing outside
-`sandbox.agent.desktop` may import this module.
+python3-pil is a package of the desktop image only: the shell and rag images run
+the agent without it, so only the desktop toolset may import this module.
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ prototypes and error hooks are in `libx11`.
 
 Why ctypes rather than the desktop image's python3-xlib: measured on Xvfb
 (docs/benchmarks.md, "Desktop: hand-written X code vs Debian's libraries"), each
-job here takes 1.5 to 3 times as long through python3-xlib (a click 0.27 ms
-against 0.14 ms, a property read 0.065 ms against 0.024 ms), importing it adds
-~40 ms to a session's start, and it has no MIT-SHM, so the grab would need this
-connection besides.
+job here takes 1.5 to 3 times as long through python3-xlib (a click 0.22 ms
+against 0.14 ms, a property read 0.06-0.11 ms against 0.02-0.04 ms), importing
+it and connecting take ~44 ms of a session's start against ~6 ms, and it has no
+MIT-SHM, so the grab would need this connection besides.
 
 Xlib is not thread-safe without ``XInitThreads``; instead every use of the
 connection holds `XDisplay.lock`, which callers also hold across a sequence of

@@ -3,8 +3,16 @@
 Every action of a `vm` session is a few XTEST requests on this connection
 (microseconds) instead of a new xdotool process (milliseconds), and a screenshot
 is one ``XShmGetImage`` into a shared memory segment the X server writes
-directly, instead of streaming 4 MB through the socket. Where the server cannot
-share memory with us, ``XGetImage`` is the fallback.
+directly (`grab`), instead of streaming 4 MB through the socket. Where the server
+cannot share memory with us, ``XGetImage`` is the fallback. The C libraries'
+prototypes and error hooks are in `libx11`.
+
+Why ctypes rather than the desktop image's python3-xlib: measured on Xvfb
+(docs/benchmarks.md, "Desktop: hand-written X code vs Debian's libraries"), each
+job here takes 1.5 to 3 times as long through python3-xlib (a click 0.22 ms
+against 0.14 ms, a property read 0.06-0.11 ms against 0.02-0.04 ms), importing
+it and connecting take ~44 ms of a session's start against ~6 ms, and it has no
+MIT-SHM, so the grab would need this connection besides.
 
 Xlib is not thread-safe without ``XInitThreads``; instead every use of the
 connection holds `XDisplay.lock`, which callers also hold across a sequence of
@@ -18,115 +26,26 @@ as `XError` once the server has answered.
 from __future__ import annotations
 
 import ctypes
-import sys
 import threading
 from collections.abc import Sequence
-from ctypes import (
-    CFUNCTYPE,
-    POINTER,
-    Structure,
-    byref,
-    c_char_p,
-    c_int,
-    c_long,
-    c_ubyte,
-    c_uint,
-    c_ulong,
-    c_void_p,
-)
+from ctypes import byref, c_int, c_uint, c_ulong, c_void_p
 from dataclasses import dataclass
-from typing import Any
 
+from .grab import Frame, ShmImage, frame_of
 from .keymap import Keymap
+from .libx11 import (
+    ALL_PLANES,
+    MAPPING_KEYBOARD,
+    MAPPING_NOTIFY,
+    Z_PIXMAP,
+    XError,
+    XEvent,
+    XMappingEvent,
+    XUnavailable,
+    load,
+)
 
-_Z_PIXMAP = 2
-_LSB_FIRST = 0
-_ALL_PLANES = c_ulong(-1).value
-_MAPPING_NOTIFY = 34
-_MAPPING_KEYBOARD = 1
-_IPC_PRIVATE = 0
-_IPC_CREAT = 0o1000
-_IPC_RMID = 0
-
-
-class XUnavailable(RuntimeError):
-    """libX11 cannot be loaded, or the display does not accept a connection."""
-
-
-class XError(RuntimeError):
-    """The X server refused a request (BadValue, BadAccess, ...)."""
-
-
-class _XErrorEvent(Structure):
-    _fields_ = [
-        ("type", c_int),
-        ("display", c_void_p),
-        ("resourceid", c_ulong),
-        ("serial", c_ulong),
-        ("error_code", c_ubyte),
-        ("request_code", c_ubyte),
-        ("minor_code", c_ubyte),
-    ]
-
-
-class _XImage(Structure):
-    _fields_ = [
-        ("width", c_int),
-        ("height", c_int),
-        ("xoffset", c_int),
-        ("format", c_int),
-        ("data", c_void_p),
-        ("byte_order", c_int),
-        ("bitmap_unit", c_int),
-        ("bitmap_bit_order", c_int),
-        ("bitmap_pad", c_int),
-        ("depth", c_int),
-        ("bytes_per_line", c_int),
-        ("bits_per_pixel", c_int),
-        ("red_mask", c_ulong),
-        ("green_mask", c_ulong),
-        ("blue_mask", c_ulong),
-        ("obdata", c_void_p),
-        ("funcs", c_void_p * 6),
-    ]
-
-
-class _XShmSegmentInfo(Structure):
-    _fields_ = [
-        ("shmseg", c_ulong),
-        ("shmid", c_int),
-        ("shmaddr", c_void_p),
-        ("readOnly", c_int),
-    ]
-
-
-class _XMappingEvent(Structure):
-    _fields_ = [
-        ("type", c_int),
-        ("serial", c_ulong),
-        ("send_event", c_int),
-        ("display", c_void_p),
-        ("window", c_ulong),
-        ("request", c_int),
-        ("first_keycode", c_int),
-        ("count", c_int),
-    ]
-
-
-_XEvent = c_long * 24  # the XEvent union: 24 longs on every platform
-_ErrorHandler = CFUNCTYPE(c_int, c_void_p, POINTER(_XErrorEvent))
-_IOErrorHandler = CFUNCTYPE(c_int, c_void_p)
-_IOErrorExitHandler = CFUNCTYPE(None, c_void_p, c_void_p)
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One screen capture: 32-bit little-endian ``B, G, R, X`` pixels."""
-
-    width: int
-    height: int
-    stride: int
-    pixels: bytes
+__all__ = ["Frame", "MappingChange", "XDisplay", "XError", "XUnavailable"]
 
 
 @dataclass(frozen=True)
@@ -135,128 +54,6 @@ class MappingChange:
 
     first: int
     count: int
-
-
-class _Libraries:
-    """The shared libraries with the prototypes this module uses."""
-
-    def __init__(self) -> None:
-        try:
-            self.x11 = ctypes.CDLL("libX11.so.6")
-            self.xtst = ctypes.CDLL("libXtst.so.6")
-            self.xext = ctypes.CDLL("libXext.so.6")
-            self.libc = ctypes.CDLL(None, use_errno=True)
-        except OSError as exc:
-            raise XUnavailable(f"cannot load the X libraries: {exc}") from None
-        x, t, e, c = self.x11, self.xtst, self.xext, self.libc
-        dpy = c_void_p
-        _proto(x.XOpenDisplay, c_void_p, c_char_p)
-        _proto(x.XCloseDisplay, c_int, dpy)
-        _proto(x.XDefaultScreen, c_int, dpy)
-        _proto(x.XDisplayWidth, c_int, dpy, c_int)
-        _proto(x.XDisplayHeight, c_int, dpy, c_int)
-        _proto(x.XRootWindow, c_ulong, dpy, c_int)
-        _proto(x.XDefaultVisual, c_void_p, dpy, c_int)
-        _proto(x.XDefaultDepth, c_int, dpy, c_int)
-        _proto(x.XSync, c_int, dpy, c_int)
-        _proto(x.XFlush, c_int, dpy)
-        _proto(x.XPending, c_int, dpy)
-        _proto(x.XNextEvent, c_int, dpy, c_void_p)
-        _proto(x.XFree, c_int, c_void_p)
-        _proto(x.XSetErrorHandler, c_void_p, _ErrorHandler)
-        _proto(x.XSetIOErrorHandler, c_void_p, _IOErrorHandler)
-        _proto(x.XGetErrorText, c_int, dpy, c_int, c_char_p, c_int)
-        _proto(
-            x.XQueryPointer,
-            c_int,
-            *(dpy, c_ulong, POINTER(c_ulong), POINTER(c_ulong)),
-            *(POINTER(c_int),) * 4,
-            POINTER(c_uint),
-        )
-        _proto(x.XDisplayKeycodes, c_int, dpy, POINTER(c_int), POINTER(c_int))
-        _proto(x.XGetKeyboardMapping, c_void_p, dpy, c_ubyte, c_int, POINTER(c_int))
-        _proto(x.XChangeKeyboardMapping, c_int, dpy, c_int, c_int, POINTER(c_ulong), c_int)
-        _proto(x.XStringToKeysym, c_ulong, c_char_p)
-        _proto(x.XInternAtom, c_ulong, dpy, c_char_p, c_int)
-        _proto(x.XGetSelectionOwner, c_ulong, dpy, c_ulong)
-        _proto(
-            x.XGetWindowProperty,
-            c_int,
-            *(dpy, c_ulong, c_ulong, c_long, c_long, c_int, c_ulong),
-            *(POINTER(c_ulong), POINTER(c_int), POINTER(c_ulong), POINTER(c_ulong)),
-            POINTER(c_void_p),
-        )
-        _proto(x.XSetWindowBackground, c_int, dpy, c_ulong, c_ulong)
-        _proto(x.XClearWindow, c_int, dpy, c_ulong)
-        _proto(
-            x.XGetImage,
-            POINTER(_XImage),
-            *(dpy, c_ulong, c_int, c_int, c_uint, c_uint, c_ulong, c_int),
-        )
-        _proto(x.XDestroyImage, c_int, POINTER(_XImage))
-        _proto(t.XTestQueryExtension, c_int, dpy, *(POINTER(c_int),) * 4)
-        _proto(t.XTestFakeMotionEvent, c_int, dpy, c_int, c_int, c_int, c_ulong)
-        _proto(t.XTestFakeButtonEvent, c_int, dpy, c_uint, c_int, c_ulong)
-        _proto(t.XTestFakeKeyEvent, c_int, dpy, c_uint, c_int, c_ulong)
-        _proto(e.XShmQueryExtension, c_int, dpy)
-        _proto(
-            e.XShmCreateImage,
-            POINTER(_XImage),
-            *(dpy, c_void_p, c_uint, c_int, c_void_p, POINTER(_XShmSegmentInfo), c_uint, c_uint),
-        )
-        _proto(e.XShmAttach, c_int, dpy, POINTER(_XShmSegmentInfo))
-        _proto(e.XShmDetach, c_int, dpy, POINTER(_XShmSegmentInfo))
-        _proto(e.XShmGetImage, c_int, dpy, c_ulong, POINTER(_XImage), c_int, c_int, c_ulong)
-        _proto(c.shmget, c_int, c_int, ctypes.c_size_t, c_int)
-        _proto(c.shmat, c_void_p, c_int, c_void_p, c_int)
-        _proto(c.shmdt, c_int, c_void_p)
-        _proto(c.shmctl, c_int, c_int, c_int, c_void_p)
-        self.errors: list[tuple[int, int, int]] = []
-
-        def on_error(display: int | None, event: Any) -> int:
-            error = event.contents
-            self.errors.append((error.error_code, error.request_code, error.minor_code))
-            return 0
-
-        self.lost: set[int] = set()
-        """Displays whose connection broke (an X client may kill any other's)."""
-
-        def on_io_error(display: int | None) -> int:
-            print("sandbox-agent: lost the connection to the X display", file=sys.stderr)
-            self.lost.add(display or 0)
-            return 0
-
-        def on_io_error_exit(display: int | None, data: int | None) -> None:
-            # Instead of Xlib's exit(): the agent lives on and reconnects.
-            self.lost.add(display or 0)
-
-        # Referenced from self so the callbacks outlive this constructor.
-        self.error_handler = _ErrorHandler(on_error)
-        self.io_error_handler = _IOErrorHandler(on_io_error)
-        self.io_error_exit_handler = _IOErrorExitHandler(on_io_error_exit)
-        x.XSetErrorHandler(self.error_handler)
-        x.XSetIOErrorHandler(self.io_error_handler)
-        # libX11 >= 1.7; without it a broken connection still ends the process.
-        self.set_exit_handler = getattr(x, "XSetIOErrorExitHandler", None)
-        if self.set_exit_handler is not None:
-            _proto(self.set_exit_handler, None, dpy, _IOErrorExitHandler, c_void_p)
-
-
-def _proto(function: Any, restype: Any, *argtypes: Any) -> None:
-    function.restype = restype
-    function.argtypes = list(argtypes)
-
-
-_libraries: _Libraries | None = None
-_libraries_lock = threading.Lock()
-
-
-def _load() -> _Libraries:
-    global _libraries
-    with _libraries_lock:
-        if _libraries is None:
-            _libraries = _Libraries()
-        return _libraries
 
 
 class XDisplay:
@@ -271,7 +68,7 @@ class XDisplay:
     """
 
     def __init__(self, name: str) -> None:
-        self._lib = _load()
+        self._lib = load()
         self.lock = threading.RLock()
         pointer = self._lib.x11.XOpenDisplay(name.encode())
         if not pointer:
@@ -288,7 +85,7 @@ class XDisplay:
         if not self._lib.xtst.XTestQueryExtension(self._dpy, *(byref(n) for n in numbers)):
             x.XCloseDisplay(self._dpy)
             raise XUnavailable(f"X display {name!r} has no XTEST extension")
-        self._shm: _ShmImage | None = None
+        self._shm: ShmImage | None = None
         self._shm_tried = False
 
     # -- plumbing ---------------------------------------------------------------
@@ -354,14 +151,14 @@ class XDisplay:
         which every client gets; reading them keeps the queue from growing.
         """
         changes: list[MappingChange] = []
-        event = _XEvent()
+        event = XEvent()
         with self.lock:
             while self._lib.x11.XPending(self._live()) > 0:
                 self._lib.x11.XNextEvent(self._live(), byref(event))
-                if event[0] & 0xFFFFFFFF != _MAPPING_NOTIFY:
+                if event[0] & 0xFFFFFFFF != MAPPING_NOTIFY:
                     continue
-                mapping = _XMappingEvent.from_buffer(event)
-                if mapping.request == _MAPPING_KEYBOARD:
+                mapping = XMappingEvent.from_buffer(event)
+                if mapping.request == MAPPING_KEYBOARD:
                     changes.append(MappingChange(mapping.first_keycode, mapping.count))
         return changes
 
@@ -494,19 +291,19 @@ class XDisplay:
         with self.lock:
             if not self._shm_tried:
                 self._shm_tried = True
-                self._shm = _ShmImage.create(
+                self._shm = ShmImage.create(
                     self._lib, self._live(), self._screen, self.width, self.height
                 )
             if self._shm is not None:
                 return self._shm.grab(self._lib, self._live(), self.root)
             image = self._lib.x11.XGetImage(
-                self._live(), self.root, 0, 0, self.width, self.height, _ALL_PLANES, _Z_PIXMAP
+                self._live(), self.root, 0, 0, self.width, self.height, ALL_PLANES, Z_PIXMAP
             )
             if not image:
                 self._raise_errors()
                 raise XError("XGetImage returned no image")
             try:
-                return _frame(image.contents, image.contents.data)
+                return frame_of(image.contents, image.contents.data)
             finally:
                 self._lib.x11.XDestroyImage(image)
 
@@ -514,90 +311,3 @@ class XDisplay:
     def uses_shared_memory(self) -> bool:
         """Whether captures go through MIT-SHM (known after the first capture)."""
         return self._shm is not None
-
-
-class _ShmImage:
-    """An XImage whose pixels live in a System V shared memory segment."""
-
-    def __init__(self, image: Any, info: _XShmSegmentInfo) -> None:
-        self.image = image
-        self.info = info
-
-    @classmethod
-    def create(
-        cls, lib: _Libraries, dpy: c_void_p, screen: int, width: int, height: int
-    ) -> _ShmImage | None:
-        """A shared image the size of the screen, or None where MIT-SHM is unusable."""
-        if not lib.xext.XShmQueryExtension(dpy):
-            return None
-        x = lib.x11
-        info = _XShmSegmentInfo()
-        image = lib.xext.XShmCreateImage(
-            dpy,
-            x.XDefaultVisual(dpy, screen),
-            x.XDefaultDepth(dpy, screen),
-            _Z_PIXMAP,
-            None,
-            byref(info),
-            width,
-            height,
-        )
-        if not image:
-            return None
-        size = image.contents.bytes_per_line * image.contents.height
-        # Xvfb runs as the session user, not as this (root) agent, and attaches the
-        # segment itself: it must be able to. That gives the session's programs no
-        # more than they have: the X server and its screen are the session's anyway.
-        shmid = lib.libc.shmget(_IPC_PRIVATE, size, _IPC_CREAT | 0o666)
-        if shmid < 0:
-            x.XDestroyImage(image)
-            return None
-        address = lib.libc.shmat(shmid, None, 0)
-        if address in (None, c_void_p(-1).value):
-            lib.libc.shmctl(shmid, _IPC_RMID, None)
-            x.XDestroyImage(image)
-            return None
-        info.shmid, info.shmaddr, info.readOnly = shmid, address, 0
-        image.contents.data = address
-        lib.errors.clear()
-        lib.xext.XShmAttach(dpy, byref(info))
-        x.XSync(dpy, 0)
-        # Marked for removal now: the kernel frees it once both sides detach,
-        # even if this process is killed.
-        lib.libc.shmctl(shmid, _IPC_RMID, None)
-        if lib.errors:  # the server could not attach (another IPC namespace)
-            lib.errors.clear()
-            lib.libc.shmdt(address)
-            image.contents.data = None
-            x.XDestroyImage(image)
-            return None
-        return cls(image, info)
-
-    def grab(self, lib: _Libraries, dpy: c_void_p, root: int) -> Frame:
-        if not lib.xext.XShmGetImage(dpy, root, self.image, 0, 0, _ALL_PLANES):
-            raise XError("XShmGetImage failed")
-        return _frame(self.image.contents, self.info.shmaddr)
-
-    def release(self, lib: _Libraries, dpy: c_void_p, *, detach: bool = True) -> None:
-        if detach:  # not on a broken connection: the server side is gone already
-            lib.xext.XShmDetach(dpy, byref(self.info))
-            lib.x11.XSync(dpy, 0)
-        lib.libc.shmdt(self.info.shmaddr)
-        self.image.contents.data = None  # not malloc'ed: XDestroyImage must not free it
-        lib.x11.XDestroyImage(self.image)
-
-
-def _frame(image: _XImage, address: int | None) -> Frame:
-    little_bgrx = (
-        image.bits_per_pixel == 32
-        and image.byte_order == _LSB_FIRST
-        and (image.red_mask, image.green_mask, image.blue_mask) == (0xFF0000, 0xFF00, 0xFF)
-    )
-    if not little_bgrx or not address:
-        raise XError(
-            f"unsupported screen format: {image.bits_per_pixel} bits per pixel, "
-            f"byte order {image.byte_order}, masks {image.red_mask:#x}/{image.green_mask:#x}/"
-            f"{image.blue_mask:#x} (the desktop runs Xvfb at depth 24)"
-        )
-    size = image.bytes_per_line * image.height
-    return Frame(image.width, image.height, image.bytes_per_line, ctypes.string_at(address, size))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .base import ResourceType, SessionConfig, ToolParams, ToolSpec
+from .base import ResourceType, SessionConfig, ToolSpec
+from .declared import ToolParams
 from .desktop import VM
 from .rag import RAG
 from .shell import BASH, CODE

@@ -2,7 +2,9 @@
 
 Backends declare; they never touch HTTP or Docker. The session manager turns a
 `ResourceType` and a validated config into a container, and the tool registry
-turns a `ToolSpec` into validation and a JSON schema.
+turns a `ToolSpec` into validation and a JSON schema. A resource type's tools are
+the agent's declarations (`sandbox.agent.tools`) of its toolsets, in its
+namespace: `served_tools`.
 """
 
 from __future__ import annotations
@@ -12,14 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..agent.tools import TOOLSETS, ToolDeclaration
 from ..config import MIN_CPUS, Ceilings, ResourceLimits, Settings, parse_memory
 from ..errors import InvalidParams
-
-
-class ToolParams(BaseModel):
-    """Base of every tool's parameter model: unknown parameters are errors."""
-
-    model_config = ConfigDict(extra="forbid")
+from .declared import ToolParams, params_model
 
 
 class SessionConfig(BaseModel):
@@ -105,10 +103,36 @@ class ToolSpec:
     timeout_param: bool = False
     """Whether the tool takes a ``timeout`` parameter the agent enforces."""
 
+    @classmethod
+    def declared(cls, declaration: ToolDeclaration) -> ToolSpec:
+        """The server's side of a tool the agent declares."""
+        return cls(
+            declaration.namespace,
+            declaration.name,
+            params_model(declaration),
+            declaration.description,
+            agent_tool=declaration.agent_name,
+            timeout_param=declaration.takes_timeout,
+        )
+
     @property
     def full_name(self) -> str:
         """The canonical ``resource:tool`` name."""
         return f"{self.resource_type}:{self.name}"
+
+
+def served_tools(resource_type: str, toolsets: tuple[str, ...]) -> tuple[ToolSpec, ...]:
+    """The tools a resource type offers: its toolsets' declarations in its namespace.
+
+    Internal tools (the server's own plumbing, such as ``rag.open_session``) are
+    not offered to callers.
+    """
+    return tuple(
+        ToolSpec.declared(declaration)
+        for toolset in toolsets
+        for declaration in TOOLSETS[toolset]
+        if declaration.namespace == resource_type and not declaration.internal
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +143,6 @@ class ResourceType:
     image: str
     """Image short name: ``images/<image>/Dockerfile``, tagged ``<namespace>/<image>``."""
     description: str
-    tools: tuple[ToolSpec, ...]
     toolsets: tuple[str, ...]
     """Agent toolsets the container enables (``SANDBOX_AGENT_TOOLSETS``)."""
     config_model: type[SessionConfig] = SessionConfig
@@ -128,6 +151,11 @@ class ResourceType:
     """Sessions share one service container per server instead of owning one; the
     session id reaches every tool call as its ``session`` parameter."""
     extra_environment: dict[str, str] = field(default_factory=dict)
+    tools: tuple[ToolSpec, ...] = field(init=False, repr=False, compare=False)
+    """What callers may run: the toolsets' declarations in this type's namespace."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tools", served_tools(self.name, self.toolsets))
 
     def environment(self, config: SessionConfig) -> dict[str, str]:
         """Environment a container of this type gets besides the agent's basics."""

@@ -10,81 +10,16 @@ Each private collection is a SQLite file of its own in the service: a session's
 passages never change the scores of anyone else's results, and its indexing
 never holds up another session's search. What one session may index, and how
 much text one reply may carry, are the service's settings (`service_setup`).
+The tools are the ``rag`` toolset's declarations (`sandbox/agent/tools/rag.py`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-
 from ..config import ResourceLimits, Settings
-from .base import ResourceType, ToolParams, ToolSpec
+from .base import ResourceType
 
-MAX_TOP_K = 100
-MAX_QUERIES = 256
-MAX_HIT_CHARS = 1_000_000
-MAX_DOCUMENTS = 100_000
 CORPUS_DIR = "/corpus"
 DATA_DIR = "/data"
-
-Collection = Literal["all", "default", "session"]
-_COLLECTION_HELP = (
-    "'all': the shared default collection and this session's, each ranked by its own "
-    "index and interleaved by reciprocal rank, this session's first on a tie (scores "
-    "of the two are not comparable); "
-    "'default': the shared one only; 'session': this session's only."
-)
-_TOP_K = Field(default=5, ge=1, le=MAX_TOP_K, description="How many passages to return.")
-_MAX_CHARS = Field(
-    default=None,
-    ge=1,
-    le=MAX_HIT_CHARS,
-    description="Cut each passage's text to this many characters; a cut hit has "
-    "'truncated': true. A reply's titles and texts together are bounded anyway "
-    "(the service's response_max_chars).",
-)
-
-
-class SearchParams(ToolParams):
-    query: str = Field(min_length=1, max_length=2000, description="Natural-language query.")
-    top_k: int = _TOP_K
-    collection: Collection = Field(default="all", description=_COLLECTION_HELP)
-    max_chars: int | None = _MAX_CHARS
-
-
-class BatchSearchParams(ToolParams):
-    queries: list[str] = Field(
-        min_length=1, max_length=MAX_QUERIES, description="Queries, in order."
-    )
-    top_k: int = _TOP_K
-    collection: Collection = Field(default="all", description=_COLLECTION_HELP)
-    max_chars: int | None = _MAX_CHARS
-
-
-class Document(BaseModel):
-    """One passage to index."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(min_length=1, max_length=256)
-    title: str = Field(default="", max_length=10_000)
-    text: str = Field(min_length=1, max_length=1_000_000)
-
-
-class IndexParams(ToolParams):
-    documents: list[Document] = Field(
-        min_length=1,
-        max_length=MAX_DOCUMENTS,
-        description="Passages for this session's private collection; an id indexed "
-        "again replaces the earlier passage. The service bounds the documents per "
-        "call and the bytes a collection holds (rag.index_max_documents, "
-        "rag.session_max_bytes).",
-    )
-
-
-class StatsParams(ToolParams):
-    pass
 
 
 class RagResourceType(ResourceType):
@@ -112,38 +47,10 @@ class RagResourceType(ResourceType):
         return settings.rag.limits
 
 
-def _tool(name: str, params: type[ToolParams], description: str) -> ToolSpec:
-    return ToolSpec("rag", name, params, description, agent_tool=f"rag.{name}")
-
-
 RAG = RagResourceType(
     name="rag",
     image="rag",
     description="Ranked full-text search over a shared corpus plus a private collection.",
     toolsets=("rag",),
     shared=True,
-    tools=(
-        _tool(
-            "search",
-            SearchParams,
-            "Search; returns results [{id, title, text, score, collection, truncated}] "
-            "best first and a 'context' string joining them.",
-        ),
-        _tool(
-            "batch_search",
-            BatchSearchParams,
-            "Run several searches; returns one result list per query, in order, and an "
-            "'errors' list with a message for each query that failed.",
-        ),
-        _tool(
-            "index",
-            IndexParams,
-            "Add passages {id, title?, text} to this session's private collection.",
-        ),
-        _tool(
-            "stats",
-            StatsParams,
-            "Document counts, index size, query count and search latency.",
-        ),
-    ),
 )

@@ -20,6 +20,8 @@ from typing import Any
 from ..errors import InvalidParams
 from ..params import Params
 from ..registry import AgentContext, Tool, Toolset
+from ..tools import bind
+from ..tools.agent import TOOLS
 
 MAX_META_BYTES = 64 << 10
 
@@ -35,7 +37,7 @@ class AgentToolset(Toolset):
 
     def tools(self) -> Sequence[Tool]:
         """``agent.meta``."""
-        return (Tool("agent.meta", self.meta, "Read or set (once) the container's metadata."),)
+        return bind(TOOLS, {"meta": self.meta})
 
     def meta(self, params: Params) -> dict[str, Any]:
         """With ``set`` (an object), store the metadata once; answer the current one.
@@ -48,8 +50,6 @@ class AgentToolset(Toolset):
         new = params.raw().get("set")
         with self._lock:
             if new is not None:
-                if not isinstance(new, dict):
-                    raise InvalidParams("set must be a JSON object", field="set")
                 if len(json.dumps(new)) > MAX_META_BYTES:
                     raise InvalidParams(
                         f"set must encode to at most {MAX_META_BYTES} bytes", field="set"

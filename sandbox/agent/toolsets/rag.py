@@ -23,7 +23,7 @@ and texts of one reply together hold at most ``SANDBOX_RAG_RESPONSE_MAX_CHARS``
 (later hits are cut to what is left); a cut hit says ``"truncated": true``. The
 ``context`` is made of the cut hits, so it is bounded the same way.
 
-Tools:
+Tools (declared in `sandbox/agent/tools/rag.py`, which checks their parameters):
     rag.status: Where the default collection's build stands.
     rag.search: The best passages for one query.
     rag.batch_search: The best passages for each of many queries.
@@ -64,15 +64,11 @@ from ..params import Params
 from ..rag.builder import BuildHook, DefaultCollection
 from ..rag.output import ReplyBudget, context_text
 from ..rag.params import (
-    MAX_BATCH_QUERIES,
-    MAX_DOCUMENTS_PER_CALL,
     MAX_SESSION_CHARS,
     check_text,
     index_documents,
     no_session,
     optional_session,
-    read_max_chars,
-    read_top_k,
     required_session,
     search_terms,
 )
@@ -86,10 +82,11 @@ from ..rag.sessions import (
 )
 from ..rag.store import DEFAULT_CID, Hit, IndexClosed, RagIndex, SessionRecord
 from ..registry import AgentContext, Tool, Toolset
+from ..tools import bind
+from ..tools.rag import MAX_DOCUMENTS_PER_CALL, TOOLS
 
 DEFAULT_DB = "/data/index.sqlite3"
 DEMO_CORPUS = "/opt/rag/demo-corpus.jsonl"
-COLLECTIONS = ("all", "default", "session")
 DEFAULT_SESSION_MAX_BYTES = 256 << 20
 DEFAULT_RESPONSE_MAX_CHARS = 8_000_000
 _LATENCY_WINDOW = 10_000
@@ -246,15 +243,18 @@ class RagToolset(Toolset):
 
     def tools(self) -> Sequence[Tool]:
         """The ``rag.*`` tools."""
-        return (
-            Tool("rag.status", self.status, "State and progress of the shared default corpus."),
-            Tool("rag.search", self.search, "The best passages for a natural-language query."),
-            Tool("rag.batch_search", self.batch_search, "rag.search for many queries at once."),
-            Tool("rag.index", self.index, "Add passages to the session's private collection."),
-            Tool("rag.stats", self.stats, "Collection sizes, query count and search latency."),
-            Tool("rag.open_session", self.open_session, "Record a session (idempotent)."),
-            Tool("rag.close_session", self.close_session, "Delete a session and its passages."),
-            Tool("rag.sessions", self.sessions, "Every recorded session."),
+        return bind(
+            TOOLS,
+            {
+                "status": self.status,
+                "search": self.search,
+                "batch_search": self.batch_search,
+                "index": self.index,
+                "stats": self.stats,
+                "open_session": self.open_session,
+                "close_session": self.close_session,
+                "sessions": self.sessions,
+            },
         )
 
     def close(self) -> None:
@@ -273,9 +273,9 @@ class RagToolset(Toolset):
     def search(self, params: Params) -> dict[str, Any]:
         """``rag.search``: `query` (`top_k`, `collection`, `session`, `max_chars` optional)."""
         started = time.perf_counter()
-        terms = search_terms(params.raw().get("query"), "query")
-        top_k = read_top_k(params)
-        max_chars = read_max_chars(params)
+        raw = params.raw()
+        terms = search_terms(raw["query"], "query")
+        top_k, max_chars = raw["top_k"], raw.get("max_chars")
         targets = self._targets(params)
         hits = self._search_many([(0, terms)], targets, top_k)[0][1] if targets else []
         results = ReplyBudget(self._settings.response_max_chars, max_chars).results(hits)
@@ -290,16 +290,9 @@ class RagToolset(Toolset):
         empty result list and an error naming it (``queries.N``); the rest run.
         """
         started = time.perf_counter()
-        queries = params.raw().get("queries")
-        if not isinstance(queries, list) or not queries:
-            raise InvalidParams("queries must be a non-empty list of strings", field="queries")
-        if len(queries) > MAX_BATCH_QUERIES:
-            raise InvalidParams(
-                f"queries holds {len(queries)} queries; at most {MAX_BATCH_QUERIES} are allowed",
-                field="queries",
-            )
-        top_k = read_top_k(params)
-        max_chars = read_max_chars(params)
+        raw = params.raw()
+        queries: list[Any] = raw["queries"]
+        top_k, max_chars = raw["top_k"], raw.get("max_chars")
         targets = self._targets(params)
         found: list[list[Hit]] = [[] for _ in queries]
         errors: list[str | None] = [None] * len(queries)
@@ -358,7 +351,7 @@ class RagToolset(Toolset):
         """
         session = required_session(params)
         documents, sizes = index_documents(
-            params.raw().get("documents"), self._settings.index_max_documents
+            params.raw()["documents"], self._settings.index_max_documents
         )
         record = self._record(session)
         try:
@@ -439,7 +432,7 @@ class RagToolset(Toolset):
     def _targets(self, params: Params) -> list[Target]:
         """The collections a search covers, the session's first (it wins rank ties);
         refuses an unready default."""
-        collection = params.choice("collection", COLLECTIONS, default="all")
+        collection = params.string("collection")
         session = optional_session(params)
         targets: list[Target] = []
         if collection in ("all", "default"):

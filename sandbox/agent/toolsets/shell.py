@@ -1,6 +1,6 @@
 """The ``shell`` toolset: a persistent bash, file transfer, and one-shot programs.
 
-Tools:
+Tools (declared in `sandbox/agent/tools/shell.py`, which checks their parameters):
     bash.run: Run a command in the persistent shell.
     bash.write_file: Write a file, relative paths against the shell's cwd.
     bash.read_file: Read a file as UTF-8 text or base64.
@@ -18,16 +18,17 @@ import stat
 from collections.abc import Sequence
 from typing import Any
 
-from ..code_runner import LANGUAGES, CodeRunner
+from ..code_runner import CodeRunner
 from ..errors import InvalidParams, ToolTimeout
 from ..identity import acting_as
 from ..memory import OomWatch
 from ..params import Params, encode_text
 from ..persistent_shell import PersistentShell, result_data
 from ..registry import AgentContext, Tool, Toolset
+from ..tools import bind
+from ..tools.shell import TOOLS
 
 DEFAULT_TIMEOUT_S = 120.0
-ENCODINGS = ("base64", "utf-8")
 
 
 class ShellToolset(Toolset):
@@ -62,11 +63,14 @@ class ShellToolset(Toolset):
 
     def tools(self) -> Sequence[Tool]:
         """``bash.run``, ``bash.write_file``, ``bash.read_file`` and ``code.execute``."""
-        return (
-            Tool("bash.run", self.run, "Run a command in the persistent bash shell."),
-            Tool("bash.write_file", self.write_file, "Write a file, creating parent dirs."),
-            Tool("bash.read_file", self.read_file, "Read a file as UTF-8 text or base64."),
-            Tool("code.execute", self.execute, "Run a Python or bash program in a new process."),
+        return bind(
+            TOOLS,
+            {
+                "run": self.run,
+                "write_file": self.write_file,
+                "read_file": self.read_file,
+                "execute": self.execute,
+            },
         )
 
     def close(self) -> None:
@@ -90,7 +94,7 @@ class ShellToolset(Toolset):
         """``bash.write_file``: `path`, `content` (`encoding` optional)."""
         path = self._resolve(params.path("path"))
         content = params.string("content")
-        encoding = params.choice("encoding", ENCODINGS, default="utf-8")
+        encoding = params.string("encoding")
         if encoding == "base64":
             try:
                 # Wrapped base64 (as the `base64` tool prints it) is fine too.
@@ -128,7 +132,7 @@ class ShellToolset(Toolset):
     def read_file(self, params: Params) -> dict[str, Any]:
         """``bash.read_file``: `path` (`encoding` optional)."""
         path = self._resolve(params.path("path"))
-        encoding = params.choice("encoding", ENCODINGS, default="utf-8")
+        encoding = params.string("encoding")
         data, size = self._read(path)
         truncated = len(data) > self._limit
         data = data[: self._limit]
@@ -147,7 +151,7 @@ class ShellToolset(Toolset):
     def execute(self, params: Params) -> dict[str, Any]:
         """``code.execute``: `code` (`language`, `timeout` optional)."""
         code = params.string("code")
-        language = params.choice("language", LANGUAGES, default="python")
+        language = params.string("language")
         timeout = params.seconds("timeout", default=DEFAULT_TIMEOUT_S)
         before = self._oom.count()
         result = self._runner.run(code, language, timeout)

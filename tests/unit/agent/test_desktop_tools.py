@@ -19,98 +19,12 @@ from typing import Any
 import pytest
 
 from sandbox.agent import AgentContext, InvalidParams, Params, ToolFailed
-from sandbox.agent.desktop.keymap import Keymap
 from sandbox.agent.desktop.session import DesktopError, DesktopSettings, parse_size
-from sandbox.agent.desktop.xlib import Frame, MappingChange, XDisplay, XError
+from sandbox.agent.desktop.xlib import XDisplay, XError
+from sandbox.agent.tools.desktop import TOOLS as DECLARED
 from sandbox.agent.toolsets.desktop import DesktopToolset
-from tests.unit.vm_tools import ISSUE_VM_TOOLS
 
-A, CAP_A, RETURN, SHIFT_L, CONTROL_L, C = 0x61, 0x41, 0xFF0D, 0xFFE1, 0xFFE3, 0x63
-# keycode: (unshifted, shifted); 40 and 41 are spare.
-LAYOUT = {10: (A, CAP_A), 11: (C, 0x43), 36: (RETURN, 0), 50: (SHIFT_L, 0), 37: (CONTROL_L, 0)}
-SPARE = (40, 41)
-
-
-class FakeDisplay:
-    """Records XTEST requests; a tiny keyboard with two spare keycodes."""
-
-    width, height, root = 1024, 768, 0x100
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.sent: list[tuple[Any, ...]] = []
-        self.bindings: dict[int, tuple[int, ...]] = {}
-        self.position = (0, 0)
-        self.pending: list[MappingChange] = []
-        self.lost = False
-
-    def keymap(self) -> Keymap:
-        table: list[int] = []
-        for keycode in range(8, 60):
-            filler = (0, 0) if keycode in SPARE else (0x20000 + keycode, 0)
-            row = self.bindings.get(keycode) or LAYOUT.get(keycode, filler)
-            table.extend(row[:2])
-        return Keymap(8, 2, table)
-
-    def bind_keysyms(self, keycode: int, keysyms: tuple[int, ...]) -> None:
-        self.bindings[keycode] = keysyms
-        self.sent.append(("bind", keycode, keysyms))
-        self.pending.append(MappingChange(keycode, 1))
-
-    def mapping_changes(self) -> list[MappingChange]:
-        changes, self.pending = self.pending, []
-        return changes
-
-    def keysym_from_name(self, name: str) -> int:
-        return {"XF86Calculator": 0x1008FF1D}.get(name, 0)
-
-    def fake_motion(self, x: int, y: int) -> None:
-        self.position = (x, y)
-        self.sent.append(("motion", x, y))
-
-    def fake_button(self, button: int, press: bool) -> None:
-        self.sent.append(("button", button, press))
-
-    def fake_key(self, keycode: int, press: bool) -> None:
-        self.sent.append(("key", keycode, press))
-
-    def pointer(self) -> tuple[int, int]:
-        return self.position
-
-    def sync(self) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def window_property(self, window: int, name: str) -> list[int]:
-        # The window manager lists a new window from the second look on.
-        self.looks = getattr(self, "looks", 0) + 1
-        return [0x600001] if self.looks > 1 else []
-
-    def capture(self) -> Frame:
-        return Frame(self.width, self.height, 4 * self.width, bytes(4 * self.width * self.height))
-
-    def close(self) -> None:
-        pass
-
-
-class FakeDesktop:
-    def __init__(self) -> None:
-        self.display = FakeDisplay()
-        self.closed = False
-        self.reconnects = 0
-
-    def wait_until_managed(self) -> None:
-        pass
-
-    def reconnect(self) -> FakeDisplay:
-        self.reconnects += 1
-        self.display = FakeDisplay()
-        return self.display
-
-    def close(self) -> None:
-        self.closed = True
+from .desktop_fakes import FakeDesktop, FakeDisplay
 
 
 @pytest.fixture
@@ -140,9 +54,9 @@ def refused(tools: DesktopToolset, name: str, **params: Any) -> InvalidParams:
     return caught.value
 
 
-def test_every_tool_of_the_issue_is_there(tools: DesktopToolset) -> None:
+def test_every_declared_tool_is_there(tools: DesktopToolset) -> None:
     assert sorted(tool.name for tool in tools.tools()) == sorted(
-        f"vm.{name}" for name in ISSUE_VM_TOOLS
+        declaration.agent_name for declaration in DECLARED
     )
 
 
@@ -431,8 +345,10 @@ def test_launch_can_wait_for_the_window(tools: DesktopToolset) -> None:
     tools.close()
 
 
-def test_launch_of_a_failing_command_does_not_wait(tools: DesktopToolset) -> None:
-    tools._display.window_property = lambda window, name: []  # type: ignore[method-assign]
+def test_launch_of_a_failing_command_does_not_wait(
+    tools: DesktopToolset, desktop: FakeDesktop
+) -> None:
+    desktop.display.window_property = lambda window, name: []  # type: ignore[method-assign]
     started = time.monotonic()
     data = call(tools, "launch", command="exit 7", wait_for_window=True)
     assert time.monotonic() - started < 5

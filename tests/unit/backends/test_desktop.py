@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from sandbox.agent.tools.desktop import TOOLS as DECLARED
 from sandbox.backends import RESOURCE_TYPES
 from sandbox.backends.desktop import VM, VmConfig
 from sandbox.errors import ErrorCode, InvalidParams
 from sandbox.sessions.registry import ToolRegistry
-from tests.unit.vm_tools import ISSUE_VM_TOOLS
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_the_common_limits_still_apply(registry: ToolRegistry) -> None:
 
 def test_every_vm_tool_is_listed_with_its_schema(registry: ToolRegistry) -> None:
     listed = {tool["name"]: tool for tool in registry.describe() if tool["resource_type"] == "vm"}
-    assert set(listed) == {f"vm:{name}" for name in ISSUE_VM_TOOLS}
+    assert list(listed) == [declaration.full_name for declaration in DECLARED]
     click = listed["vm:click"]["parameters"]
     assert click["required"] == ["x", "y"]
     assert click["properties"]["button"]["enum"] == ["left", "right", "middle"]

@@ -1,0 +1,205 @@
+"""The ``desktop`` toolset's tools: the ``vm`` resource type's.
+
+Coordinates are bounded here by the largest screen a session may have; the
+agent also refuses a point outside the session's own screen, naming the
+parameter, since only it knows the screen's size.
+"""
+
+from __future__ import annotations
+
+from .common import timeout
+from .spec import Param, Rule, ToolDeclaration
+
+MAX_SCREEN_SIZE = (7680, 4320)
+"""Largest screen [width, height] a session may ask for."""
+MAX_WAIT_S = 30
+MAX_SCROLL_CLICKS = 200
+MAX_HOTKEY_KEYS = 16
+BUTTONS = ("left", "right", "middle")
+
+_X = "Pixels from the screen's left edge."
+_Y = "Pixels from the screen's top edge."
+_KEY = (
+    "A key: an X keysym name (Return, Page_Down, F5, Control_L), a pyautogui "
+    "name (enter, pgdn, f5, ctrl, alt, shift, win) or one character."
+)
+_TIMEOUT = "Seconds before it is killed and the call answers 2002."
+
+
+def _x(name: str, *, required: bool = True) -> Param:
+    return Param(
+        name, "integer", _X, required=required, minimum=0, exclusive_maximum=MAX_SCREEN_SIZE[0]
+    )
+
+
+def _y(name: str, *, required: bool = True) -> Param:
+    return Param(
+        name, "integer", _Y, required=required, minimum=0, exclusive_maximum=MAX_SCREEN_SIZE[1]
+    )
+
+
+_POINT = (_x("x"), _y("y"))
+_BUTTON = Param("button", "string", "Mouse button.", default="left", enum=BUTTONS)
+_HELD_KEY = Param("key", "string", _KEY, required=True, min_length=1)
+
+
+def _vm(
+    name: str, description: str, *params: Param, rules: tuple[Rule, ...] = ()
+) -> ToolDeclaration:
+    return ToolDeclaration("vm", name, description, params, rules)
+
+
+TOOLS = (
+    _vm(
+        "screenshot",
+        "The whole screen: `image` (base64 PNG), `size` [width, height], `format` 'png'.",
+    ),
+    _vm("click", "Move to (x, y) and click `button`.", *_POINT, _BUTTON),
+    _vm("double_click", "Move to (x, y) and double-click the left button.", *_POINT),
+    _vm(
+        "right_click",
+        "Click the right button at (x, y), or where the pointer is when both are left out.",
+        _x("x", required=False),
+        _y("y", required=False),
+        rules=(
+            Rule(
+                "together",
+                ("x", "y"),
+                "give both x and y, or neither to click where the pointer is",
+            ),
+        ),
+    ),
+    _vm("move", "Move the pointer to (x, y).", *_POINT),
+    _vm(
+        "drag",
+        "Press the left button at (start_x, start_y), move to (end_x, end_y), release.",
+        _x("start_x"),
+        _y("start_y"),
+        _x("end_x"),
+        _y("end_y"),
+    ),
+    _vm(
+        "scroll",
+        "Move to (x, y) and turn the wheel `clicks` notches: positive up, negative down.",
+        *_POINT,
+        Param(
+            "clicks",
+            "integer",
+            "Wheel clicks: positive scrolls up, negative down.",
+            required=True,
+            minimum=-MAX_SCROLL_CLICKS,
+            maximum=MAX_SCROLL_CLICKS,
+        ),
+    ),
+    _vm(
+        "type",
+        "Type `text` into the focused window.",
+        Param(
+            "text",
+            "string",
+            "Text to type, any Unicode; newlines press Return. Never truncated.",
+            required=True,
+            min_length=1,
+        ),
+    ),
+    _vm(
+        "key",
+        "Press and release one key (enter, Return, f5) or an xdotool chord (ctrl+s).",
+        Param(
+            "key",
+            "string",
+            f"{_KEY} xdotool chords like ctrl+shift+t work too.",
+            required=True,
+            min_length=1,
+        ),
+    ),
+    _vm(
+        "hotkey",
+        'Press `keys` in order and release them in reverse, e.g. ["ctrl", "shift", "t"].',
+        Param(
+            "keys",
+            "array",
+            'Keys pressed in order and released in reverse, e.g. ["ctrl", "c"].',
+            required=True,
+            min_length=1,
+            max_length=MAX_HOTKEY_KEYS,
+            items=Param("key", "string"),
+        ),
+    ),
+    _vm("key_down", "Press `key` and keep it down until key_up.", _HELD_KEY),
+    _vm("key_up", "Release `key`.", _HELD_KEY),
+    _vm("mouse_down", "Press `button` where the pointer is; keep it down.", _BUTTON),
+    _vm("mouse_up", "Release `button` where the pointer is.", _BUTTON),
+    _vm("cursor_position", "The pointer's position: `x`, `y`."),
+    _vm(
+        "wait",
+        f"Sleep `seconds` (at most {MAX_WAIT_S}) and return.",
+        Param(
+            "seconds",
+            "number",
+            f"Seconds to sleep, at most {MAX_WAIT_S}.",
+            required=True,
+            minimum=0,
+            maximum=MAX_WAIT_S,
+        ),
+    ),
+    _vm(
+        "run_command",
+        "Run a bash command in the desktop (DISPLAY is set); returns stdout, stderr, exit_code.",
+        Param("command", "string", "Shell command line, run by bash.", required=True, min_length=1),
+        timeout(_TIMEOUT),
+    ),
+    _vm(
+        "launch",
+        "Start a program in the background and return at once with its `pid` and `log` "
+        "file (its output).",
+        Param(
+            "command",
+            "string",
+            "Shell command line started in the background (xterm, ...).",
+            required=True,
+            min_length=1,
+        ),
+        Param(
+            "wait_for_window",
+            "boolean",
+            "Return only once the program's window is open and has the focus (at most "
+            "10 s); its X id is in `window`, and `focused` says whether it got the focus.",
+            default=False,
+        ),
+    ),
+    _vm(
+        "pyautogui",
+        "Run pyautogui code (as OSWorld-style agents write it) with the real pyautogui; "
+        "only pyautogui calls and time.sleep are accepted. Returns stdout, stderr, "
+        "exit_code and the `values` returned by calls such as pyautogui.position().",
+        Param(
+            "command",
+            "string",
+            "Python made of `import pyautogui`, `import time`, `time.sleep(...)` and "
+            "`pyautogui.<function>(...)` calls with literal arguments.",
+        ),
+        Param(
+            "commands",
+            "array",
+            "Several such programs, run in order.",
+            min_length=1,
+            items=Param("command", "string"),
+        ),
+        timeout(_TIMEOUT),
+        rules=(
+            Rule(
+                "exactly_one",
+                ("command", "commands"),
+                "give either command (a string) or commands (a list of strings)",
+            ),
+        ),
+    ),
+    _vm("done", "Declare the task done."),
+    _vm(
+        "fail",
+        "Declare the task failed, with an optional `reason`.",
+        Param("reason", "string", "Why the task failed."),
+    ),
+)
+"""Every ``vm`` tool, in the order ``GET /tools`` lists them."""

@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends import ToolSpec
-from ..config import DEFAULT_TENANT, Settings
+from ..config import DEFAULT_TENANT
 from ..errors import BackendError, SandboxError, SessionError
-from ..runtime.agent import AgentClient, AgentNotReady, AgentUnreachable
-from ..runtime.docker import DockerRuntime
+from ..runtime.agent import AgentNotReady, AgentUnreachable
+from .context import SessionContext
 from .lifecycle import SessionLifecycle
-from .registry import ToolRegistry
 from .service_sessions import ServiceSessions
-from .services import SharedServices
-from .table import Session, SessionState, SessionTable
+from .table import Session, SessionState
 
 
 @dataclass(frozen=True)
@@ -39,34 +37,16 @@ class ToolCalls:
     """Runs tools in sessions; owns the call counters.
 
     Args:
-        settings: Default timeout and session TTL.
-        runtime: Inspects a container whose agent went silent.
-        agents: Calls the agents.
-        registry: Resolves tools and validates parameters.
-        table: The sessions.
+        ctx: The shared collaborators.
         lifecycle: Auto-creates sessions, drops dead ones.
-        services: Forgets a dead shared service.
         service_sessions: Opens sessions in, and waits for, a shared service.
     """
 
     def __init__(
-        self,
-        settings: Settings,
-        runtime: DockerRuntime,
-        agents: AgentClient,
-        registry: ToolRegistry,
-        table: SessionTable,
-        lifecycle: SessionLifecycle,
-        services: SharedServices,
-        service_sessions: ServiceSessions,
+        self, ctx: SessionContext, lifecycle: SessionLifecycle, service_sessions: ServiceSessions
     ) -> None:
-        self._settings = settings
-        self._runtime = runtime
-        self._agents = agents
-        self._registry = registry
-        self._table = table
+        self._ctx = ctx
         self._lifecycle = lifecycle
-        self._services = services
         self._service_sessions = service_sessions
         self.calls: Counter[str] = Counter()
         """Finished tool calls by ``tool:code``."""
@@ -85,12 +65,12 @@ class ToolCalls:
         The session is created on first use (`auto_created`). Raises this package's
         errors, each carrying the tool and the session id.
         """
-        tool = self._registry.resolve(action)
-        args = self._registry.validate_params(tool, params)
+        tool = self._ctx.registry.resolve(action)
+        args = self._ctx.registry.validate_params(tool, params)
         effective = self._effective_timeout(args.get("timeout"), timeout)
         if tool.timeout_param:
             args["timeout"] = effective
-        session = self._table.get((tenant, worker_id, tool.resource_type))
+        session = self._ctx.table.get((tenant, worker_id, tool.resource_type))
         if session is None or session.state is not SessionState.READY:
             try:
                 session, _ = await self._lifecycle.create(
@@ -100,7 +80,7 @@ class ToolCalls:
                 exc.tool = tool.full_name
                 raise
         session.active_calls += 1
-        session.touch(self._settings.session_ttl_s, self._table.clock())
+        session.touch(self._ctx.settings.session_ttl_s, self._ctx.table.clock())
         try:
             data = await self._call(session, tool, args, effective)
         except SandboxError as exc:
@@ -113,7 +93,7 @@ class ToolCalls:
         finally:
             session.active_calls -= 1
             session.call_count += 1
-            session.touch(self._settings.session_ttl_s, self._table.clock())
+            session.touch(self._ctx.settings.session_ttl_s, self._ctx.table.clock())
         self.calls[f"{tool.full_name}:0"] += 1
         return CallResult(data=data, tool=tool, session=session)
 
@@ -121,14 +101,14 @@ class ToolCalls:
         self, session: Session, tool: ToolSpec, args: dict[str, Any], timeout: float
     ) -> dict[str, Any]:
         """The agent's answer, within `timeout` in all (a starting service included)."""
-        resource = self._registry.resource(tool.resource_type)
+        resource = self._ctx.registry.resource(tool.resource_type)
         if resource.shared:
             await self._service_sessions.follow(session, resource)
             args["session"] = session.session_id
         assert session.agent_url is not None
         started = time.monotonic()
         try:
-            return await self._agents.call(
+            return await self._ctx.agents.call(
                 session.agent_url, session.token, tool.agent_tool, args, timeout
             )
         except AgentNotReady:
@@ -138,13 +118,13 @@ class ToolCalls:
             # within the call's own timeout rather than failing the first calls.
             remaining = timeout - (time.monotonic() - started)
             await self._service_sessions.wait_until_ready(session, resource, remaining)
-            return await self._agents.call(
+            return await self._ctx.agents.call(
                 session.agent_url, session.token, tool.agent_tool, args, remaining
             )
 
     def _effective_timeout(self, param: float | None, request: float | None) -> float:
         given = [value for value in (param, request) if value is not None]
-        return min(given) if given else self._settings.default_timeout_s
+        return min(given) if given else self._ctx.settings.default_timeout_s
 
     async def _diagnose(self, session: Session, cause: AgentUnreachable) -> SandboxError:
         """Why the agent did not answer; a dead container's session is dropped."""
@@ -152,13 +132,13 @@ class ToolCalls:
             return SessionError("the session was destroyed while the call was running")
         record = None
         if session.container_id is not None:
-            record = await self._runtime.inspect(session.container_id)
+            record = await self._ctx.runtime.inspect(session.container_id)
         if record is not None and record.running:
             return BackendError(cause.message)
         what = "it was removed" if record is None else record.describe_exit()
-        if self._registry.resource(session.resource_type).shared:
+        if self._ctx.registry.resource(session.resource_type).shared:
             assert session.container_id is not None
-            self._services.forget(session.resource_type, session.container_id)
+            self._ctx.services.forget(session.resource_type, session.container_id)
             return BackendError(
                 f"the {session.resource_type} service container is gone ({what}); the next "
                 "call starts a new one, with this session's data",

@@ -9,74 +9,50 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backends import ResourceType
-from ..config import ResourceLimits, Settings, parse_memory
+from ..config import parse_memory
 from ..errors import SessionError
-from .pools import WarmPools
-from .registry import ToolRegistry
-from .services import SharedServices
-from .table import Session, SessionTable
-
-
-def cgroup_memory(resource: ResourceType, limits: ResourceLimits) -> int:
-    """Bytes of a container's memory cgroup limit, as `build_spec` sets it.
-
-    A session's tmpfs disk quota is RAM charged to its cgroup, so a session
-    container's limit is memory plus disk; a shared service has no quota.
-    """
-    memory = parse_memory(limits.memory)
-    return memory if resource.shared else memory + parse_memory(limits.disk)
+from .context import SessionContext
+from .specs import cgroup_memory
+from .table import Session
 
 
 class Capacity:
     """Counts containers, pids and memory, and refuses what would go over the limits.
 
     Args:
-        settings: `max_containers`, `pid_budget`, `memory_budget` and the default limits.
-        registry: Tells dedicated from shared resource types.
-        table: The sessions (starting ones included).
-        services: The shared service containers.
-        pools: The warm pools.
+        ctx: The shared collaborators.
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        registry: ToolRegistry,
-        table: SessionTable,
-        services: SharedServices,
-        pools: WarmPools,
-    ) -> None:
-        self._settings = settings
-        self._registry = registry
-        self._table = table
-        self._services = services
-        self._pools = pools
+    def __init__(self, ctx: SessionContext) -> None:
+        self._ctx = ctx
+
+    def _dedicated_sessions(self) -> list[Session]:
+        """The sessions with a container of their own (starting ones too): not a shared
+        service's."""
+        registry = self._ctx.registry
+        return [s for s in self._ctx.table.all() if not registry.resource(s.resource_type).shared]
 
     def container_count(self) -> int:
         """Containers of this server: dedicated sessions (starting too), pools, services."""
-        dedicated = sum(
-            1 for s in self._table.all() if not self._registry.resource(s.resource_type).shared
-        )
-        return dedicated + self._pools.container_count() + len(self._services.all())
+        dedicated = len(self._dedicated_sessions())
+        return dedicated + self._ctx.pools.container_count() + len(self._ctx.services.all())
 
     def pids_in_use(self) -> int:
         """The pids limits of this server's containers, added up (see `pid_budget`)."""
         total = 0
-        for session in self._table.all():
-            if not self._registry.resource(session.resource_type).shared:
-                total += int(session.config.get("pids") or self._settings.limits.pids)
-        for pool in self._pools.all():
+        for session in self._dedicated_sessions():
+            total += int(session.config.get("pids") or self._ctx.settings.limits.pids)
+        for pool in self._ctx.pools.all():
             total += (len(pool.ready) + pool.starting) * int(pool.applied["pids"])
-        for service in self._services.all():
-            resource = self._registry.resource(service.resource)
-            total += resource.service_limits(self._settings).pids
+        for service in self._ctx.services.all():
+            resource = self._ctx.registry.resource(service.resource)
+            total += resource.service_limits(self._ctx.settings).pids
         return total
 
     def _session_memory(self, applied: dict[str, Any]) -> int:
         """`cgroup_memory` of a dedicated session from its applied config (no validation:
         it is the server's own record)."""
-        defaults = self._settings.limits
+        defaults = self._ctx.settings.limits
         memory = parse_memory(applied.get("memory") or defaults.memory)
         return memory + parse_memory(applied.get("disk") or defaults.disk)
 
@@ -84,26 +60,25 @@ class Capacity:
         """The memory cgroup limits of this server's containers, added up (see
         `memory_budget`)."""
         total = 0
-        for session in self._table.all():
-            if not self._registry.resource(session.resource_type).shared:
-                total += self._session_memory(session.config)
-        for pool in self._pools.all():
+        for session in self._dedicated_sessions():
+            total += self._session_memory(session.config)
+        for pool in self._ctx.pools.all():
             total += (len(pool.ready) + pool.starting) * self._session_memory(pool.applied)
-        for service in self._services.all():
-            resource = self._registry.resource(service.resource)
-            total += cgroup_memory(resource, resource.service_limits(self._settings))
+        for service in self._ctx.services.all():
+            resource = self._ctx.registry.resource(service.resource)
+            total += cgroup_memory(resource, resource.service_limits(self._ctx.settings))
         return total
 
     def pool_may_start(self) -> bool:
         """Whether a pool may start one more container (of the largest pool's pids
         and memory)."""
-        pools = self._pools.all()
+        pools = self._ctx.pools.all()
         pids = max((int(pool.applied["pids"]) for pool in pools), default=0)
         memory = max((self._session_memory(pool.applied) for pool in pools), default=0)
         return (
-            self.container_count() < self._settings.max_containers
-            and self.pids_in_use() + pids <= self._settings.pid_budget
-            and self.memory_in_use() + memory <= self._settings.memory_budget_bytes()
+            self.container_count() < self._ctx.settings.max_containers
+            and self.pids_in_use() + pids <= self._ctx.settings.pid_budget
+            and self.memory_in_use() + memory <= self._ctx.settings.memory_budget_bytes()
         )
 
     def check_cold_start(self, session: Session) -> None:
@@ -114,12 +89,12 @@ class Capacity:
         Raises:
             SessionError: Either limit would be exceeded; the message names the setting.
         """
-        if self.container_count() > self._settings.max_containers:
+        if self.container_count() > self._ctx.settings.max_containers:
             raise SessionError(
-                f"the server runs {self._settings.max_containers} containers, its "
+                f"the server runs {self._ctx.settings.max_containers} containers, its "
                 "limit (max_containers); try again when sessions end"
             )
-        in_use, budget = self.pids_in_use(), self._settings.pid_budget
+        in_use, budget = self.pids_in_use(), self._ctx.settings.pid_budget
         if in_use > budget:
             asked = int(session.config["pids"])
             raise SessionError(
@@ -127,7 +102,7 @@ class Capacity:
                 f"asks for {asked} more, over the server's pid budget of {budget} (setting "
                 "pid_budget); ask for fewer pids or try again when sessions end"
             )
-        in_use, budget = self.memory_in_use(), self._settings.memory_budget_bytes()
+        in_use, budget = self.memory_in_use(), self._ctx.settings.memory_budget_bytes()
         if in_use > budget:
             asked = self._session_memory(session.config)
             raise SessionError(

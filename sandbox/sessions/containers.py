@@ -7,15 +7,17 @@ the caller sees either a ready container or an error and nothing left behind.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..agent.identity import SESSION_UID_ENV
 from ..backends import ResourceType
-from ..config import ResourceLimits, Settings
+from ..config import Settings
 from ..runtime.agent import AgentClient
 from ..runtime.docker import LABEL_UID, ContainerRecord, DockerRuntime
 from ..runtime.images import ImageService
 from ..runtime.sockets import SocketDirs
 from ..runtime.wait import wait_for_agent
-from .specs import build_spec
+from .specs import ContainerRequest, build_spec
 from .uids import SessionUids
 
 
@@ -48,43 +50,24 @@ class AgentContainers:
         self.sockets = sockets
         self.uids = uids or SessionUids()
 
-    async def start(
-        self,
-        resource: ResourceType,
-        *,
-        name: str,
-        token: str,
-        limits: ResourceLimits,
-        network: bool,
-        labels: dict[str, str],
-        environment: dict[str, str] | None = None,
-        volumes: dict[str, dict[str, str]] | None = None,
-    ) -> ContainerRecord:
-        """Start a container of `resource` and wait until its agent answers.
+    async def start(self, resource: ResourceType, request: ContainerRequest) -> ContainerRecord:
+        """Start a container of `resource` as `request` asks; wait until its agent answers.
 
         Raises:
             SessionError: Every session uid is taken.
             BackendError: Docker refused, the container died or its agent stayed
                 silent; nothing of the attempt is left.
         """
-        labels, environment = dict(labels), dict(environment or {})
         uid = None if resource.shared else self.uids.take()
         if uid is not None:
-            labels[LABEL_UID] = environment[SESSION_UID_ENV] = str(uid)
+            request = replace(
+                request,
+                labels={**request.labels, LABEL_UID: str(uid)},
+                environment={**request.environment, SESSION_UID_ENV: str(uid)},
+            )
         socket_dir = self.sockets.create()  # every agent is reached through its socket
-        spec = build_spec(
-            self._settings,
-            resource,
-            image=self._images.tag(resource.image),
-            name=name,
-            token=token,
-            limits=limits,
-            network=network,
-            labels=labels,
-            environment=environment,
-            volumes=volumes,
-            socket_dir=socket_dir,
-        )
+        image = self._images.tag(resource.image)
+        spec = build_spec(self._settings, resource, request, image=image, socket_dir=socket_dir)
         try:
             record = await self._runtime.start(spec)
         except BaseException:

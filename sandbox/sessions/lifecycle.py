@@ -16,23 +16,17 @@ from collections import Counter
 from typing import Any
 
 from ..backends import ResourceType, SessionConfig
-from ..config import DEFAULT_TENANT, Settings
+from ..config import DEFAULT_TENANT
 from ..errors import SandboxError, SessionError
-from ..runtime.agent import AgentClient
 from ..runtime.docker import LABEL_RESOURCE, DockerUnavailable
 from .applied import applied_config
 from .capacity import Capacity
-from .claims import ClaimedContainers, ClaimSigner
-from .containers import AgentContainers
+from .context import SessionContext
 from .labels import session_labels
-from .pools import WarmPools
 from .recovery import Recovery
-from .registry import ToolRegistry
 from .service_sessions import ServiceSessions
-from .services import SharedServices
-from .specs import container_name
-from .table import Session, SessionKey, SessionState, SessionTable, new_session_id
-from .tasks import Background
+from .specs import ContainerRequest, container_name
+from .table import Session, SessionKey, SessionState, new_session_id
 
 log = logging.getLogger(__name__)
 
@@ -44,50 +38,23 @@ class SessionLifecycle:
     """Creates and destroys sessions; owns the start counters.
 
     Args:
-        settings: TTLs, limits, ceilings, per-worker session cap.
-        agents: Hands a claim to a pool container's agent.
-        registry: Resource types and config validation.
-        table: The sessions.
-        containers: Starts and removes session containers.
-        pools: Warm pools to claim from.
-        services: Shared service containers.
+        ctx: The shared collaborators.
         service_sessions: Sessions inside shared services.
-        capacity: `max_containers` and the pid budget.
+        capacity: Refuses a cold start past the server's limits.
         recovery: Creation waits for the start-up adoption.
-        claims: Signs the claim a pool container keeps.
-        claimed: The server's record of claimed pool containers.
-        background: Runs clean-ups nobody waits for.
     """
 
     def __init__(
         self,
-        settings: Settings,
-        agents: AgentClient,
-        registry: ToolRegistry,
-        table: SessionTable,
-        containers: AgentContainers,
-        pools: WarmPools,
-        services: SharedServices,
+        ctx: SessionContext,
         service_sessions: ServiceSessions,
         capacity: Capacity,
         recovery: Recovery,
-        claims: ClaimSigner,
-        claimed: ClaimedContainers,
-        background: Background,
     ) -> None:
-        self._settings = settings
-        self._agents = agents
-        self._registry = registry
-        self._table = table
-        self._containers = containers
-        self._pools = pools
-        self._services = services
+        self._ctx = ctx
         self._service_sessions = service_sessions
         self._capacity = capacity
         self._recovery = recovery
-        self._claims = claims
-        self._claimed = claimed
-        self._background = background
         self.starts: Counter[str] = Counter()
         """Session starts by ``resource:outcome`` (``ok`` or ``failed``)."""
 
@@ -99,9 +66,9 @@ class SessionLifecycle:
         Raises:
             InvalidParams: A bad field, or one over the ceilings (naming it).
         """
-        validated = self._registry.validate_config(resource, config)
+        validated = self._ctx.registry.validate_config(resource, config)
         validated.enforce_ceilings(
-            self._settings.ceilings, self._settings.limits, resource.default_network
+            self._ctx.settings.ceilings, self._ctx.settings.limits, resource.default_network
         )
         return validated
 
@@ -126,19 +93,19 @@ class SessionLifecycle:
             SessionError: The container or its agent failed to start, or the server
                 is at its container limit or pid budget.
         """
-        resource = self._registry.resource(resource_type)
+        resource = self._ctx.registry.resource(resource_type)
         session_config = self.validated_config(resource, config or {})
         await self._recovery.wait()
         key = (tenant, worker_id, resource.name)
         existing = self._ready(key)
         if existing is not None:
             return existing, False
-        async with self._table.lock(key):
+        async with self._ctx.table.lock(key):
             existing = self._ready(key)
             if existing is not None:
                 return existing, False
-            held = len(self._table.of_worker(worker_id, tenant))
-            if held >= self._settings.max_sessions_per_worker:
+            held = len(self._ctx.table.of_worker(worker_id, tenant))
+            if held >= self._ctx.settings.max_sessions_per_worker:
                 raise SessionError(
                     f"worker {worker_id!r} holds {held} sessions, the most one worker may "
                     "(max_sessions_per_worker); destroy one first"
@@ -149,10 +116,10 @@ class SessionLifecycle:
 
     def _ready(self, key: SessionKey) -> Session | None:
         """The key's ready session, its lease pushed; None if there is none."""
-        existing = self._table.get(key)
+        existing = self._ctx.table.get(key)
         if existing is None or existing.state is not SessionState.READY:
             return None
-        existing.touch(self._settings.session_ttl_s, self._table.clock())
+        existing.touch(self._ctx.settings.session_ttl_s, self._ctx.table.clock())
         return existing
 
     def _new_session(
@@ -164,19 +131,19 @@ class SessionLifecycle:
         auto_created: bool,
     ) -> Session:
         tenant, worker_id = key[0], key[1]
-        now = self._table.clock()
+        now = self._ctx.table.clock()
         session_id = new_session_id(
-            resource.name, worker_id, self._table.next_seq(worker_id, tenant)
+            resource.name, worker_id, self._ctx.table.next_seq(worker_id, tenant)
         )
         return Session(
             session_id=session_id,
             session_name=custom_name or session_id,
             worker_id=worker_id,
             resource_type=resource.name,
-            config=applied_config(resource, config, self._settings.limits),
+            config=applied_config(resource, config, self._ctx.settings.limits),
             token=secrets.token_urlsafe(24),
             created_at=now,
-            expires_at=now + self._settings.session_ttl_s,
+            expires_at=now + self._ctx.settings.session_ttl_s,
             last_used_at=now,
             auto_created=auto_created,
             tenant=tenant,
@@ -189,7 +156,7 @@ class SessionLifecycle:
             SessionError: It could not start (the cause in `data`); it left the table.
             DockerUnavailable: The engine did not answer.
         """
-        self._table.put(session)
+        self._ctx.table.put(session)
         try:
             if resource.shared:
                 await self._service_sessions.follow(session, resource)
@@ -197,9 +164,9 @@ class SessionLifecycle:
                 self._capacity.check_cold_start(session)
                 await self._start_container(session, resource, config)
         except BaseException as exc:
-            self._table.pop(session.key, session)
+            self._ctx.table.pop(session.key, session)
             if not resource.shared:
-                self._background.spawn(self.release(session))
+                self._ctx.background.spawn(self.release(session))
             self.starts[f"{resource.name}:failed"] += 1
             if isinstance(exc, DockerUnavailable):
                 exc.session_id = session.session_id
@@ -217,29 +184,31 @@ class SessionLifecycle:
             "session %s started for worker %s in %.0f ms",
             session.session_id,
             session.worker_id,
-            (self._table.clock() - session.created_at) * 1000,
+            (self._ctx.table.clock() - session.created_at) * 1000,
         )
 
     async def _claim(self, session: Session, resource: ResourceType, config: SessionConfig) -> bool:
         """Make a warm pool's container the session's; False when the pool has none."""
-        member = await self._pools.claim(resource, config)
+        member = await self._ctx.pools.claim(resource, config)
         if member is None:
             return False
         # Labels cannot change on a running container: the agent keeps them instead,
         # signed, so a restarted server can tell whose session this pool container
         # became and the container cannot make itself another worker's (nor, with
         # the server's own record of the claim, an unclaimed pool member again).
-        self._claimed.add(member.container_id)
-        meta = self._claims.sign(
+        self._ctx.claimed.add(member.container_id)
+        meta = self._ctx.claims.sign(
             member.container_id,
             {LABEL_RESOURCE: resource.name, **session_labels(session, config)},
         )
         try:
-            await self._agents.call(
+            await self._ctx.agents.call(
                 member.agent_url, member.token, "agent.meta", {"set": meta}, _CLAIM_TIMEOUT_S
             )
         except SandboxError:
-            self._background.spawn(self._containers.remove(member.container_id, member.agent_url))
+            self._ctx.background.spawn(
+                self._ctx.containers.remove(member.container_id, member.agent_url)
+            )
             return False
         session.container_id, session.agent_url = member.container_id, member.agent_url
         session.token = member.token
@@ -248,22 +217,22 @@ class SessionLifecycle:
     async def _start_container(
         self, session: Session, resource: ResourceType, config: SessionConfig
     ) -> None:
-        record = await self._containers.start(
-            resource,
+        request = ContainerRequest(
             name=container_name(session.session_id),
             token=session.token,
-            limits=config.limits(self._settings.limits),
+            limits=config.limits(self._ctx.settings.limits),
             network=bool(session.config["network"]),
             labels=session_labels(session, config),
             environment=resource.environment(config),
         )
+        record = await self._ctx.containers.start(resource, request)
         session.container_id, session.agent_url = record.id, record.agent_url
 
     async def release(self, session: Session) -> None:
         """Remove a dedicated session's container and its socket directory."""
         if session.container_id is not None:
-            await self._containers.remove(session.container_id, session.agent_url)
-            self._claimed.discard(session.container_id)
+            await self._ctx.containers.remove(session.container_id, session.agent_url)
+            self._ctx.claimed.discard(session.container_id)
 
     # -- refresh and destroy ------------------------------------------------------
 
@@ -276,9 +245,9 @@ class SessionLifecycle:
             SessionError: The worker has no such session.
         """
         sessions = self._select(tenant, worker_id, resource_type)
-        now = self._table.clock()
+        now = self._ctx.table.clock()
         for session in sessions:
-            session.touch(self._settings.session_ttl_s, now)
+            session.touch(self._ctx.settings.session_ttl_s, now)
         return sessions
 
     async def destroy(
@@ -295,7 +264,7 @@ class SessionLifecycle:
 
     async def destroy_all(self) -> int:
         """Destroy every session; returns how many there were."""
-        sessions = self._table.all()
+        sessions = self._ctx.table.all()
         limit = asyncio.Semaphore(_DESTROY_CONCURRENCY)
 
         async def one(session: Session) -> None:
@@ -308,24 +277,24 @@ class SessionLifecycle:
     def _select(self, tenant: str, worker_id: str, resource_type: str | None) -> list[Session]:
         # Another tenant's session of the same worker id is as absent as none at all.
         if resource_type is None:
-            sessions = self._table.of_worker(worker_id, tenant)
+            sessions = self._ctx.table.of_worker(worker_id, tenant)
             if not sessions:
                 raise SessionError(f"worker {worker_id!r} has no sessions")
             return sessions
-        resource = self._registry.resource(resource_type)
-        session = self._table.get((tenant, worker_id, resource.name))
+        resource = self._ctx.registry.resource(resource_type)
+        session = self._ctx.table.get((tenant, worker_id, resource.name))
         if session is None:
             raise SessionError(f"worker {worker_id!r} has no {resource.name} session")
         return [session]
 
     async def destroy_one(self, session: Session) -> None:
         """Take `session` out of the table and remove its container (or close it in its service)."""
-        async with self._table.lock(session.key):
-            if self._table.pop(session.key, session) is None:
+        async with self._ctx.table.lock(session.key):
+            if self._ctx.table.pop(session.key, session) is None:
                 return  # destroyed meanwhile
             session.state = SessionState.DESTROYING
-        resource = self._registry.resource(session.resource_type)
-        service = self._services.current(resource.name) if resource.shared else None
+        resource = self._ctx.registry.resource(session.resource_type)
+        service = self._ctx.services.current(resource.name) if resource.shared else None
         try:
             if service is not None:
                 await self._service_sessions.close(resource, service, session.session_id)
@@ -337,7 +306,7 @@ class SessionLifecycle:
 
     async def sweep(self) -> int:
         """Destroy expired sessions once; returns how many."""
-        expired = self._table.expired(self._table.clock())
+        expired = self._ctx.table.expired(self._ctx.table.clock())
         for session in expired:
             log.info("session %s expired", session.session_id)
         await asyncio.gather(*(self.destroy_one(s) for s in expired))

@@ -8,7 +8,10 @@ place; each job lives in its own module:
 - `service_sessions`: the shared-service protocol (rag): open, adopt, close, warm, status;
 - `recovery`: adopt the containers of an earlier run, in the background, with deadlines;
 - `labels`: the one codec between Docker labels (or a signed claim) and a `Session`;
-- `capacity`: `max_containers` and the pid budget; `pools`: warm pools.
+- `capacity`: `max_containers` and the pid budget; `pools`: warm pools;
+- `context`: what every job shares (settings, table, containers, pools, ...), built
+  once here and handed to each job, so a job's constructor names only the other
+  jobs it calls.
 
 Docker is the source of truth: a cold-started container carries its session's
 labels, a claimed pool container holds them in its agent (``agent.meta``) signed
@@ -36,6 +39,7 @@ from .calls import CallResult, ToolCalls
 from .capacity import Capacity
 from .claims import ClaimedContainers, ClaimSigner
 from .containers import AgentContainers
+from .context import SessionContext
 from .lifecycle import SessionLifecycle
 from .pools import WarmPools
 from .recovery import Recovery
@@ -77,35 +81,36 @@ class SessionManager:
         images: ImageService,
         clock: Clock = time.time,
     ) -> None:
-        self._settings = settings
-        self._registry = registry
-        self._table = table = SessionTable(clock)
         self.clock = clock
         """The time sessions are created, used and expire by."""
-        self._background = background = Background()
-        self._sockets = SocketDirs(settings.socket_dir, settings.server_id)
-        containers = AgentContainers(settings, runtime, agents, images, self._sockets)
-        self._services = services = SharedServices(settings, runtime, agents, containers)
-        # The pools ask the capacity (which counts their containers) before each start.
+        sockets = SocketDirs(settings.socket_dir, settings.server_id)
+        self._claim_key = sockets.base.with_name(f"{sockets.base.name}.claim-key")
+        sockets.prepare()  # refuses a directory another user planted
+        containers = AgentContainers(settings, runtime, agents, images, sockets)
+        # The pools ask the capacity (which counts their containers) before each start;
+        # the capacity is made from the context, which holds the pools: hence the lambda.
         capacity: Capacity
-        self._pools = pools = WarmPools(
-            settings, containers, agents, lambda: capacity.pool_may_start()
+        pools = WarmPools(settings, containers, agents, lambda: capacity.pool_may_start())
+        self._ctx = ctx = SessionContext(
+            settings=settings,
+            runtime=runtime,
+            agents=agents,
+            registry=registry,
+            images=images,
+            table=SessionTable(clock),
+            sockets=sockets,
+            background=Background(),
+            containers=containers,
+            services=SharedServices(settings, runtime, agents, containers),
+            pools=pools,
+            claims=ClaimSigner.load(self._claim_key, settings.server_id),
+            claimed=ClaimedContainers(self._claim_key.with_suffix(".claimed")),
         )
-        self._capacity = capacity = Capacity(settings, registry, table, services, pools)
-        self._claim_key = self._sockets.base.with_name(f"{self._sockets.base.name}.claim-key")
-        self._sockets.prepare()  # refuses a directory another user planted
-        claims = ClaimSigner.load(self._claim_key, settings.server_id)
-        self._claimed = claimed = ClaimedContainers(self._claim_key.with_suffix(".claimed"))
-        shared = ServiceSessions(settings, registry, agents, images, table, services, background)
-        self._recovery = recovery = Recovery(
-            settings, runtime, agents, registry, table, containers, pools, services, shared,
-            claims, claimed, self._sockets,
-        )  # fmt: skip
-        self._lifecycle = lifecycle = SessionLifecycle(
-            settings, agents, registry, table, containers, pools, services, shared, capacity,
-            recovery, claims, claimed, background,
-        )  # fmt: skip
-        calls = ToolCalls(settings, runtime, agents, registry, table, lifecycle, services, shared)
+        self._capacity = capacity = Capacity(ctx)
+        shared = ServiceSessions(ctx)
+        self._recovery = recovery = Recovery(ctx, shared)
+        self._lifecycle = lifecycle = SessionLifecycle(ctx, shared, capacity, recovery)
+        calls = ToolCalls(ctx, lifecycle, shared)
         self._sweeper: asyncio.Task[None] | None = None
         # What the server asks of sessions is each job's own method, under one roof.
         self.create = lifecycle.create
@@ -136,7 +141,7 @@ class SessionManager:
         request answers from the table as it stands. With the Docker engine down
         the server still starts (``/health`` says so); the sweeper retries.
         """
-        for pool_settings in self._settings.pools:
+        for pool_settings in self._ctx.settings.pools:
             self.set_pool_size(pool_settings.resource, pool_settings.size, pool_settings.config)
         self._recovery.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="session-sweeper")
@@ -154,20 +159,20 @@ class SessionManager:
                 await self._sweeper
             self._sweeper = None
         await self._recovery.cancel()  # the rest is adopted by the next start
-        await self._pools.remove_all()
-        await self._background.drain()
-        if self._settings.keep_sessions_on_shutdown:
-            log.info("keeping %d session(s) for the next start", len(self._table))
+        await self._ctx.pools.remove_all()
+        await self._ctx.background.drain()
+        if self._ctx.settings.keep_sessions_on_shutdown:
+            log.info("keeping %d session(s) for the next start", len(self._ctx.table))
             return
         await self.destroy_all()
-        await self._services.remove_all()
-        self._sockets.close()
+        await self._ctx.services.remove_all()
+        self._ctx.sockets.close()
         self._claim_key.unlink(missing_ok=True)  # no claimed container is left to verify
-        self._claimed.remove_all()
+        self._ctx.claimed.remove_all()
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.sweep_interval_s)
+            await asyncio.sleep(self._ctx.settings.sweep_interval_s)
             try:
                 if not self._recovery.recovered:
                     await self._recovery.try_recover()
@@ -184,12 +189,12 @@ class SessionManager:
         None is the default tenant.
         """
         if worker_id is None:
-            return self._table.all(tenant)
-        return self._table.of_worker(worker_id, tenant or DEFAULT_TENANT)
+            return self._ctx.table.all(tenant)
+        return self._ctx.table.of_worker(worker_id, tenant or DEFAULT_TENANT)
 
     def stats(self) -> ServerStats:
         """Counts for the status endpoints and the metrics."""
-        sessions = self._table.all()
+        sessions = self._ctx.table.all()
         return ServerStats(
             sessions=len(sessions),
             workers=len({s.worker_id for s in sessions}),
@@ -198,7 +203,7 @@ class SessionManager:
             calls=dict(self.calls),
             starts=dict(self.starts),
             containers=self._capacity.container_count(),
-            pools=[pool.status() for pool in self._pools.all()],
+            pools=[pool.status() for pool in self._ctx.pools.all()],
         )
 
     # -- pools ------------------------------------------------------------------
@@ -211,24 +216,26 @@ class SessionManager:
         Raises:
             InvalidParams: Unknown or shared resource type, or a bad config field.
         """
-        resource = self._registry.resource(resource_type)
+        resource = self._ctx.registry.resource(resource_type)
         if resource.shared:
             raise InvalidParams(
                 f"{resource.name} sessions share one service container; they have no pool",
                 field="pool_size",
             )
-        pool = self._pools.pool(resource, self._lifecycle.validated_config(resource, config or {}))
+        pool = self._ctx.pools.pool(
+            resource, self._lifecycle.validated_config(resource, config or {})
+        )
         if self._recovery.recovered:
-            self._pools.set_target(pool, size)
+            self._ctx.pools.set_target(pool, size)
         else:
             pool.target = size  # filled once the containers of an earlier run are adopted
         return pool.status()
 
     def pool_status(self, resource_type: str) -> list[PoolStatus]:
         """The pools of one resource type."""
-        return [pool.status() for pool in self._pools.of(resource_type)]
+        return [pool.status() for pool in self._ctx.pools.of(resource_type)]
 
     async def wait_for_pools(self, resource_types: list[str], timeout: float) -> None:
         """Until the pools of these resource types are full (or failing), or `timeout`."""
-        pools = [pool for name in resource_types for pool in self._pools.of(name)]
-        await self._pools.wait_filled(pools, timeout)
+        pools = [pool for name in resource_types for pool in self._ctx.pools.of(name)]
+        await self._ctx.pools.wait_filled(pools, timeout)

@@ -37,7 +37,7 @@ from ..runtime.docker import ContainerRecord
 from .applied import applied_config
 from .containers import AgentContainers
 from .labels import pool_labels
-from .specs import container_name
+from .specs import ContainerRequest, container_name
 
 log = logging.getLogger(__name__)
 
@@ -205,17 +205,7 @@ class WarmPools:
                 if self._closing:
                     return
                 token = secrets.token_urlsafe(24)
-                record = await self._containers.start(
-                    pool.resource,
-                    name=container_name(
-                        self._settings.server_id, "pool", pool.resource.name, secrets.token_hex(4)
-                    ),
-                    token=token,
-                    limits=pool.config.limits(self._settings.limits),
-                    network=bool(pool.applied["network"]),
-                    labels=pool_labels(pool.key, pool.config, time.time()),
-                    environment=pool.resource.environment(pool.config),
-                )
+                record = await self._containers.start(pool.resource, self._request(pool, token))
         except SandboxError as exc:
             pool.failures += 1
             pool.last_error = exc.message
@@ -230,6 +220,19 @@ class WarmPools:
         # Tops the pool up, removes what a lowered target no longer needs, or (after a
         # failure) schedules the next try.
         self.refill(pool)
+
+    def _request(self, pool: Pool, token: str) -> ContainerRequest:
+        """What a new member of `pool` is started with."""
+        return ContainerRequest(
+            name=container_name(
+                self._settings.server_id, "pool", pool.resource.name, secrets.token_hex(4)
+            ),
+            token=token,
+            limits=pool.config.limits(self._settings.limits),
+            network=bool(pool.applied["network"]),
+            labels=pool_labels(pool.key, pool.config, time.time()),
+            environment=pool.resource.environment(pool.config),
+        )
 
     # -- adoption and shutdown --------------------------------------------------------
 

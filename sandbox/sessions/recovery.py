@@ -17,26 +17,19 @@ import enum
 import logging
 
 from ..backends import ResourceType
-from ..config import Settings
 from ..errors import BackendError, SandboxError
-from ..runtime.agent import AgentClient
 from ..runtime.docker import (
     LABEL_MANAGED,
     LABEL_POOL,
     LABEL_SERVER,
     LABEL_SERVICE,
     ContainerRecord,
-    DockerRuntime,
 )
-from ..runtime.sockets import SocketDirs
-from .claims import ClaimedContainers, ClaimSigner, ForgedClaim
-from .containers import AgentContainers
+from .claims import ForgedClaim
+from .context import SessionContext
 from .labels import created_at, decode_config, session_from_labels, session_seq
-from .pools import WarmPools
-from .registry import ToolRegistry
 from .service_sessions import ServiceSessions
-from .services import SharedServices
-from .table import Session, SessionTable
+from .table import Session
 
 log = logging.getLogger(__name__)
 
@@ -57,48 +50,17 @@ class Kind(str, enum.Enum):
 class Recovery:
     """Adopts an earlier run's containers, once, in the background.
 
+    Adopted sessions go in the table, idle pool members back into their pools,
+    and the socket directories of no adopted container are pruned.
+
     Args:
-        settings: Server id, `recovery_timeout_s`, TTL and default limits.
-        runtime: Lists the containers.
-        agents: Asks them what they are.
-        registry: Resource types and configs.
-        table: Where adopted sessions go.
-        containers: Removes what is not adopted.
-        pools: Takes idle pool members back.
-        services: Adopts the shared services.
-        service_sessions: Adopts the sessions a service holds.
-        claims: Verifies claimed pool containers' signed claims.
-        claimed: The server's own record of the containers it claimed.
-        sockets: Socket directories (those of no adopted container are pruned).
+        ctx: The shared collaborators.
+        service_sessions: Adopts the sessions a shared service holds.
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        runtime: DockerRuntime,
-        agents: AgentClient,
-        registry: ToolRegistry,
-        table: SessionTable,
-        containers: AgentContainers,
-        pools: WarmPools,
-        services: SharedServices,
-        service_sessions: ServiceSessions,
-        claims: ClaimSigner,
-        claimed: ClaimedContainers,
-        sockets: SocketDirs,
-    ) -> None:
-        self._settings = settings
-        self._runtime = runtime
-        self._agents = agents
-        self._registry = registry
-        self._table = table
-        self._containers = containers
-        self._pools = pools
-        self._services = services
+    def __init__(self, ctx: SessionContext, service_sessions: ServiceSessions) -> None:
+        self._ctx = ctx
         self._service_sessions = service_sessions
-        self._claims = claims
-        self._claimed = claimed
-        self._sockets = sockets
         self.recovered = False
         """Whether the adoption finished (pools then fill to their targets)."""
         self._task: asyncio.Task[None] | None = None
@@ -129,7 +91,7 @@ class Recovery:
                 log.exception("adopting the containers of an earlier run failed")
                 return
             self.recovered = True
-            self._pools.refill_all()
+            self._ctx.pools.refill_all()
 
     async def wait(self) -> None:
         """Wait for the start-up adoption, for at most the time it can take.
@@ -139,7 +101,7 @@ class Recovery:
         """
         task = self._task
         if task is not None and not task.done():
-            await asyncio.wait({task}, timeout=2 * self._settings.recovery_timeout_s + 5)
+            await asyncio.wait({task}, timeout=2 * self._ctx.settings.recovery_timeout_s + 5)
 
     async def cancel(self) -> None:
         """Stop an adoption still running (the next start adopts the rest)."""
@@ -156,38 +118,38 @@ class Recovery:
         Returns:
             How many sessions were adopted and how many containers removed.
         """
-        records = await self._runtime.find(
-            {LABEL_MANAGED: "1", LABEL_SERVER: self._settings.server_id}
+        records = await self._ctx.runtime.find(
+            {LABEL_MANAGED: "1", LABEL_SERVER: self._ctx.settings.server_id}
         )
-        self._containers.uids.adopt(records)  # before any new container takes one
+        self._ctx.containers.uids.adopt(records)  # before any new container takes one
         records.sort(key=lambda r: created_at(r.labels) or 0.0, reverse=True)
         found = await asyncio.gather(*(self._classify_within(record) for record in records))
         removed = 0
         for record, (kind, session) in zip(records, found, strict=True):
             if kind is Kind.SERVICE:
                 continue  # adopted below, with the sessions it holds
-            if session is not None and self._table.get(session.key) is None:
-                self._table.put(session)
+            if session is not None and self._ctx.table.get(session.key) is None:
+                self._ctx.table.put(session)
                 continue
             if kind is Kind.POOL and self._adopt_pool_member(record):
                 continue
-            await self._containers.remove(record.id, record.agent_url)
+            await self._ctx.containers.remove(record.id, record.agent_url)
             removed += 1
-        for resource in self._registry.resource_types():
+        for resource in self._ctx.registry.resource_types():
             if resource.shared:
                 await self._adopt_service_within(resource)
-        adopted = len(self._table)
-        self._claimed.prune(s.container_id for s in self._table.all())
-        in_use = [s.agent_url for s in self._table.all()]
-        in_use += [s.url for s in self._services.all()] + self._pools.urls()
-        await self._sockets.prune(in_use)
+        adopted = len(self._ctx.table)
+        self._ctx.claimed.prune(s.container_id for s in self._ctx.table.all())
+        in_use = [s.agent_url for s in self._ctx.table.all()]
+        in_use += [s.url for s in self._ctx.services.all()] + self._ctx.pools.urls()
+        await self._ctx.sockets.prune(in_use)
         if records:
             log.info("adopted %d session(s), removed %d orphan container(s)", adopted, removed)
         return adopted, removed
 
     async def _classify_within(self, record: ContainerRecord) -> tuple[Kind, Session | None]:
         """`classify`, or hung (so removed) when it takes over `recovery_timeout_s`."""
-        timeout = self._settings.recovery_timeout_s
+        timeout = self._ctx.settings.recovery_timeout_s
         try:
             return await asyncio.wait_for(self.classify(record), timeout)
         except asyncio.TimeoutError:
@@ -202,18 +164,18 @@ class Recovery:
         """Adopt a shared service and its sessions, or remove it if that hangs."""
 
         async def adopt() -> None:
-            service = await self._services.adopt(resource)
+            service = await self._ctx.services.adopt(resource)
             if service is not None:
                 await self._service_sessions.adopt_sessions(resource, service)
 
         try:
-            await asyncio.wait_for(adopt(), self._settings.recovery_timeout_s)
+            await asyncio.wait_for(adopt(), self._ctx.settings.recovery_timeout_s)
         except asyncio.TimeoutError:
-            service = self._services.current(resource.name)
+            service = self._ctx.services.current(resource.name)
             log.warning("the %s service did not answer in time: removing it", resource.name)
             if service is not None:
-                self._services.forget(resource.name, service.container_id)
-                await self._containers.remove(service.container_id, service.url)
+                self._ctx.services.forget(resource.name, service.container_id)
+                await self._ctx.containers.remove(service.container_id, service.url)
 
     async def classify(self, record: ContainerRecord) -> tuple[Kind, Session | None]:
         """What a container of an earlier run is, and its session if it is one."""
@@ -225,16 +187,16 @@ class Recovery:
         if not (record.running and record.agent_url and token):
             return Kind.ORPHAN, None
         try:
-            data = await self._agents.call(
+            data = await self._ctx.agents.call(
                 record.agent_url, token, "agent.meta", {}, _META_TIMEOUT_S
             )
         except SandboxError:
             return Kind.ORPHAN, None
         stored = data.get("meta")
-        if not stored and record.id not in self._claimed:
+        if not stored and record.id not in self._ctx.claimed:
             return Kind.POOL, None
         try:
-            claim = self._claims.verify(record.id, stored)
+            claim = self._ctx.claims.verify(record.id, stored)
         except ForgedClaim as exc:
             log.warning(
                 "container %s holds a forged claim (%s): removing it, not adopting it",
@@ -245,24 +207,24 @@ class Recovery:
         return Kind.SESSION, await self._adoptable(record, {**record.labels, **claim})
 
     def _adopt_pool_member(self, record: ContainerRecord) -> bool:
-        decoded = decode_config(record.labels, self._registry)
+        decoded = decode_config(record.labels, self._ctx.registry)
         if decoded is None:
             return False
-        return self._pools.adopt(*decoded, record)
+        return self._ctx.pools.adopt(*decoded, record)
 
     async def _adoptable(self, record: ContainerRecord, labels: dict[str, str]) -> Session | None:
         """The session `labels` describe, if they decode and its agent answers."""
         session = session_from_labels(
             labels,
             record,
-            self._registry,
-            self._settings.limits,
-            ttl_s=self._settings.session_ttl_s,
-            now=self._table.clock(),
+            self._ctx.registry,
+            self._ctx.settings.limits,
+            ttl_s=self._ctx.settings.session_ttl_s,
+            now=self._ctx.table.clock(),
         )
-        if session is None or not await self._agents.is_ready(str(record.agent_url)):
+        if session is None or not await self._ctx.agents.is_ready(str(record.agent_url)):
             return None
         seq = session_seq(session.session_id)
         if seq is not None:
-            self._table.note_seq(session.worker_id, seq, session.tenant)
+            self._ctx.table.note_seq(session.worker_id, seq, session.tenant)
         return session

@@ -19,17 +19,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..backends import ResourceType
-from ..config import DEFAULT_TENANT, Settings
+from ..config import DEFAULT_TENANT
 from ..errors import SandboxError, SandboxTimeout
 from ..protocol import ServiceState, ServiceStatus
-from ..runtime.agent import AgentClient
-from ..runtime.images import ImageService
 from .applied import applied_config
+from .context import SessionContext
 from .labels import is_session_id, is_worker_id, session_seq
-from .registry import ToolRegistry
-from .services import ServiceContainer, SharedServices
-from .table import Session, SessionState, SessionTable
-from .tasks import Background
+from .services import ServiceContainer
+from .table import Session, SessionState
 
 log = logging.getLogger(__name__)
 
@@ -70,43 +67,23 @@ class ServiceSessions:
     """Opens, adopts, closes and waits for sessions inside shared services.
 
     Args:
-        settings: Session TTL and default limits.
-        registry: Resource types.
-        agents: Calls the service agents.
-        images: Builds a service's image at warmup.
-        table: Where adopted sessions go.
-        services: The service containers.
-        background: Runs warm-ups.
+        ctx: The shared collaborators (adopted sessions go in its table; its
+            background runs the warm-ups).
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        registry: ToolRegistry,
-        agents: AgentClient,
-        images: ImageService,
-        table: SessionTable,
-        services: SharedServices,
-        background: Background,
-    ) -> None:
-        self._settings = settings
-        self._registry = registry
-        self._agents = agents
-        self._images = images
-        self._table = table
-        self._services = services
-        self._background = background
+    def __init__(self, ctx: SessionContext) -> None:
+        self._ctx = ctx
         self._warming: dict[str, str | None] = {}
         """Resource type -> None while its warm-up runs, or why it failed."""
 
     async def follow(self, session: Session, resource: ResourceType) -> None:
         """Point a shared-resource session at the running service, opening it there."""
-        service, fresh = await self._services.ensure(resource)
+        service, fresh = await self._ctx.services.ensure(resource)
         if fresh:
             await self.adopt_sessions(resource, service)
         if session.container_id == service.container_id:
             return
-        await self._agents.call(
+        await self._ctx.agents.call(
             service.url,
             service.token,
             f"{resource.name}.open_session",
@@ -121,16 +98,16 @@ class ServiceSessions:
 
         An entry this server could not have opened (a malformed id or owner) is skipped.
         """
-        data = await self._agents.call(
+        data = await self._ctx.agents.call(
             service.url, service.token, f"{resource.name}.sessions", {}, _SERVICE_CALL_TIMEOUT_S
         )
-        now = self._table.clock()
+        now = self._ctx.table.clock()
         entries = data.get("sessions")
         for entry in entries if isinstance(entries, list) else []:
             session = self._listed_session(resource, service, entry, now)
             if session is None:
                 continue
-            known = self._table.get(session.key)
+            known = self._ctx.table.get(session.key)
             if known is not None and known.session_id == session.session_id:
                 continue
             if known is not None:  # the worker has a newer session: the old one is stale
@@ -138,8 +115,8 @@ class ServiceSessions:
                 continue
             seq = session_seq(session.session_id)
             if seq is not None:
-                self._table.note_seq(session.worker_id, seq, session.tenant)
-            self._table.put(session)
+                self._ctx.table.note_seq(session.worker_id, seq, session.tenant)
+            self._ctx.table.put(session)
 
     def _listed_session(
         self, resource: ResourceType, service: ServiceContainer, entry: object, now: float
@@ -157,10 +134,10 @@ class ServiceSessions:
             session_name=session_id,
             worker_id=worker_id,
             resource_type=resource.name,
-            config=applied_config(resource, resource.config_model(), self._settings.limits),
+            config=applied_config(resource, resource.config_model(), self._ctx.settings.limits),
             token=service.token,
             created_at=float(created) if isinstance(created, (int, float)) and created else now,
-            expires_at=now + self._settings.session_ttl_s,
+            expires_at=now + self._ctx.settings.session_ttl_s,
             last_used_at=now,
             state=SessionState.READY,
             container_id=service.container_id,
@@ -172,7 +149,7 @@ class ServiceSessions:
         self, resource: ResourceType, service: ServiceContainer, session_id: str
     ) -> None:
         """Close one session in the service (its data goes with it)."""
-        await self._agents.call(
+        await self._ctx.agents.call(
             service.url,
             service.token,
             f"{resource.name}.close_session",
@@ -192,7 +169,7 @@ class ServiceSessions:
         deadline = time.monotonic() + timeout
         status = ServiceStatus(state=ServiceState.STARTING)
         while (remaining := deadline - time.monotonic()) > 0:
-            reply = await self._agents.call(
+            reply = await self._ctx.agents.call(
                 str(session.agent_url),
                 session.token,
                 f"{resource.name}.status",
@@ -219,18 +196,18 @@ class ServiceSessions:
         A warm-up already running is left alone; one that failed is tried again.
         Every failure, whatever its type, is reported by `status` as ``failed``.
         """
-        resource = self._registry.resource(resource_type)
+        resource = self._ctx.registry.resource(resource_type)
         if not resource.shared:
             return
         if resource.name in self._warming and self._warming[resource.name] is None:
             return
         self._warming[resource.name] = None
-        self._background.spawn(self._warm(resource))
+        self._ctx.background.spawn(self._warm(resource))
 
     async def _warm(self, resource: ResourceType) -> None:
         try:
-            await self._images.ensure(resource.image)
-            service, fresh = await self._services.ensure(resource)
+            await self._ctx.images.ensure(resource.image)
+            service, fresh = await self._ctx.services.ensure(resource)
             if fresh:
                 await self.adopt_sessions(resource, service)
         except SandboxError as exc:
@@ -246,17 +223,17 @@ class ServiceSessions:
 
     async def status(self, resource_type: str) -> ServiceStatus | None:
         """What a shared resource type's service reports (``<type>.status``), if any."""
-        resource = self._registry.resource(resource_type)
+        resource = self._ctx.registry.resource(resource_type)
         if not resource.shared:
             return None
         if error := self._warming.get(resource.name):
             return ServiceStatus(state=ServiceState.FAILED, error=error)
-        service = self._services.current(resource.name)
+        service = self._ctx.services.current(resource.name)
         if service is None:
             starting = resource.name in self._warming
             return ServiceStatus(state=ServiceState.STARTING if starting else ServiceState.STOPPED)
         try:
-            reply = await self._agents.call(
+            reply = await self._ctx.agents.call(
                 service.url, service.token, f"{resource.name}.status", {}, _STATUS_TIMEOUT_S
             )
         except SandboxError as exc:

@@ -23,7 +23,7 @@ from ..runtime.docker import (
     DockerRuntime,
 )
 from .containers import AgentContainers
-from .specs import container_name
+from .specs import ContainerRequest, container_name
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,7 @@ class SharedServices:
             if not source.startswith("/"):  # a named volume, not a host path
                 await self._runtime.ensure_volume(source, self._labels(resource))
         token = secrets.token_urlsafe(24)
-        record = await self._containers.start(
-            resource,
+        request = ContainerRequest(
             name=container_name(self._settings.server_id, resource.name, secrets.token_hex(3)),
             token=token,
             limits=resource.service_limits(self._settings),
@@ -146,6 +145,7 @@ class SharedServices:
             environment=environment,
             volumes=volumes,
         )
+        record = await self._containers.start(resource, request)
         assert record.agent_url is not None  # the start waited for the agent there
         log.info("started the %s service container %s", resource.name, record.id)
         return ServiceContainer(resource.name, record.id, record.agent_url, token)

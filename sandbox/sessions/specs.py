@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backends import ResourceType
@@ -40,75 +41,107 @@ def container_name(*parts: str) -> str:
     return "-".join(["sandbox", *(_UNSAFE.sub("-", part) for part in parts)])
 
 
+@dataclass(frozen=True)
+class ContainerRequest:
+    """What a caller asks of an agent container.
+
+    `AgentContainers.start` adds the image, the socket directory and (for a
+    session container) its uid, and `build_spec` what every container gets.
+
+    Attributes:
+        name: The container's name (see `container_name`).
+        token: The agent's token.
+        limits: Memory, cpus, pids and (for a session) the disk quota.
+        network: Whether the container has a network.
+        labels: Labels besides the managed, server, resource and token ones.
+        environment: The agent's environment besides its own settings.
+        volumes: Mounts besides the socket directory.
+    """
+
+    name: str
+    token: str
+    limits: ResourceLimits
+    network: bool
+    labels: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    volumes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def cgroup_memory(resource: ResourceType, limits: ResourceLimits) -> int:
+    """Bytes of a container's memory cgroup limit, as `build_spec` sets it.
+
+    A session's tmpfs disk quota is RAM charged to its cgroup, so a session
+    container's limit is memory plus disk; a shared service has no quota.
+    """
+    memory = parse_memory(limits.memory)
+    return memory if resource.shared else memory + parse_memory(limits.disk)
+
+
 def build_spec(
     settings: Settings,
     resource: ResourceType,
+    request: ContainerRequest,
     *,
     image: str,
-    name: str,
-    token: str,
-    limits: ResourceLimits,
-    network: bool,
-    labels: dict[str, str],
-    environment: dict[str, str] | None = None,
-    volumes: dict[str, dict[str, str]] | None = None,
-    socket_dir: Path | None = None,
+    socket_dir: Path,
 ) -> ContainerSpec:
-    """The spec of a container running `resource`'s agent.
+    """The spec of a container running `resource`'s agent, as `request` asks.
 
     Every container gets the managed/server/resource labels, its own agent token
     (in a file only the agent reads, and in a label for a restarted server), the
-    agent's settings and `socket_dir` mounted for its agent's socket; `labels`,
-    `environment` and `volumes` add to them.
+    agent's settings and `socket_dir` mounted for its agent's socket; the
+    request's labels, environment and volumes add to them.
 
     A session container (not a shared service) also gets its disk quota: a
     read-only root filesystem and one tmpfs of ``limits.disk`` at `DISK_MOUNT`,
     which holds every one of `WRITABLE_DIRS`. tmpfs pages count against the
     container's memory cgroup, so its memory limit is ``limits.memory +
-    limits.disk``: files up to the quota never take memory the processes were
-    promised, and a write past the quota fails with ENOSPC instead of meeting
-    the OOM killer.
+    limits.disk`` (`cgroup_memory`): files up to the quota never take memory the
+    processes were promised, and a write past the quota fails with ENOSPC
+    instead of meeting the OOM killer.
     """
-    if socket_dir is None:
-        raise ValueError("every container needs a socket directory for its agent")
-    environment = dict(environment or {})
-    volumes = dict(volumes or {})
+    limits = request.limits
     socket_env, socket_volume = SocketDirs.mount(socket_dir)
-    environment.update(socket_env)
-    volumes.update(socket_volume)
-    memory = parse_memory(limits.memory)
-    tmpfs: dict[str, str] = {}
-    if not resource.shared:
-        disk = parse_memory(limits.disk)
-        memory += disk
-        tmpfs = {DISK_MOUNT: _tmpfs_options(disk)}
-        environment["SANDBOX_AGENT_DISK_BYTES"] = str(disk)  # named in OOM messages
+    tmpfs, quota_env = _disk_quota(resource, limits)
     return ContainerSpec(
         image=image,
-        name=name,
+        name=request.name,
         labels={
             LABEL_MANAGED: "1",
             LABEL_SERVER: settings.server_id,
             LABEL_RESOURCE: resource.name,
-            LABEL_TOKEN: token,
-            **labels,
+            LABEL_TOKEN: request.token,
+            **request.labels,
         },
         environment={
-            **environment,
+            **request.environment,
+            **socket_env,
+            **quota_env,
             AGENT_TOKEN_FILE_ENV: AGENT_TOKEN_FILE,
             "SANDBOX_OUTPUT_LIMIT": str(settings.output_limit_bytes),
             "SANDBOX_AGENT_TOOLSETS": ",".join(resource.toolsets),
         },
-        memory_bytes=memory,
+        memory_bytes=cgroup_memory(resource, limits),
         nano_cpus=_nano_cpus(limits.cpus),
         pids_limit=limits.pids,
-        network=network,
-        volumes=volumes,
-        token=token,
+        network=request.network,
+        volumes={**request.volumes, **socket_volume},
+        token=request.token,
         capabilities=AGENT_CAPABILITIES,
         read_only=not resource.shared,
         tmpfs=tmpfs,
     )
+
+
+def _disk_quota(
+    resource: ResourceType, limits: ResourceLimits
+) -> tuple[dict[str, str], dict[str, str]]:
+    """A session container's quota tmpfs and the agent environment that names its size
+    (in OOM messages); a shared service has neither."""
+    if resource.shared:
+        return {}, {}
+    disk = parse_memory(limits.disk)
+    return {DISK_MOUNT: _tmpfs_options(disk)}, {"SANDBOX_AGENT_DISK_BYTES": str(disk)}
 
 
 def _tmpfs_options(size: int) -> str:

@@ -222,9 +222,8 @@ async def heartbeat(
     """Refresh the expiry of all the worker's sessions (none is not an error)."""
     worker_id = worker_of(body.worker_id if body else None, x_worker_id)
     sessions = services.sessions.sessions(worker_id, tenant=tenant)
-    now = services.sessions.clock()
-    for session in sessions:
-        session.touch(services.settings.session_ttl_s, now)
+    if sessions:  # refresh, as /session/refresh, but a worker with none is no error here
+        services.sessions.refresh(worker_id, tenant=tenant)
     data = {
         "worker_id": worker_id,
         "refreshed": [s.session_id for s in sessions],

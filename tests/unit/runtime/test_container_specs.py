@@ -18,7 +18,7 @@ from sandbox.config import ResourceLimits, Settings
 from sandbox.errors import BackendError, InvalidParams
 from sandbox.runtime.docker import ContainerSpec, DockerRuntime
 from sandbox.runtime.sockets import SocketDirs
-from sandbox.sessions.specs import build_spec
+from sandbox.sessions.specs import ContainerRequest, build_spec
 
 MIB = 1024**2
 
@@ -28,12 +28,13 @@ def _spec(tmp_path: Path, resource: Any = BASH, *, network: bool = False) -> Con
     return build_spec(
         Settings(socket_dir=tmp_path / "sockets", server_id="unit"),
         resource,
+        ContainerRequest(
+            name="sandbox-unit",
+            token="t0ken",
+            limits=ResourceLimits(memory="512m", disk="64m"),
+            network=network,
+        ),
         image="sandbox/shell:latest",
-        name="sandbox-unit",
-        token="t0ken",
-        limits=ResourceLimits(memory="512m", disk="64m"),
-        network=network,
-        labels={},
         socket_dir=sockets.create(),
     )
 
@@ -63,12 +64,10 @@ def test_the_cpu_share_becomes_nano_cpus(tmp_path: Path, cpus: float, nano: int)
     spec = build_spec(
         Settings(socket_dir=tmp_path / "sockets", server_id="unit"),
         BASH,
+        ContainerRequest(
+            name="sandbox-unit", token="t0ken", limits=ResourceLimits(cpus=cpus), network=False
+        ),
         image="sandbox/shell:latest",
-        name="sandbox-unit",
-        token="t0ken",
-        limits=ResourceLimits(cpus=cpus),
-        network=False,
-        labels={},
         socket_dir=sockets.create(),
     )
     assert spec.nano_cpus == nano
@@ -81,12 +80,8 @@ def test_a_cpu_share_that_would_mean_no_limit_never_becomes_a_spec(tmp_path: Pat
         build_spec(
             Settings(socket_dir=tmp_path / "sockets", server_id="unit"),
             BASH,
+            ContainerRequest(name="sandbox-unit", token="t0ken", limits=limits, network=False),
             image="sandbox/shell:latest",
-            name="sandbox-unit",
-            token="t0ken",
-            limits=limits,
-            network=False,
-            labels={},
             socket_dir=SocketDirs(tmp_path / "sockets", "unit").create(),
         )
 

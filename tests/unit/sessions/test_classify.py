@@ -20,6 +20,7 @@ from sandbox.runtime.images import ImageService
 from sandbox.runtime.sockets import SocketDirs
 from sandbox.sessions.claims import ClaimedContainers, ClaimSigner
 from sandbox.sessions.containers import AgentContainers
+from sandbox.sessions.context import SessionContext
 from sandbox.sessions.labels import pool_labels
 from sandbox.sessions.pools import WarmPools
 from sandbox.sessions.recovery import Kind, Recovery
@@ -53,18 +54,25 @@ class World:
         sockets = SocketDirs(settings.socket_dir, settings.server_id)
         images = ImageService(self.runtime, tmp / "images", settings.image_namespace)
         containers = AgentContainers(settings, self.runtime, self.agents, images, sockets)
-        services = SharedServices(settings, self.runtime, self.agents, containers)
-        pools = WarmPools(settings, containers, self.agents, lambda: False)
         self.table = SessionTable()
-        shared = ServiceSessions(
-            settings, registry, self.agents, images, self.table, services, Background()
-        )
         self.signer = ClaimSigner.load(tmp / "key", settings.server_id)
         self.claimed = ClaimedContainers(tmp / "claimed")
-        self.recovery = Recovery(
-            settings, self.runtime, self.agents, registry, self.table, containers, pools,
-            services, shared, self.signer, self.claimed, sockets,
-        )  # fmt: skip
+        ctx = SessionContext(
+            settings=settings,
+            runtime=self.runtime,
+            agents=self.agents,
+            registry=registry,
+            images=images,
+            table=self.table,
+            sockets=sockets,
+            background=Background(),
+            containers=containers,
+            services=SharedServices(settings, self.runtime, self.agents, containers),
+            pools=WarmPools(settings, containers, self.agents, lambda: False),
+            claims=self.signer,
+            claimed=self.claimed,
+        )
+        self.recovery = Recovery(ctx, ServiceSessions(ctx))
 
     def container(self, labels: dict[str, str], *, running: bool = True) -> ContainerRecord:
         number = len(self.runtime.containers) + 1

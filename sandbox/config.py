@@ -254,6 +254,10 @@ class Settings(BaseSettings):
     default_timeout_s: float = Field(default=30.0, gt=0)
     """Timeout of a tool call that names none (below the client's 60 s HTTP timeout;
     longer calls pass ``timeout`` and the client waits accordingly)."""
+    unknown_params: Literal["warn", "error"] = "warn"
+    """A tool parameter the tool does not declare: ``warn`` ignores it and names it
+    in the answer's ``meta.warnings`` (AgentFlow's pipelines add per-task values
+    such as ``seed_path`` to every call); ``error`` refuses the call with 1002."""
     container_start_timeout_s: float = Field(default=60.0, gt=0)
     """How long a new container's agent may take to answer before the start fails."""
     keep_sessions_on_shutdown: bool = False

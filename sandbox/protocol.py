@@ -40,6 +40,8 @@ class Meta(BaseModel):
     resource_type: str | None = None
     session_id: str | None = None
     trace_id: str | None = None
+    warnings: list[str] | None = None
+    """What the server ignored of the request, e.g. parameters the tool does not take."""
 
 
 class Envelope(BaseModel):

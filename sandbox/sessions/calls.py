@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import ToolSpec
@@ -31,6 +31,8 @@ class CallResult:
     data: dict[str, Any]
     tool: ToolSpec
     session: Session
+    warnings: list[str] = field(default_factory=list)
+    """What of the call was ignored (parameters the tool does not take)."""
 
 
 class ToolCalls:
@@ -66,6 +68,9 @@ class ToolCalls:
         errors, each carrying the tool and the session id.
         """
         tool = self._ctx.registry.resolve(action)
+        warnings: list[str] = []
+        if self._ctx.settings.unknown_params == "warn":
+            params, warnings = self._ctx.registry.drop_unknown(tool, params)
         args = self._ctx.registry.validate_params(tool, params)
         effective = self._effective_timeout(args.get("timeout"), timeout)
         if tool.timeout_param:
@@ -95,7 +100,7 @@ class ToolCalls:
             session.call_count += 1
             session.touch(self._ctx.settings.session_ttl_s, self._ctx.table.clock())
         self.calls[f"{tool.full_name}:0"] += 1
-        return CallResult(data=data, tool=tool, session=session)
+        return CallResult(data=data, tool=tool, session=session, warnings=warnings)
 
     async def _call(
         self, session: Session, tool: ToolSpec, args: dict[str, Any], timeout: float

@@ -93,6 +93,34 @@ class ToolRegistry:
         model = _validated(tool.params, params, "params", tool=tool.full_name)
         return model.model_dump(exclude_none=True)
 
+    def drop_unknown(
+        self, tool: ToolSpec, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[str]]:
+        """`params` without those `tool` does not take, and a warning naming each.
+
+        Raises:
+            InvalidParams: A name is not text (a lone surrogate): it could not
+                even be named in a warning.
+        """
+        known = tool.params.model_fields
+        unknown = [name for name in params if name not in known]
+        if not unknown:
+            return params, []
+        try:
+            "".join(unknown).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidParams(
+                "params: a parameter name is not valid text", field="params", tool=tool.full_name
+            ) from None
+        kept = {name: value for name, value in params.items() if name in known}
+        warnings = [
+            f"params.{name[:100]}: {tool.full_name} takes no such parameter; ignored"
+            for name in unknown[:20]
+        ]
+        if len(unknown) > 20:
+            warnings.append(f"... and {len(unknown) - 20} more parameters ignored")
+        return kept, warnings
+
     def validate_config(self, resource: ResourceType, config: dict[str, Any]) -> SessionConfig:
         """Check a session's `config` against its resource type's model.
 

@@ -111,6 +111,7 @@ async def run_action(
         meta.tool = result.tool.full_name
         meta.resource_type = result.tool.resource_type
         meta.session_id = result.session.session_id
+        meta.warnings = result.warnings or None
         envelope = success(result.data, meta)
     meta.execution_time_ms = elapsed_ms(started)
     elapsed = meta.execution_time_ms / 1000

@@ -30,6 +30,22 @@ class ToolParams(BaseModel):
 
     rules: ClassVar[tuple[Rule, ...]] = ()
     """The declaration's constraints between parameters."""
+    declaration: ClassVar[ToolDeclaration | None] = None
+    """What the model was made from."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize(cls, values: Any) -> Any:
+        """The declaration's own rewrites of a call (`ToolDeclaration.normalize`), and
+        null for an optional parameter read as absent, as the agent reads it
+        (AgentFlow's callers send ``top_k: null`` for the default)."""
+        if cls.declaration is None or not isinstance(values, dict):
+            return values
+        values = dict(cls.declaration.normalize(values))
+        for param in cls.declaration.params:
+            if not param.required and values.get(param.name, ...) is None:
+                del values[param.name]
+        return values
 
     @model_validator(mode="after")
     def _follow_rules(self) -> ToolParams:
@@ -48,6 +64,7 @@ def params_model(declaration: ToolDeclaration) -> type[ToolParams]:
     name = "".join(part.capitalize() for part in declaration.name.split("_")) + "Params"
     model = create_model(name, __base__=ToolParams, **fields)
     model.rules = declaration.rules
+    model.declaration = declaration
     return model
 
 

@@ -133,12 +133,12 @@ TOOLS = (
     _vm("cursor_position", "The pointer's position: `x`, `y`."),
     _vm(
         "wait",
-        f"Sleep `seconds` (at most {MAX_WAIT_S}) and return.",
+        f"Sleep `seconds` (1 unless given, at most {MAX_WAIT_S}) and return.",
         Param(
             "seconds",
             "number",
             f"Seconds to sleep, at most {MAX_WAIT_S}.",
-            required=True,
+            default=1.0,
             minimum=0,
             maximum=MAX_WAIT_S,
         ),
@@ -177,7 +177,9 @@ TOOLS = (
             "command",
             "string",
             "Python made of `import pyautogui`, `import time`, `time.sleep(...)` and "
-            "`pyautogui.<function>(...)` calls with literal arguments.",
+            "`pyautogui.<function>(...)` calls with literal arguments (a list of such "
+            "programs is taken as `commands`).",
+            list_into="commands",
         ),
         Param(
             "commands",

@@ -65,6 +65,9 @@ class Param:
             (a batch): the agent checks only the list.
         internal: The server supplies it (a shared service's ``session``); callers
             may not, and the published schema leaves it out.
+        list_into: A list given here is taken as the list parameter this names
+            (AgentFlow's callers send ``vm:pyautogui`` ``command`` as a list of
+            programs, which is our ``commands``); see `ToolDeclaration.normalize`.
     """
 
     name: str
@@ -84,6 +87,7 @@ class Param:
     shape: Shape | None = None
     per_item: bool = False
     internal: bool = False
+    list_into: str | None = None
 
     def check(self, value: Any, where: str) -> Any:
         """`value` (not None) if it fits this parameter, as the tool should see it.
@@ -165,6 +169,9 @@ class ToolDeclaration:
             unknown = set(rule.names) - self._names
             if unknown:
                 raise ValueError(f"{self.agent_name}: a rule names unknown {sorted(unknown)}")
+        for param in self.params:
+            if param.list_into is not None and param.list_into not in self._names:
+                raise ValueError(f"{self.agent_name}: {param.name} lists into unknown name")
 
     @property
     def agent_name(self) -> str:
@@ -181,13 +188,25 @@ class ToolDeclaration:
         """Whether the tool has a ``timeout`` parameter (the server fills it in)."""
         return "timeout" in self._names
 
+    def normalize(self, raw: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`raw` with each list given for a `Param.list_into` parameter moved to the
+        list parameter it names (unless that one is given too: then the list stays
+        and fails the check, naming it)."""
+        moved: dict[str, Any] | None = None
+        for param in self.params:
+            value = raw.get(param.name)
+            if param.list_into and isinstance(value, list) and param.list_into not in raw:
+                moved = dict(raw) if moved is None else moved
+                moved[param.list_into] = moved.pop(param.name)
+        return raw if moved is None else moved
+
     def check(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """The declared parameters of `raw`, each checked, defaults filled in.
 
         Raises:
             InvalidParams: Naming the first parameter at fault.
         """
-        values = _check_fields(self.params, raw, "")
+        values = _check_fields(self.params, self.normalize(raw), "")
         for rule in self.rules:
             broken = rule.broken_by(values)
             if broken is not None:

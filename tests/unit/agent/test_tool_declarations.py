@@ -153,3 +153,23 @@ def test_binding_refuses_a_toolset_that_differs_from_its_declarations() -> None:
         bind([POINT], {})
     with pytest.raises(ConfigError, match=r"undeclared: \['other'\]"):
         bind([POINT], {"point": handler, "other": handler})
+
+
+def test_a_list_given_for_a_list_into_parameter_becomes_the_list_it_names() -> None:
+    declaration = ToolDeclaration(
+        "vm",
+        "pyautogui",
+        "Run programs.",
+        (
+            Param("command", "string", list_into="commands"),
+            Param("commands", "array", items=Param("command", "string")),
+        ),
+        (Rule("exactly_one", ("command", "commands"), "one of them"),),
+    )
+    assert declaration.check({"command": ["a", "b"]}) == {"commands": ["a", "b"]}
+    assert declaration.check({"command": "a"}) == {"command": "a"}
+    with pytest.raises(InvalidParams) as caught:
+        declaration.check({"command": ["a"], "commands": ["b"]})
+    assert caught.value.field == "command"
+    with pytest.raises(ValueError, match="lists into unknown name"):
+        ToolDeclaration("vm", "x", "", (Param("command", "string", list_into="nope"),))

@@ -122,3 +122,39 @@ async def test_init_from_config_reads_only_the_servers_own_file_with_secrets_mas
         )
         assert (refused["_status"], refused["code"]) == (400, ErrorCode.INVALID_PARAMS)
         assert refused["data"]["field"] == "config_path"
+
+
+async def test_vm_wait_without_seconds_waits_one_second(harness: Harness) -> None:
+    envelope = await harness.post(f"{V1}/execute", {"worker_id": "w1", "action": "vm:wait"})
+    assert envelope["code"] == 0, envelope
+    # The fake agent echoes what it was sent.
+    assert envelope["data"]["params"] == {"seconds": 1.0}
+
+
+async def test_a_list_of_pyautogui_programs_in_command_runs_as_commands(
+    harness: Harness,
+) -> None:
+    programs = ["pyautogui.moveTo(10, 10)", "pyautogui.click()"]
+    body = {"worker_id": "w1", "action": "vm:pyautogui", "params": {"command": programs}}
+    envelope = await harness.post(f"{V1}/execute", body)
+    assert envelope["code"] == 0, envelope
+    assert envelope["data"]["params"]["commands"] == programs
+    assert "command" not in envelope["data"]["params"]
+    both = {"command": programs, "commands": programs}
+    refused = await harness.post(f"{V1}/execute", {**body, "params": both})
+    assert (refused["code"], refused["data"]["field"]) == (
+        ErrorCode.INVALID_PARAMS,
+        "params.command",
+    )
+
+
+async def test_null_for_an_optional_parameter_means_its_default(harness: Harness) -> None:
+    body = {"worker_id": "w1", "action": "vm:wait", "params": {"seconds": None}}
+    envelope = await harness.post(f"{V1}/execute", body)
+    assert envelope["data"]["params"] == {"seconds": 1.0}
+    required = {"worker_id": "w1", "action": "bash:run", "params": {"command": None}}
+    refused = await harness.post(f"{V1}/execute", required)
+    assert (refused["code"], refused["data"]["field"]) == (
+        ErrorCode.INVALID_PARAMS,
+        "params.command",
+    )

@@ -1,16 +1,18 @@
-"""The ``sandbox`` command: ``serve`` and ``images build``."""
+"""The ``sandbox`` command (``serve``, ``warmup``, ``images build``) and ``sandbox-server``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import ipaddress
+import json
+import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
@@ -18,19 +20,37 @@ from . import __version__
 from .backends import RESOURCE_TYPES
 from .config import Settings
 from .errors import SandboxError
+from .profiles import ProfileError, read_profile
+
+log = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sandbox`` console script."""
-    parser = _parser()
+    return _run(_parser(), argv)
+
+
+def server_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``sandbox-server``: ``sandbox serve`` under AgentFlow's name."""
+    parser = argparse.ArgumentParser(
+        prog="sandbox-server", description="Run the API server (same as `sandbox serve`)."
+    )
+    _serve_arguments(parser)
+    return _run(parser, argv)
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
     try:
         return int(args.run(args))
+    except ProfileError as exc:  # a usage error, as argparse's own are
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2
     except (SandboxError, ValueError, ValidationError) as exc:
-        print(f"sandbox: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -42,24 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands")
 
     serve = commands.add_parser("serve", help="run the API server")
-    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (default 18890)")
-    serve.add_argument("--config", type=Path, help="profile file, JSON or YAML")
-    serve.add_argument(
-        "--insecure",
-        action="store_true",
-        default=None,
-        help="listen on a non-loopback address without an API key (only behind a "
-        "firewall or a loopback-only port mapping); same as SANDBOX_INSECURE=true",
-    )
-    serve.add_argument(
-        "--warmup",
-        nargs="+",
-        metavar="RESOURCE",
-        help="warm these resource types up once listening, as POST /warmup does "
-        "(build images, start shared services such as rag)",
-    )
-    serve.set_defaults(run=_serve)
+    _serve_arguments(serve)
 
     warmup = commands.add_parser(
         "warmup",
@@ -77,14 +80,50 @@ def _parser() -> argparse.ArgumentParser:
         "build", help="build the images of these resource types (all when none named)"
     )
     build.add_argument("resources", nargs="*", metavar="RESOURCE")
-    build.add_argument("--config", type=Path, help="profile file, JSON or YAML")
+    build.add_argument("-c", "--config", type=Path, help=_CONFIG_HELP)
     build.set_defaults(run=_images_build)
     return parser
 
 
+_CONFIG_HELP = "settings file: a JSON or YAML profile, or an AgentFlow server config"
+_LOG_LEVELS = get_args(Settings.model_fields["log_level"].annotation)
+
+
+def _serve_arguments(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("-p", "--port", type=int, help="listen port (default 18890)")
+    serve.add_argument("-c", "--config", type=Path, help=_CONFIG_HELP)
+    serve.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=_LOG_LEVELS,
+        help="server log level (default info; any case)",
+    )
+    serve.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print the effective settings as JSON (secrets masked) and exit",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="listen on a non-loopback address without an API key (only behind a "
+        "firewall or a loopback-only port mapping); same as SANDBOX_INSECURE=true",
+    )
+    serve.add_argument(
+        "--warmup",
+        nargs="+",
+        metavar="RESOURCE",
+        help="warm these resource types up once listening, as POST /warmup does "
+        "(build images, start shared services such as rag); default: the setting warmup",
+    )
+    serve.set_defaults(run=_serve)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("host", "port", "insecure"):
+    for name in ("host", "port", "insecure", "log_level", "warmup"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     if args.config is not None:
@@ -129,8 +168,16 @@ def _serve(args: argparse.Namespace) -> int:
     from .server.logs import configure_logging
 
     settings = _settings(args)
+    notes = _profile_notes(settings)
+    if args.show_config:
+        for note in notes:
+            print(f"sandbox: {note}", file=sys.stderr)
+        print(json.dumps(settings.model_dump(mode="json"), indent=2))
+        return 0
     refuse_open_bind(settings)
     configure_logging(settings)
+    for note in notes:
+        log.warning("%s", note)
     servers: list[uvicorn.Server] = []
 
     def stop() -> None:
@@ -150,15 +197,22 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=30,
     )
     servers.append(uvicorn.Server(config))
-    if getattr(args, "warmup", None):
-        _warm_up_when_listening(servers[0], settings, args.warmup)
+    if settings.warmup:
+        _warm_up_when_listening(servers[0], settings, settings.warmup)
     servers[0].run()
     return 0
 
 
+def _profile_notes(settings: Settings) -> list[str]:
+    """What the profile asks for that the server leaves out, each naming the file and key."""
+    if settings.config_file is None:
+        return []
+    profile = read_profile(settings.config_file)
+    return [f"config file {settings.config_file}: {note}" for note in profile.notes]
+
+
 def _warm_up_when_listening(server: Any, settings: Settings, resources: list[str]) -> None:
     """``serve --warmup``: POST /warmup to this server from a thread once it listens."""
-    import logging
     import threading
 
     import httpx
@@ -166,9 +220,10 @@ def _warm_up_when_listening(server: Any, settings: Settings, resources: list[str
     host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
     url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/warmup"
     headers = {}
-    if settings.api_key is not None:
-        headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
-    log = logging.getLogger(__name__)
+    keys = settings.tenant_keys()
+    admin = next((keys[tenant] for tenant in settings.admin_tenants if tenant in keys), None)
+    if admin is not None:  # /warmup takes any tenant's key; an admin's may also set pools
+        headers["Authorization"] = f"Bearer {admin.get_secret_value()}"
 
     def warm() -> None:
         while not server.started:

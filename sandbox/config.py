@@ -2,21 +2,34 @@
 
 Precedence, highest first: keyword arguments, environment variables, the profile
 file (JSON or YAML, named by ``config_file`` / ``SANDBOX_CONFIG_FILE`` or
-``sandbox serve --config``), then the defaults below.
+``sandbox serve --config``), then the defaults below. A profile may also be one of
+AgentFlow's server config files, which `sandbox.agentflow_config` translates.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import InvalidParams
+from .profiles import read_profile
+
+if TYPE_CHECKING:
+    from .backends import ResourceType
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -276,6 +289,15 @@ class Settings(BaseSettings):
     """Default container limits."""
     rag: RagSettings = Field(default_factory=RagSettings)
     """The shared retrieval service."""
+    resource_types: list[str] | None = None
+    """Resource types this server offers, e.g. ``[vm, rag]``; None (the default) is
+    every one it has. A type left out has no sessions and no tools."""
+    session_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Default session config per resource type, e.g. ``{vm: {screen_size: [1920,
+    1080]}}``; a session's own config overrides it key by key."""
+    warmup: list[str] = Field(default_factory=list)
+    """Resource types warmed up once the server listens, as ``POST /warmup`` does:
+    images built, shared services (``rag``) started. ``serve --warmup`` overrides it."""
     pools: list[PoolSettings] = Field(default_factory=list)
     """Warm pools filled at start, e.g. ``[{resource: vm, size: 4}]``; `/warmup` can
     set more (its ``pool_size``)."""
@@ -394,6 +416,33 @@ class Settings(BaseSettings):
             raise ValueError("api_keys: two tenants share one key; give each its own")
         return self
 
+    @model_validator(mode="after")
+    def _resource_types_are_known(self) -> Settings:
+        from .backends import RESOURCE_TYPES  # here: the backends import this module
+
+        known = {resource.name: resource for resource in RESOURCE_TYPES}
+        offered = self.resource_types if self.resource_types is not None else list(known)
+        named = {
+            "resource_types": self.resource_types or [],
+            "warmup": self.warmup,
+            "session_defaults": list(self.session_defaults),
+            "pools": [pool.resource for pool in self.pools],
+        }
+        for field, names in named.items():
+            unknown = [name for name in names if name not in known]
+            if unknown:
+                raise ValueError(
+                    f"{field}: unknown resource type(s) {', '.join(unknown)}; "
+                    f"known: {', '.join(sorted(known))}"
+                )
+        for field in ("warmup", "pools"):
+            not_offered = [name for name in named[field] if name not in offered]
+            if not_offered:
+                raise ValueError(f"{field}: {', '.join(not_offered)} not among resource_types")
+        for name, defaults in self.session_defaults.items():
+            self.session_defaults[name] = _session_defaults(self, known[name], defaults)
+        return self
+
     def memory_budget_bytes(self) -> int:
         """`memory_budget` in bytes."""
         return parse_memory(self.memory_budget)
@@ -421,6 +470,28 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _ProfileSource(settings_cls, init_settings))
 
 
+def _session_defaults(
+    settings: Settings, resource: ResourceType, defaults: dict[str, Any]
+) -> dict[str, Any]:
+    """`defaults` checked as `resource`'s session config and under the ceilings, normalised.
+
+    Checked here, at start, so that a bad default fails the server once rather
+    than every session create with a 1002 naming a field the caller never sent.
+    """
+    where = f"session_defaults.{resource.name}"
+    try:
+        config = resource.config_model.model_validate(defaults)
+        config.enforce_ceilings(settings.ceilings, settings.limits, resource.default_network)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field = f"{where}.{error['loc'][0]}" if error["loc"] else where
+        raise ValueError(f"{field}: {error['msg'].removeprefix('Value error, ')}") from None
+    except InvalidParams as exc:
+        raise ValueError(f"{where}: {exc.message}") from None
+    dumped: dict[str, Any] = config.model_dump(mode="json", exclude_unset=True)
+    return dumped
+
+
 class _ProfileSource(PydanticBaseSettingsSource):
     """Reads the profile file named by ``config_file`` (keyword or environment)."""
 
@@ -435,25 +506,4 @@ class _ProfileSource(PydanticBaseSettingsSource):
         path = self._init().get("config_file") or os.environ.get("SANDBOX_CONFIG_FILE")
         if not path:
             return {}
-        return read_profile(Path(path))
-
-
-def read_profile(path: Path) -> dict[str, Any]:
-    """Load a JSON or YAML profile into a mapping of settings.
-
-    Raises:
-        ValueError: The file is missing, unreadable or not a mapping.
-    """
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"cannot read profile {path}: {exc.strerror}") from exc
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"profile {path} is not valid JSON/YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"profile {path} must hold a mapping of settings")
-    return data
+        return read_profile(Path(path)).values

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,50 @@ def test_a_missing_profile_is_refused_naming_it(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=f"cannot read profile {missing}"):
         Settings(config_file=missing)
+
+
+def test_session_defaults_are_checked_and_normalised_at_start() -> None:
+    settings = Settings(
+        memory_budget=BUDGET, session_defaults={"vm": {"screen_size": "1920x1080", "cpus": 2}}
+    )
+
+    assert settings.session_defaults == {"vm": {"screen_size": [1920, 1080], "cpus": 2.0}}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"session_defaults": {"vm": {"screen_size": [1, 1]}}}, "session_defaults.vm.screen_size"),
+        ({"session_defaults": {"bash": {"screen_size": [800, 600]}}}, "session_defaults.bash"),
+        (
+            {"session_defaults": {"bash": {"memory": "64g"}}},
+            "session_defaults.bash: config.memory: '64g' is over the server's ceiling",
+        ),
+        ({"session_defaults": {"gpu": {}}}, "session_defaults: unknown resource type(s) gpu"),
+        ({"resource_types": ["vm", "gpu"]}, "resource_types: unknown resource type(s) gpu"),
+        ({"warmup": ["gpu"]}, "warmup: unknown resource type(s) gpu; known: bash, code, rag, vm"),
+        ({"resource_types": ["bash"], "warmup": ["vm"]}, "warmup: vm not among resource_types"),
+        (
+            {"resource_types": ["bash"], "pools": [{"resource": "vm", "size": 1}]},
+            "pools: vm not among resource_types",
+        ),
+    ],
+)
+def test_resource_settings_name_what_is_wrong(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Settings.model_validate({"memory_budget": BUDGET, **settings})
+
+
+def test_resource_settings_come_from_the_environment_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SANDBOX_RESOURCE_TYPES", '["vm", "bash"]')
+    monkeypatch.setenv("SANDBOX_WARMUP", '["vm"]')
+    monkeypatch.setenv("SANDBOX_SESSION_DEFAULTS__VM__SCREEN_SIZE", "1920x1080")
+
+    settings = Settings(memory_budget=BUDGET)
+
+    assert settings.resource_types == ["vm", "bash"]
+    assert settings.warmup == ["vm"]
+    assert settings.session_defaults == {"vm": {"screen_size": [1920, 1080]}}
+    assert Settings(memory_budget=BUDGET, resource_types=None).resource_types is None

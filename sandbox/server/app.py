@@ -117,7 +117,8 @@ def _lifespan(
             threads=settings.docker_threads, session_network=settings.session_network
         )
         agent_client = agents or AgentClient(reply_max_bytes=settings.agent_reply_max_bytes)
-        registry = ToolRegistry(RESOURCE_TYPES)
+        offered = settings.resource_types  # None: every resource type
+        registry = ToolRegistry(r for r in RESOURCE_TYPES if offered is None or r.name in offered)
         images = ImageService(docker_runtime, settings.images_dir, settings.image_namespace)
         manager = SessionManager(settings, docker_runtime, agent_client, registry, images, clock)
         app.state.services = Services(

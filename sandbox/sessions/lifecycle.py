@@ -63,10 +63,14 @@ class SessionLifecycle:
     def validated_config(self, resource: ResourceType, config: dict[str, Any]) -> SessionConfig:
         """`config` validated for `resource` and held to the operator's ceilings.
 
+        The operator's `session_defaults` for `resource` (a config file's
+        ``screen_size``, say) fill in what `config` leaves out.
+
         Raises:
             InvalidParams: A bad field, or one over the ceilings (naming it).
         """
-        validated = self._ctx.registry.validate_config(resource, config)
+        defaults = self._ctx.settings.session_defaults.get(resource.name, {})
+        validated = self._ctx.registry.validate_config(resource, {**defaults, **config})
         validated.enforce_ceilings(
             self._ctx.settings.ceilings, self._ctx.settings.limits, resource.default_network
         )

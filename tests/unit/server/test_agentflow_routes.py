@@ -158,3 +158,20 @@ async def test_null_for_an_optional_parameter_means_its_default(harness: Harness
         ErrorCode.INVALID_PARAMS,
         "params.command",
     )
+
+
+async def test_a_config_files_resources_and_defaults_shape_what_is_served() -> None:
+    settings = make_settings(
+        resource_types=["vm", "bash"], session_defaults={"vm": {"screen_size": [1920, 1080]}}
+    )
+    h = await open_harness(settings)
+    async with h.app.router.lifespan_context(h.app), h.client:
+        tools = (await h.client.get(f"{V1}/tools")).json()["tools"]
+        assert {tool["resource_type"] for tool in tools} == {"vm", "bash"}
+        vm = await h.post(f"{V1}/session/create", {"worker_id": "w1", "resource_type": "vm"})
+        assert vm["data"]["config_applied"]["screen_size"] == [1920, 1080]
+        own = {"worker_id": "w2", "resource_type": "vm", "config": {"screen_size": [800, 600]}}
+        mine = await h.post(f"{V1}/session/create", own)
+        assert mine["data"]["config_applied"]["screen_size"] == [800, 600]
+        rag = await h.post(f"{V1}/session/create", {"worker_id": "w1", "resource_type": "rag"})
+        assert (rag["code"], rag["data"]["field"]) == (ErrorCode.INVALID_PARAMS, "resource_type")

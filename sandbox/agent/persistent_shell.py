@@ -476,6 +476,7 @@ def result_data(result: ShellResult) -> dict[str, object]:
         "stdout": result.stdout,
         "stderr": result.stderr,
         "exit_code": result.exit_code,
+        "return_code": result.exit_code,  # the name AgentFlow's result formatter reads
         "cwd": result.cwd,
         "truncated": result.truncated,
         "shell_restarted": result.shell_restarted,

@@ -280,7 +280,8 @@ class RagToolset(Toolset):
         hits = self._search_many([(0, terms)], targets, top_k)[0][1] if targets else []
         results = ReplyBudget(self._settings.response_max_chars, max_chars).results(hits)
         self._latencies.add(time.perf_counter() - started)
-        return {"results": results, "context": context_text(results)}
+        # `query` echoed as AgentFlow's result formatter reads it.
+        return {"query": raw["query"], "results": results, "context": context_text(results)}
 
     def batch_search(self, params: Params) -> dict[str, Any]:
         """``rag.batch_search``: `queries` (`top_k`, `collection`, `session`,
@@ -318,7 +319,13 @@ class RagToolset(Toolset):
         budget = ReplyBudget(self._settings.response_max_chars, max_chars)
         results = [budget.results(hits) for hits in found]
         self._latencies.add(time.perf_counter() - started, len(queries))
-        return {"results": results, "errors": errors}
+        return {
+            "results": results,
+            "errors": errors,
+            # AgentFlow's shape: one joined context per query.
+            "count": len(queries),
+            "contexts": [context_text(hits) for hits in results],
+        }
 
     def _search_many(
         self, searches: Sequence[tuple[int, list[str]]], targets: Sequence[Target], top_k: int

@@ -33,6 +33,7 @@ def test_stdout_and_stderr_are_separate_with_exit_code(client: AgentClient) -> N
         "stdout": "out\n",
         "stderr": "err\n",
         "exit_code": 7,
+        "return_code": 7,
         "cwd": reply.data["cwd"],
         "truncated": False,
         "shell_restarted": False,

@@ -216,7 +216,7 @@ def test_top_k_bounds_the_results(client: AgentClient) -> None:
 def test_no_match_is_an_empty_answer(client: AgentClient) -> None:
     data = client.call("rag.search", query="xylophone zeppelin").data
 
-    assert data == {"results": [], "context": ""}
+    assert data == {"query": "xylophone zeppelin", "results": [], "context": ""}
 
 
 def test_malformed_corpus_lines_are_skipped_and_counted(tmp_path: Path, db: Path) -> None:
@@ -498,6 +498,10 @@ def test_batch_keeps_order_and_reports_bad_queries_alone(client: AgentClient) ->
         "lighthouse",
     ]
     assert [len(hits) for hits in data["results"]] == [3, 0, 3, 0, 0, 0, 3]
+    # AgentFlow's shape beside ours: a count and one joined context per query.
+    assert data["count"] == len(queries) == len(data["contexts"])
+    assert data["contexts"][1] == ""
+    assert data["results"][0][0]["text"][:40] in data["contexts"][0]
     errors = data["errors"]
     assert errors[0] is None
     assert errors[2] is None

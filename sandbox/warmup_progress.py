@@ -80,7 +80,7 @@ def run(
     out: TextIO = sys.stdout,
 ) -> int:
     """Start a warmup on the server at `url` and draw its progress; the exit status."""
-    client = HTTPServiceClient(HTTPClientConfig(base_url=url, api_key=api_key))
+    client = HTTPServiceClient(config=HTTPClientConfig(base_url=url, api_key=api_key))
     try:
         started = client.warmup_sync(resources or None, pool_size=pool_size)
         if started["code"] != 0:
@@ -107,7 +107,7 @@ def run(
                 return 1
             time.sleep(0.5)
     finally:
-        client.close()
+        client.close_sync()
 
 
 def _draw(out: TextIO, lines: list[str], previous: int) -> None:

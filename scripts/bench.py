@@ -119,7 +119,7 @@ def bench_core(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float
     calls, creates = args.calls, args.creates
     client = docker.from_env()
     with Sandbox(server_url=url, worker_id=f"bench-{secrets.token_hex(3)}") as sb:
-        created = sb.create_session_sync("bash")
+        created = sb.client.create_session_sync("bash")
         assert created["code"] == 0, created
         session_id = created["data"]["session_id"]
         (container,) = client.containers.list(filters={"label": f"sandbox.session={session_id}"})
@@ -140,7 +140,7 @@ def bench_core(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float
         create_samples = []
         for _ in range(creates):
             started = time.perf_counter()
-            envelope = sb.create_session_sync("bash")
+            envelope = sb.client.create_session_sync("bash")
             create_samples.append((time.perf_counter() - started) * 1000)
             assert envelope["code"] == 0, envelope
             sb.destroy_session_sync("bash")
@@ -202,7 +202,7 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
             return dict(envelope["data"])
 
         # Idle memory first, on a desktop nothing has touched yet but its creation.
-        created = sb.create_session_sync("vm", {"screen_size": [1280, 800]})
+        created = sb.client.create_session_sync("vm", {"screen_size": [1280, 800]})
         assert created["code"] == 0, created
         session_id = created["data"]["session_id"]
         (container,) = client.containers.list(filters={"label": f"sandbox.session={session_id}"})
@@ -240,7 +240,7 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
         first_shot = []
         for _ in range(creates):
             started = time.perf_counter()
-            envelope = sb.create_session_sync("vm", {"screen_size": [1280, 800]})
+            envelope = sb.client.create_session_sync("vm", {"screen_size": [1280, 800]})
             assert envelope["code"] == 0, envelope
             ok("vm:screenshot")
             first_shot.append((time.perf_counter() - started) * 1000)
@@ -304,7 +304,7 @@ def _parallel_desktops(
 
     def worker(index: int) -> None:
         with Sandbox(server_url=url, worker_id=f"bench-vm-p{index}-{secrets.token_hex(2)}") as sb:
-            created = sb.create_session_sync("vm", {"screen_size": [1280, 800]})
+            created = sb.client.create_session_sync("vm", {"screen_size": [1280, 800]})
             assert created["code"] == 0, created
             try:
                 ready.wait()
@@ -476,14 +476,14 @@ def bench_pool(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float
         for resource in ("bash", "vm"):
             cold, warm = [], []
             for _ in range(claims):
-                envelope = sb.create_session_sync(resource)
+                envelope = sb.client.create_session_sync(resource)
                 assert envelope["code"] == 0, envelope
                 cold.append(float(envelope["meta"]["execution_time_ms"]))
                 sb.destroy_session_sync(resource)
             ready = sb.warmup_sync([resource], pool_size=claims, wait=True)
             assert ready["code"] == 0, ready
             for _ in range(claims):
-                envelope = sb.create_session_sync(resource)
+                envelope = sb.client.create_session_sync(resource)
                 assert envelope["code"] == 0, envelope
                 warm.append(float(envelope["meta"]["execution_time_ms"]))
                 sb.destroy_session_sync(resource)
@@ -504,7 +504,7 @@ def bench_pool(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float
         workers = [Sandbox(server_url=url, worker_id=f"bench-burst-{i}") for i in range(burst)]
         started = time.perf_counter()
         with ThreadPoolExecutor(burst) as pool:
-            results = list(pool.map(lambda w: w.create_session_sync("bash"), workers))
+            results = list(pool.map(lambda w: w.client.create_session_sync("bash"), workers))
         burst_s = time.perf_counter() - started
         drained_at = time.perf_counter()
         refill_s = float("nan")

@@ -129,13 +129,13 @@ async def _worker(
 ) -> None:
     worker_id = f"load-{run_id}-{index}"
     arrived = False
-    sb = Sandbox(server_url=url, worker_id=worker_id, timeout=args.timeout, max_retries=0)
+    sb = Sandbox(server_url=url, worker_id=worker_id, timeout=args.timeout, retry_count=0)
     try:
         async with sb:
             for resource in resources:
                 started = time.perf_counter()
                 try:
-                    envelope = await sb.create_session(resource)
+                    envelope = await sb.client.create_session(resource)
                     error = None if envelope["code"] == 0 else f"code:{envelope['code']}"
                     detail = envelope["message"]
                 except Exception as exc:

@@ -2,9 +2,11 @@
 
 `BaseServiceClient` builds every request (path, body, headers, timeout), reads
 every response into an envelope, decides about retries and turns httpx's
-exceptions into `SandboxConnectionError`. `HTTPServiceClient` adds only the two
-ways of sending (async and sync), so the two can never drift apart, and `Sandbox`
-adds only a hook that starts it before its first request.
+exceptions into `SandboxConnectionError`. `ServiceConnection` adds the two ways
+of sending (async and sync) and the client's lifecycle, and `HTTPServiceClient`
+one method pair per endpoint, so the two styles can never drift apart. The
+`Sandbox` facade talks through a subclass whose hook starts it before its first
+request.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
+from urllib.parse import quote
 
 import httpx
 
@@ -94,6 +97,22 @@ def _resource_list(resources: str | Sequence[str] | None) -> list[str] | None:
     if isinstance(resources, str):  # a lone name, not a sequence of letters
         return [resources]
     return list(resources)
+
+
+def tool_list(envelope: Envelope) -> list[dict[str, Any]]:
+    """The tools a ``GET /tools`` envelope lists.
+
+    AgentFlow's client reads ``tools`` at the envelope's top level, ours in
+    ``data``; either is accepted.
+
+    Raises:
+        SandboxError: The envelope is an error (the subclass its code names).
+    """
+    envelope.raise_for_code()
+    tools = envelope.get("tools")
+    if not isinstance(tools, list) and isinstance(envelope.data, dict):
+        tools = envelope.data.get("tools")
+    return [tool for tool in tools or [] if isinstance(tool, dict)]
 
 
 class BaseServiceClient:
@@ -214,7 +233,7 @@ class BaseServiceClient:
     def _create_session_call(
         self,
         resource_type: str,
-        config: Mapping[str, Any] | None,
+        session_config: Mapping[str, Any] | None,
         custom_name: str | None,
         worker_id: str | NotGiven | None,
     ) -> _Call:
@@ -222,7 +241,7 @@ class BaseServiceClient:
         body = {
             "worker_id": worker,
             "resource_type": resource_type,
-            "config": dict(config or {}),
+            "config": dict(session_config or {}),
             "custom_name": custom_name,
         }
         return self._post("/session/create", body, worker)
@@ -252,8 +271,52 @@ class BaseServiceClient:
         seconds = WARMUP_WAIT_S if wait else 0.0
         return self._post("/warmup", body, self._config.worker_id, tool_seconds=seconds)
 
-    def _shutdown_call(self) -> _Call:
-        return self._post("/shutdown", {}, self._config.worker_id)
+    def _tools_call(self, include_hidden: bool | None = None) -> _Call:
+        if include_hidden is None:
+            return self._get("/tools")
+        return self._get(f"/tools?include_hidden={str(include_hidden).lower()}")
+
+    def _tool_schema_call(self, tool_name: str) -> _Call:
+        return self._get(f"/api/v1/tools/{quote(tool_name, safe=':')}/schema")
+
+    def _init_resource_call(
+        self,
+        resource_type: str,
+        init_config: Mapping[str, Any] | None,
+        worker_id: str | NotGiven | None,
+    ) -> _Call:
+        worker = self._worker(worker_id)
+        body = {
+            "worker_id": worker,
+            "resource_type": resource_type,
+            "init_config": dict(init_config or {}),
+        }
+        return self._post("/api/v1/init/resource", body, worker)
+
+    def _init_batch_call(
+        self, resource_configs: Mapping[str, Any], worker_id: str | NotGiven | None
+    ) -> _Call:
+        worker = self._worker(worker_id)
+        body = {"worker_id": worker, "resource_configs": dict(resource_configs)}
+        return self._post("/api/v1/init/batch", body, worker)
+
+    def _init_from_config_call(
+        self,
+        config_path: str,
+        override_params: Mapping[str, Any] | None,
+        worker_id: str | NotGiven | None,
+    ) -> _Call:
+        worker = self._worker(worker_id)
+        body = {
+            "worker_id": worker,
+            "config_path": config_path,
+            "override_params": dict(override_params or {}),
+        }
+        return self._post("/api/v1/init/from-config", body, worker)
+
+    def _shutdown_call(self, force: bool, cleanup_sessions: bool) -> _Call:
+        body = {"force": force, "cleanup_sessions": cleanup_sessions}
+        return self._post("/shutdown", body, self._config.worker_id)
 
     def _probe_call(self) -> _Call:
         return _Call(

@@ -2,195 +2,57 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
-import httpx
-
-from sandbox.client._base import NOT_GIVEN, BaseServiceClient, ClientState, NotGiven, _Call
-from sandbox.client._config import HTTPClientConfig
+from sandbox.client._base import NOT_GIVEN, NotGiven, tool_list
+from sandbox.client._connection import ServiceConnection
 from sandbox.client._envelope import Envelope
 
-# Small requests go out at once instead of waiting on the server's delayed ACK.
-_NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
-
-class HTTPServiceClient(BaseServiceClient):
+class HTTPServiceClient(ServiceConnection):
     """Client of the sandbox server's HTTP API.
 
-    Every method returns the server's `Envelope` (a `dict` ``{"code", "message",
-    "data", "meta"}``) for any response that carries one, error statuses included:
-    check ``envelope["code"]`` (0 is success) or call ``envelope.raise_for_code()``
-    to raise the error it describes. A method raises only when no envelope came
-    back at all.
+    Every endpoint method returns the server's `Envelope` (a `dict` ``{"code",
+    "message", "data", "meta"}``) for any response that carries one, error
+    statuses included: check ``envelope["code"]`` (0 is success) or call
+    ``envelope.raise_for_code()`` to raise the error it describes. A method raises
+    only when no envelope came back at all. The one exception is AgentFlow's
+    `list_tools`, which returns the list of tools.
 
+    The constructor and the method names are AgentFlow's ``HTTPServiceClient``'s
+    (``base_url``, ``worker_id``, ``timeout``, ``config``; `connect`,
+    ``close(destroy_sessions)``, `destroy_all_sessions`, `refresh_session`,
+    ``init_*``, `list_tools`, `get_tool_schema`), so code written for it runs here.
     A new endpoint is a request builder in `BaseServiceClient` plus its two
-    methods here; `Sandbox` inherits both, with its lazy start in front.
+    methods here.
 
     Async methods use an `httpx.AsyncClient`, their ``*_sync`` twins an
     `httpx.Client`; each is created on first use and shares the settings, so one
-    instance may serve both styles. Transport failures (refused connection, read
-    timeout, dropped connection) are retried up to ``config.max_retries`` times with
-    exponential backoff, always with the call's one ``X-Request-ID`` so the server
-    never runs a tool twice; HTTP error statuses are never retried.
+    instance may serve both styles. `connect` is optional: it checks the server
+    and starts the heartbeats of ``config.auto_heartbeat``. Transport failures
+    (refused connection, read timeout, dropped connection) are retried up to
+    ``config.max_retries`` times with exponential backoff, always with the call's
+    one ``X-Request-ID`` so the server never runs a tool twice; HTTP error
+    statuses are never retried.
 
-    ``worker_id`` arguments (keyword-only) name the calling worker and default to
-    ``config.worker_id``; pass ``None`` to send no worker at all (`list_sessions`
-    then lists every worker's sessions).
+    ``worker_id`` arguments of the methods (keyword-only) name the calling worker
+    and default to ``config.worker_id``; pass ``None`` to send no worker at all
+    (`list_sessions` then lists every worker's sessions).
 
     Example:
-        >>> async with HTTPServiceClient(HTTPClientConfig(worker_id="w1")) as client:
+        >>> async with HTTPServiceClient("http://127.0.0.1:18890", worker_id="w1") as client:
         ...     result = await client.execute("bash:run", {"command": "ls"})
 
     Args:
-        config: Where the server is and how to reach it; defaults to
-            `HTTPClientConfig()`.
+        base_url: Root URL of the server; default ``config.base_url``.
+        worker_id: The worker calls are made for; default ``config.worker_id``.
+        timeout: HTTP timeout in seconds; default ``config.timeout``.
+        config: All the settings; an argument above, when given, wins over it.
         transport: Transport of the async client (e.g. `httpx.ASGITransport` or
             `httpx.MockTransport` in tests); default: real sockets.
         sync_transport: Transport of the sync client; default: real sockets.
     """
-
-    def __init__(
-        self,
-        config: HTTPClientConfig | None = None,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sync_transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(config)
-        self._transport = transport
-        self._sync_transport = sync_transport
-        self._async_http: httpx.AsyncClient | None = None
-        self._sync_http: httpx.Client | None = None
-
-    # -- hooks for subclasses --------------------------------------------------
-
-    async def _before_send(self) -> None:
-        """Runs before every endpoint call; `Sandbox` starts itself here."""
-
-    def _before_send_sync(self) -> None:
-        """Blocking twin of `_before_send`."""
-
-    # -- I/O: the only two places requests are sent ---------------------------
-
-    def _async_client(self) -> httpx.AsyncClient:
-        self._open()
-        if self._async_http is None:
-            self._async_http = httpx.AsyncClient(
-                base_url=self._config.base_url,
-                timeout=self._timeout(),
-                transport=self._transport or httpx.AsyncHTTPTransport(socket_options=_NODELAY),
-            )
-        return self._async_http
-
-    def _sync_client(self) -> httpx.Client:
-        self._open()
-        if self._sync_http is None:
-            self._sync_http = httpx.Client(
-                base_url=self._config.base_url,
-                timeout=self._timeout(),
-                transport=self._sync_transport or httpx.HTTPTransport(socket_options=_NODELAY),
-            )
-        return self._sync_http
-
-    async def _send(self, call: _Call) -> Envelope:
-        await self._before_send()
-        return await self._transmit(call)
-
-    def _send_sync(self, call: _Call) -> Envelope:
-        self._before_send_sync()
-        return self._transmit_sync(call)
-
-    async def _transmit(self, call: _Call) -> Envelope:
-        """Send `call`, retrying transport failures; no hook runs first."""
-        http = self._async_client()
-        request_id = self._new_request_id()
-        attempt = 0
-        while True:
-            try:
-                response = await http.request(
-                    call.method,
-                    call.path,
-                    json=call.body,
-                    headers=self._headers(call, request_id),
-                    timeout=call.timeout,
-                )
-            except httpx.HTTPError as error:
-                await asyncio.sleep(self._retry_delay(call, error, attempt))
-                attempt += 1
-            else:
-                return self._read_envelope(call, response)
-
-    def _transmit_sync(self, call: _Call) -> Envelope:
-        """Blocking twin of `_transmit`."""
-        http = self._sync_client()
-        request_id = self._new_request_id()
-        attempt = 0
-        while True:
-            try:
-                response = http.request(
-                    call.method,
-                    call.path,
-                    json=call.body,
-                    headers=self._headers(call, request_id),
-                    timeout=call.timeout,
-                )
-            except httpx.HTTPError as error:
-                time.sleep(self._retry_delay(call, error, attempt))
-                attempt += 1
-            else:
-                return self._read_envelope(call, response)
-
-    # -- lifecycle -----------------------------------------------------------
-
-    async def aclose(self) -> None:
-        """Close both underlying HTTP clients; later calls raise `RuntimeError`."""
-        self._state = ClientState.CLOSED
-        sync_http, self._sync_http = self._sync_http, None
-        async_http, self._async_http = self._async_http, None
-        if sync_http is not None:
-            sync_http.close()
-        if async_http is not None:
-            await async_http.aclose()
-
-    def close(self) -> None:
-        """Close the sync HTTP client; later calls raise `RuntimeError`.
-
-        An async client cannot be closed without awaiting: if async methods were
-        used, call `aclose` (it may follow `close`).
-        """
-        self._state = ClientState.CLOSED
-        sync_http, self._sync_http = self._sync_http, None
-        if sync_http is not None:
-            sync_http.close()
-
-    async def __aenter__(self) -> HTTPServiceClient:
-        self._open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __enter__(self) -> HTTPServiceClient:
-        self._open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- tools ---------------------------------------------------------------
 
@@ -207,7 +69,8 @@ class HTTPServiceClient(BaseServiceClient):
         The server creates the session if the worker has none.
 
         Args:
-            action: Tool name, e.g. ``"bash:run"`` or ``"vm:screenshot"``.
+            action: Tool name, e.g. ``"bash:run"`` or ``"vm:screenshot"``
+                (``vm-click``, ``vm_click`` and ``vm.click`` name ``vm:click``).
             params: The tool's parameters.
             timeout: Seconds the tool may run; default: the server's default. The
                 HTTP read timeout is raised to at least this plus 15 s.
@@ -253,10 +116,6 @@ class HTTPServiceClient(BaseServiceClient):
         Returns:
             The envelope; ``data`` is ``{results, total, executed, success_count}``
             with one envelope per executed item.
-
-        Raises:
-            SandboxConnectionError: No envelope came back.
-            RuntimeError: The client is closed.
         """
         return await self._send(self._batch_call(actions, parallel, stop_on_error, worker_id))
 
@@ -273,18 +132,45 @@ class HTTPServiceClient(BaseServiceClient):
 
     async def get_tools(self) -> Envelope:
         """List every tool with its description and JSON-schema parameters (GET /tools)."""
-        return await self._send(self._get("/tools"))
+        return await self._send(self._tools_call())
 
     def get_tools_sync(self) -> Envelope:
         """Blocking twin of `get_tools`."""
-        return self._send_sync(self._get("/tools"))
+        return self._send_sync(self._tools_call())
+
+    async def list_tools(self, include_hidden: bool = False) -> list[dict[str, Any]]:
+        """AgentFlow's name for `get_tools`: the list of tools itself.
+
+        Args:
+            include_hidden: Asks for tools the server hides from agents too.
+
+        Returns:
+            One ``{name, resource_type, description, parameters}`` per tool.
+
+        Raises:
+            SandboxError: The server answered with an error (the matching subclass),
+                or no envelope came back (`SandboxConnectionError`).
+        """
+        return tool_list(await self._send(self._tools_call(include_hidden)))
+
+    def list_tools_sync(self, include_hidden: bool = False) -> list[dict[str, Any]]:
+        """Blocking twin of `list_tools`."""
+        return tool_list(self._send_sync(self._tools_call(include_hidden)))
+
+    async def get_tool_schema(self, tool_name: str) -> Envelope:
+        """One tool's description and JSON-schema parameters (GET /tools/{name}/schema)."""
+        return await self._send(self._tool_schema_call(tool_name))
+
+    def get_tool_schema_sync(self, tool_name: str) -> Envelope:
+        """Blocking twin of `get_tool_schema`."""
+        return self._send_sync(self._tool_schema_call(tool_name))
 
     # -- sessions ------------------------------------------------------------
 
     async def create_session(
         self,
         resource_type: str,
-        config: Mapping[str, Any] | None = None,
+        session_config: Mapping[str, Any] | None = None,
         custom_name: str | None = None,
         *,
         worker_id: str | NotGiven | None = NOT_GIVEN,
@@ -293,31 +179,28 @@ class HTTPServiceClient(BaseServiceClient):
 
         Args:
             resource_type: ``"vm"``, ``"bash"``, ``"code"``, ``"rag"``, ...
-            config: Session options (``screen_size``, ``memory``, ``network``, ...).
+            session_config: Session options (``screen_size``, ``memory``, ...).
             custom_name: A readable name for the session.
             worker_id: The calling worker; default ``config.worker_id``.
 
         Returns:
-            The envelope; ``data`` holds ``session_id``, ``session_name`` and a
-            ``status`` that is ``"exists"`` when the session was already open.
-
-        Raises:
-            SandboxConnectionError: No envelope came back.
-            RuntimeError: The client is closed.
+            The envelope; ``data`` holds ``session_id``, ``session_name``,
+            ``config_applied`` and a ``status`` that is ``"exists"`` when the
+            session was already open.
         """
-        call = self._create_session_call(resource_type, config, custom_name, worker_id)
+        call = self._create_session_call(resource_type, session_config, custom_name, worker_id)
         return await self._send(call)
 
     def create_session_sync(
         self,
         resource_type: str,
-        config: Mapping[str, Any] | None = None,
+        session_config: Mapping[str, Any] | None = None,
         custom_name: str | None = None,
         *,
         worker_id: str | NotGiven | None = NOT_GIVEN,
     ) -> Envelope:
         """Blocking twin of `create_session`."""
-        call = self._create_session_call(resource_type, config, custom_name, worker_id)
+        call = self._create_session_call(resource_type, session_config, custom_name, worker_id)
         return self._send_sync(call)
 
     async def destroy_session(
@@ -328,9 +211,8 @@ class HTTPServiceClient(BaseServiceClient):
     ) -> Envelope:
         """Destroy the worker's session of `resource_type`, or all of them when ``None``.
 
-        Args:
-            resource_type: The session's resource type; ``None`` for every session.
-            worker_id: The calling worker; default ``config.worker_id``.
+        Returns:
+            The envelope; ``data`` is ``{destroyed: [session ids], count}``.
         """
         return await self._send(self._session_call("/session/destroy", resource_type, worker_id))
 
@@ -343,14 +225,27 @@ class HTTPServiceClient(BaseServiceClient):
         """Blocking twin of `destroy_session`."""
         return self._send_sync(self._session_call("/session/destroy", resource_type, worker_id))
 
+    async def destroy_all_sessions(
+        self, *, worker_id: str | NotGiven | None = NOT_GIVEN
+    ) -> Envelope:
+        """Destroy all the worker's sessions, none being no error (AgentFlow's name).
+
+        The same request as `disconnect`.
+        """
+        return await self.disconnect(worker_id=worker_id)
+
+    def destroy_all_sessions_sync(
+        self, *, worker_id: str | NotGiven | None = NOT_GIVEN
+    ) -> Envelope:
+        """Blocking twin of `destroy_all_sessions`."""
+        return self.disconnect_sync(worker_id=worker_id)
+
     async def list_sessions(self, *, worker_id: str | NotGiven | None = NOT_GIVEN) -> Envelope:
         """List the worker's sessions (every worker's when `worker_id` is ``None``).
 
-        Args:
-            worker_id: The worker; default ``config.worker_id``.
-
         Returns:
-            The envelope; ``data`` is ``{sessions, count}``.
+            The envelope; ``data`` is ``{sessions, count}`` (`Sandbox.list_sessions`
+            returns the list itself).
         """
         return await self._send(self._worker_call("/session/list", worker_id))
 
@@ -366,10 +261,6 @@ class HTTPServiceClient(BaseServiceClient):
     ) -> Envelope:
         """Push the expiry of the worker's session of `resource_type` (all when ``None``).
 
-        Args:
-            resource_type: The session's resource type; ``None`` for every session.
-            worker_id: The calling worker; default ``config.worker_id``.
-
         Returns:
             The envelope; ``data`` holds the new ``expires_at``.
         """
@@ -384,13 +275,92 @@ class HTTPServiceClient(BaseServiceClient):
         """Blocking twin of `refresh_sessions`."""
         return self._send_sync(self._session_call("/session/refresh", resource_type, worker_id))
 
+    async def refresh_session(
+        self,
+        resource_type: str | None = None,
+        *,
+        worker_id: str | NotGiven | None = NOT_GIVEN,
+    ) -> Envelope:
+        """AgentFlow's name for `refresh_sessions`."""
+        return await self.refresh_sessions(resource_type, worker_id=worker_id)
+
+    def refresh_session_sync(
+        self,
+        resource_type: str | None = None,
+        *,
+        worker_id: str | NotGiven | None = NOT_GIVEN,
+    ) -> Envelope:
+        """Blocking twin of `refresh_session`."""
+        return self.refresh_sessions_sync(resource_type, worker_id=worker_id)
+
+    # -- AgentFlow's resource initialisation ---------------------------------
+
+    async def init_resource(
+        self,
+        resource_type: str,
+        init_config: Mapping[str, Any] | None = None,
+        *,
+        worker_id: str | NotGiven | None = NOT_GIVEN,
+    ) -> Envelope:
+        """Prepare a resource type for the worker with `init_config` (POST /init/resource)."""
+        return await self._send(self._init_resource_call(resource_type, init_config, worker_id))
+
+    def init_resource_sync(
+        self,
+        resource_type: str,
+        init_config: Mapping[str, Any] | None = None,
+        *,
+        worker_id: str | NotGiven | None = NOT_GIVEN,
+    ) -> Envelope:
+        """Blocking twin of `init_resource`."""
+        return self._send_sync(self._init_resource_call(resource_type, init_config, worker_id))
+
+    async def init_batch(
+        self,
+        resource_configs: Mapping[str, Any],
+        *,
+        worker_id: str | NotGiven | None = NOT_GIVEN,
+    ) -> Envelope:
+        """Prepare several resource types, ``{type: {"content": {...}}}`` (POST /init/batch)."""
+        return await self._send(self._init_batch_call(resource_configs, worker_id))
+
+    def init_batch_sync(
+        self,
+        resource_configs: Mapping[str, Any],
+        *,
+        worker_id: str | NotGiven | None = NOT_GIVEN,
+    ) -> Envelope:
+        """Blocking twin of `init_batch`."""
+        return self._send_sync(self._init_batch_call(resource_configs, worker_id))
+
+    async def init_from_config(
+        self,
+        config_path: str,
+        override_params: Mapping[str, Any] | None = None,
+        *,
+        worker_id: str | NotGiven | None = NOT_GIVEN,
+    ) -> Envelope:
+        """Prepare resources from a config file on the server (POST /init/from-config)."""
+        call = self._init_from_config_call(config_path, override_params, worker_id)
+        return await self._send(call)
+
+    def init_from_config_sync(
+        self,
+        config_path: str,
+        override_params: Mapping[str, Any] | None = None,
+        *,
+        worker_id: str | NotGiven | None = NOT_GIVEN,
+    ) -> Envelope:
+        """Blocking twin of `init_from_config`."""
+        return self._send_sync(self._init_from_config_call(config_path, override_params, worker_id))
+
     # -- server --------------------------------------------------------------
 
     async def health(self) -> Envelope:
         """Ask whether the server and Docker are up (GET /health).
 
         Returns:
-            The envelope; ``data`` is ``{status, docker, version, uptime_s}``.
+            The envelope; ``data`` is ``{status, docker, version, uptime_s, ...}``.
         """
         return await self._send(self._get("/health"))
 
@@ -435,7 +405,7 @@ class HTTPServiceClient(BaseServiceClient):
         return self._send_sync(self._get("/warmup/status"))
 
     async def get_status(self, *, worker_id: str | NotGiven | None = NOT_GIVEN) -> Envelope:
-        """Report the worker's state as the server sees it."""
+        """Report the server's counters and the worker's sessions."""
         return await self._send(self._worker_call("/api/v1/lifecycle/status", worker_id))
 
     def get_status_sync(self, *, worker_id: str | NotGiven | None = NOT_GIVEN) -> Envelope:
@@ -451,27 +421,24 @@ class HTTPServiceClient(BaseServiceClient):
         return self._send_sync(self._worker_call("/api/v1/lifecycle/heartbeat", worker_id))
 
     async def disconnect(self, *, worker_id: str | NotGiven | None = NOT_GIVEN) -> Envelope:
-        """Tell the server the worker is leaving, so its sessions can go."""
+        """Tell the server the worker is leaving: all its sessions are destroyed."""
         return await self._send(self._worker_call("/api/v1/worker/disconnect", worker_id))
 
     def disconnect_sync(self, *, worker_id: str | NotGiven | None = NOT_GIVEN) -> Envelope:
         """Blocking twin of `disconnect`."""
         return self._send_sync(self._worker_call("/api/v1/worker/disconnect", worker_id))
 
-    async def shutdown_server(self) -> Envelope:
-        """Stop the server gracefully: it destroys sessions and drains pools first."""
-        return await self._send(self._shutdown_call())
+    async def shutdown_server(self, force: bool = False, cleanup_sessions: bool = True) -> Envelope:
+        """Stop the server gracefully: it destroys sessions and drains pools first.
 
-    def shutdown_server_sync(self) -> Envelope:
+        Args:
+            force: AgentFlow's flag, sent along; the server always shuts down
+                gracefully.
+            cleanup_sessions: AgentFlow's flag, sent along; the server always
+                destroys its sessions first.
+        """
+        return await self._send(self._shutdown_call(force, cleanup_sessions))
+
+    def shutdown_server_sync(self, force: bool = False, cleanup_sessions: bool = True) -> Envelope:
         """Blocking twin of `shutdown_server`."""
-        return self._send_sync(self._shutdown_call())
-
-    # -- for Sandbox's local server start ------------------------------------
-
-    async def _probe(self) -> Envelope:
-        """GET /health once, with a short timeout and no retries (and no hook)."""
-        return await self._transmit(self._probe_call())
-
-    def _probe_sync(self) -> Envelope:
-        """Blocking twin of `_probe`."""
-        return self._transmit_sync(self._probe_call())
+        return self._send_sync(self._shutdown_call(force, cleanup_sessions))

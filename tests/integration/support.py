@@ -15,10 +15,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
@@ -27,6 +28,13 @@ STARTED_SERVER_IDS: set[str] = {"testcontainers"}
 """Server ids this test process started (and the label its testcontainers use): the
 leak check looks at their containers only, so a concurrent run elsewhere on the
 same engine cannot make this one fail."""
+
+
+def created(summary: Mapping[str, Any], resource: str) -> dict[str, Any]:
+    """`resource`'s line of a `Sandbox.create_session` summary, checked to be a success."""
+    entry = dict(summary["sessions"][resource])
+    assert entry["status"] == "success", summary
+    return entry
 
 
 def free_port() -> int:

@@ -95,19 +95,20 @@ async def test_asking_past_a_ceiling_is_1002_and_starts_nothing(
     config: dict[str, Any],
     field: str,
 ) -> None:
-    envelope = await alpha.create_session("bash", config)
+    envelope = await alpha.client.create_session("bash", config)
     assert (envelope["code"], envelope["data"]["field"]) == (ErrorCode.INVALID_PARAMS, field)
     setting = "allow_network" if field == "config.network" else field.split(".")[1]
     assert f"ceilings.{setting}" in envelope["message"]
     assert _containers(docker_client, server, worker_id) == []
-    assert (await alpha.create_session("bash"))["code"] == 0, "the caller may still ask within"
+    within = await alpha.client.create_session("bash")
+    assert within["code"] == 0, "the caller may still ask within"
 
 
 async def test_a_session_at_the_ceilings_gets_a_cgroup_within_them(
     alpha: Sandbox, server: ServerProcess, docker_client: docker.DockerClient, worker_id: str
 ) -> None:
     config = {"memory": "512m", "cpus": 1, "pids": 256, "disk": "512m"}
-    created = await alpha.create_session("bash", config)
+    created = await alpha.client.create_session("bash", config)
     assert created["code"] == 0, created
     (container,) = _containers(docker_client, server, worker_id)
     host = container.attrs["HostConfig"]
@@ -141,8 +142,8 @@ async def test_a_budget_refuses_a_start_that_would_pass_it(
         ]
         try:
             for sb in clients[:2]:
-                assert (await sb.create_session("bash"))["code"] == 0
-            refused = await clients[2].create_session("bash")
+                assert (await sb.client.create_session("bash"))["code"] == 0
+            refused = await clients[2].client.create_session("bash")
             assert refused["code"] == ErrorCode.SESSION_ERROR
             assert budget in refused["message"]
             running = docker_client.containers.list(
@@ -150,8 +151,8 @@ async def test_a_budget_refuses_a_start_that_would_pass_it(
             )
             assert len(running) == 2
             assert (await _run(clients[0], "echo alive"))["stdout"] == "alive\n"
-            assert (await clients[0].destroy_session())["code"] == 0
-            assert (await clients[2].create_session("bash"))["code"] == 0, "room again"
+            assert (await clients[0].client.destroy_session())["code"] == 0
+            assert (await clients[2].client.create_session("bash"))["code"] == 0, "room again"
         finally:
             for sb in clients:
                 await sb.close()
@@ -191,13 +192,13 @@ async def test_a_tenant_cannot_see_run_in_or_destroy_another_tenants_session(
     docker_client: docker.DockerClient,
     worker_id: str,
 ) -> None:
-    created = await alpha.create_session("bash")
+    created = await alpha.client.create_session("bash")
     assert created["code"] == 0, created
     await _run(alpha, "echo alpha-only > /tmp/marker")
 
-    assert (await beta.list_sessions())["data"]["count"] == 0
-    assert (await beta.destroy_session("bash"))["code"] == ErrorCode.SESSION_ERROR
-    assert (await beta.destroy_session())["code"] == ErrorCode.SESSION_ERROR
+    assert await beta.list_sessions() == []
+    assert (await beta.client.destroy_session("bash"))["code"] == ErrorCode.SESSION_ERROR
+    assert (await beta.client.destroy_session())["code"] == ErrorCode.SESSION_ERROR
     assert (await beta.refresh_sessions())["code"] == ErrorCode.SESSION_ERROR
     # beta's call under the same worker id lands in a session of beta's own.
     probe = await beta.execute("bash:run", {"command": "cat /tmp/marker || echo missing"})
@@ -207,7 +208,7 @@ async def test_a_tenant_cannot_see_run_in_or_destroy_another_tenants_session(
     assert "marker" not in batch["data"]["results"][0]["data"]["stdout"]
 
     assert (await _run(alpha, "cat /tmp/marker"))["stdout"] == "alpha-only\n"
-    mine = (await alpha.list_sessions())["data"]["sessions"]
+    mine = await alpha.list_sessions()
     assert [s["session_id"] for s in mine] == [created["data"]["session_id"]]
     tenants = sorted(
         c.labels["sandbox.tenant"] for c in _containers(docker_client, server, worker_id)
@@ -219,7 +220,7 @@ async def test_a_tenant_cannot_shut_the_server_down_or_resize_pools(
     alpha: Sandbox, server: ServerProcess, docker_client: docker.DockerClient, worker_id: str
 ) -> None:
     # Neither alpha nor beta is in admin_tenants (default: the `api_key` tenant only).
-    assert (await alpha.create_session("bash"))["code"] == 0
+    assert (await alpha.client.create_session("bash"))["code"] == 0
     beta = {"Authorization": f"Bearer {BETA_KEY}"}
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
         for path, body in [
@@ -249,7 +250,7 @@ async def test_a_cpu_share_too_small_to_limit_is_1002(
     worker_id: str,
     cpus: float,
 ) -> None:
-    envelope = await alpha.create_session("bash", {"cpus": cpus})
+    envelope = await alpha.client.create_session("bash", {"cpus": cpus})
     assert (envelope["code"], envelope["data"]["field"]) == (
         ErrorCode.INVALID_PARAMS,
         "config.cpus",

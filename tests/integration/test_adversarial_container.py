@@ -177,7 +177,7 @@ async def test_filling_the_disk_fails_with_enospc_and_harms_no_one(
 ) -> None:
     # One quota for all writable directories: with memory as small as the disk,
     # a quota per directory let /tmp plus /var/tmp take the agent's memory (OOM kill).
-    created = await sb.create_session("bash", {"disk": "64m", "memory": "64m"})
+    created = await sb.client.create_session("bash", {"disk": "64m", "memory": "64m"})
     assert created["code"] == 0, created
     await other.create_session("bash")
     data = await run(sb, "dd if=/dev/zero of=/tmp/fill bs=1M count=40 2>&1 | tail -1")
@@ -261,7 +261,7 @@ async def _address(docker_client: docker.DockerClient, session_id: str) -> str:
 async def test_without_network_nothing_is_reachable(
     sb: Sandbox, other: Sandbox, server: ServerProcess, docker_client: docker.DockerClient
 ) -> None:
-    target = await other.create_session("code", {"network": True})
+    target = await other.client.create_session("code", {"network": True})
     address = await _address(docker_client, target["data"]["session_id"])
     gateway = address.rsplit(".", 1)[0] + ".1"
     await sb.create_session("code")
@@ -282,11 +282,11 @@ HTTP_SERVER = "nohup python3 -m http.server 8080 >/dev/null 2>&1 & sleep 1; echo
 async def test_sessions_with_network_cannot_reach_each_other_nor_the_api(
     sb: Sandbox, other: Sandbox, server: ServerProcess, docker_client: docker.DockerClient
 ) -> None:
-    victim = await other.create_session("bash", {"network": True})
+    victim = await other.client.create_session("bash", {"network": True})
     assert victim["code"] == 0, victim
     assert (await run(other, HTTP_SERVER))["stdout"] == "started\n"
     victim_address = await _address(docker_client, victim["data"]["session_id"])
-    attacker = await sb.create_session("code", {"network": True})
+    attacker = await sb.client.create_session("code", {"network": True})
     assert attacker["code"] == 0, attacker
     gateway = victim_address.rsplit(".", 1)[0] + ".1"
     # The victim reaches its own server: the port is open, only the path is shut.
@@ -318,7 +318,7 @@ print(sum(1 for sock in writable if sock.getsockopt(socket.SOL_SOCKET, socket.SO
 async def test_hundreds_of_connections_to_another_agent_find_no_path(
     sb: Sandbox, other: Sandbox, docker_client: docker.DockerClient
 ) -> None:
-    victim = await other.create_session("bash", {"network": True})
+    victim = await other.client.create_session("bash", {"network": True})
     address = await _address(docker_client, victim["data"]["session_id"])
     await sb.create_session("code", {"network": True})
     code = IDLE_CONNECTIONS.replace("{address}", address)
@@ -356,7 +356,7 @@ print("sent")
 
 
 async def test_killing_the_agents_x_connection_leaves_the_agent_alive(sb: Sandbox) -> None:
-    assert (await sb.create_session("vm"))["code"] == 0
+    assert (await sb.client.create_session("vm"))["code"] == 0
     before = await sb.execute("vm:screenshot", {})
     assert before["code"] == 0, before
     command = f"python3 - <<'EOF'\n{KILL_EVERY_X_CLIENT}\nEOF"
@@ -372,7 +372,7 @@ async def test_killing_the_agents_x_connection_leaves_the_agent_alive(sb: Sandbo
 
 
 async def test_every_desktop_program_runs_as_the_session_user(sb: Sandbox) -> None:
-    assert (await sb.create_session("vm"))["code"] == 0
+    assert (await sb.client.create_session("vm"))["code"] == 0
     launched = await sb.execute("vm:launch", {"command": "xterm", "wait_for_window": True})
     assert launched["code"] == 0, launched
     data = await sb.execute(
@@ -392,7 +392,7 @@ async def test_every_desktop_program_runs_as_the_session_user(sb: Sandbox) -> No
 async def test_killing_xvfb_gives_errors_not_a_dead_agent(
     sb: Sandbox, docker_client: docker.DockerClient
 ) -> None:
-    created = await sb.create_session("vm")
+    created = await sb.client.create_session("vm")
     assert created["code"] == 0, created
     session_id = created["data"]["session_id"]
     attack = await sb.execute("vm:run_command", {"command": "pkill -x Xvfb; echo sent"})

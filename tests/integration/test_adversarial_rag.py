@@ -61,7 +61,7 @@ async def pair(server: ServerProcess, worker_id: str) -> AsyncIterator[tuple[San
     ):
         assert (await a.warmup(["rag"], wait=True))["code"] == 0
         for sb in (a, b):
-            assert (await sb.create_session("rag"))["code"] == 0
+            assert (await sb.create_session("rag"))["status"] == "success"
         yield a, b
         for sb in (a, b):
             await sb.destroy_session("rag")

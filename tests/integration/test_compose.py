@@ -199,7 +199,7 @@ def test_bash_through_the_cluster_with_and_without_network(
         assert result["code"] == 0, result
         assert result["data"]["stdout"] == "hello from sandbox\n"
     with Sandbox(server_url=cluster.url, api_key=API_KEY, worker_id="cmp-net") as sb:
-        assert sb.create_session_sync("bash", {"network": True})["code"] == 0
+        assert sb.create_session_sync("bash", {"network": True})["status"] == "success"
         # The session cannot reach the API: not by the server's name, nor its address.
         server = cluster.server_container(docker_client)
         address = server.attrs["NetworkSettings"]["Networks"][cluster.network]["IPAddress"]

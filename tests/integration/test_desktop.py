@@ -19,18 +19,17 @@ from sandbox import Sandbox
 from sandbox.errors import ErrorCode
 from tests.unit.agent.test_desktop_png import decode_png
 
-from .support import ServerProcess
+from .support import ServerProcess, created
 
 
 @pytest.fixture(scope="module")
 def vm(server: ServerProcess) -> Iterator[tuple[Sandbox, dict[str, Any]]]:
-    """A worker with a 1024x768 desktop, and the envelope that created it."""
+    """A worker with a 1024x768 desktop, and its line of the create summary."""
     sb = Sandbox(server_url=server.url, worker_id=f"desk-{secrets.token_hex(3)}")
     sb.start_sync()
     try:
-        created = sb.create_session_sync("vm", {"screen_size": [1024, 768]})
-        assert created["code"] == 0, created
-        yield sb, created
+        summary = sb.create_session_sync("vm", {"screen_size": [1024, 768]})
+        yield sb, created(summary, "vm")
     finally:
         sb.destroy_session_sync()
         sb.close_sync()
@@ -91,9 +90,9 @@ def wait_until(sb: Sandbox, command: str, timeout: float = 10) -> str:
 
 
 def test_the_session_has_the_asked_screen(vm: tuple[Sandbox, dict[str, Any]]) -> None:
-    sb, created = vm
-    assert created["data"]["config_applied"]["screen_size"] == [1024, 768]
-    assert created["data"]["config_applied"]["network"] is False
+    sb, session = vm
+    assert session["config_applied"]["screen_size"] == [1024, 768]
+    assert session["config_applied"]["network"] is False
     width, height, rows = screenshot(sb)
     assert (width, height) == (1024, 768)
     assert len(rows) == 768
@@ -226,7 +225,7 @@ def test_defaults_and_bad_configs(
 ) -> None:
     worker = f"desk-{secrets.token_hex(3)}"
     with Sandbox(server_url=server.url, worker_id=worker) as sb:
-        bad = sb.create_session_sync("vm", {"screen_size": [100, 5000]})
+        bad = sb.client.create_session_sync("vm", {"screen_size": [100, 5000]})
         assert bad["code"] == ErrorCode.INVALID_PARAMS, bad
         assert bad["data"]["field"] == "config.screen_size"
         assert (
@@ -236,7 +235,7 @@ def test_defaults_and_bad_configs(
 
         try:
             assert screenshot(sb)[:2] == (1280, 800)  # execute creates the session
-            names = {tool["name"] for tool in sb.get_tools_sync()["data"]["tools"]}
+            names = {tool["name"] for tool in sb.get_tools_sync()}
             assert {"vm:screenshot", "vm:pyautogui", "vm:hotkey"} <= names
         finally:
             sb.destroy_session_sync()

@@ -107,7 +107,7 @@ def test_the_engine_going_away_is_2001_and_the_server_recovers(
             assert (health["status"], health["docker"]) == ("degraded", "unreachable")
             running = sb.execute_sync("bash:run", {"command": "echo still"})
             assert running["data"]["stdout"] == "still\n", "live sessions keep working"
-            refused = sb.create_session_sync("code")
+            refused = sb.client.create_session_sync("code")
             assert refused["code"] == ErrorCode.BACKEND_ERROR, refused
             assert "Docker engine" in refused["message"]
 
@@ -116,7 +116,7 @@ def test_the_engine_going_away_is_2001_and_the_server_recovers(
             while _health(server.url)["docker"] != "ok":
                 assert time.monotonic() < deadline, "the server did not notice the engine"
                 time.sleep(0.2)
-            again = sb.create_session_sync("code")
+            again = sb.client.create_session_sync("code")
             assert again["code"] == 0, again
             assert sb.execute_sync("code:execute", {"code": "print(1)"})["data"]["stdout"] == "1\n"
         assert server.stop_gracefully()

@@ -15,6 +15,7 @@ from sandbox import Sandbox
 from .support import (
     ServerProcess,
     containers_of,
+    created,
     remove_containers_of,
     start_server,
     wait_recovered,
@@ -55,9 +56,8 @@ async def test_claims_refill_and_survive_a_dead_member(
         assert len(members) == 2
 
         docker_client.containers.get(members[0]).kill()  # dies while idle
-        created = await sb.create_session("bash")
-        assert created["code"] == 0, created
-        (session,) = (await sb.list_sessions())["data"]["sessions"]
+        created(await sb.create_session("bash"), "bash")
+        (session,) = await sb.list_sessions()
         assert session["container_id"] == members[1], "the dead member was skipped"
         ran = await sb.execute("bash:run", {"command": "echo pooled; id -un"})
         assert ran["data"]["stdout"] == "pooled\nsandbox\n"
@@ -67,9 +67,8 @@ async def test_claims_refill_and_survive_a_dead_member(
         assert pool["hits"] == 1
         assert members[0] not in pooled(docker_client, server.server_id)
 
-        other = await sb.create_session("code", {"memory": "256m"})
-        assert other["code"] == 0
-        await sb.destroy_session()
+        created(await sb.create_session("code", {"memory": "256m"}), "code")
+        assert (await sb.destroy_session())["status"] == "success"
         assert members[1] not in [c.id for c in docker_client.containers.list()], (
             "a destroyed session's container is removed, never returned to the pool"
         )
@@ -82,7 +81,7 @@ async def test_a_burst_bigger_than_the_pool_all_succeeds(server: ServerProcess) 
         workers = [Sandbox(server_url=server.url, worker_id=f"burst-{i}") for i in range(12)]
         try:
             results = await asyncio.gather(*(w.create_session("bash") for w in workers))
-            assert [r["code"] for r in results] == [0] * 12, results
+            assert [r["status"] for r in results] == ["success"] * 12, results
             runs = await asyncio.gather(
                 *(w.execute("bash:run", {"command": "echo ok"}) for w in workers)
             )
@@ -103,16 +102,14 @@ async def test_desktop_pools_serve_only_their_screen_size(
     async with Sandbox(server_url=server.url, worker_id="desk-pool") as sb:
         assert (await sb.warmup(["vm"], pool_size=1, wait=True))["code"] == 0
         (member,) = pooled(docker_client, server.server_id)
-        other = await sb.create_session("vm", {"screen_size": [1024, 768]})
-        assert other["code"] == 0
-        (session,) = (await sb.list_sessions())["data"]["sessions"]
+        created(await sb.create_session("vm", {"screen_size": [1024, 768]}), "vm")
+        (session,) = await sb.list_sessions()
         assert session["container_id"] != member, "1024x768 does not take a 1280x800 desktop"
         shot = await sb.execute("vm:screenshot", {})
         assert shot["data"]["size"] == [1024, 768]
         await sb.destroy_session("vm")
-        claimed = await sb.create_session("vm")
-        assert claimed["code"] == 0
-        (session,) = (await sb.list_sessions())["data"]["sessions"]
+        created(await sb.create_session("vm"), "vm")
+        (session,) = await sb.list_sessions()
         assert session["container_id"] == member
         assert (await sb.execute("vm:screenshot", {}))["data"]["size"] == [1280, 800]
         await sb.destroy_session("vm")
@@ -128,7 +125,7 @@ def test_a_restarted_server_adopts_pool_members_and_claimed_sessions(
         with Sandbox(server_url=first.url, worker_id="adopt") as sb:
             sb.warmup_sync(["bash"], pool_size=2, wait=True)
             sb.execute_sync("bash:run", {"command": "cd /tmp && export MARK=claimed"})
-            session_id = sb.list_sessions_sync()["data"]["sessions"][0]["session_id"]
+            session_id = sb.list_sessions_sync()[0]["session_id"]
             deadline = time.monotonic() + 30
             while len(pooled(docker_client, first.server_id)) < 3:
                 assert time.monotonic() < deadline, "the pool did not refill"
@@ -140,7 +137,7 @@ def test_a_restarted_server_adopts_pool_members_and_claimed_sessions(
         wait_recovered(second)
         assert pooled(docker_client, first.server_id) == before, "all adopted, none started"
         with Sandbox(server_url=second.url, worker_id="adopt") as sb:
-            (session,) = sb.list_sessions_sync()["data"]["sessions"]
+            (session,) = sb.list_sessions_sync()
             assert session["session_id"] == session_id
             data = sb.execute_sync("bash:run", {"command": 'echo "$MARK in $(pwd)"'})["data"]
             assert data["stdout"] == "claimed in /tmp\n"

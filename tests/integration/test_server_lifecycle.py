@@ -20,14 +20,14 @@ def test_a_killed_server_restarts_and_adopts_its_sessions_with_their_state(
     try:
         with Sandbox(server_url=first.url, worker_id="crash") as sb:
             sb.execute_sync("bash:run", {"command": "cd /tmp && export MARK=survived"})
-            session_id = sb.list_sessions_sync()["data"]["sessions"][0]["session_id"]
+            session_id = sb.list_sessions_sync()[0]["session_id"]
         first.stop(signal.SIGKILL)
         assert len(containers_of(docker_client, first.server_id)) == 1
 
         second = start_server(tmp_path, server_id=first.server_id, port=first.port)
         wait_recovered(second)
         with Sandbox(server_url=second.url, worker_id="crash") as sb:
-            (session,) = sb.list_sessions_sync()["data"]["sessions"]
+            (session,) = sb.list_sessions_sync()
             assert session["session_id"] == session_id
             data = sb.execute_sync("bash:run", {"command": 'echo "$MARK in $(pwd)"'})["data"]
             assert data["stdout"] == "survived in /tmp\n"
@@ -50,7 +50,7 @@ def test_start_removes_orphans(tmp_path: Path, docker_client: docker.DockerClien
         wait_recovered(again)
         assert containers_of(docker_client, server.server_id) == []
         with Sandbox(server_url=again.url, worker_id="orphan") as sb:
-            assert sb.list_sessions_sync()["data"]["count"] == 0
+            assert sb.list_sessions_sync() == []
         assert again.stop_gracefully()
     finally:
         remove_containers_of(docker_client, server.server_id)

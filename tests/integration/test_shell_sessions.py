@@ -16,7 +16,7 @@ from sandbox import Sandbox
 from sandbox.agent.identity import SESSION_UIDS
 from sandbox.errors import ErrorCode
 
-from .support import ServerProcess
+from .support import ServerProcess, created
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +39,16 @@ async def run(sb: Sandbox, command: str, **params: object) -> dict[str, Any]:
 
 
 async def test_the_readme_flow(sb: Sandbox) -> None:
-    created = await sb.create_session("bash")
-    assert created["code"] == 0
-    assert created["data"]["status"] == "created"
+    summary = await sb.create_session("bash")
+    assert summary["status"] == "success"
+    session = created(summary, "bash")
+    assert session["created"] is True
     result = await sb.execute("bash:run", {"command": "cd /tmp && echo hello > hi.txt && ls"})
     assert result["code"] == 0
     assert result["data"]["stdout"] == "hi.txt\n"
     assert result["data"]["exit_code"] == 0
     assert result["data"]["cwd"] == "/tmp"
-    assert result["meta"]["session_id"] == created["data"]["session_id"]
+    assert result["meta"]["session_id"] == session["session_id"]
     code = await sb.execute("code:execute", {"code": "print(6*7)", "language": "python"})
     assert code["code"] == 0, code
     assert code["data"]["stdout"] == "42\n"
@@ -122,11 +123,15 @@ async def test_error_codes_say_what_to_fix(sb: Sandbox) -> None:
     assert missing["data"]["field"] == "params.command"
     wrong = await sb.execute("code:execute", {"code": "1", "language": "cobol"})
     assert wrong["data"]["field"] == "params.language"
-    resource = await sb.create_session("quantum")
+    resource = await sb.client.create_session("quantum")
     assert resource["code"] == ErrorCode.INVALID_PARAMS
     assert "bash" in resource["message"]
+    summary = await sb.create_session("quantum")
+    assert summary["status"] == "error"
+    assert summary["sessions"]["quantum"]["code"] == ErrorCode.INVALID_PARAMS
     gone = await sb.destroy_session("code")
-    assert gone["code"] == ErrorCode.SESSION_ERROR
+    assert gone["status"] == "error"
+    assert gone["details"]["code"]["code"] == ErrorCode.SESSION_ERROR
 
 
 async def test_batches(sb: Sandbox) -> None:
@@ -152,8 +157,8 @@ async def test_batches(sb: Sandbox) -> None:
 async def test_containers_are_locked_down_and_labelled(
     sb: Sandbox, server: ServerProcess, docker_client: docker.DockerClient
 ) -> None:
-    created = await sb.create_session("bash", {"memory": "256m", "pids": 128})
-    assert created["data"]["config_applied"]["memory"] == "256m"
+    session = created(await sb.create_session("bash", {"memory": "256m", "pids": 128}), "bash")
+    assert session["config_applied"]["memory"] == "256m"
     data = await run(sb, "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status")
     uid, cap, nnp = data["stdout"].split("\n")[:3]
     assert int(uid) in SESSION_UIDS, "the session's own uid"
@@ -162,7 +167,7 @@ async def test_containers_are_locked_down_and_labelled(
     egress = await sb.execute("code:execute", {"code": EGRESS_PROBE, "timeout": 10})
     assert egress["data"]["stdout"] == "blocked\n"
     (container,) = docker_client.containers.list(
-        filters={"label": f"sandbox.session={created['data']['session_id']}"}
+        filters={"label": f"sandbox.session={session['session_id']}"}
     )
     labels = container.labels
     assert labels["sandbox.managed"] == "1"
@@ -199,10 +204,10 @@ except OSError:
 
 
 async def test_network_is_given_when_asked(sb: Sandbox, docker_client: docker.DockerClient) -> None:
-    created = await sb.create_session("code", {"network": True})
-    assert created["data"]["config_applied"]["network"] is True
+    session = created(await sb.create_session("code", {"network": True}), "code")
+    assert session["config_applied"]["network"] is True
     (container,) = docker_client.containers.list(
-        filters={"label": f"sandbox.session={created['data']['session_id']}"}
+        filters={"label": f"sandbox.session={session['session_id']}"}
     )
     # The sessions' own bridge, without traffic between containers; nothing published:
     # the server reaches the agent through its socket as for any session.
@@ -217,9 +222,9 @@ async def test_network_is_given_when_asked(sb: Sandbox, docker_client: docker.Do
 async def test_a_killed_container_is_2001_then_replaced(
     sb: Sandbox, docker_client: docker.DockerClient
 ) -> None:
-    first = await sb.create_session("bash")
+    first = created(await sb.create_session("bash"), "bash")
     (container,) = docker_client.containers.list(
-        filters={"label": f"sandbox.session={first['data']['session_id']}"}
+        filters={"label": f"sandbox.session={first['session_id']}"}
     )
     container.kill()
     dead = await sb.execute("bash:run", {"command": "true"})
@@ -229,7 +234,7 @@ async def test_a_killed_container_is_2001_then_replaced(
     again = await sb.execute("bash:run", {"command": "echo alive"})
     assert again["code"] == 0
     assert again["data"]["stdout"] == "alive\n"
-    assert again["meta"]["session_id"] != first["data"]["session_id"]
+    assert again["meta"]["session_id"] != first["session_id"]
 
 
 async def test_a_retried_request_id_runs_once(server: ServerProcess, worker_id: str) -> None:
@@ -259,12 +264,13 @@ async def test_sessions_of_workers_are_separate_and_listed(server: ServerProcess
         other = await b.execute("bash:run", {"command": "cat /tmp/mine"})
         assert other["data"]["exit_code"] != 0
         listed = await a.list_sessions()
-        assert [s["worker_id"] for s in listed["data"]["sessions"]] == ["iso-a"]
+        assert [s["worker_id"] for s in listed] == ["iso-a"]
         refreshed = await a.refresh_sessions("bash")
         assert refreshed["code"] == 0
         for sandbox in (a, b):
-            assert (await sandbox.destroy_session())["code"] == 0
-        assert (await a.list_sessions())["data"]["count"] == 0
+            gone = await sandbox.destroy_session()
+            assert (gone["status"], gone["total"]) == ("success", 1), gone
+        assert await a.list_sessions() == []
 
 
 def test_the_sync_twin(server: ServerProcess, worker_id: str) -> None:
@@ -274,16 +280,15 @@ def test_the_sync_twin(server: ServerProcess, worker_id: str) -> None:
         envelope = sandbox.execute_sync("bash:run", {"command": "echo sync"})
         assert envelope["data"]["stdout"] == "sync\n"
         tools = sandbox.get_tools_sync()
-        assert "bash:run" in {t["name"] for t in tools["data"]["tools"]}
-        assert sandbox.destroy_session_sync("bash")["code"] == 0
+        assert "bash:run" in {t["name"] for t in tools}
+        assert sandbox.destroy_session_sync("bash")["status"] == "success"
     finally:
         sandbox.close_sync()
 
 
 async def test_a_command_over_the_memory_limit_is_killed_and_named(sb: Sandbox) -> None:
     # A small disk quota: its tmpfs is counted in the memory limit.
-    created = await sb.create_session("bash", {"memory": "128m", "disk": "16m"})
-    assert created["code"] == 0, created
+    created(await sb.create_session("bash", {"memory": "128m", "disk": "16m"}), "bash")
     await run(sb, "cd /tmp && export KEEP=alive")
     hog = "python3 -c \"x = b'x' * (400 * 1024 * 1024)\""
     envelope = await sb.execute("bash:run", {"command": hog, "timeout": 60})

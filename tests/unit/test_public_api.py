@@ -12,9 +12,37 @@ def test_exports_are_sorted_and_all_importable() -> None:
 
 
 def test_the_readme_imports_work() -> None:
-    from sandbox import Envelope, HTTPClientConfig, HTTPServiceClient, Sandbox
+    from sandbox import Envelope, HTTPClientConfig, HTTPServiceClient, Sandbox, SandboxConfig
 
-    assert Sandbox.__module__.startswith("sandbox.client")
-    assert HTTPServiceClient.__module__.startswith("sandbox.client")
-    assert HTTPClientConfig.__module__.startswith("sandbox.client")
-    assert Envelope.__module__.startswith("sandbox.client")
+    for name in (Sandbox, SandboxConfig, HTTPServiceClient, HTTPClientConfig, Envelope):
+        assert name.__module__.startswith("sandbox.client")
+
+
+def test_what_agentflow_pipelines_import_is_there() -> None:
+    # rollout/ and synthesis/ import exactly these; their users' code as well.
+    from sandbox import (
+        HTTPClientConfig,
+        HTTPServiceClient,
+        ResultFormatter,
+        Sandbox,
+        SandboxConfig,
+        ToolResult,
+        format_tool_result,
+    )
+    from sandbox.tool_schemas import get_tool_schemas
+
+    assert callable(format_tool_result)
+    assert callable(get_tool_schemas)
+    assert issubclass(ResultFormatter.FORMATTER_MAP["vm"], ToolResult)
+    for cls in (Sandbox, SandboxConfig, HTTPServiceClient, HTTPClientConfig):
+        assert cls.__name__ in {"Sandbox", "SandboxConfig", "HTTPServiceClient", "HTTPClientConfig"}
+
+
+def test_submodule_exports_are_sorted() -> None:
+    import sandbox.result_formatter
+    import sandbox.tool_schemas
+
+    for module in (sandbox.result_formatter, sandbox.tool_schemas):
+        assert module.__all__ == sorted(module.__all__)
+        for name in module.__all__:
+            assert getattr(module, name) is not None

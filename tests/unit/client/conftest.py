@@ -70,7 +70,7 @@ def transports(server: FakeServer) -> Transports:
 @pytest.fixture
 async def client(transports: Transports) -> AsyncIterator[HTTPServiceClient]:
     config = HTTPClientConfig(worker_id="w1", api_key="s3cret-key", retry_delay=0.0)
-    client = HTTPServiceClient(config, **transports)
+    client = HTTPServiceClient(config=config, **transports)
     yield client
     await client.aclose()
 

@@ -91,7 +91,42 @@ ENDPOINTS: list[tuple[str, tuple[Any, ...], dict[str, Any], str, str, Any]] = [
     ("get_status", (), {}, "POST", "/api/v1/lifecycle/status", W),
     ("heartbeat", (), {}, "POST", "/api/v1/lifecycle/heartbeat", W),
     ("disconnect", (), {}, "POST", "/api/v1/worker/disconnect", W),
-    ("shutdown_server", (), {}, "POST", "/shutdown", {}),
+    ("shutdown_server", (), {}, "POST", "/shutdown", {"force": False, "cleanup_sessions": True}),
+    (
+        "shutdown_server",
+        (True, False),
+        {},
+        "POST",
+        "/shutdown",
+        {"force": True, "cleanup_sessions": False},
+    ),
+    ("destroy_all_sessions", (), {}, "POST", "/api/v1/worker/disconnect", W),
+    ("refresh_session", ("vm",), {}, "POST", "/session/refresh", {**W, "resource_type": "vm"}),
+    ("get_tool_schema", ("vm:click",), {}, "GET", "/api/v1/tools/vm:click/schema", None),
+    (
+        "init_resource",
+        ("rag", {"top_k": 10}),
+        {},
+        "POST",
+        "/api/v1/init/resource",
+        {**W, "resource_type": "rag", "init_config": {"top_k": 10}},
+    ),
+    (
+        "init_batch",
+        ({"vm": {"content": {"screen_size": [1920, 1080]}}},),
+        {},
+        "POST",
+        "/api/v1/init/batch",
+        {**W, "resource_configs": {"vm": {"content": {"screen_size": [1920, 1080]}}}},
+    ),
+    (
+        "init_from_config",
+        ("/srv/configs/rag.json",),
+        {"override_params": {"top_k": 3}},
+        "POST",
+        "/api/v1/init/from-config",
+        {**W, "config_path": "/srv/configs/rag.json", "override_params": {"top_k": 3}},
+    ),
 ]
 
 
@@ -148,13 +183,29 @@ async def test_no_api_key_sends_no_authorization(server: FakeServer, call: Invok
     await client.aclose()
 
     assert "Authorization" not in server.last.headers
-    assert "X-Worker-ID" not in server.last.headers
+
+
+async def test_a_client_without_a_worker_id_gets_one_of_its_own(
+    server: FakeServer, transports: Transports, call: Invoke
+) -> None:
+    first = HTTPServiceClient(**transports)
+    second = HTTPServiceClient(config=HTTPClientConfig(worker_id=None), **transports)
+
+    await call(first, "execute", "bash:run")
+    await call(second, "execute", "bash:run")
+    await first.close()
+    await second.close()
+
+    workers = [server.body(request)["worker_id"] for request in server.requests]
+    assert all(re.fullmatch(r"worker-[0-9a-f]{8}", worker) for worker in workers)
+    assert workers[0] != workers[1]
+    assert [request.headers["X-Worker-ID"] for request in server.requests] == workers
 
 
 async def test_base_url_path_prefix_is_kept(server: FakeServer, call: Invoke) -> None:
     mock = httpx.MockTransport(server)
     config = HTTPClientConfig(base_url="http://gateway:8080/sandbox/")
-    client = HTTPServiceClient(config, transport=mock, sync_transport=mock)
+    client = HTTPServiceClient(config=config, transport=mock, sync_transport=mock)
 
     await call(client, "execute", "bash:run")
     await client.aclose()
@@ -235,7 +286,9 @@ async def test_non_envelope_message_shows_a_short_body_excerpt(
 async def test_transport_failure_retried_with_one_request_id_then_raises(
     server: FakeServer, transports: Transports, call: Invoke
 ) -> None:
-    client = HTTPServiceClient(HTTPClientConfig(max_retries=2, retry_delay=0.0), **transports)
+    client = HTTPServiceClient(
+        config=HTTPClientConfig(max_retries=2, retry_delay=0.0), **transports
+    )
     server.replies += [httpx.ConnectError("Connection refused")] * 5
 
     with pytest.raises(SandboxConnectionError, match="after 3 attempts") as caught:
@@ -285,7 +338,7 @@ async def test_no_retry_on_http_error_status(
 async def test_zero_retries_means_one_attempt(
     server: FakeServer, transports: Transports, call: Invoke
 ) -> None:
-    client = HTTPServiceClient(HTTPClientConfig(max_retries=0), **transports)
+    client = HTTPServiceClient(config=HTTPClientConfig(max_retries=0), **transports)
     server.replies.append(httpx.ConnectError("Connection refused"))
 
     with pytest.raises(SandboxConnectionError, match="after 1 attempt:"):
@@ -310,12 +363,14 @@ def test_retries_back_off_exponentially(
 ) -> None:
     slept: list[float] = []
     monkeypatch.setattr(time, "sleep", slept.append)
-    client = HTTPServiceClient(HTTPClientConfig(max_retries=3, retry_delay=0.5), **transports)
+    client = HTTPServiceClient(
+        config=HTTPClientConfig(max_retries=3, retry_delay=0.5), **transports
+    )
     server.replies += [httpx.ConnectError("refused")] * 4
 
     with pytest.raises(SandboxConnectionError):
         client.execute_sync("bash:run")
-    client.close()
+    client.close_sync()
 
     assert slept == [0.5, 1.0, 2.0]
 
@@ -375,7 +430,7 @@ async def test_state_goes_unopened_opened_closed(
 
 async def test_sync_close_refuses_sync_and_async_calls(client: HTTPServiceClient) -> None:
     client.health_sync()
-    client.close()
+    client.close_sync()
 
     with pytest.raises(RuntimeError, match="closed"):
         client.health_sync()
@@ -392,15 +447,15 @@ async def test_one_client_serves_both_styles(client: HTTPServiceClient, server: 
 async def test_closing_twice_is_harmless(client: HTTPServiceClient) -> None:
     await client.health()
     client.health_sync()
-    client.close()
-    await client.aclose()
+    client.close_sync()
+    await client.close()
     await client.aclose()
 
     assert client.state is ClientState.CLOSED
 
 
 async def test_async_context_manager_closes(server: FakeServer, transports: Transports) -> None:
-    async with HTTPServiceClient(HTTPClientConfig(worker_id="w1"), **transports) as client:
+    async with HTTPServiceClient(config=HTTPClientConfig(worker_id="w1"), **transports) as client:
         assert (await client.list_sessions())["code"] == 0
 
     assert client.state is ClientState.CLOSED
@@ -409,7 +464,7 @@ async def test_async_context_manager_closes(server: FakeServer, transports: Tran
 
 
 def test_sync_context_manager_closes(server: FakeServer, transports: Transports) -> None:
-    with HTTPServiceClient(HTTPClientConfig(worker_id="w1"), **transports) as client:
+    with HTTPServiceClient(config=HTTPClientConfig(worker_id="w1"), **transports) as client:
         assert client.list_sessions_sync()["code"] == 0
 
     assert client.state is ClientState.CLOSED
@@ -419,7 +474,7 @@ def test_sync_context_manager_closes(server: FakeServer, transports: Transports)
 
 def test_entering_a_closed_client_raises(transports: Transports) -> None:
     client = HTTPServiceClient(**transports)
-    client.close()
+    client.close_sync()
 
     with pytest.raises(RuntimeError), client:
         pass
@@ -427,7 +482,7 @@ def test_entering_a_closed_client_raises(transports: Transports) -> None:
 
 def test_repr_hides_the_api_key() -> None:
     config = HTTPClientConfig(api_key="s3cret-key", worker_id="w1")
-    client = HTTPServiceClient(config)
+    client = HTTPServiceClient(config=config)
 
     for text in (repr(config), str(config), repr(client)):
         assert "s3cret-key" not in text

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import sandbox.client._sandbox as sandbox_module
+import sandbox.client._lifecycle as sandbox_module
 from sandbox.client import HTTPClientConfig, HTTPServiceClient, Sandbox
 from sandbox.client._local_server import (
     LocalServer,
@@ -81,9 +81,9 @@ def port() -> int:
 
 @pytest.fixture
 def probe_client(port: int) -> Iterator[HTTPServiceClient]:
-    client = HTTPServiceClient(HTTPClientConfig(base_url=f"http://127.0.0.1:{port}"))
+    client = HTTPServiceClient(config=HTTPClientConfig(base_url=f"http://127.0.0.1:{port}"))
     yield client
-    client.close()
+    client.close_sync()
 
 
 @pytest.fixture
@@ -175,8 +175,9 @@ def test_spawned_server_is_waited_for_and_stopped(
 async def test_async_wait_and_stop(port: int, started: list[LocalServer]) -> None:
     server = LocalServer.spawn(stand_in(port))
     started.append(server)
-    async with HTTPServiceClient(HTTPClientConfig(base_url=f"http://127.0.0.1:{port}")) as client:
-        assert await server.wait_ready(client._probe, interval_s=0.05) is True
+    client = HTTPServiceClient(f"http://127.0.0.1:{port}")
+    assert await server.wait_ready(client._probe, interval_s=0.05) is True
+    await client.close()
 
     await server.stop()
 
@@ -199,9 +200,10 @@ def test_a_server_that_exits_fails_with_its_log(
 async def test_a_server_that_never_answers_is_killed(port: int, started: list[LocalServer]) -> None:
     server = LocalServer.spawn(python(NEVER_ANSWERS))
     started.append(server)
-    async with HTTPServiceClient(HTTPClientConfig(base_url=f"http://127.0.0.1:{port}")) as client:
-        with pytest.raises(SandboxConnectionError, match=r"did not answer within 0\.3 s") as caught:
-            await server.wait_ready(client._probe, timeout_s=0.3, interval_s=0.05)
+    client = HTTPServiceClient(f"http://127.0.0.1:{port}")
+    with pytest.raises(SandboxConnectionError, match=r"did not answer within 0\.3 s") as caught:
+        await server.wait_ready(client._probe, timeout_s=0.3, interval_s=0.05)
+    await client.close()
 
     assert server.returncode == -signal.SIGKILL
     assert "thinking" in caught.value.message
@@ -229,7 +231,8 @@ def test_sandbox_starts_and_stops_its_own_server(
     monkeypatch.setattr(sandbox_module, "serve_command", fake_serve_command)
     profile = tmp_path / "profile.yaml"
 
-    with Sandbox(f"http://127.0.0.1:{port}", auto_start_server=True, server_config=profile) as sb:
+    url = f"http://127.0.0.1:{port}"
+    with Sandbox(url, auto_start_server=True, server_config_path=profile) as sb:
         assert sb.server is not None
         own = sb.server
         assert sb.execute_sync("bash:run")["data"]["path"] == "/execute"
@@ -247,7 +250,7 @@ async def test_sandbox_async_start_and_close_its_own_server(
     async with Sandbox(f"http://localhost:{port}", auto_start_server=True) as sb:
         own = sb.server
         assert own is not None
-        assert (await sb.list_sessions())["data"]["pid"] == own.pid
+        assert (await sb.health())["data"]["pid"] == own.pid
 
     assert own.returncode is not None
 
@@ -266,7 +269,7 @@ def test_sandbox_leaves_an_already_running_server_alone(
 
         with Sandbox(f"http://127.0.0.1:{port}", auto_start_server=True) as sb:
             assert sb.server is None
-            assert sb.get_tools_sync()["data"]["pid"] == running.pid
+            assert sb.health_sync()["data"]["pid"] == running.pid
 
         assert running.poll() is None
     finally:

@@ -16,6 +16,7 @@ def test_exports_are_exactly_the_public_names_sorted() -> None:
         "HTTPClientConfig",
         "HTTPServiceClient",
         "Sandbox",
+        "SandboxConfig",
     ]
     assert sandbox.client.__all__ == sorted(sandbox.client.__all__)
 
@@ -30,45 +31,45 @@ def _async_methods(cls: type) -> list[str]:
 
 @pytest.mark.parametrize("cls", [HTTPServiceClient, Sandbox])
 def test_every_async_method_has_a_sync_twin_with_the_same_parameters(cls: type) -> None:
-    # Each class keeps its own closing contract: HTTPServiceClient's `close` blocks
-    # and `aclose` is its async twin; Sandbox's `close` is async (so is `aclose`,
-    # the same call) and `close_sync` blocks.
-    twins = {"aclose": "close"} if cls is HTTPServiceClient else {"aclose": "close_sync"}
+    # `aclose` is `close` under httpx's name; `close_sync` is the twin of both.
+    twins = {"aclose": "close"}
     methods = _async_methods(cls)
 
-    assert len(methods) >= 14
+    assert len(methods) >= 18
     for name in methods:
-        twin = getattr(cls, twins.get(name, f"{name}_sync"))
+        twin = getattr(cls, f"{twins.get(name, name)}_sync")
         assert not inspect.iscoroutinefunction(twin)
-        assert (
-            inspect.signature(twin).parameters == inspect.signature(getattr(cls, name)).parameters
-        ), name
+        own = inspect.signature(getattr(cls, twins.get(name, name))).parameters
+        assert inspect.signature(twin).parameters == own, name
 
 
 def test_sandbox_offers_the_product_api() -> None:
     expected = {
         "start",
         "close",
+        "aclose",
         "warmup",
         "get_warmup_status",
         "create_session",
         "destroy_session",
         "list_sessions",
+        "reinitialize",
         "refresh_sessions",
         "execute",
         "execute_batch",
         "get_tools",
         "get_status",
+        "health",
         "heartbeat",
+        "disconnect",
         "shutdown_server",
     }
 
-    # As an HTTPServiceClient, a Sandbox also has every endpoint the client has.
-    assert set(_async_methods(Sandbox)) == expected | {"aclose", "disconnect", "health"}
-    assert set(_async_methods(HTTPServiceClient)) <= set(_async_methods(Sandbox))
+    assert set(_async_methods(Sandbox)) == expected
 
 
-def test_sandbox_closes_asynchronously_and_the_http_client_blocks() -> None:
-    assert inspect.iscoroutinefunction(Sandbox.close)
-    assert not inspect.iscoroutinefunction(Sandbox.close_sync)
-    assert not inspect.iscoroutinefunction(HTTPServiceClient.close)
+def test_both_close_asynchronously_with_a_blocking_twin() -> None:
+    for cls in (Sandbox, HTTPServiceClient):
+        assert inspect.iscoroutinefunction(cls.close)
+        assert inspect.iscoroutinefunction(cls.aclose)
+        assert not inspect.iscoroutinefunction(cls.close_sync)

@@ -61,23 +61,11 @@ async def test_first_call_starts_implicitly(
     await call(sb, "close")
 
 
+# The methods that return the server's envelope as it came.
 FACADE: list[tuple[str, tuple[Any, ...], str, Any]] = [
     ("warmup", (["vm"], True), "/warmup", {"resources": ["vm"], "wait": True}),
+    ("warmup", (), "/warmup", {"wait": False}),
     ("get_warmup_status", (), "/warmup/status", None),
-    (
-        "create_session",
-        ("vm", {"screen_size": [640, 480]}, "desk"),
-        "/session/create",
-        {
-            "worker_id": "w7",
-            "resource_type": "vm",
-            "config": {"screen_size": [640, 480]},
-            "custom_name": "desk",
-        },
-    ),
-    ("destroy_session", ("vm",), "/session/destroy", {"worker_id": "w7", "resource_type": "vm"}),
-    ("destroy_session", (), "/session/destroy", {"worker_id": "w7"}),
-    ("list_sessions", (), "/session/list", {"worker_id": "w7"}),
     (
         "refresh_sessions",
         ("bash",),
@@ -95,10 +83,22 @@ FACADE: list[tuple[str, tuple[Any, ...], str, Any]] = [
             "stop_on_error": False,
         },
     ),
-    ("get_tools", (), "/tools", None),
     ("get_status", (), "/api/v1/lifecycle/status", {"worker_id": "w7"}),
     ("heartbeat", (), "/api/v1/lifecycle/heartbeat", {"worker_id": "w7"}),
-    ("shutdown_server", (), "/shutdown", {}),
+    ("disconnect", (), "/api/v1/worker/disconnect", {"worker_id": "w7"}),
+    ("health", (), "/health", None),
+    ("shutdown_server", (), "/shutdown", {"force": False, "cleanup_sessions": True}),
+]
+# Every method that sends a request, with arguments it accepts.
+REQUESTS: list[tuple[str, tuple[Any, ...]]] = [
+    *((name, args) for name, args, _, _ in FACADE),
+    ("execute", ("bash:run", {"command": "ls"})),
+    ("create_session", ("vm", {"screen_size": [640, 480]})),
+    ("destroy_session", ("vm",)),
+    ("destroy_session", ()),
+    ("list_sessions", ()),
+    ("reinitialize", ("vm",)),
+    ("get_tools", ()),
 ]
 
 
@@ -138,7 +138,7 @@ async def test_start_is_done_once(server: FakeServer, transports: Transports) ->
 async def test_start_reports_an_unreachable_server(
     server: FakeServer, transports: Transports, call: Invoke
 ) -> None:
-    sb = Sandbox(max_retries=0, **transports)
+    sb = Sandbox(retry_count=0, **transports)
     server.replies.append(httpx.ConnectError("Connection refused"))
 
     with pytest.raises(SandboxConnectionError, match="Is the server running"):
@@ -221,7 +221,7 @@ async def test_auto_start_never_starts_a_remote_server(
     no_spawn: list[Sequence[str]],
 ) -> None:
     server.replies.append(httpx.ConnectError("Connection refused"))
-    sb = Sandbox("http://10.1.2.3:18890", auto_start_server=True, max_retries=0, **transports)
+    sb = Sandbox("http://10.1.2.3:18890", auto_start_server=True, retry_count=0, **transports)
 
     with pytest.raises(SandboxConnectionError, match=r"10\.1\.2\.3"):
         await call(sb, "start")
@@ -254,11 +254,21 @@ def test_repr_hides_the_api_key() -> None:
     assert "w7" in repr(sb)
 
 
-def test_sandbox_is_its_own_http_client() -> None:
-    sb = Sandbox(worker_id="w7")
+async def test_the_http_client_underneath_starts_the_sandbox_and_returns_envelopes(
+    server: FakeServer, transports: Transports, call: Invoke
+) -> None:
+    sb = Sandbox(worker_id="w7", **transports)
 
-    assert isinstance(sb, HTTPServiceClient)
-    assert sb.client is sb
+    listed = await call(sb.client, "list_sessions")
+
+    assert isinstance(sb.client, HTTPServiceClient)
+    assert sb.client.worker_id == "w7"
+    assert sb.is_started
+    assert server.paths == ["/health", "/session/list"]
+    assert listed == envelope(data={"path": "/session/list"})
+    await call(sb, "close")
+    with pytest.raises(RuntimeError, match="Sandbox is closed"):
+        await call(sb.client, "health")
 
 
 async def test_an_endpoint_added_to_the_http_client_starts_a_sandbox_first(
@@ -275,27 +285,25 @@ async def test_an_endpoint_added_to_the_http_client_starts_a_sandbox_first(
     monkeypatch.setattr(HTTPServiceClient, "ping_sync", ping_sync, raising=False)
     sb = Sandbox(worker_id="w7", **transports)
 
-    result = await call(sb, "ping")
-    await call(sb, "ping")
+    result = await call(sb.client, "ping")
+    await call(sb.client, "ping")
 
     assert result == envelope(data={"path": "/ping"})
     assert server.paths == ["/health", "/ping", "/ping"]
     assert sb.is_started
     await call(sb, "close")
     with pytest.raises(RuntimeError, match="closed"):
-        await call(sb, "ping")
+        await call(sb.client, "ping")
     assert server.paths == ["/health", "/ping", "/ping"]
 
 
-@pytest.mark.parametrize(("name", "args", "path", "body"), FACADE, ids=[f[0] for f in FACADE])
+@pytest.mark.parametrize(("name", "args"), REQUESTS, ids=[r[0] for r in REQUESTS])
 async def test_every_method_is_refused_after_close(
     server: FakeServer,
     transports: Transports,
     call: Invoke,
     name: str,
     args: tuple[Any, ...],
-    path: str,
-    body: Any,
 ) -> None:
     sb = Sandbox(**transports)
     await call(sb, "start")

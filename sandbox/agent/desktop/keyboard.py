@@ -41,13 +41,23 @@ class Keyboard:
         """The key called `name` (see `keys.resolve_key`)."""
         return resolve_key(name, self._display.keysym_from_name)
 
-    def type_text(self, text: str) -> None:
-        """Type `text` character by character, whatever the layout.
+    def type_text(self, text: str, interval: float = 0.0) -> None:
+        """Type `text` character by character, whatever the layout; `interval`
+        seconds apart (the display is free for other calls in between).
 
         Raises:
             keys.UnknownKey: A character no key can produce (a control character).
         """
         keysyms = [character_keysym(char) for char in text]  # refuse before typing
+        if interval > 0:
+            for count, keysym in enumerate(keysyms):
+                if count:
+                    time.sleep(interval)
+                with self._display.lock:
+                    self._refresh()
+                    self._tap(self._stroke(keysym))
+                    self._display.sync()
+            return
         with self._display.lock:
             self._refresh()
             for count, keysym in enumerate(keysyms, 1):

@@ -13,6 +13,9 @@ from .spec import Param, Rule, ToolDeclaration
 MAX_SCREEN_SIZE = (7680, 4320)
 """Largest screen [width, height] a session may ask for."""
 MAX_WAIT_S = 30
+MAX_TYPE_INTERVAL_S = 1.0
+MAX_TYPING_S = 60.0
+"""Longest a `vm:type` with an `interval` may take (characters x interval)."""
 MAX_SCROLL_CLICKS = 200
 MAX_HOTKEY_KEYS = 16
 BUTTONS = ("left", "right", "middle")
@@ -100,6 +103,14 @@ TOOLS = (
             "Text to type, any Unicode; newlines press Return. Never truncated.",
             required=True,
             min_length=1,
+        ),
+        Param(
+            "interval",
+            "number",
+            f"Seconds between keystrokes (none by default); the whole text may take "
+            f"at most {MAX_TYPING_S:g} s.",
+            minimum=0,
+            maximum=MAX_TYPE_INTERVAL_S,
         ),
     ),
     _vm(

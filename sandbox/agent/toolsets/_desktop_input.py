@@ -23,6 +23,7 @@ from ..desktop.session import Desktop, DesktopError
 from ..desktop.xlib import XDisplay, XError
 from ..errors import InvalidParams, ToolFailed
 from ..params import Params
+from ..tools.desktop import MAX_TYPING_S
 
 BUTTONS = {"left": 1, "middle": 2, "right": 3}
 _WHEEL_UP, _WHEEL_DOWN = 4, 5
@@ -261,11 +262,19 @@ class InputTools:
     # -- keyboard ---------------------------------------------------------------------
 
     def type_text(self, params: Params) -> dict[str, Any]:
-        """``vm.type``: `text`, typed as is (no length limit); a CR LF is one Return."""
-        text = params.string("text")
+        """``vm.type``: `text`, typed as is (no length limit); a CR LF is one Return;
+        `interval` seconds between keystrokes."""
+        text = params.string("text").replace("\r\n", "\n")
+        interval = float(params.raw().get("interval") or 0.0)
+        if interval * len(text) > MAX_TYPING_S:
+            raise InvalidParams(
+                f"interval: {len(text)} characters {interval:g} s apart would take over "
+                f"{MAX_TYPING_S:g} s",
+                field="interval",
+            )
         with self._screen.key_errors("text"):
-            self._screen.keyboard.type_text(text.replace("\r\n", "\n"))
-        return {"typed": len(text)}
+            self._screen.keyboard.type_text(text, interval)
+        return {"typed": len(params.string("text"))}
 
     def key(self, params: Params) -> dict[str, Any]:
         """``vm.key``: `key`, one key name or an xdotool chord like ``ctrl+shift+t``."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import os
 import threading
 import time
 import zlib
@@ -174,6 +175,20 @@ def test_a_windows_line_end_is_one_return(tools: DesktopToolset, desktop: FakeDe
     assert desktop.display.sent == [("key", 36, True), ("key", 36, False)]
 
 
+def test_an_interval_spaces_the_keystrokes_and_bounds_the_whole(
+    tools: DesktopToolset, desktop: FakeDesktop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("sandbox.agent.desktop.keyboard.time.sleep", slept.append)
+    assert call(tools, "type", text="aa\r\na", interval=0.25) == {"typed": 5}
+    assert slept == [0.25, 0.25, 0.25]  # between the four keystrokes, not after the last
+    assert [item[1] for item in desktop.display.sent] == [10, 10, 10, 10, 36, 36, 10, 10]
+    refusal = refused(tools, "type", text="a" * 1000, interval=0.1)
+    assert refusal.field == "interval"
+    assert "would take over 60 s" in refusal.message
+    assert refused(tools, "type", text="a", interval=2).field == "interval"
+
+
 def test_long_text_is_typed_whole(tools: DesktopToolset, desktop: FakeDesktop) -> None:
     assert call(tools, "type", text="a" * 10_000) == {"typed": 10_000}
     assert len(desktop.display.sent) == 20_000
@@ -327,10 +342,11 @@ def test_run_command_returns_its_output_and_exit_code(tools: DesktopToolset) -> 
 
 
 def test_launch_returns_at_once_with_a_log(tools: DesktopToolset) -> None:
-    started = time.monotonic()
     data = call(tools, "launch", command="echo started; sleep 5")
-    assert time.monotonic() - started < 1
     assert data["pid"] > 0
+    os.kill(data["pid"], 0)  # still running: launch did not wait for it
+    assert "exit_code" not in data
+    started = time.monotonic()
     log = Path(data["log"])
     while not log.read_text() and time.monotonic() - started < 5:
         time.sleep(0.01)
@@ -346,12 +362,22 @@ def test_launch_can_wait_for_the_window(tools: DesktopToolset) -> None:
 
 
 def test_launch_of_a_failing_command_does_not_wait(
-    tools: DesktopToolset, desktop: FakeDesktop
+    tools: DesktopToolset, desktop: FakeDesktop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     desktop.display.window_property = lambda window, name: []  # type: ignore[method-assign]
-    started = time.monotonic()
-    data = call(tools, "launch", command="exit 7", wait_for_window=True)
-    assert time.monotonic() - started < 5
+    # With an hour to wait for a window, only the failure can end the call.
+    monkeypatch.setattr("sandbox.agent.toolsets._desktop_programs._WINDOW_WAIT_S", 3600.0)
+    answers: list[dict[str, Any]] = []
+    waiter = threading.Thread(
+        target=lambda: answers.append(
+            call(tools, "launch", command="exit 7", wait_for_window=True)
+        ),
+        daemon=True,
+    )
+    waiter.start()
+    waiter.join(60)
+    assert answers, "launch kept waiting for a window after its program failed"
+    data = answers[0]
     assert (data["window"], data["focused"], data["exit_code"]) == (None, False, 7)
 
 

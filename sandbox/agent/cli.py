@@ -56,7 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # out of anything that later reads os.environ.
     os.environ.pop(TOKEN_ENV, None)
     _hide_from_same_user()
+    return _serve(config, user)
 
+
+def _serve(config: AgentConfig, user: SessionUser | None) -> int:
+    """Serve until SIGTERM or SIGINT; 1 if the server cannot start."""
     server = AgentServer(
         config.host,
         config.port,

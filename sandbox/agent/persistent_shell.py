@@ -305,27 +305,38 @@ class PersistentShell:
             self._restart()
             return self._result(collector, exit_status(returncode), restarted=True, timed_out=False)
 
-        # Timed out: stop the shell sourcing, kill what the command started and give
-        # the shell a moment to print its sentinel; sweep again meanwhile.
-        # Background jobs of earlier commands (a dev server) are spared.
-        bash.interrupt()
-        kill_tree(bash.pid, started_since=started)
-        grace_end = time.monotonic() + self._kill_grace
-        while outcome is Outcome.DEADLINE and time.monotonic() < grace_end:
-            outcome = collector.wait(min(time.monotonic() + _SWEEP_INTERVAL_S, grace_end))
-            if outcome is Outcome.DEADLINE:
-                kill_tree(bash.pid, started_since=started)
-        if outcome is Outcome.COMPLETE:
-            self._finish(stdout)
-        else:
-            # Stuck (it ignores SIGUSR1 and loops in builtins) or dead: replace it.
-            self._restart()
+        if not self._stop_timed_out(bash, collector, stdout, started):
             restarted = True
         result = self._result(collector, None, restarted=restarted, timed_out=True)
         raise ToolTimeout(
             f"command did not finish within {timeout:g}s and was killed",
             data=result_data(result),
         )
+
+    def _stop_timed_out(
+        self, bash: _Bash, collector: OutputCollector, stdout: StreamCapture, started: int
+    ) -> bool:
+        """Stop a command past its deadline; whether the shell lives on (else it is
+        replaced).
+
+        The shell stops sourcing, what the command started is killed and the shell
+        gets a moment to print its sentinel, with sweeps meanwhile. Background jobs
+        of earlier commands (a dev server) are spared.
+        """
+        bash.interrupt()
+        kill_tree(bash.pid, started_since=started)
+        grace_end = time.monotonic() + self._kill_grace
+        outcome = Outcome.DEADLINE
+        while outcome is Outcome.DEADLINE and time.monotonic() < grace_end:
+            outcome = collector.wait(min(time.monotonic() + _SWEEP_INTERVAL_S, grace_end))
+            if outcome is Outcome.DEADLINE:
+                kill_tree(bash.pid, started_since=started)
+        if outcome is Outcome.COMPLETE:
+            self._finish(stdout)
+            return True
+        # Stuck (it ignores SIGUSR1 and loops in builtins) or dead: replace it.
+        self._restart()
+        return False
 
     def _finish(self, stdout: StreamCapture) -> int:
         """Read the exit status and cwd the control line printed after the sentinel."""

@@ -117,69 +117,10 @@ class Libraries:
             self.libc = ctypes.CDLL(None, use_errno=True)
         except OSError as exc:
             raise XUnavailable(f"cannot load the X libraries: {exc}") from None
-        x, t, e, c = self.x11, self.xtst, self.xext, self.libc
-        dpy = c_void_p
-        _proto(x.XOpenDisplay, c_void_p, c_char_p)
-        _proto(x.XCloseDisplay, c_int, dpy)
-        _proto(x.XDefaultScreen, c_int, dpy)
-        _proto(x.XDisplayWidth, c_int, dpy, c_int)
-        _proto(x.XDisplayHeight, c_int, dpy, c_int)
-        _proto(x.XRootWindow, c_ulong, dpy, c_int)
-        _proto(x.XDefaultVisual, c_void_p, dpy, c_int)
-        _proto(x.XDefaultDepth, c_int, dpy, c_int)
-        _proto(x.XSync, c_int, dpy, c_int)
-        _proto(x.XFlush, c_int, dpy)
-        _proto(x.XPending, c_int, dpy)
-        _proto(x.XNextEvent, c_int, dpy, c_void_p)
-        _proto(x.XFree, c_int, c_void_p)
-        _proto(x.XSetErrorHandler, c_void_p, _ErrorHandler)
-        _proto(x.XSetIOErrorHandler, c_void_p, _IOErrorHandler)
-        _proto(x.XGetErrorText, c_int, dpy, c_int, c_char_p, c_int)
-        _proto(
-            x.XQueryPointer,
-            c_int,
-            *(dpy, c_ulong, POINTER(c_ulong), POINTER(c_ulong)),
-            *(POINTER(c_int),) * 4,
-            POINTER(c_uint),
-        )
-        _proto(x.XDisplayKeycodes, c_int, dpy, POINTER(c_int), POINTER(c_int))
-        _proto(x.XGetKeyboardMapping, c_void_p, dpy, c_ubyte, c_int, POINTER(c_int))
-        _proto(x.XChangeKeyboardMapping, c_int, dpy, c_int, c_int, POINTER(c_ulong), c_int)
-        _proto(x.XStringToKeysym, c_ulong, c_char_p)
-        _proto(x.XInternAtom, c_ulong, dpy, c_char_p, c_int)
-        _proto(x.XGetSelectionOwner, c_ulong, dpy, c_ulong)
-        _proto(
-            x.XGetWindowProperty,
-            c_int,
-            *(dpy, c_ulong, c_ulong, c_long, c_long, c_int, c_ulong),
-            *(POINTER(c_ulong), POINTER(c_int), POINTER(c_ulong), POINTER(c_ulong)),
-            POINTER(c_void_p),
-        )
-        _proto(x.XSetWindowBackground, c_int, dpy, c_ulong, c_ulong)
-        _proto(x.XClearWindow, c_int, dpy, c_ulong)
-        _proto(
-            x.XGetImage,
-            POINTER(XImage),
-            *(dpy, c_ulong, c_int, c_int, c_uint, c_uint, c_ulong, c_int),
-        )
-        _proto(x.XDestroyImage, c_int, POINTER(XImage))
-        _proto(t.XTestQueryExtension, c_int, dpy, *(POINTER(c_int),) * 4)
-        _proto(t.XTestFakeMotionEvent, c_int, dpy, c_int, c_int, c_int, c_ulong)
-        _proto(t.XTestFakeButtonEvent, c_int, dpy, c_uint, c_int, c_ulong)
-        _proto(t.XTestFakeKeyEvent, c_int, dpy, c_uint, c_int, c_ulong)
-        _proto(e.XShmQueryExtension, c_int, dpy)
-        _proto(
-            e.XShmCreateImage,
-            POINTER(XImage),
-            *(dpy, c_void_p, c_uint, c_int, c_void_p, POINTER(XShmSegmentInfo), c_uint, c_uint),
-        )
-        _proto(e.XShmAttach, c_int, dpy, POINTER(XShmSegmentInfo))
-        _proto(e.XShmDetach, c_int, dpy, POINTER(XShmSegmentInfo))
-        _proto(e.XShmGetImage, c_int, dpy, c_ulong, POINTER(XImage), c_int, c_int, c_ulong)
-        _proto(c.shmget, c_int, c_int, ctypes.c_size_t, c_int)
-        _proto(c.shmat, c_void_p, c_int, c_void_p, c_int)
-        _proto(c.shmdt, c_int, c_void_p)
-        _proto(c.shmctl, c_int, c_int, c_int, c_void_p)
+        _declare_x11(self.x11)
+        _declare_extensions(self.xtst, self.xext)
+        _declare_shm(self.libc)
+        x, dpy = self.x11, c_void_p
         self.errors: list[tuple[int, int, int]] = []
 
         def on_error(display: int | None, event: Any) -> int:
@@ -209,6 +150,81 @@ class Libraries:
         self.set_exit_handler = getattr(x, "XSetIOErrorExitHandler", None)
         if self.set_exit_handler is not None:
             _proto(self.set_exit_handler, None, dpy, _IOErrorExitHandler, c_void_p)
+
+
+def _declare_x11(x: Any) -> None:
+    """Prototypes of the libX11 functions the agent calls."""
+    dpy = c_void_p
+    _proto(x.XOpenDisplay, c_void_p, c_char_p)
+    _proto(x.XCloseDisplay, c_int, dpy)
+    _proto(x.XDefaultScreen, c_int, dpy)
+    _proto(x.XDisplayWidth, c_int, dpy, c_int)
+    _proto(x.XDisplayHeight, c_int, dpy, c_int)
+    _proto(x.XRootWindow, c_ulong, dpy, c_int)
+    _proto(x.XDefaultVisual, c_void_p, dpy, c_int)
+    _proto(x.XDefaultDepth, c_int, dpy, c_int)
+    _proto(x.XSync, c_int, dpy, c_int)
+    _proto(x.XFlush, c_int, dpy)
+    _proto(x.XPending, c_int, dpy)
+    _proto(x.XNextEvent, c_int, dpy, c_void_p)
+    _proto(x.XFree, c_int, c_void_p)
+    _proto(x.XSetErrorHandler, c_void_p, _ErrorHandler)
+    _proto(x.XSetIOErrorHandler, c_void_p, _IOErrorHandler)
+    _proto(x.XGetErrorText, c_int, dpy, c_int, c_char_p, c_int)
+    _proto(
+        x.XQueryPointer,
+        c_int,
+        *(dpy, c_ulong, POINTER(c_ulong), POINTER(c_ulong)),
+        *(POINTER(c_int),) * 4,
+        POINTER(c_uint),
+    )
+    _proto(x.XDisplayKeycodes, c_int, dpy, POINTER(c_int), POINTER(c_int))
+    _proto(x.XGetKeyboardMapping, c_void_p, dpy, c_ubyte, c_int, POINTER(c_int))
+    _proto(x.XChangeKeyboardMapping, c_int, dpy, c_int, c_int, POINTER(c_ulong), c_int)
+    _proto(x.XStringToKeysym, c_ulong, c_char_p)
+    _proto(x.XInternAtom, c_ulong, dpy, c_char_p, c_int)
+    _proto(x.XGetSelectionOwner, c_ulong, dpy, c_ulong)
+    _proto(
+        x.XGetWindowProperty,
+        c_int,
+        *(dpy, c_ulong, c_ulong, c_long, c_long, c_int, c_ulong),
+        *(POINTER(c_ulong), POINTER(c_int), POINTER(c_ulong), POINTER(c_ulong)),
+        POINTER(c_void_p),
+    )
+    _proto(x.XSetWindowBackground, c_int, dpy, c_ulong, c_ulong)
+    _proto(x.XClearWindow, c_int, dpy, c_ulong)
+    _proto(
+        x.XGetImage,
+        POINTER(XImage),
+        *(dpy, c_ulong, c_int, c_int, c_uint, c_uint, c_ulong, c_int),
+    )
+    _proto(x.XDestroyImage, c_int, POINTER(XImage))
+
+
+def _declare_extensions(t: Any, e: Any) -> None:
+    """Prototypes of XTEST (input) and MIT-SHM (screen grabs)."""
+    dpy = c_void_p
+    _proto(t.XTestQueryExtension, c_int, dpy, *(POINTER(c_int),) * 4)
+    _proto(t.XTestFakeMotionEvent, c_int, dpy, c_int, c_int, c_int, c_ulong)
+    _proto(t.XTestFakeButtonEvent, c_int, dpy, c_uint, c_int, c_ulong)
+    _proto(t.XTestFakeKeyEvent, c_int, dpy, c_uint, c_int, c_ulong)
+    _proto(e.XShmQueryExtension, c_int, dpy)
+    _proto(
+        e.XShmCreateImage,
+        POINTER(XImage),
+        *(dpy, c_void_p, c_uint, c_int, c_void_p, POINTER(XShmSegmentInfo), c_uint, c_uint),
+    )
+    _proto(e.XShmAttach, c_int, dpy, POINTER(XShmSegmentInfo))
+    _proto(e.XShmDetach, c_int, dpy, POINTER(XShmSegmentInfo))
+    _proto(e.XShmGetImage, c_int, dpy, c_ulong, POINTER(XImage), c_int, c_int, c_ulong)
+
+
+def _declare_shm(c: Any) -> None:
+    """Prototypes of libc's System V shared memory, for MIT-SHM."""
+    _proto(c.shmget, c_int, c_int, ctypes.c_size_t, c_int)
+    _proto(c.shmat, c_void_p, c_int, c_void_p, c_int)
+    _proto(c.shmdt, c_int, c_void_p)
+    _proto(c.shmctl, c_int, c_int, c_int, c_void_p)
 
 
 def _proto(function: Any, restype: Any, *argtypes: Any) -> None:

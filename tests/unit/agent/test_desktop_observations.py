@@ -80,7 +80,9 @@ def test_a_jpeg_screenshot_decodes_to_the_screen(tools: DesktopToolset) -> None:
     assert (image.format, image.size) == ("JPEG", (1024, 768))
     assert (data["format"], data["size"]) == ("jpeg", [1024, 768])
     assert "screen_size" not in data
-    assert all(abs(a - b) <= 3 for a, b in zip(image.getpixel((500, 400)), GREY, strict=True))
+    pixel = image.getpixel((500, 400))
+    assert isinstance(pixel, tuple)
+    assert all(abs(a - b) <= 3 for a, b in zip(pixel, GREY, strict=True))
 
 
 @pytest.mark.parametrize("image_format", ["png", "jpeg"])

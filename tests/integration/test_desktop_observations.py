@@ -111,11 +111,18 @@ def test_oversize_files_are_refused_naming_the_field(sb: Sandbox) -> None:
         ("vm:download_file", {"path": "/proc/1/environ"}),
         ("vm:upload_file", {"path": "/etc/passwd", "content_base64": ""}),
         ("vm:download_file", {"path": "fifo"}),
+        ("vm:download_file", {"path": "shadow-link"}),
+        ("vm:upload_file", {"path": "passwd-link", "content_base64": ""}),
     ],
 )
 def test_files_beyond_the_session_users_rights_are_refused(
     sb: Sandbox, action: str, params: dict[str, Any]
 ) -> None:
-    ok(sb, "vm:run_command", command="test -p ~/fifo || mkfifo ~/fifo")
+    ok(
+        sb,
+        "vm:run_command",
+        command="cd; test -p fifo || mkfifo fifo; ln -sf /etc/shadow shadow-link; "
+        "ln -sf /etc/passwd passwd-link",
+    )
     envelope = refused(sb, action, **params)
     assert envelope["data"]["field"] == "params.path", envelope

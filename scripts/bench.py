@@ -247,6 +247,7 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
             sb.destroy_session_sync("vm")
         cold = percentiles(first_shot)
 
+    big = _full_hd_shots(url, max(50, calls // 2))
     workers = 4
     loaded_shots, loaded_clicks, wall_s = _parallel_desktops(url, workers, rounds=30)
 
@@ -255,6 +256,9 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
         ("`vm:click` through the server", clicks),
         ("`vm:type` of 10 characters", typing),
         ("`vm:pyautogui` one click (a new python3 with pyautogui)", pyautogui),
+        ("`vm:screenshot` 1920x1080, PNG", big["png"]),
+        ("`vm:screenshot` 1920x1080, JPEG quality 75", big["jpeg"]),
+        ("`vm:screenshot` 1920x1080, JPEG to 1280x720, cursor drawn", big["jpeg_small"]),
         ("cold `session/create` of `vm` + first screenshot", cold),
         (f"`vm:screenshot`, {workers} desktops driven at once", loaded_shots),
         (f"`vm:click`, {workers} desktops driven at once", loaded_clicks),
@@ -262,6 +266,7 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
     goals = [
         ("screenshot p50 <= 30 ms", shots["p50"] <= 30),
         ("click p50 <= 15 ms", clicks["p50"] <= 15),
+        ("jpeg 1920x1080 screenshot p50 <= 15 ms", big["jpeg"]["p50"] <= 15),
         ("cold create to first screenshot p50 <= 1000 ms", cold["p50"] <= 1000),
         ("idle desktop memory <= 80 MiB", idle_mib <= 80),
     ]
@@ -286,10 +291,42 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
     )
     return text, {
         "screenshot_p50": shots["p50"],
+        "jpeg_1080p_p50": big["jpeg"]["p50"],
         "click_p50": clicks["p50"],
         "cold_p50": cold["p50"],
         "idle_mib": idle_mib,
     }
+
+
+def _full_hd_shots(url: str, count: int) -> dict[str, dict[str, float]]:
+    """Screenshots of a 1920x1080 desktop with an xterm open: PNG, JPEG, JPEG downscaled."""
+    with Sandbox(server_url=url, worker_id=f"bench-vm-hd-{secrets.token_hex(3)}") as sb:
+
+        def ok(action: str, **params: object) -> None:
+            envelope = sb.execute_sync(action, params)
+            assert envelope["code"] == 0, envelope
+
+        created = sb.client.create_session_sync("vm", {"screen_size": [1920, 1080]})
+        assert created["code"] == 0, created
+        ok("vm:launch", command="xterm", wait_for_window=True)
+        time.sleep(0.5)
+        ok("vm:type", text="ls -l /usr/bin | head -40\n")
+        time.sleep(0.5)
+        kinds: dict[str, dict[str, object]] = {
+            "png": {},
+            "jpeg": {"format": "jpeg"},
+            "jpeg_small": {"format": "jpeg", "max_width": 1280, "cursor": True},
+        }
+        results = {}
+        for name, params in kinds.items():
+
+            def shot(params: dict[str, object] = params) -> None:
+                ok("vm:screenshot", **params)
+
+            timed(shot, 10)
+            results[name] = percentiles(timed(shot, count))
+        sb.destroy_session_sync("vm")
+    return results
 
 
 def _parallel_desktops(

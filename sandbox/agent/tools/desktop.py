@@ -18,6 +18,12 @@ MAX_TYPING_S = 60.0
 """Longest a `vm:type` with an `interval` may take (characters x interval)."""
 MAX_SCROLL_CLICKS = 200
 MAX_HOTKEY_KEYS = 16
+MAX_FILE_BYTES = 16 << 20
+"""Largest file `vm:upload_file` writes and `vm:download_file` reads (16 MiB)."""
+MAX_FILE_BASE64 = 4 * -(-MAX_FILE_BYTES // 3)
+"""Length of `MAX_FILE_BYTES` in base64."""
+IMAGE_FORMATS = ("png", "jpeg")
+DEFAULT_JPEG_QUALITY = 75
 BUTTONS = ("left", "right", "middle")
 
 _X = "Pixels from the screen's left edge."
@@ -26,6 +32,7 @@ _KEY = (
     "A key: an X keysym name (Return, Page_Down, F5, Control_L), a pyautogui "
     "name (enter, pgdn, f5, ctrl, alt, shift, win) or one character."
 )
+_PATH = "Absolute, or relative to the session user's home."
 _TIMEOUT = "Seconds before it is killed and the call answers 2002."
 
 
@@ -55,7 +62,32 @@ def _vm(
 TOOLS = (
     _vm(
         "screenshot",
-        "The whole screen: `image` (base64 PNG), `size` [width, height], `format` 'png'.",
+        "The whole screen: `image` (base64), `size` [width, height] of the image, "
+        "`format`; when `max_width` or `max_height` is given, also `screen_size`, the "
+        "screen's own size (multiply image coordinates by screen_size / size).",
+        Param("format", "string", "Image format.", default="png", enum=IMAGE_FORMATS),
+        Param(
+            "quality",
+            "integer",
+            f"JPEG quality (jpeg only; {DEFAULT_JPEG_QUALITY} unless given).",
+            minimum=1,
+            maximum=95,
+        ),
+        Param(
+            "max_width",
+            "integer",
+            "Downscale (keeping the aspect ratio) to at most this many pixels wide.",
+            minimum=1,
+            maximum=MAX_SCREEN_SIZE[0],
+        ),
+        Param(
+            "max_height",
+            "integer",
+            "Downscale (keeping the aspect ratio) to at most this many pixels high.",
+            minimum=1,
+            maximum=MAX_SCREEN_SIZE[1],
+        ),
+        Param("cursor", "boolean", "Draw the mouse pointer into the image.", default=False),
     ),
     _vm("click", "Move to (x, y) and click `button`.", *_POINT, _BUTTON),
     _vm("double_click", "Move to (x, y) and double-click the left button.", *_POINT),
@@ -207,6 +239,25 @@ TOOLS = (
                 "give either command (a string) or commands (a list of strings)",
             ),
         ),
+    ),
+    _vm(
+        "upload_file",
+        f"Write a file into the desktop as the session user (parent directories are "
+        f"created; at most {MAX_FILE_BYTES >> 20} MiB); returns its absolute `path` and `size`.",
+        Param("path", "string", _PATH, required=True, min_length=1),
+        Param(
+            "content_base64",
+            "string",
+            "The file's bytes, base64.",
+            required=True,
+            max_length=MAX_FILE_BASE64,
+        ),
+    ),
+    _vm(
+        "download_file",
+        f"Read a file of the desktop as the session user (at most {MAX_FILE_BYTES >> 20} "
+        "MiB): `path`, `content_base64`, `size`.",
+        Param("path", "string", _PATH, required=True, min_length=1),
     ),
     _vm("done", "Declare the task done."),
     _vm(

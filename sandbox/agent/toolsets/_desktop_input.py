@@ -18,12 +18,12 @@ from typing import Any
 
 from ..desktop.keyboard import Keyboard, KeyboardError
 from ..desktop.keys import Key, UnknownKey, split_chord
-from ..desktop.png import bgrx_to_png
+from ..desktop.observation import ShotOptions, encode_frame
 from ..desktop.session import Desktop, DesktopError
 from ..desktop.xlib import XDisplay, XError
 from ..errors import InvalidParams, ToolFailed
 from ..params import Params
-from ..tools.desktop import MAX_TYPING_S
+from ..tools.desktop import DEFAULT_JPEG_QUALITY, MAX_TYPING_S
 
 BUTTONS = {"left": 1, "middle": 2, "right": 3}
 _WHEEL_UP, _WHEEL_DOWN = 4, 5
@@ -142,16 +142,30 @@ class InputTools:
     # -- screen -------------------------------------------------------------------
 
     def screenshot(self, params: Params) -> dict[str, Any]:
-        """``vm.screenshot``: the whole screen, PNG in base64."""
+        """``vm.screenshot``: the whole screen in base64, as `format` (png or jpeg),
+        `quality`, `max_width`/`max_height` and `cursor` ask."""
+        raw = params.raw()
+        display = self._screen.display
         with self._screen.x_errors():
-            frame = self._screen.display.capture()
+            frame = display.capture()
+            cursor = display.pointer() if raw.get("cursor") else None
+        options = ShotOptions(
+            format=raw.get("format") or "png",
+            quality=raw.get("quality") or DEFAULT_JPEG_QUALITY,
+            max_width=raw.get("max_width"),
+            max_height=raw.get("max_height"),
+            cursor=cursor,
+        )
         # Encoding runs outside the display's lock: other calls may go on meanwhile.
-        png = bgrx_to_png(frame.pixels, frame.width, frame.height, stride=frame.stride)
-        return {
-            "image": base64.b64encode(png).decode("ascii"),
-            "size": [frame.width, frame.height],
-            "format": "png",
+        image, size = encode_frame(frame, options)
+        data: dict[str, Any] = {
+            "image": base64.b64encode(image).decode("ascii"),
+            "size": list(size),
+            "format": options.format,
         }
+        if options.max_width is not None or options.max_height is not None:
+            data["screen_size"] = [frame.width, frame.height]
+        return data
 
     def cursor_position(self, params: Params) -> dict[str, Any]:
         """``vm.cursor_position``: the pointer's screen coordinates."""

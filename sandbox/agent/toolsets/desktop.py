@@ -9,8 +9,8 @@ screen.
 Tools (``vm.*``, declared in `sandbox/agent/tools/desktop.py`, which checks their
 parameters): screenshot, click, double_click, right_click, move, drag, scroll,
 type, key, hotkey, key_down, key_up, mouse_down, mouse_up, cursor_position
-(`_desktop_input`); run_command, launch, pyautogui (`_desktop_programs`); wait,
-done, fail (here).
+(`_desktop_input`); run_command, launch, pyautogui (`_desktop_programs`);
+upload_file, download_file (`_desktop_files`); wait, done, fail (here).
 
 Coordinates are screen pixels from the top-left corner; one outside the screen
 is an ``invalid_params`` error naming its parameter, and nothing is sent.
@@ -29,6 +29,7 @@ from ..params import Params
 from ..registry import AgentContext, Tool, ToolHandler, Toolset
 from ..tools import bind
 from ..tools.desktop import TOOLS
+from ._desktop_files import FileTools
 from ._desktop_input import InputTools, Screen
 from ._desktop_programs import ProgramTools
 
@@ -76,6 +77,7 @@ class DesktopToolset(Toolset):
             output_limit=context.output_limit,
             user=context.user,
         )
+        self._files = FileTools(context.home, context.user)
         self.status: dict[str, Any] = {"status": "running"}
 
     @property
@@ -93,6 +95,7 @@ class DesktopToolset(Toolset):
         handlers = {
             **self._input.handlers(),
             **self._programs.handlers(),
+            **self._files.handlers(),
             "wait": self.wait,
             "done": self.done,
             "fail": self.fail,

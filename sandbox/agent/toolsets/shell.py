@@ -10,17 +10,12 @@ Tools (declared in `sandbox/agent/tools/shell.py`, which checks their parameters
 from __future__ import annotations
 
 import base64
-import binascii
-import contextlib
-import errno
-import os
-import stat
 from collections.abc import Sequence
 from typing import Any
 
 from ..code_runner import CodeRunner
 from ..errors import InvalidParams, ToolTimeout
-from ..identity import acting_as
+from ..files import decode_base64, read_file, resolve_path, write_file
 from ..memory import OomWatch
 from ..params import Params, encode_text
 from ..persistent_shell import PersistentShell, result_data
@@ -94,46 +89,18 @@ class ShellToolset(Toolset):
         """``bash.write_file``: `path`, `content` (`encoding` optional)."""
         path = self._resolve(params.path("path"))
         content = params.string("content")
-        encoding = params.string("encoding")
-        if encoding == "base64":
-            try:
-                # Wrapped base64 (as the `base64` tool prints it) is fine too.
-                data = base64.b64decode("".join(content.split()), validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise InvalidParams(
-                    f"content is not valid base64: {exc}", field="content"
-                ) from None
+        if params.string("encoding") == "base64":
+            data = decode_base64(content, "content")
         else:
             data = encode_text(content)
-        try:
-            # With the session user's rights: a symlink it planted cannot lead
-            # the agent to write where the user could not.
-            with acting_as(self._user):
-                _refuse_agent_proc(path, "write")
-                _make_parents(path)
-                # Non-blocking: opening a FIFO the session planted would wait
-                # for a reader forever (or fail at once with ENXIO, as here).
-                fd = os.open(path, _WRITE_FLAGS, 0o666)
-        except OSError as exc:
-            # ENXIO: a FIFO nobody reads, which a non-blocking open refuses.
-            reason = "not a regular file" if exc.errno == errno.ENXIO else _reason(exc)
-            raise InvalidParams(f"cannot write {path}: {reason}", field="path") from None
-        try:
-            _check_opened(fd, path, "write", allow_devices=False)
-            os.set_blocking(fd, True)
-            with open(fd, "wb", closefd=False) as file:
-                file.write(data)
-        except OSError as exc:
-            raise InvalidParams(f"cannot write {path}: {_reason(exc)}", field="path") from None
-        finally:
-            os.close(fd)
+        write_file(path, data, self._user)
         return {"path": path, "size": len(data)}
 
     def read_file(self, params: Params) -> dict[str, Any]:
         """``bash.read_file``: `path` (`encoding` optional)."""
         path = self._resolve(params.path("path"))
         encoding = params.string("encoding")
-        data, size = self._read(path)
+        data, size = read_file(path, self._limit, self._user)
         truncated = len(data) > self._limit
         data = data[: self._limit]
         if encoding == "base64":
@@ -162,101 +129,7 @@ class ShellToolset(Toolset):
         return self._oom.mark(before, result.data())
 
     def _resolve(self, path: str) -> str:
-        if path == "~" or path.startswith("~/"):
-            path = self._home + path[1:]
-        return os.path.abspath(os.path.join(self._shell.cwd, path))
-
-    def _read(self, path: str) -> tuple[bytes, int]:
-        """Up to one byte over the limit of `path`, and the file's size."""
-        try:
-            # Non-blocking, so a FIFO cannot hang the call; it is refused below.
-            # With the session user's rights, like every file tool.
-            with acting_as(self._user):
-                _refuse_agent_proc(path, "read")
-                fd = os.open(path, _READ_FLAGS)
-        except OSError as exc:
-            raise InvalidParams(f"cannot read {path}: {_reason(exc)}", field="path") from None
-        try:
-            info = _check_opened(fd, path, "read", allow_devices=True)
-            chunks: list[bytes] = []
-            wanted = self._limit + 1
-            while wanted > 0:
-                try:
-                    chunk = os.read(fd, min(wanted, 1 << 20))
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    raise InvalidParams(
-                        f"cannot read {path}: {_reason(exc)}", field="path"
-                    ) from None
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                wanted -= len(chunk)
-            # /proc and device files report size 0; what was read is the best known.
-            size = info.st_size if stat.S_ISREG(info.st_mode) else 0
-            return b"".join(chunks), size
-        finally:
-            os.close(fd)
-
-
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-
-
-def _agent_proc_dirs() -> set[str]:
-    """``/proc/<id>`` of the agent's process and of each of its threads."""
-    pid = str(os.getpid())
-    try:
-        threads = set(os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        threads = set()
-    return {f"/proc/{task}" for task in threads | {pid}}
-
-
-def _is_agent_proc(path: str, agent: set[str]) -> bool:
-    parts = path.split("/", 3)
-    return len(parts) >= 3 and "/".join(parts[:3]) in agent
-
-
-def _refuse_agent_proc(path: str, verb: str) -> None:
-    """Refuse the agent's own /proc entries (its memory map, its descriptors...).
-
-    The file tools open as the agent process with the session user's file rights,
-    and procfs lets a process read its own entries whoever asks: /proc/self,
-    /proc/thread-self and /proc/<agent pid> would show the root agent, not the
-    session. Checked on the path with its symlinks resolved (a link the session
-    planted counts), and on its directory.
-
-    Raises:
-        InvalidParams: `path` leads into the agent's /proc entries (1002, ``path``).
-    """
-    agent = _agent_proc_dirs()
-    # The directory too: /proc/self/fd/N resolves out of /proc, to the target.
-    for resolved in (os.path.realpath(path), os.path.realpath(os.path.dirname(path))):
-        if _is_agent_proc(resolved, agent):
-            raise InvalidParams(f"cannot {verb} {path}: Permission denied", field="path")
-
-
-def _check_opened(fd: int, path: str, verb: str, *, allow_devices: bool) -> os.stat_result:
-    """`fd`'s status once it is a regular file (or, reading, a character device).
-
-    Also refuses a descriptor that turned out to be the agent's /proc entry (the
-    path changed between the check and the open).
-
-    Raises:
-        InvalidParams: A directory, FIFO, socket or the agent's /proc (1002, ``path``).
-    """
-    info = os.fstat(fd)
-    if stat.S_ISDIR(info.st_mode):
-        raise InvalidParams(f"cannot {verb} {path}: Is a directory", field="path")
-    allowed = stat.S_ISREG(info.st_mode) or (allow_devices and stat.S_ISCHR(info.st_mode))
-    if not allowed:
-        raise InvalidParams(f"cannot {verb} {path}: not a regular file", field="path")
-    with contextlib.suppress(OSError):
-        if _is_agent_proc(os.readlink(f"/proc/self/fd/{fd}"), _agent_proc_dirs()):
-            raise InvalidParams(f"cannot {verb} {path}: Permission denied", field="path")
-    return info
+        return resolve_path(path, home=self._home, cwd=self._shell.cwd)
 
 
 def create_toolset(context: AgentContext) -> Toolset:
@@ -275,29 +148,3 @@ def _decode_utf8(data: bytes, *, truncated: bool) -> str:
             f"the file is not valid UTF-8 (byte {exc.start}); read it with encoding base64",
             field="encoding",
         ) from None
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-def _make_parents(path: str) -> None:
-    """Create the missing parent directories of `path`, top down.
-
-    A loop rather than `os.makedirs`, which recurses once per missing level and
-    so fails with RecursionError on a path of a thousand levels (still within
-    PATH_MAX).
-    """
-    missing = []
-    parent = os.path.dirname(path)
-    while parent and not os.path.isdir(parent):
-        missing.append(parent)
-        parent = os.path.dirname(parent)
-        if parent == missing[-1]:
-            break
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory)
-        except FileExistsError:
-            if not os.path.isdir(directory):
-                raise

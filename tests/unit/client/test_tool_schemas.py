@@ -50,7 +50,7 @@ def test_parameters_carry_what_the_prompt_builders_read() -> None:
     assert by_name(schemas["bash-run"]["parameters"])["timeout"]["type"] == "number"
     documents = by_name(schemas["rag-index"]["parameters"])["documents"]
     assert (documents["type"], documents["array_type"]) == ("array", "object")
-    assert schemas["vm-screenshot"]["parameters"] == []
+    assert schemas["vm-cursor_position"]["parameters"] == []
 
 
 @pytest.mark.parametrize(

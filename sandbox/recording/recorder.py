@@ -164,7 +164,13 @@ class Recorder:
         store, images = self._open()
         next_prune = 0.0
         while True:
-            batch = [self._queue.get()]
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + _PRUNE_EVERY_S
+                self.prune()
+            try:  # woken at least once a minute, so retention runs on an idle server too
+                batch = [self._queue.get(timeout=_PRUNE_EVERY_S)]
+            except queue.Empty:
+                continue
             while len(batch) < _BATCH_MAX and batch[-1] is not None:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -180,9 +186,6 @@ class Recorder:
                 self._done.notify_all()
             if batch[-1] is None:
                 return
-            if time.monotonic() >= next_prune:
-                next_prune = time.monotonic() + _PRUNE_EVERY_S
-                self.prune()
 
     def _step(self, call: Call, images: ImageFiles) -> Step:
         found: dict[str, int] = {}

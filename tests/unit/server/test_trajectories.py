@@ -229,3 +229,20 @@ async def test_calls_queued_at_shutdown_are_stored(tmp_path: Path) -> None:
         (session_id,) = ids
         steps = await jsonl(h, session_id)
         assert [s["params"]["command"] for s in steps] == [f"n{i}" for i in range(20)]
+
+
+async def test_batch_actions_are_recorded_as_steps(recording: Harness) -> None:
+    batch = await recording.post(
+        "/execute/batch",
+        {
+            "worker_id": "w1",
+            "actions": [
+                {"action": "bash:run", "params": {"command": "a"}},
+                {"action": "bash:run", "params": {"command": "b"}},
+            ],
+        },
+    )
+    results = batch["data"]["results"]
+    steps = await jsonl(recording, results[0]["meta"]["session_id"])
+    assert [s["params"]["command"] for s in steps] == ["a", "b"]
+    assert [s["data"] for s in steps] == [r["data"] for r in results]

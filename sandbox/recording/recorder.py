@@ -121,11 +121,20 @@ class Recorder:
         if self._closed:
             return
         if self._thread is None:
-            self._open()
+            self._start()
         self._submitted += 1  # only the event loop's thread submits
         self._queue.put(call)
 
     # -- life -------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Start the writer thread (which opens the store, off the event loop)."""
+        with self._opened:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._write_forever, name="trajectory-writer", daemon=True
+                )
+                self._thread.start()
 
     def _open(self) -> tuple[TrajectoryStore, ImageFiles]:
         with self._opened:
@@ -133,11 +142,6 @@ class Recorder:
                 self._images = ImageFiles(self.root / "images")
                 if self._store is None:
                     self._store = SQLiteStore(self.root / "trajectories.db")
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(
-                    target=self._write_forever, name="trajectory-writer", daemon=True
-                )
-                self._thread.start()
             assert self._store is not None
             return self._store, self._images
 
@@ -155,8 +159,9 @@ class Recorder:
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
-        if self._store is not None:
-            self._store.close()
+        with self._opened:
+            if self._images is not None and self._store is not None:
+                self._store.close()
 
     # -- the writer thread --------------------------------------------------------------
 

@@ -225,6 +225,11 @@ def _default_images_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "images"
 
 
+def _default_recording_dir() -> Path:
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "sandbox" / "recordings"
+
+
 class Settings(BaseSettings):
     """Everything the server can be told; each field is also ``SANDBOX_<NAME>``."""
 
@@ -355,6 +360,25 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024**2, ge=1024)
     """Largest request body accepted; a larger one is answered 413 (code 1002, field
     ``body``) before it is read. Screenshots and ``rag:index`` batches are large."""
+
+    recording: bool = False
+    """Record every tool call of every session (a session's config ``record``
+    overrides it either way): worker, session, tool, params (secrets redacted),
+    result, timings and trace id, readable at ``/trajectories``."""
+    recording_dir: Path = Field(default_factory=_default_recording_dir)
+    """Directory of the recordings: an SQLite database (WAL mode) and the images as
+    content-addressed files. Put it on a volume to keep recordings past the server."""
+    recording_max_age_s: float = Field(default=7 * 86400.0, gt=0)
+    """Trajectories not added to for this long are deleted (checked every minute)."""
+    recording_max_bytes: int = Field(default=10 * 1024**3, ge=0)
+    """Most bytes of recordings (steps and images); past it the least recently
+    added-to trajectories are deleted."""
+    recording_redact_keys: list[str] = Field(
+        default_factory=lambda: ["password", "token", "api_key", "secret"]
+    )
+    """Params whose name is one of these, or starts or ends with one as a
+    ``_``-separated part (``API_TOKEN``, ``db_password``), are stored as
+    ``[redacted]``, at any depth (``env`` of ``bash:run`` too)."""
 
     @field_validator("memory_budget", mode="before")
     @classmethod

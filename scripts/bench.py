@@ -584,17 +584,82 @@ def bench_pool(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float
     return text, {}
 
 
+def bench_recording(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+    """What recording adds to a call: a recorded and a plain session, calls interleaved."""
+    calls = args.calls
+    plain = Sandbox(server_url=url, worker_id=f"bench-plain-{secrets.token_hex(3)}")
+    recorded = Sandbox(server_url=url, worker_id=f"bench-rec-{secrets.token_hex(3)}")
+    rows: list[tuple[str, dict[str, float]]] = []
+    deltas: dict[str, float] = {}
+    with plain, recorded:
+        for resource, action, params, count in (
+            ("bash", "bash:run", {"command": "true"}, calls),
+            ("vm", "vm:screenshot", {}, max(20, calls // 3)),
+        ):
+            for sb, record in ((plain, False), (recorded, True)):
+                created = sb.client.create_session_sync(resource, {"record": record})
+                assert created["code"] == 0, created
+            samples: dict[bool, list[float]] = {False: [], True: []}
+
+            def call(sb: Sandbox, action: str = action, params: dict[str, object] = params) -> None:
+                envelope = sb.execute_sync(action, params)
+                assert envelope["code"] == 0, envelope
+
+            for sb in (plain, recorded):
+                timed(lambda sb=sb: call(sb), 10)
+            # Interleaved, alternating who goes first: the host's noise hits both alike.
+            for index in range(count):
+                order = ((plain, False), (recorded, True))
+                for sb, record in order if index % 2 else order[::-1]:
+                    samples[record] += timed(lambda sb=sb: call(sb), 1)
+            off, on = percentiles(samples[False]), percentiles(samples[True])
+            rows += [(f"`{action}`, recording off", off), (f"`{action}`, recording on", on)]
+            deltas[action] = on["p50"] - off["p50"]
+            for sb in (plain, recorded):
+                sb.destroy_session_sync(resource)
+        listed = recorded.client.list_trajectories_sync(worker_id=recorded.client.worker_id)
+        steps = sum(t["steps"] for t in listed.raise_for_code().data["trajectories"])
+    goals = {"bash:run": 1.0, "vm:screenshot": 5.0}
+    verdicts = [
+        f"`{action}`: p50 on - off = **{delta:+.2f} ms** (goal <= {goals[action]:g} ms: "
+        f"{'met' if delta <= goals[action] else 'NOT met'})."
+        for action, delta in deltas.items()
+    ]
+    text = "\n".join(
+        [
+            "## Recording: what storing every call adds",
+            "",
+            *_table(rows),
+            "",
+            *verdicts,
+            f"The recorded sessions stored {steps} steps.",
+        ]
+    )
+    return text, deltas
+
+
+def _recording_env(_args: argparse.Namespace) -> dict[str, str]:
+    return {"SANDBOX_RECORDING_DIR": tempfile.mkdtemp(prefix="sandbox-bench-recordings-")}
+
+
 def _rag_env(args: argparse.Namespace) -> dict[str, str]:
     return {"SANDBOX_RAG__CORPUS": str(rag_corpus(args.rag_corpus))}
 
 
-SECTIONS = {"core": bench_core, "vm": bench_vm, "rag": bench_rag, "pool": bench_pool}
+SECTIONS = {
+    "core": bench_core,
+    "vm": bench_vm,
+    "rag": bench_rag,
+    "pool": bench_pool,
+    "recording": bench_recording,
+}
 # The pool burst holds 40 containers (32 sessions and 8 refills); at the default 512
 # pids each they pass the pid budget (half of pid_max: 16384 here), so, as in
 # load.py, each gets 128: the probes need a handful of processes.
 SERVER_ENV: dict[str, Callable[[argparse.Namespace], dict[str, str]]] = {
     "rag": _rag_env,
     "pool": lambda _args: {"SANDBOX_LIMITS__PIDS": "128"},
+    "recording": _recording_env,
 }
 
 

@@ -40,6 +40,11 @@ class SessionConfig(BaseModel):
     disk: str | int | None = Field(
         default=None, description="Disk quota of the session, e.g. '512m' (default from settings)."
     )
+    record: bool | None = Field(
+        default=None,
+        description="Record every tool call of this session server-side "
+        "(default: the server's setting `recording`).",
+    )
 
     @field_validator("memory", "disk")
     @classmethod

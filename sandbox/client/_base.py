@@ -11,13 +11,15 @@ request.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -61,12 +63,14 @@ class ClientState(enum.Enum):
 class _Call:
     """One logical request, the same on every retry."""
 
-    method: Literal["GET", "POST"]
+    method: Literal["GET", "POST", "DELETE"]
     path: str
     body: dict[str, Any] | None
     worker_id: str | None
     timeout: httpx.Timeout
     max_retries: int
+    raw: Literal["jsonl", "bytes"] | None = None
+    """A successful answer that is no envelope: JSON lines or a file's bytes."""
 
 
 def _without_none(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -279,6 +283,37 @@ class BaseServiceClient:
     def _tool_schema_call(self, tool_name: str) -> _Call:
         return self._get(f"/api/v1/tools/{quote(tool_name, safe=':')}/schema")
 
+    def _trajectories_call(
+        self,
+        worker_id: str | None,
+        session_id: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int | None,
+    ) -> _Call:
+        query = _without_none(
+            {
+                "worker_id": worker_id,
+                "session_id": session_id,
+                "since": since,
+                "until": until,
+                "limit": limit,
+            }
+        )
+        return self._get("/api/v1/trajectories" + (f"?{urlencode(query)}" if query else ""))
+
+    def _trajectory_call(self, session_id: str, images: Literal["ref", "inline"]) -> _Call:
+        path = f"/api/v1/trajectories/{quote(session_id, safe='')}?images={images}"
+        return dataclasses.replace(self._get(path), raw="jsonl")
+
+    def _trajectory_image_call(self, sha256: str) -> _Call:
+        path = f"/api/v1/trajectories/images/{quote(sha256, safe='')}"
+        return dataclasses.replace(self._get(path), raw="bytes")
+
+    def _delete_trajectory_call(self, session_id: str) -> _Call:
+        path = f"/api/v1/trajectories/{quote(session_id, safe='')}"
+        return dataclasses.replace(self._get(path), method="DELETE")
+
     def _init_resource_call(
         self,
         resource_type: str,
@@ -354,6 +389,8 @@ class BaseServiceClient:
             SandboxConnectionError: The body is not a JSON object with an integer
                 ``code``, so whatever answered is not a sandbox server (or broke).
         """
+        if call.raw is not None and response.status_code == 200:
+            return self._raw_envelope(call, response)
         try:
             body = response.json()
         except ValueError:  # not JSON, or not decodable text
@@ -373,6 +410,22 @@ class BaseServiceClient:
                 "body_excerpt": excerpt,
             },
         )
+
+    def _raw_envelope(self, call: _Call, response: httpx.Response) -> Envelope:
+        """A success envelope around an answer that is no envelope (JSON lines, a file)."""
+        content_type = response.headers.get("content-type", "")
+        if call.raw == "jsonl":
+            try:
+                steps = [json.loads(line) for line in response.text.splitlines() if line]
+            except ValueError as error:
+                raise SandboxConnectionError(
+                    f"{call.method} {self._url(call)} answered lines that are not JSON: {error}",
+                    data={"url": self._url(call), "status_code": response.status_code},
+                ) from error
+            data: dict[str, Any] = {"steps": steps}
+        else:
+            data = {"content": response.content, "content_type": content_type}
+        return Envelope({"code": 0, "message": "success", "data": data, "meta": {}})
 
     def _retry_delay(self, call: _Call, error: httpx.HTTPError, attempt: int) -> float:
         """Seconds to wait before retrying after `error`, or raise it translated.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sandbox.client._base import NOT_GIVEN, NotGiven, tool_list
 from sandbox.client._connection import ServiceConnection
@@ -427,6 +427,88 @@ class HTTPServiceClient(ServiceConnection):
     def disconnect_sync(self, *, worker_id: str | NotGiven | None = NOT_GIVEN) -> Envelope:
         """Blocking twin of `disconnect`."""
         return self._send_sync(self._worker_call("/api/v1/worker/disconnect", worker_id))
+
+    # -- trajectories (recorded sessions) --------------------------------------
+
+    async def list_trajectories(
+        self,
+        *,
+        worker_id: str | None = None,
+        session_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> Envelope:
+        """List this API key's recorded trajectories (one per session), newest first.
+
+        Args:
+            worker_id: Only this worker's.
+            session_id: Only this session's.
+            since: Only those active at or after this time (epoch seconds).
+            until: Only those started at or before this time (epoch seconds).
+            limit: At most this many (the server's default: 1000).
+
+        Returns:
+            The envelope; ``data`` holds ``trajectories`` (session_id, worker_id,
+            resource_type, started_at, updated_at, steps, bytes) and ``count``.
+        """
+        return await self._send(self._trajectories_call(worker_id, session_id, since, until, limit))
+
+    def list_trajectories_sync(
+        self,
+        *,
+        worker_id: str | None = None,
+        session_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> Envelope:
+        """Blocking twin of `list_trajectories`."""
+        return self._send_sync(self._trajectories_call(worker_id, session_id, since, until, limit))
+
+    async def get_trajectory(
+        self, session_id: str, *, images: Literal["ref", "inline"] = "ref"
+    ) -> Envelope:
+        """Fetch one recorded session's steps, in order (the server sends JSONL).
+
+        Args:
+            session_id: The recorded session.
+            images: ``ref`` keeps each image as ``{"$image": sha256, "format"}``
+                (fetch it with `get_trajectory_image`); ``inline`` puts its base64 back.
+
+        Returns:
+            The envelope; ``data["steps"]`` is the list of steps (seq, time, action,
+            tool, params, code, message, data, execution_time_ms, trace_id, ...).
+            An unknown session (or another tenant's) is code 1001.
+        """
+        return await self._send(self._trajectory_call(session_id, images))
+
+    def get_trajectory_sync(
+        self, session_id: str, *, images: Literal["ref", "inline"] = "ref"
+    ) -> Envelope:
+        """Blocking twin of `get_trajectory`."""
+        return self._send_sync(self._trajectory_call(session_id, images))
+
+    async def get_trajectory_image(self, sha256: str) -> Envelope:
+        """Fetch one recorded image by the SHA-256 a step references it by.
+
+        Returns:
+            The envelope; ``data["content"]`` holds the image's bytes and
+            ``data["content_type"]`` its type (``image/png``, ``image/jpeg``).
+        """
+        return await self._send(self._trajectory_image_call(sha256))
+
+    def get_trajectory_image_sync(self, sha256: str) -> Envelope:
+        """Blocking twin of `get_trajectory_image`."""
+        return self._send_sync(self._trajectory_image_call(sha256))
+
+    async def delete_trajectory(self, session_id: str) -> Envelope:
+        """Delete one recorded session and the images no other recording shows."""
+        return await self._send(self._delete_trajectory_call(session_id))
+
+    def delete_trajectory_sync(self, session_id: str) -> Envelope:
+        """Blocking twin of `delete_trajectory`."""
+        return self._send_sync(self._delete_trajectory_call(session_id))
 
     async def shutdown_server(self, force: bool = False, cleanup_sessions: bool = True) -> Envelope:
         """Stop the server gracefully: it destroys sessions and drains pools first.

@@ -7,6 +7,7 @@ served at its bare path and again under ``/api/v1``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -21,6 +22,7 @@ from .. import __version__
 from ..backends import RESOURCE_TYPES
 from ..config import Settings
 from ..protocol import Envelope
+from ..recording import Recorder
 from ..runtime.agent import AgentClient
 from ..runtime.docker import DockerRuntime
 from ..runtime.images import ImageService
@@ -32,7 +34,7 @@ from .deps import Services, require_api_key, tenant_of_scope
 from .envelope import TraceMiddleware, install_error_handlers
 from .limits import BodySizeLimit
 from .metrics import ServerMetrics
-from .routes import execute, init, metrics, sessions, system
+from .routes import execute, init, metrics, sessions, system, trajectories
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,13 @@ def _lifespan(
         registry = ToolRegistry(r for r in RESOURCE_TYPES if offered is None or r.name in offered)
         images = ImageService(docker_runtime, settings.images_dir, settings.image_namespace)
         manager = SessionManager(settings, docker_runtime, agent_client, registry, images, clock)
+        recorder = Recorder(
+            settings.recording_dir,
+            redact_keys=settings.recording_redact_keys,
+            max_age_s=settings.recording_max_age_s,
+            max_bytes=settings.recording_max_bytes,
+            clock=clock,
+        )
         app.state.services = Services(
             settings=settings,
             runtime=docker_runtime,
@@ -129,6 +138,7 @@ def _lifespan(
             sessions=manager,
             request_shutdown=request_shutdown,
             metrics=server_metrics,
+            recorder=recorder,
         )
         server_metrics.watch(app.state.services)
         await manager.start()
@@ -137,6 +147,8 @@ def _lifespan(
             yield
         finally:
             await manager.stop()
+            # Every call queued before shutdown is stored before the process ends.
+            await asyncio.to_thread(recorder.close)
             await agent_client.aclose()
             docker_runtime.close()
             log.info("sandbox server stopped")
@@ -154,7 +166,13 @@ def _include_routes(app: FastAPI) -> None:
             responses=_ENVELOPE_RESPONSES,
             generate_unique_id_function=_op_id(prefix),
         )
-        for router in (execute.router, sessions.router, init.router, system.router):
+        for router in (
+            execute.router,
+            sessions.router,
+            init.router,
+            system.router,
+            trajectories.router,
+        ):
             app.include_router(
                 router,
                 prefix=prefix,

@@ -16,6 +16,7 @@ from starlette.types import Scope
 from ..config import DEFAULT_TENANT, Settings
 from ..errors import InvalidParams
 from ..protocol import WORKER_ID_PATTERN
+from ..recording import Recorder
 from ..runtime.docker import DockerRuntime
 from ..runtime.images import ImageService
 from ..sessions.manager import SessionManager
@@ -36,6 +37,8 @@ class Services:
     request_shutdown: Callable[[], None]
     started_at: float = field(default_factory=time.time)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    recorder: Recorder | None = None
+    """Stores the calls of recorded sessions (None: this app records nothing)."""
 
 
 def get_services(request: Request) -> Services:

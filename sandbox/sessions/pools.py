@@ -87,8 +87,13 @@ class Pool:
 
 
 def pool_key(resource: str, applied: dict[str, Any]) -> str:
-    """A short, stable name for the pool of `resource` made for `applied`."""
-    digest = hashlib.sha1(json.dumps(applied, sort_keys=True).encode()).hexdigest()
+    """A short, stable name for the pool of `resource` made for `applied`.
+
+    Whether a session is recorded is the server's business, not the container's:
+    a recorded session claims from the same pool as any other.
+    """
+    container = {name: value for name, value in applied.items() if name != "record"}
+    digest = hashlib.sha1(json.dumps(container, sort_keys=True).encode()).hexdigest()
     return f"{resource}-{digest[:10]}"
 
 

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from ...errors import InvalidParams, SandboxError
 from ...protocol import BatchAction, BatchRequest, BatchResult, Envelope, ExecuteRequest
+from ...recording import Call
 from ..context import note_session
 from ..deps import Services, ServicesDep, TenantDep, WorkerHeader, worker_of
 from ..envelope import elapsed_ms, failure, new_meta, respond, success
@@ -98,7 +99,9 @@ async def run_action(
     session named in the request's log lines.
     """
     started = time.perf_counter()
+    started_at = time.time()
     meta = new_meta()
+    recorded: bool | None = None  # the session's own `record`, where known
     try:
         result = await services.sessions.execute(worker_id, action, params, timeout, tenant=tenant)
     except SandboxError as exc:
@@ -112,6 +115,7 @@ async def run_action(
         meta.resource_type = result.tool.resource_type
         meta.session_id = result.session.session_id
         meta.warnings = result.warnings or None
+        recorded = result.session.config.get("record")
         envelope = success(result.data, meta)
     meta.execution_time_ms = elapsed_ms(started)
     elapsed = meta.execution_time_ms / 1000
@@ -119,8 +123,53 @@ async def run_action(
         # Only then is `tool` a canonical name, never a caller's typo.
         services.metrics.observe_call(meta.tool, elapsed)
         note_session(meta.session_id)
+        _record(services, tenant, worker_id, action, params, envelope, started_at, recorded)
     log.debug("%r answered %d in %.1f ms", meta.tool, envelope.code, elapsed * 1000)
     return envelope
+
+
+def _record(
+    services: Services,
+    tenant: str,
+    worker_id: str,
+    action: str,
+    params: dict[str, Any],
+    envelope: Envelope,
+    started_at: float,
+    recorded: bool | None,
+) -> None:
+    """Hand the call to the recorder if its session is recorded (only queues it)."""
+    recorder, meta = services.recorder, envelope.meta
+    if recorder is None or meta.session_id is None or meta.tool is None:
+        return
+    if recorded is None and envelope.code != 0:  # a failed call: its session says
+        recorded = next(
+            (
+                s.config.get("record")
+                for s in services.sessions.sessions(worker_id, tenant=tenant)
+                if s.session_id == meta.session_id
+            ),
+            None,
+        )
+    if not (services.settings.recording if recorded is None else recorded):
+        return
+    recorder.submit(
+        Call(
+            tenant=tenant,
+            worker_id=worker_id,
+            session_id=meta.session_id,
+            resource_type=meta.resource_type or meta.tool.split(":", 1)[0],
+            action=action,
+            tool=meta.tool,
+            params=params,
+            code=envelope.code,
+            message=envelope.message,
+            data=envelope.data,
+            started_at=started_at,
+            execution_time_ms=meta.execution_time_ms,
+            trace_id=meta.trace_id,
+        )
+    )
 
 
 @router.post("/execute")

@@ -31,6 +31,7 @@ from ..tools import bind
 from ..tools.desktop import TOOLS
 from ._desktop_input import InputTools, Screen
 from ._desktop_programs import ProgramTools
+from ._desktop_tasks import DesktopTaskHost, TaskTools
 
 # Tools that work before the window manager has taken over the screen; the
 # others (input, programs) wait for it, as a window needs it to get the focus.
@@ -76,6 +77,9 @@ class DesktopToolset(Toolset):
             output_limit=context.output_limit,
             user=context.user,
         )
+        self._tasks = TaskTools(
+            DesktopTaskHost(self._programs, env=env, home=context.home, user=context.user)
+        )
         self.status: dict[str, Any] = {"status": "running"}
 
     @property
@@ -93,6 +97,7 @@ class DesktopToolset(Toolset):
         handlers = {
             **self._input.handlers(),
             **self._programs.handlers(),
+            **self._tasks.handlers(),
             "wait": self.wait,
             "done": self.done,
             "fail": self.fail,

@@ -3,8 +3,8 @@
 They follow OSWorld's task files: a task's ``config`` is a list of setup steps
 (``{"type": "launch", "parameters": {...}}``) and its ``evaluator`` an object
 naming getters (``result``, ``expected``) and metrics (``func``). The step types
-are listed here, so the server refuses an unknown one (1002 naming
-``steps.N.type``) before anything runs; each step's parameters, each getter and
+are listed here; the agent refuses an unknown one (1002 naming ``steps.N.type``
+and the type) before any step runs. Each step's parameters, each getter and
 each metric are checked by the agent (`sandbox/agent/tasks/`), naming the field.
 """
 
@@ -39,7 +39,7 @@ STEP = Shape(
             "string",
             "What the step does: " + ", ".join(STEP_TYPES) + ".",
             required=True,
-            enum=STEP_TYPES,
+            # No enum: the agent's refusal names the unknown type; pydantic's would not.
         ),
         Param(
             "parameters",

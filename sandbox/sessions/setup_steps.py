@@ -30,7 +30,7 @@ async def run_config_setup(agents: AgentClient, session: Session, config: Any) -
     if not steps:
         return
     tool = f"{session.resource_type}.setup"
-    payload = {"steps": [step.model_dump() for step in steps]}
+    payload = {"steps": [step.model_dump() for step in steps], "timeout": MAX_SETUP_S}
     try:
         await agents.call(session.agent_url or "", session.token, tool, payload, MAX_SETUP_S)
     except InvalidParams as exc:

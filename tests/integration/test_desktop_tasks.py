@@ -107,7 +107,7 @@ def test_uploaded_bytes_land_as_the_session_user_and_the_clipboard_is_read(sb: S
                 "parameters": {
                     "files": [
                         {
-                            "path": "/home/sandbox/in/blob.bin",
+                            "path": "~/in/blob.bin",
                             "content": base64.b64encode(data).decode(),
                         }
                     ]

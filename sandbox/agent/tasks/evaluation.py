@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidParams
+from ..tools.desktop_tasks import MAX_SETUP_S
 from .fields import Fields
 from .getters import GETTERS, get
 from .host import TaskHost
@@ -30,7 +31,9 @@ MAX_EVIDENCE_CHARS = 2000
 """Most characters of each getter's value the evidence shows."""
 
 
-def evaluate(host: TaskHost, raw: Mapping[str, Any], where: str = "evaluator") -> dict[str, Any]:
+def evaluate(
+    host: TaskHost, raw: Mapping[str, Any], where: str = "evaluator", timeout: float = MAX_SETUP_S
+) -> dict[str, Any]:
     """Score the desktop's state with the evaluator `raw`.
 
     Returns:
@@ -57,7 +60,7 @@ def evaluate(host: TaskHost, raw: Mapping[str, Any], where: str = "evaluator") -
     if postconfig is not None:
         if not isinstance(postconfig, list):
             raise evaluator.refuse("postconfig", "must be a list of setup steps")
-        run_steps(host, postconfig, evaluator.at("postconfig"))
+        run_steps(host, postconfig, evaluator.at("postconfig"), timeout)
     scored = [
         _score_one(
             host,

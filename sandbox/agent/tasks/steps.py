@@ -23,6 +23,8 @@ from .registry import Registry
 
 DEFAULT_COMMAND_TIMEOUT_S = 120.0
 MAX_SLEEP_S = 60.0
+MAX_STEP_OUTPUT_CHARS = 4000
+"""Most characters of each output stream an ``execute`` step reports."""
 
 
 @dataclass
@@ -45,7 +47,9 @@ STEPS = Registry[Step]("step type")
 """Every step type, by name."""
 
 
-def run_steps(host: TaskHost, steps: Sequence[Any], where: str = "steps") -> list[dict[str, Any]]:
+def run_steps(
+    host: TaskHost, steps: Sequence[Any], where: str = "steps", timeout: float = MAX_SETUP_S
+) -> list[dict[str, Any]]:
     """Run `steps` (``{"type", "parameters"}`` objects) in order.
 
     Returns:
@@ -54,9 +58,10 @@ def run_steps(host: TaskHost, steps: Sequence[Any], where: str = "steps") -> lis
     Raises:
         InvalidParams: A step is malformed or its parameters are (naming the field).
         ToolFailed: A step failed; the message names it and `data` says which.
-        ToolTimeout: The steps ran past `MAX_SETUP_S`.
+        ToolTimeout: The steps ran past `timeout` (at most `MAX_SETUP_S`).
     """
-    run = SetupRun(host, time.monotonic() + MAX_SETUP_S)
+    limit = min(timeout, MAX_SETUP_S)
+    run = SetupRun(host, time.monotonic() + limit)
     # Every step is checked before the first runs: a typo in step 5 must not
     # leave the desktop half set up.
     parsed = [_parse(step, f"{where}.{index}") for index, step in enumerate(steps)]
@@ -64,7 +69,9 @@ def run_steps(host: TaskHost, steps: Sequence[Any], where: str = "steps") -> lis
     for index, (kind, function, parameters) in enumerate(parsed):
         name = f"{where}.{index}"
         if run.time_left() <= 0:
-            raise ToolTimeout(f"setup ran past {MAX_SETUP_S:g}s before {name} ({kind})")
+            raise ToolTimeout(
+                f"setup ran past {limit:g}s before {name} ({kind})", data={"done": done}
+            )
         try:
             result = function(run, parameters)
         except InvalidParams:
@@ -182,7 +189,12 @@ def execute(run: SetupRun, parameters: Fields) -> dict[str, Any]:
         run.time_left(),
     )
     output = run.host.run(parameters.command(), timeout)
-    data = {"stdout": output.stdout, "stderr": output.stderr, "exit_code": output.exit_code}
+    # The ends of the streams: a hundred chatty steps must not swamp the answer.
+    data = {
+        "stdout": output.stdout[-MAX_STEP_OUTPUT_CHARS:],
+        "stderr": output.stderr[-MAX_STEP_OUTPUT_CHARS:],
+        "exit_code": output.exit_code,
+    }
     if output.exit_code != 0 and parameters.boolean("check", True):
         raise ToolFailed(f"the command exited with status {output.exit_code}", data=data)
     return data

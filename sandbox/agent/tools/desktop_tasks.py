@@ -10,6 +10,7 @@ each metric are checked by the agent (`sandbox/agent/tasks/`), naming the field.
 
 from __future__ import annotations
 
+from .common import timeout
 from .spec import Param, Shape, ToolDeclaration
 
 STEP_TYPES = (
@@ -67,7 +68,7 @@ TOOLS = (
         "upload_file with base64 `content`, execute/command, sleep, activate_window, "
         f"close_window; uploads at most {MAX_UPLOAD_BYTES >> 20} MiB per call). Returns "
         "what each step did in `steps`; a failing step fails the call, naming it.",
-        (_STEPS,),
+        (_STEPS, timeout(f"Seconds the whole setup may take (at most {MAX_SETUP_S:g}).")),
     ),
     ToolDeclaration(
         "vm",
@@ -84,6 +85,7 @@ TOOLS = (
                 "postconfig (setup steps run first).",
                 required=True,
             ),
+            timeout("Seconds the whole evaluation (postconfig and getters) may take."),
         ),
     ),
 )

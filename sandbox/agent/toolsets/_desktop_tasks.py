@@ -10,6 +10,7 @@ not.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from ..params import Params
 from ..tasks.evaluation import evaluate
 from ..tasks.host import CommandOutput, WindowAction
 from ..tasks.steps import run_steps
+from ..tools.desktop_tasks import MAX_SETUP_S
 from ._desktop_programs import ProgramTools
 
 _FILE_TIMEOUT_S = 30.0
@@ -117,7 +119,7 @@ class DesktopTaskHost:
     def read_file(self, path: str, limit: int) -> bytes | None:
         """Up to `limit` + 1 bytes of `path`, read by the session user."""
         done = self._as_user(
-            ["bash", "-c", _READ, "read", path, str(limit + 1)], b"", _FILE_TIMEOUT_S
+            ["bash", "-c", _READ, "read", self._resolve(path), str(limit + 1)], b"", _FILE_TIMEOUT_S
         )
         if done.returncode == _NO_SUCH_FILE:
             return None
@@ -127,7 +129,8 @@ class DesktopTaskHost:
 
     def write_file(self, path: str, data: bytes) -> None:
         """`data` written to `path` by the session user, its directories made."""
-        done = self._as_user(["bash", "-c", _WRITE, "write", path], data, _FILE_TIMEOUT_S)
+        argv = ["bash", "-c", _WRITE, "write", self._resolve(path)]
+        done = self._as_user(argv, data, _FILE_TIMEOUT_S)
         if done.returncode != 0:
             raise ToolFailed(f"cannot write {path}: {_reason(done)}")
 
@@ -163,7 +166,16 @@ class DesktopTaskHost:
         done = self._as_user([sys.executable, "-c", _WINDOWS, *argv], b"", _X_TIMEOUT_S)
         if done.returncode != 0:
             raise ToolFailed(f"cannot reach the windows: {_reason(done)}")
-        return json.loads(done.stdout)
+        try:
+            return json.loads(done.stdout)
+        except ValueError:
+            raise ToolFailed(f"the window helper answered {done.stdout[:200]!r}") from None
+
+    def _resolve(self, path: str) -> str:
+        """`path` with a leading ``~`` as the home (task files write ``~/file``)."""
+        if path == "~" or path.startswith("~/"):
+            return self._home + path[1:]
+        return path
 
     def _as_user(
         self, argv: list[str], stdin: bytes, timeout: float
@@ -173,7 +185,7 @@ class DesktopTaskHost:
                 argv,
                 input=stdin,
                 capture_output=True,
-                cwd=self._home,
+                cwd=self._home if os.path.isdir(self._home) else "/",
                 env=self._env,
                 timeout=timeout,
                 check=False,
@@ -205,8 +217,10 @@ class TaskTools:
 
     def setup(self, params: Params) -> dict[str, Any]:
         """``vm.setup``: run `steps` in order."""
-        return {"steps": run_steps(self._host, params.raw()["steps"])}
+        timeout = params.seconds("timeout", default=MAX_SETUP_S)
+        return {"steps": run_steps(self._host, params.raw()["steps"], timeout=timeout)}
 
     def evaluate(self, params: Params) -> dict[str, Any]:
         """``vm.evaluate``: score the desktop with `evaluator`."""
-        return evaluate(self._host, params.raw()["evaluator"])
+        timeout = params.seconds("timeout", default=MAX_SETUP_S)
+        return evaluate(self._host, params.raw()["evaluator"], timeout=timeout)

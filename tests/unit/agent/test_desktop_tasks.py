@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sandbox.agent.errors import InvalidParams, ToolFailed
+from sandbox.agent.errors import InvalidParams, ToolFailed, ToolTimeout
 from sandbox.agent.tasks.evaluation import MAX_EVIDENCE_CHARS, evaluate
 from sandbox.agent.tasks.fields import Fields
 from sandbox.agent.tasks.getters import GETTERS
@@ -444,7 +445,7 @@ def test_the_create_runs_the_configs_steps_with_vm_setup() -> None:
     config = VmConfig(setup=[{"type": "sleep", "parameters": {"seconds": 1}}])  # type: ignore[list-item]
     asyncio.run(run_config_setup(agents, session(), config))  # type: ignore[arg-type]
     assert agents.calls == [
-        ("vm.setup", {"steps": [{"type": "sleep", "parameters": {"seconds": 1}}]})
+        ("vm.setup", {"steps": [{"type": "sleep", "parameters": {"seconds": 1}}], "timeout": 600.0})
     ]
     asyncio.run(run_config_setup(agents, session(), VmConfig()))  # type: ignore[arg-type]
     assert len(agents.calls) == 1
@@ -470,3 +471,25 @@ def test_a_failing_step_is_a_1003_naming_the_step() -> None:
     assert caught.value.message.startswith("config.setup.1: setup failed")
     assert caught.value.data["field"] == "config.setup.1"
     assert json.dumps(caught.value.data)  # plain data for the envelope
+
+
+def test_the_setup_stops_at_its_timeout_naming_the_step_it_did_not_reach() -> None:
+    class SlowHost(FakeHost):
+        def sleep(self, seconds: float) -> None:
+            time.sleep(seconds)
+
+    steps = [
+        {"type": "sleep", "parameters": {"seconds": 0.05}},
+        {"type": "sleep", "parameters": {"seconds": 1}},
+    ]
+    with pytest.raises(ToolTimeout) as caught:
+        run_steps(SlowHost(), steps, timeout=0.01)
+    assert "steps.1 (sleep)" in caught.value.message
+    assert [step["type"] for step in caught.value.data["done"]] == ["sleep"]
+
+
+def test_the_host_expands_the_home_in_paths(tmp_path: Path) -> None:
+    host = DesktopTaskHost(None, env={"PATH": "/usr/bin:/bin"}, home=str(tmp_path), user=None)  # type: ignore[arg-type]
+    host.write_file("~/notes/a.txt", b"mine")
+    assert (tmp_path / "notes" / "a.txt").read_bytes() == b"mine"
+    assert host.read_file("~/notes/a.txt", 100) == b"mine"

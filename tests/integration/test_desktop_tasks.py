@@ -207,3 +207,29 @@ async def test_a_session_claimed_from_a_warm_pool_runs_its_setup(server: ServerP
         finally:
             await sb.destroy_session()
             await sb.warmup(["vm"], pool_size=0, wait=True)
+
+
+def test_open_shows_a_file_in_an_editor_window(sb: Sandbox) -> None:
+    ok(sb, "vm:run_command", command="echo 'to read' > ~/readme.txt")
+    ok(sb, "vm:setup", steps=[{"type": "open", "parameters": {"path": "/home/sandbox/readme.txt"}}])
+    evaluator = {
+        "func": ["check_include_exclude", "check_include_exclude"],
+        "result": [
+            {"type": "window_title"},
+            {"type": "vm_command_line", "command": "pgrep -a xedit", "shell": True},
+        ],
+        "expected": [
+            {"type": "rule", "rules": {"include": ["xedit"]}},
+            {"type": "rule", "rules": {"include": ["/home/sandbox/readme.txt"]}},
+        ],
+    }
+    deadline = time.monotonic() + 30  # xedit's first window can take seconds to map
+    while score(sb, evaluator) != 1.0:
+        assert time.monotonic() < deadline, ok(sb, "vm:evaluate", evaluator=evaluator)
+        time.sleep(0.2)
+
+    missing = sb.execute_sync(
+        "vm:setup", {"steps": [{"type": "open", "parameters": {"path": "~/nope"}}]}
+    )
+    assert missing["code"] != 0
+    assert "steps.0 (open) failed: cannot open ~/nope: no such file" in missing["message"]

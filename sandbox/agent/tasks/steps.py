@@ -151,7 +151,7 @@ def launch(run: SetupRun, parameters: Fields) -> dict[str, Any]:
 @STEPS.register("open")
 def open_file(run: SetupRun, parameters: Fields) -> dict[str, Any]:
     """Open ``path`` with its desktop program: xdg-open where the image has it, else
-    a terminal paging it (the stock image has xterm and no file associations)."""
+    xedit (the stock image has no file associations; xedit shows any text file)."""
     path = parameters.string("path")
     quoted = shlex.quote(path)
     check = run.host.run(f"test -e {quoted}", min(10.0, run.time_left()))
@@ -159,7 +159,7 @@ def open_file(run: SetupRun, parameters: Fields) -> dict[str, Any]:
         raise ToolFailed(f"cannot open {path}: no such file")
     command = (
         f"if command -v xdg-open >/dev/null; then exec xdg-open {quoted}; "
-        f"else exec xterm -T {quoted} -e less -- {quoted}; fi"
+        f"else exec xedit {quoted}; fi"
     )
     return {"path": path, **run.host.launch(command)}
 

@@ -493,3 +493,17 @@ def test_the_host_expands_the_home_in_paths(tmp_path: Path) -> None:
     host.write_file("~/notes/a.txt", b"mine")
     assert (tmp_path / "notes" / "a.txt").read_bytes() == b"mine"
     assert host.read_file("~/notes/a.txt", 100) == b"mine"
+
+
+def test_open_launches_the_files_program_and_refuses_a_missing_file() -> None:
+    host = FakeHost()
+    done = run_steps(host, [{"type": "open", "parameters": {"path": "/w/my file.txt"}}])
+    assert done[0]["path"] == "/w/my file.txt"
+    (launched,) = [entry for kind, entry in host.log if kind == "launch"]
+    assert "xedit '/w/my file.txt'" in launched
+
+    host.exit_codes["test -e /nope"] = 1
+    with pytest.raises(
+        ToolFailed, match=r"steps.0 \(open\) failed: cannot open /nope: no such file"
+    ):
+        run_steps(host, [{"type": "open", "parameters": {"path": "/nope"}}])

@@ -40,6 +40,7 @@ _WRITE = 'mkdir -p -- "$(dirname -- "$1")" && exec cat > "$1"'
 
 # Windows by EWMH, with python3-xlib, as the session user. argv: action
 # (activate, close, title), then the name, strict and by_class for the first two.
+# Titles are cut: any client of the display may set a huge one.
 _WINDOWS = r"""
 import json, sys
 from Xlib import X, Xatom, display, error, protocol
@@ -50,9 +51,9 @@ def title(window):
     try:
         name = window.get_full_property(atom("_NET_WM_NAME"), atom("UTF8_STRING"))
         if name is not None:
-            return name.value.decode("utf-8", "replace")
+            return name.value[:4096].decode("utf-8", "replace")
         name = window.get_wm_name()
-        return name.decode("latin-1") if isinstance(name, bytes) else (name or "")
+        return (name.decode("latin-1") if isinstance(name, bytes) else (name or ""))[:4096]
     except error.XError:
         return ""
 def message(window, kind, data):
@@ -163,7 +164,8 @@ class DesktopTaskHost:
         time.sleep(seconds)
 
     def _x(self, argv: list[str]) -> Any:
-        done = self._as_user([sys.executable, "-c", _WINDOWS, *argv], b"", _X_TIMEOUT_S)
+        # -I: no module from the user's home or site directory stands in for Xlib.
+        done = self._as_user([sys.executable, "-I", "-c", _WINDOWS, *argv], b"", _X_TIMEOUT_S)
         if done.returncode != 0:
             raise ToolFailed(f"cannot reach the windows: {_reason(done)}")
         try:

@@ -233,3 +233,21 @@ def test_open_shows_a_file_in_an_editor_window(sb: Sandbox) -> None:
     )
     assert missing["code"] != 0
     assert "steps.0 (open) failed: cannot open ~/nope: no such file" in missing["message"]
+
+
+def test_tasks_have_the_session_users_rights_only(sb: Sandbox) -> None:
+    upload = {"files": [{"path": "/etc/evil.conf", "content": base64.b64encode(b"x").decode()}]}
+    envelope = sb.execute_sync(
+        "vm:setup", {"steps": [{"type": "upload_file", "parameters": upload}]}
+    )
+    assert envelope["code"] != 0
+    assert "steps.0 (upload_file) failed: cannot write /etc/evil.conf" in envelope["message"]
+
+    evaluator = {
+        "func": "exact_match",
+        "result": {"type": "vm_file", "path": "/etc/shadow"},
+        "expected": {"type": "literal", "value": "x"},
+    }
+    envelope = sb.execute_sync("vm:evaluate", {"evaluator": evaluator})
+    assert envelope["code"] != 0
+    assert "Permission denied" in envelope["message"], envelope

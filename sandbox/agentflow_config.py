@@ -149,7 +149,9 @@ _IGNORED: dict[str, dict[str, _Ignored]] = {
             _one_of("true"), "the desktop is always headless; vm:screenshot shows it"
         ),
         "setup": _Ignored(
-            _unset, "setup steps are not run; run them with vm tools once the session starts"
+            _unset,
+            "setup steps of the server's config are not run; give them in a session's "
+            "config (config.setup) or run them with vm:setup",
         ),
         "use_proxy": _Ignored(
             _one_of("false"),
@@ -294,7 +296,7 @@ class _Reader:
             at = f"{where}.{key}"
             if _skipped(key):
                 continue
-            if key in options:
+            if key in options and key not in _IGNORED.get(resource.name, {}):
                 defaults[key] = self._expand(raw, at)
             elif key == "pool_size" and not resource.shared:
                 size = self._setting(PoolSettings, "size", self._expand(raw, at), at)

@@ -5,6 +5,10 @@ The tools are the ``desktop`` toolset's declarations
 ranges; the agent in the container knows the session's screen size and refuses
 coordinates outside it, naming the parameter (1002 ``params.x``).
 
+A session config's ``setup`` (OSWorld's setup steps) is run by the server with
+``vm:setup`` once the container is ready and before the create answers; it is
+kept out of the container's environment, its labels and the pool key.
+
 Sessions have no network unless their config asks (``network: true``), as for
 ``bash``: most desktop tasks need none, and a browser task says so.
 """
@@ -13,21 +17,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..agent.tools.desktop import MAX_SCREEN_SIZE
+from ..agent.tools.desktop_tasks import MAX_STEPS, STEP_TYPES
 from .base import ResourceType, SessionConfig
 
 DEFAULT_SCREEN_SIZE = (1280, 800)
 MIN_SCREEN_SIZE = (320, 240)
 
 
+class SetupStep(BaseModel):
+    """One setup step of a session config, as ``vm:setup`` takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="What the step does: " + ", ".join(STEP_TYPES) + ".")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="The step's own parameters (OSWorld's)."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in STEP_TYPES:
+            raise ValueError(f"unknown setup step type {value!r}; known: {', '.join(STEP_TYPES)}")
+        return value
+
+
 class VmConfig(SessionConfig):
-    """Session config of `vm`: the common limits plus the screen size."""
+    """Session config of `vm`: the common limits, the screen size and setup steps."""
 
     screen_size: tuple[int, int] = Field(
         default=DEFAULT_SCREEN_SIZE,
         description="Screen [width, height] in pixels, from 320x240 to 7680x4320.",
+    )
+    # Excluded from dumps: neither the labels, nor the pool key, nor the
+    # environment carry it (uploads may be megabytes); the server runs it once.
+    setup: list[SetupStep] | None = Field(
+        default=None,
+        exclude=True,
+        max_length=MAX_STEPS,
+        description="OSWorld-style setup steps run (by vm:setup) before the create answers.",
     )
 
     @field_validator("screen_size", mode="before")

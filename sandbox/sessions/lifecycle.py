@@ -17,7 +17,7 @@ from typing import Any
 
 from ..backends import ResourceType, SessionConfig
 from ..config import DEFAULT_TENANT
-from ..errors import SandboxError, SessionError
+from ..errors import InvalidParams, SandboxError, SessionError
 from ..runtime.docker import LABEL_RESOURCE, DockerUnavailable
 from .applied import applied_config
 from .capacity import Capacity
@@ -25,6 +25,7 @@ from .context import SessionContext
 from .labels import session_labels
 from .recovery import Recovery
 from .service_sessions import ServiceSessions
+from .setup_steps import run_config_setup
 from .specs import ContainerRequest, container_name
 from .table import Session, SessionKey, SessionState, new_session_id
 
@@ -167,6 +168,8 @@ class SessionLifecycle:
             elif not await self._claim(session, resource, config):
                 self._capacity.check_cold_start(session)
                 await self._start_container(session, resource, config)
+            if not resource.shared:  # claimed or cold: the config's setup steps (vm)
+                await run_config_setup(self._ctx.agents, session, config)
         except BaseException as exc:
             self._ctx.table.pop(session.key, session)
             if not resource.shared:
@@ -175,6 +178,8 @@ class SessionLifecycle:
             if isinstance(exc, DockerUnavailable):
                 exc.session_id = session.session_id
                 raise  # 2001: the engine, not the session, is what failed
+            if isinstance(exc, InvalidParams):
+                raise  # 1002: a setup step the agent refused, named
             if isinstance(exc, SandboxError):
                 raise SessionError(
                     f"could not start the {resource.name} session: {exc.message}",

@@ -8,6 +8,7 @@ parameter, since only it knows the screen's size.
 from __future__ import annotations
 
 from .common import timeout
+from .desktop_tasks import TOOLS as TASK_TOOLS
 from .spec import Param, Rule, ToolDeclaration
 
 MAX_SCREEN_SIZE = (7680, 4320)
@@ -265,5 +266,6 @@ TOOLS = (
         "Declare the task failed, with an optional `reason`.",
         Param("reason", "string", "Why the task failed."),
     ),
+    *TASK_TOOLS,
 )
 """Every ``vm`` tool, in the order ``GET /tools`` lists them."""

@@ -32,6 +32,7 @@ from ..tools.desktop import TOOLS
 from ._desktop_files import FileTools
 from ._desktop_input import InputTools, Screen
 from ._desktop_programs import ProgramTools
+from ._desktop_tasks import DesktopTaskHost, TaskTools
 
 # Tools that work before the window manager has taken over the screen; the
 # others (input, programs) wait for it, as a window needs it to get the focus.
@@ -78,6 +79,9 @@ class DesktopToolset(Toolset):
             user=context.user,
         )
         self._files = FileTools(context.home, context.user)
+        self._tasks = TaskTools(
+            DesktopTaskHost(self._programs, env=env, home=context.home, user=context.user)
+        )
         self.status: dict[str, Any] = {"status": "running"}
 
     @property
@@ -96,6 +100,7 @@ class DesktopToolset(Toolset):
             **self._input.handlers(),
             **self._programs.handlers(),
             **self._files.handlers(),
+            **self._tasks.handlers(),
             "wait": self.wait,
             "done": self.done,
             "fail": self.fail,

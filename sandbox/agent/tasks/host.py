@@ -1,0 +1,63 @@
+"""What tasks may do on the desktop: the `TaskHost` the steps and getters use.
+
+Every method acts as the session user; the desktop toolset implements it
+(`sandbox/agent/toolsets/_desktop_tasks.py`), unit tests fake it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+WindowAction = Literal["activate", "close"]
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """How a command ended: its output streams and exit status."""
+
+    stdout: str
+    stderr: str
+    exit_code: int | None
+
+
+class TaskHost(Protocol):
+    """The desktop as setup steps and getters see it.
+
+    Methods raise `ToolError`s (``ToolFailed``, ``ToolTimeout``) for failures a
+    caller should see.
+    """
+
+    def run(self, command: str, timeout: float) -> CommandOutput:
+        """Run a bash command line and wait for it."""
+        ...
+
+    def launch(self, command: str) -> dict[str, Any]:
+        """Start a bash command line in the background; returns its ``pid`` and ``log``."""
+        ...
+
+    def read_file(self, path: str, limit: int) -> bytes | None:
+        """Up to `limit` + 1 bytes of a file; None when there is no such file."""
+        ...
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Write a file, making its missing directories."""
+        ...
+
+    def windows(
+        self, action: WindowAction, name: str, *, strict: bool, by_class: bool
+    ) -> list[str]:
+        """Activate or close the windows matching `name`; returns their titles."""
+        ...
+
+    def active_window_title(self) -> str | None:
+        """The active window's title; None when no window is active."""
+        ...
+
+    def clipboard(self) -> str:
+        """The clipboard's text ('' when it is empty)."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait."""
+        ...

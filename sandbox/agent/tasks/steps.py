@@ -1,0 +1,232 @@
+"""Setup steps by OSWorld's names: launch, open, upload_file, execute (command),
+sleep, activate_window, close_window.
+
+`run_steps` runs a list in order; the first that fails stops it and the error
+names it (``steps.2``). A step's parameters are checked before it runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidParams, ToolError, ToolFailed, ToolTimeout
+from ..tools.desktop_tasks import MAX_SETUP_S, MAX_UPLOAD_BYTES
+from .fields import Fields
+from .host import TaskHost, WindowAction
+from .registry import Registry
+
+DEFAULT_COMMAND_TIMEOUT_S = 120.0
+MAX_SLEEP_S = 60.0
+MAX_STEP_OUTPUT_CHARS = 4000
+"""Most characters of each output stream an ``execute`` step reports."""
+
+
+@dataclass
+class SetupRun:
+    """What the steps of one call share: the host, the upload budget, the deadline."""
+
+    host: TaskHost
+    deadline: float
+    upload_left: int = MAX_UPLOAD_BYTES
+
+    def time_left(self) -> float:
+        """Seconds before the whole setup must end."""
+        return max(0.0, self.deadline - time.monotonic())
+
+
+Step = Callable[[SetupRun, Fields], dict[str, Any]]
+"""Runs one step with its parameters; returns what it did (for the caller)."""
+
+STEPS = Registry[Step]("step type")
+"""Every step type, by name."""
+
+
+def run_steps(
+    host: TaskHost, steps: Sequence[Any], where: str = "steps", timeout: float = MAX_SETUP_S
+) -> list[dict[str, Any]]:
+    """Run `steps` (``{"type", "parameters"}`` objects) in order.
+
+    Returns:
+        What each step did, in order.
+
+    Raises:
+        InvalidParams: A step is malformed or its parameters are (naming the field).
+        ToolFailed: A step failed; the message names it and `data` says which.
+        ToolTimeout: The steps ran past `timeout` (at most `MAX_SETUP_S`).
+    """
+    limit = min(timeout, MAX_SETUP_S)
+    run = SetupRun(host, time.monotonic() + limit)
+    # Every step is checked before the first runs: a typo in step 5 must not
+    # leave the desktop half set up.
+    parsed = [_parse(step, f"{where}.{index}") for index, step in enumerate(steps)]
+    done: list[dict[str, Any]] = []
+    for index, (kind, function, parameters) in enumerate(parsed):
+        name = f"{where}.{index}"
+        if run.time_left() <= 0:
+            raise ToolTimeout(
+                f"setup ran past {limit:g}s before {name} ({kind})", data={"done": done}
+            )
+        try:
+            result = function(run, parameters)
+        except InvalidParams:
+            raise
+        except ToolError as exc:
+            exc.message = f"{name} ({kind}) failed: {exc.message}"
+            exc.args = (exc.message,)
+            exc.data = {**exc.data, "step": index, "type": kind, "done": done}
+            raise
+        done.append({"type": kind, **result})
+    return done
+
+
+def _parse(step: Any, where: str) -> tuple[str, Step, Fields]:
+    fields = Fields(step, where)
+    kind = fields.string("type")
+    function = STEPS.get(kind, fields.at("type"))
+    parameters = Fields(fields.raw.get("parameters"), fields.at("parameters"))
+    _CHECKS.get(kind, _no_check)(parameters)
+    return kind, function, parameters
+
+
+def _no_check(parameters: Fields) -> object:
+    return parameters
+
+
+def _check_command(parameters: Fields) -> None:
+    parameters.command()
+    parameters.number("timeout", DEFAULT_COMMAND_TIMEOUT_S, maximum=MAX_SETUP_S)
+    parameters.boolean("check", True)
+
+
+def _check_window(parameters: Fields) -> None:
+    parameters.string("window_name")
+    parameters.boolean("strict", False)
+    parameters.boolean("by_class", False)
+
+
+def _check_upload(parameters: Fields) -> None:
+    files = parameters.objects("files")
+    total = 0
+    for file in files:
+        file.string("path")
+        total += len(_decoded(file))
+        if total > MAX_UPLOAD_BYTES:
+            raise file.refuse(
+                "content", f"brings the upload past {MAX_UPLOAD_BYTES >> 20} MiB per call"
+            )
+
+
+_CHECKS: dict[str, Callable[[Fields], object]] = {
+    "launch": lambda parameters: parameters.command(),
+    "open": lambda parameters: parameters.string("path"),
+    "upload_file": _check_upload,
+    "execute": _check_command,
+    "command": _check_command,
+    "sleep": lambda parameters: parameters.number("seconds", maximum=MAX_SLEEP_S),
+    "activate_window": _check_window,
+    "close_window": _check_window,
+}
+
+
+def _decoded(file: Fields) -> bytes:
+    content = file.string("content")
+    try:
+        return base64.b64decode("".join(content.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise file.refuse("content", f"is not valid base64: {exc}") from None
+
+
+@STEPS.register("launch")
+def launch(run: SetupRun, parameters: Fields) -> dict[str, Any]:
+    """Start a program in the background (``command``: a line or an argument list)."""
+    return run.host.launch(parameters.command())
+
+
+@STEPS.register("open")
+def open_file(run: SetupRun, parameters: Fields) -> dict[str, Any]:
+    """Open ``path`` with its desktop program: xdg-open where the image has it, else
+    xedit (the stock image has no file associations; xedit shows any text file)."""
+    path = parameters.string("path")
+    quoted = shlex.quote(path)
+    check = run.host.run(f"test -e {quoted}", min(10.0, run.time_left()))
+    if check.exit_code != 0:
+        raise ToolFailed(f"cannot open {path}: no such file")
+    command = (
+        f"if command -v xdg-open >/dev/null; then exec xdg-open {quoted}; "
+        f"else exec xedit {quoted}; fi"
+    )
+    return {"path": path, **run.host.launch(command)}
+
+
+@STEPS.register("upload_file")
+def upload_file(run: SetupRun, parameters: Fields) -> dict[str, Any]:
+    """Write ``files`` ([{path, content (base64)}]) as the session user."""
+    written = []
+    for file in parameters.objects("files"):
+        data = _decoded(file)
+        if len(data) > run.upload_left:
+            raise file.refuse(
+                "content", f"brings the upload past {MAX_UPLOAD_BYTES >> 20} MiB per call"
+            )
+        run.upload_left -= len(data)
+        path = file.string("path")
+        run.host.write_file(path, data)
+        written.append({"path": path, "size": len(data)})
+    return {"files": written}
+
+
+@STEPS.register("execute", "command")
+def execute(run: SetupRun, parameters: Fields) -> dict[str, Any]:
+    """Run ``command`` and wait; a non-zero exit fails the step unless ``check`` is false."""
+    timeout = min(
+        parameters.number("timeout", DEFAULT_COMMAND_TIMEOUT_S, maximum=MAX_SETUP_S),
+        run.time_left(),
+    )
+    output = run.host.run(parameters.command(), timeout)
+    # The ends of the streams: a hundred chatty steps must not swamp the answer.
+    data = {
+        "stdout": output.stdout[-MAX_STEP_OUTPUT_CHARS:],
+        "stderr": output.stderr[-MAX_STEP_OUTPUT_CHARS:],
+        "exit_code": output.exit_code,
+    }
+    if output.exit_code != 0 and parameters.boolean("check", True):
+        raise ToolFailed(f"the command exited with status {output.exit_code}", data=data)
+    return data
+
+
+@STEPS.register("sleep")
+def sleep(run: SetupRun, parameters: Fields) -> dict[str, Any]:
+    """Wait ``seconds`` (at most a minute)."""
+    seconds = min(parameters.number("seconds", maximum=MAX_SLEEP_S), run.time_left())
+    run.host.sleep(seconds)
+    return {"slept": seconds}
+
+
+@STEPS.register("activate_window")
+def activate_window(run: SetupRun, parameters: Fields) -> dict[str, Any]:
+    """Give the focus to the window named ``window_name``."""
+    return _window(run, parameters, "activate")
+
+
+@STEPS.register("close_window")
+def close_window(run: SetupRun, parameters: Fields) -> dict[str, Any]:
+    """Ask the windows named ``window_name`` to close."""
+    return _window(run, parameters, "close")
+
+
+def _window(run: SetupRun, parameters: Fields, action: WindowAction) -> dict[str, Any]:
+    name = parameters.string("window_name")
+    strict = parameters.boolean("strict", False)
+    by_class = parameters.boolean("by_class", False)
+    matched = run.host.windows(action, name, strict=strict, by_class=by_class)
+    if not matched:
+        what = "class" if by_class else "title"
+        how = "equal to" if strict else "containing"
+        raise ToolFailed(f"no window with a {what} {how} {name!r}")
+    return {"windows": matched}

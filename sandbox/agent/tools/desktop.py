@@ -8,6 +8,7 @@ parameter, since only it knows the screen's size.
 from __future__ import annotations
 
 from .common import timeout
+from .desktop_a11y import TOOLS as A11Y_TOOLS
 from .spec import Param, Rule, ToolDeclaration
 
 MAX_SCREEN_SIZE = (7680, 4320)
@@ -59,7 +60,7 @@ def _vm(
     return ToolDeclaration("vm", name, description, params, rules)
 
 
-TOOLS = (
+TOOLS: tuple[ToolDeclaration, ...] = (
     _vm(
         "screenshot",
         "The whole screen: `image` (base64), `size` [width, height] of the image, "
@@ -267,3 +268,5 @@ TOOLS = (
     ),
 )
 """Every ``vm`` tool, in the order ``GET /tools`` lists them."""
+
+TOOLS += A11Y_TOOLS  # vm:accessibility_tree (desktop_a11y)

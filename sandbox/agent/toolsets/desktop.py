@@ -29,6 +29,7 @@ from ..params import Params
 from ..registry import AgentContext, Tool, ToolHandler, Toolset
 from ..tools import bind
 from ..tools.desktop import TOOLS
+from ._desktop_a11y import A11yTools
 from ._desktop_files import FileTools
 from ._desktop_input import InputTools, Screen
 from ._desktop_programs import ProgramTools
@@ -78,6 +79,7 @@ class DesktopToolset(Toolset):
             user=context.user,
         )
         self._files = FileTools(context.home, context.user)
+        self._a11y = A11yTools(cwd=context.home, env=env, user=context.user)
         self.status: dict[str, Any] = {"status": "running"}
 
     @property
@@ -96,6 +98,7 @@ class DesktopToolset(Toolset):
             **self._input.handlers(),
             **self._programs.handlers(),
             **self._files.handlers(),
+            **self._a11y.handlers(),
             "wait": self.wait,
             "done": self.done,
             "fail": self.fail,

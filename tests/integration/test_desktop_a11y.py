@@ -60,7 +60,8 @@ def test_the_editor_its_frame_and_the_typed_text_show_in_the_linear_tree(sb: San
     frames = [row for row in rows if row[0] == "frame"]
     assert frames, lines
     assert "showing" in frames[0][3].split(","), frames
-    assert frames[0][4].startswith("(") and frames[0][5].startswith("("), frames
+    assert frames[0][4].startswith("("), frames
+    assert frames[0][5].startswith("("), frames
     texts = [row for row in rows if TYPED in row[2]]
     assert texts, lines
     assert "focused" in texts[0][3].split(","), texts
@@ -117,5 +118,6 @@ def test_the_tree_is_read_by_the_session_user(sb: Sandbox) -> None:
     assert readers, seen
     assert all(line.split()[0] not in ("root", "0") for line in readers), seen
     owners = ok(sb, "vm:run_command", command="ps -o user= -C dbus-daemon,mousepad")["stdout"]
-    assert owners.split() and "root" not in owners.split(), owners
+    assert owners.split(), owners
+    assert "root" not in owners.split(), owners
     assert me != "root"

@@ -12,7 +12,8 @@ Linear form, one line per node in document order under a header::
 
 Roles are AT-SPI's role names with spaces as dashes (``push-button``), as the
 XML tags of OSWorld's form; tabs, newlines and backslashes in names and text
-are written ``\\t``, ``\\n``, ``\\\\`` so a node stays on its line.
+are written ``\\t``, ``\\n``, ``\\\\`` (and the other characters Python's
+``splitlines`` breaks at as ``\\xNN``) so a node stays on its line.
 
 XML form: OSWorld's (``desktop-frame`` root, a tag per role, ``name``, states
 as ``st:<state>="true"``, ``cp:screencoord="(x, y)"`` and ``cp:size="(w, h)"``,
@@ -36,7 +37,17 @@ CAPS = ("depth", "nodes", "children", "time")
 
 _NOT_XML_CHARS = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _NOT_TAG_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_ESCAPES = str.maketrans(
+    {
+        "\\": "\\\\",
+        "\t": "\\t",
+        "\n": "\\n",
+        "\r": "\\r",
+        # What else str.splitlines() breaks at, as \xNN / \uNNNN.
+        **{c: f"\\x{ord(c):02x}" for c in "\x0b\x0c\x1c\x1d\x1e\x85"},
+        **{c: f"\\u{ord(c):04x}" for c in "\u2028\u2029"},
+    }
+)
 
 
 class ReaderError(ValueError):

@@ -248,6 +248,7 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
         cold = percentiles(first_shot)
 
     big = _full_hd_shots(url, max(50, calls // 2))
+    a11y = _a11y_tree(url, max(20, calls // 10))
     workers = 4
     loaded_shots, loaded_clicks, wall_s = _parallel_desktops(url, workers, rounds=30)
 
@@ -260,6 +261,7 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
         ("`vm:screenshot` 1920x1080, JPEG quality 75", big["jpeg"]),
         ("`vm:screenshot` 1920x1080, JPEG to 1280x720, cursor drawn", big["jpeg_small"]),
         ("cold `session/create` of `vm` + first screenshot", cold),
+        ("`vm:accessibility_tree` (linear) with mousepad open", a11y),
         (f"`vm:screenshot`, {workers} desktops driven at once", loaded_shots),
         (f"`vm:click`, {workers} desktops driven at once", loaded_clicks),
     ]
@@ -269,6 +271,7 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
         ("jpeg 1920x1080 screenshot p50 <= 15 ms", big["jpeg"]["p50"] <= 15),
         ("cold create to first screenshot p50 <= 1000 ms", cold["p50"] <= 1000),
         ("idle desktop memory <= 80 MiB", idle_mib <= 80),
+        ("accessibility_tree p50 <= 150 ms", a11y["p50"] <= 150),
     ]
     text = "\n".join(
         [
@@ -327,6 +330,24 @@ def _full_hd_shots(url: str, count: int) -> dict[str, dict[str, float]]:
             results[name] = percentiles(timed(shot, count))
         sb.destroy_session_sync("vm")
     return results
+
+
+def _a11y_tree(url: str, count: int) -> dict[str, float]:
+    """`vm:accessibility_tree` of a desktop where the GTK editor mousepad holds some text."""
+    with Sandbox(server_url=url, worker_id=f"bench-vm-a11y-{secrets.token_hex(3)}") as sb:
+
+        def ok(action: str, **params: object) -> dict[str, object]:
+            envelope = sb.execute_sync(action, params)
+            assert envelope["code"] == 0, envelope
+            return dict(envelope["data"])
+
+        ok("vm:launch", command="mousepad", wait_for_window=True)
+        ok("vm:type", text="The quick brown fox jumps over the lazy dog.\n" * 5)
+        time.sleep(1.0)
+        assert "quick brown fox" in str(ok("vm:accessibility_tree")["tree"])
+        samples = timed(lambda: ok("vm:accessibility_tree"), count)
+        sb.destroy_session_sync("vm")
+    return percentiles(samples)
 
 
 def _parallel_desktops(

@@ -7,6 +7,14 @@ answers once the screen can be captured; the window manager needs another
 ~0.1-0.2 s to take over the screen (it owns the ``WM_S0`` selection then), and
 `Desktop.wait_until_managed` makes the tools that need it (input, programs)
 wait for that, which in practice they never do: an agent looks first.
+
+When the environment names a session D-Bus (``DBUS_SESSION_BUS_ADDRESS``, a
+``unix:path=`` the image sets), `Desktop.start` also starts its
+``dbus-daemon`` as the session user, without waiting: `wait_until_managed`
+waits for it too, so a program launched through the tools finds the bus. The
+bus costs ~2 MB; AT-SPI's bus launcher and registry are D-Bus activated on
+it, so they start only when a GTK program or ``vm.accessibility_tree`` first
+asks for them, and an idle desktop pays nothing for them.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import contextlib
 import os
 import select
 import signal
+import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +40,7 @@ _DEFAULT_BACKGROUND = 0x2E4A62
 _START_TIMEOUT_S = 15.0
 _POLL_S = 0.002
 _STOP_GRACE_S = 1.0
+SESSION_BUS_ENV = "DBUS_SESSION_BUS_ADDRESS"
 
 
 class DesktopError(RuntimeError):
@@ -122,6 +133,8 @@ class Desktop:
         self._window_manager: _Child | None = None
         self._managed = not (settings.manage and settings.window_manager)
         self._display: XDisplay | None = None
+        self._bus_ready_fd: int | None = None
+        self._bus_lock = threading.Lock()
 
     @property
     def display(self) -> XDisplay:
@@ -145,6 +158,7 @@ class Desktop:
                 self._display.set_background(self.settings.background)
                 if self.settings.window_manager:
                     self._start_window_manager()
+                self._start_session_bus()
         except BaseException:
             self.close()
             raise
@@ -155,6 +169,7 @@ class Desktop:
         Raises:
             DesktopError: It exited, or did not take over within `timeout`.
         """
+        self._wait_for_session_bus(timeout)
         if self._managed:
             return
         wm = self._window_manager
@@ -200,6 +215,9 @@ class Desktop:
         children, self._children = self._children, []
         for child in reversed(children):
             child.stop()
+        ready_fd, self._bus_ready_fd = self._bus_ready_fd, None
+        if ready_fd is not None:
+            os.close(ready_fd)
 
     def _start_xvfb(self, deadline: float) -> None:
         if self.settings.started_xvfb is not None:
@@ -251,6 +269,47 @@ class Desktop:
             raise DesktopError(f"cannot run the window manager {command[0]}: {exc}") from None
         self._window_manager = _Child(pid)
         self._children.append(self._window_manager)
+
+    def _start_session_bus(self) -> None:
+        """Start the session D-Bus the environment names, if any (see the module doc)."""
+        address = self._env.get(SESSION_BUS_ENV, "")
+        if not address.startswith("unix:path="):
+            return  # none, or one the image does not make here
+        read_fd, write_fd = os.pipe()
+        command = [
+            *self._prefix(),
+            "dbus-daemon",
+            "--session",
+            "--nofork",
+            "--nopidfile",
+            f"--address={address}",
+            f"--print-address={write_fd}",
+        ]
+        try:
+            pid = spawn(command, self._env, keep_fd=write_fd)
+        except OSError as exc:
+            os.close(read_fd)
+            # The desktop works without it; only the accessibility tree says why not.
+            print(f"sandbox-agent: cannot start the session D-Bus: {exc}", file=sys.stderr)
+            return
+        finally:
+            os.close(write_fd)
+        self._children.append(_Child(pid))
+        self._bus_ready_fd = read_fd
+
+    def _wait_for_session_bus(self, timeout: float) -> None:
+        """Return once the session D-Bus accepts connections (or has failed: said once)."""
+        if self._bus_ready_fd is None:
+            return
+        with self._bus_lock:  # tools run in threads: one waits, the others wait for it
+            read_fd, self._bus_ready_fd = self._bus_ready_fd, None
+            if read_fd is None:
+                return
+            try:
+                if not _read_line(read_fd, time.monotonic() + timeout):
+                    print("sandbox-agent: the session D-Bus did not start", file=sys.stderr)
+            finally:
+                os.close(read_fd)
 
 
 class _Child:

@@ -8,6 +8,7 @@ parameter, since only it knows the screen's size.
 from __future__ import annotations
 
 from .common import timeout
+from .desktop_a11y import TOOLS as A11Y_TOOLS
 from .desktop_tasks import TOOLS as TASK_TOOLS
 from .spec import Param, Rule, ToolDeclaration
 
@@ -60,7 +61,7 @@ def _vm(
     return ToolDeclaration("vm", name, description, params, rules)
 
 
-TOOLS = (
+TOOLS: tuple[ToolDeclaration, ...] = (
     _vm(
         "screenshot",
         "The whole screen: `image` (base64), `size` [width, height] of the image, "
@@ -267,5 +268,6 @@ TOOLS = (
         Param("reason", "string", "Why the task failed."),
     ),
     *TASK_TOOLS,
+    *A11Y_TOOLS,
 )
 """Every ``vm`` tool, in the order ``GET /tools`` lists them."""

@@ -10,7 +10,8 @@ Tools (``vm.*``, declared in `sandbox/agent/tools/desktop.py`, which checks thei
 parameters): screenshot, click, double_click, right_click, move, drag, scroll,
 type, key, hotkey, key_down, key_up, mouse_down, mouse_up, cursor_position
 (`_desktop_input`); run_command, launch, pyautogui (`_desktop_programs`);
-upload_file, download_file (`_desktop_files`); wait, done, fail (here).
+upload_file, download_file (`_desktop_files`); setup, evaluate
+(`_desktop_tasks`); accessibility_tree (`_desktop_a11y`); wait, done, fail (here).
 
 Coordinates are screen pixels from the top-left corner; one outside the screen
 is an ``invalid_params`` error naming its parameter, and nothing is sent.
@@ -29,6 +30,7 @@ from ..params import Params
 from ..registry import AgentContext, Tool, ToolHandler, Toolset
 from ..tools import bind
 from ..tools.desktop import TOOLS
+from ._desktop_a11y import A11yTools
 from ._desktop_files import FileTools
 from ._desktop_input import InputTools, Screen
 from ._desktop_programs import ProgramTools
@@ -82,6 +84,7 @@ class DesktopToolset(Toolset):
         self._tasks = TaskTools(
             DesktopTaskHost(self._programs, env=env, home=context.home, user=context.user)
         )
+        self._a11y = A11yTools(cwd=context.home, env=env, user=context.user)
         self.status: dict[str, Any] = {"status": "running"}
 
     @property
@@ -101,6 +104,7 @@ class DesktopToolset(Toolset):
             **self._programs.handlers(),
             **self._files.handlers(),
             **self._tasks.handlers(),
+            **self._a11y.handlers(),
             "wait": self.wait,
             "done": self.done,
             "fail": self.fail,

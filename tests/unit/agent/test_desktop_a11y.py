@@ -1,0 +1,233 @@
+"""vm:accessibility_tree without D-Bus: the walk's caps over fake nodes, the checks
+of the reader's answer, the linear and XML forms, and the handler with stand-in readers."""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from sandbox.agent.desktop import a11y
+from sandbox.agent.desktop.a11y_reader import walk
+from sandbox.agent.errors import ToolFailed, ToolTimeout
+from sandbox.agent.params import Params
+from sandbox.agent.toolsets import _desktop_a11y
+from sandbox.agent.toolsets._desktop_a11y import A11yTools
+
+SHOWN = ["enabled", "showing", "visible"]
+
+
+class FakeNode:
+    def __init__(self, role: str, name: str = "", *children: FakeNode, **info: Any) -> None:
+        self.role, self.name, self.children = role, name, list(children)
+        self.extra = info
+
+    def info(self, max_text: int) -> dict[str, Any]:
+        text = str(self.extra.get("text", ""))[:max_text]
+        states = self.extra.get("states", SHOWN)
+        return {"role": self.role, "name": self.name, "text": text, "states": list(states),
+                "position": [1, 2], "size": [30, 40]}  # fmt: skip
+
+    def child_count(self) -> int:
+        return len(self.children)
+
+    def child(self, index: int) -> FakeNode | None:
+        return self.children[index]
+
+
+def editor() -> FakeNode:
+    text = FakeNode("text", "", text="hello\tworld\nline two", states=[*SHOWN, "focused"])
+    hidden = FakeNode("menu", "File", FakeNode("menu item", "Quit"), states=["enabled"])
+    frame = FakeNode("frame", "Untitled - Mousepad", FakeNode("filler", "", text), hidden)
+    return FakeNode("desktop frame", "main", FakeNode("application", "mousepad", frame))
+
+
+def caps(**overrides: Any) -> dict[str, Any]:
+    return {"max_depth": 30, "max_nodes": 1000, "max_children": 100, "max_text": 1000,
+            "showing_only": True, "deadline_s": 30.0, **overrides}  # fmt: skip
+
+
+def tree_of(answer: dict[str, Any], **limits: int) -> a11y.Tree:
+    limits = {"max_depth": 30, "max_nodes": 1000, "max_text": 1000, **limits}
+    return a11y.parse_answer(json.dumps(answer).encode(), **limits)
+
+
+def roles(tree: a11y.Tree) -> list[str]:
+    return [line.split("\t")[0] for line in a11y.linearize(tree).splitlines()[1:]]
+
+
+def test_the_linear_form_has_one_line_per_shown_node_in_document_order() -> None:
+    tree = tree_of(walk(editor(), caps()))
+    lines = a11y.linearize(tree).splitlines()
+    assert lines[0] == "role\tname\ttext\tstates\tposition\tsize"
+    assert roles(tree) == ["desktop-frame", "application", "frame", "filler", "text"]
+    text_line = lines[-1].split("\t")
+    assert text_line == [
+        "text", "", "hello\\tworld\\nline two", "enabled,focused,showing,visible",
+        "(1, 2)", "(30, 40)",
+    ]  # fmt: skip
+    assert tree.nodes == 5
+    assert tree.truncated == ()
+
+
+def test_hidden_widgets_are_left_out_unless_asked_for() -> None:
+    everything = tree_of(walk(editor(), caps(showing_only=False)))
+    assert roles(everything)[-2:] == ["menu", "menu-item"]
+
+
+def test_each_cap_cuts_the_tree_and_is_named() -> None:
+    shallow = tree_of(walk(editor(), caps(max_depth=2)))
+    assert roles(shallow) == ["desktop-frame", "application", "frame"]
+    assert shallow.truncated == ("depth",)
+    few = tree_of(walk(editor(), caps(max_nodes=3)))
+    assert few.nodes == 3
+    assert few.truncated == ("nodes",)
+    wide = FakeNode("desktop frame", "", *(FakeNode("application", str(i)) for i in range(5)))
+    narrow = tree_of(walk(wide, caps(max_children=2)))
+    assert roles(narrow) == ["desktop-frame", "application", "application"]
+    assert narrow.truncated == ("children",)
+    late = tree_of(walk(editor(), caps(deadline_s=-1)))
+    assert roles(late) == ["desktop-frame"]
+    assert late.truncated == ("time",)
+
+
+def test_names_and_text_are_cut_to_the_text_cap() -> None:
+    answer = walk(FakeNode("desktop frame", "x" * 50, text="y" * 50), caps())
+    (line,) = a11y.linearize(tree_of(answer, max_text=10)).splitlines()[1:]
+    assert line.split("\t")[1:3] == ["x" * 10, "y" * 10]
+
+
+def test_the_xml_form_is_osworlds() -> None:
+    root = ET.fromstring(a11y.to_xml(tree_of(walk(editor(), caps()))))
+    assert root.tag == "desktop-frame"
+    assert root.get("name") == "main"
+    (app,) = root
+    assert app.tag == "application"
+    assert app.get("name") == "mousepad"
+    (text,) = root.iter("text")
+    assert text.text == "hello\tworld\nline two"
+    assert text.get(f"{{{a11y.STATE_NS}}}focused") == "true"
+    assert text.get(f"{{{a11y.COMPONENT_NS}}}screencoord") == "(1, 2)"
+    assert text.get(f"{{{a11y.COMPONENT_NS}}}size") == "(30, 40)"
+
+
+def test_what_a_program_names_itself_cannot_break_the_xml_or_the_lines() -> None:
+    odd = {"role": "push button", "name": 'a"<b>&\x00\x1b', "text": "\x07ok\r\u2028",
+           "states": ["showing", 3], "position": [1, "x"], "size": [True, 2],
+           "children": "none"}  # fmt: skip
+    tree = tree_of({"ok": True, "tree": {"role": "9 lives<>", "children": [odd]}})
+    root = ET.fromstring(a11y.to_xml(tree))
+    (button,) = root
+    assert button.tag == "push-button"
+    assert button.get("name") == 'a"<b>&'
+    assert button.text == "ok\n\u2028"  # XML reads a carriage return as a newline
+    lines = a11y.linearize(tree).splitlines()
+    assert lines[1].split("\t")[0] == "_9-lives"
+    assert lines[2].split("\t") == [
+        "push-button",
+        'a"<b>&\x00\x1b',
+        "\x07ok\\r\\u2028",
+        "showing",
+        "",
+        "",
+    ]
+
+
+def test_an_answer_with_more_nodes_than_asked_is_cut_and_says_so() -> None:
+    many = {"role": "desktop frame", "children": [{"role": "application"}] * 50}
+    tree = tree_of({"ok": True, "tree": many}, max_nodes=4)
+    assert tree.nodes == 4
+    assert "nodes" in tree.truncated
+    deep: dict[str, Any] = {"role": "leaf"}
+    for _ in range(20):
+        deep = {"role": "panel", "children": [deep]}
+    assert tree_of({"ok": True, "tree": deep}, max_depth=3).nodes == 4
+
+
+@pytest.mark.parametrize(
+    ("raw", "stage", "message"),
+    [
+        (b"not json", "answer", "not JSON"),
+        (b"[1]", "answer", "not an object"),
+        (b'{"ok": true}', "answer", "no tree"),
+        (b'{"ok": false, "stage": "bus", "message": "no bus"}', "bus", "no bus"),
+        (b"[" * 100_000, "answer", "not JSON"),
+    ],
+)
+def test_a_broken_answer_is_an_error_saying_why(raw: bytes, stage: str, message: str) -> None:
+    with pytest.raises(a11y.ReaderError, match=message) as caught:
+        a11y.parse_answer(raw, max_depth=5, max_nodes=5, max_text=5)
+    assert caught.value.stage == stage
+
+
+def tool_params(**overrides: Any) -> Params:
+    return Params({"format": "linear", "max_depth": 30, "max_nodes": 1000,
+                   "max_children": 100, "showing_only": True, **overrides})  # fmt: skip
+
+
+def with_reader(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: str) -> A11yTools:
+    """The handler running `source` in place of the AT-SPI reader."""
+    script = tmp_path / "reader.py"
+    script.write_text(source)
+    monkeypatch.setattr(_desktop_a11y, "a11y_reader", SimpleNamespace(__file__=str(script)))
+    return A11yTools(cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin"}, user=None)
+
+
+def test_the_handler_passes_the_caps_and_writes_the_tree(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The stand-in reader names its caps in the desktop's name: they arrive on stdin.
+    tools = with_reader(monkeypatch, tmp_path, (
+        "import json, sys\n"
+        "caps = json.load(sys.stdin)\n"
+        "name = f\"{caps['max_depth']}/{caps['max_nodes']}/{caps['max_children']}\"\n"
+        "print(json.dumps({'ok': True, 'nodes': 1, 'truncated': {'depth': True},\n"
+        "  'tree': {'role': 'desktop frame', 'name': name}}))\n"
+    ))  # fmt: skip
+    data = tools.accessibility_tree(tool_params(max_depth=3, max_nodes=7, max_children=2))
+    assert data["tree"].splitlines()[1].split("\t")[:2] == ["desktop-frame", "3/7/2"]
+    assert data["nodes"] == 1
+    assert data["truncated"] == ["depth"]
+    xml = tools.accessibility_tree(tool_params(format="xml"))
+    assert ET.fromstring(xml["tree"]).get("name") == "30/1000/100"
+
+
+def test_a_reader_that_cannot_reach_the_bus_fails_the_call(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tools = with_reader(monkeypatch, tmp_path, (
+        "import json, sys\n"
+        "sys.stderr.write('dbus says no')\n"
+        "print(json.dumps({'ok': False, 'stage': 'bus', 'message': 'no session bus'}))\n"
+    ))  # fmt: skip
+    with pytest.raises(ToolFailed, match="AT-SPI bus: no session bus") as caught:
+        tools.accessibility_tree(tool_params())
+    assert caught.value.data == {"stderr": "dbus says no"}
+
+
+def test_a_reader_that_hangs_is_killed_at_the_timeout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tools = with_reader(monkeypatch, tmp_path, "import time\ntime.sleep(60)\n")
+    with pytest.raises(ToolTimeout, match=r"not read within 0\.5s"):
+        tools.accessibility_tree(tool_params(timeout=0.5))
+
+
+def test_the_reader_runs_as_a_script_and_reports_a_missing_atspi() -> None:
+    # Without python3-gi (the development venv), the real reader says so as JSON.
+    import subprocess
+
+    from sandbox.agent.desktop import a11y_reader
+
+    done = subprocess.run(
+        [sys.executable, "-I", a11y_reader.__file__], input=b"{}", capture_output=True, check=True
+    )
+    answer = json.loads(done.stdout)
+    if answer.get("ok") is not False:
+        pytest.skip("python3-gi with Atspi is installed here")
+    assert answer["stage"] in ("import", "bus")

@@ -44,8 +44,12 @@ async def _first_run(runtime: FakeRuntime, *workers: str, pooled: bool = False) 
     h = await open_harness(make_settings(keep_sessions_on_shutdown=True, pools=pools), runtime)
     async with h.app.router.lifespan_context(h.app), h.client:
         if pooled:
-            ready = await h.post("/warmup", {"resources": ["bash"], "wait": True})
+            # Naming the pool size makes the warm-up wait for the pool to be full,
+            # so each session below is a claim, never a cold start.
+            body = {"resources": ["bash"], "pool_size": len(workers), "wait": True}
+            ready = await h.post("/warmup", body)
             assert ready["code"] == 0
+            assert ready["data"]["resources"]["bash"]["pools"][0]["ready"] == len(workers)
         for worker in workers:
             created = await h.post(
                 "/session/create", {"worker_id": worker, "resource_type": "bash"}

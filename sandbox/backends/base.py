@@ -9,6 +9,7 @@ namespace: `served_tools`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,27 @@ from ..agent.tools import TOOLSETS, ToolDeclaration
 from ..config import MIN_CPUS, Ceilings, ResourceLimits, Settings, parse_memory
 from ..errors import InvalidParams
 from .declared import ToolParams, params_model
+
+SERVER_SIDE_OPTIONS = frozenset({"record", "observation"})
+"""Session options the server acts on itself: they never reach the container, so
+sessions that differ only in them claim from the same warm pool."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """An agent call the server makes after a tool, whose answer joins the result.
+
+    Attributes:
+        agent_tool: The agent's tool (``vm.accessibility_tree``).
+        params: Its parameters.
+        field: The answer's field to take (``tree``).
+        key: Where it goes in the tool's result (``accessibility_tree``).
+    """
+
+    agent_tool: str
+    params: Mapping[str, Any]
+    field: str
+    key: str
 
 
 class SessionConfig(BaseModel):
@@ -166,6 +188,16 @@ class ResourceType:
         """Environment a container of this type gets besides the agent's basics."""
         del config  # resource types with per-session environment override this
         return dict(self.extra_environment)
+
+    def observations(self, tool: str, config: Mapping[str, Any]) -> tuple[Observation, ...]:
+        """What the server reads from the session after `tool` ran, for its result.
+
+        Args:
+            tool: The tool's own name (``click``).
+            config: The session's applied config.
+        """
+        del tool, config  # resource types with observations override this
+        return ()
 
     def service_setup(self, settings: Settings) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         """Environment and volumes of this type's shared service container."""

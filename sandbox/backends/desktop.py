@@ -15,13 +15,14 @@ Sessions have no network unless their config asks (``network: true``), as for
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..agent.tools.desktop import MAX_SCREEN_SIZE
 from ..agent.tools.desktop_tasks import MAX_STEPS, STEP_TYPES
-from .base import ResourceType, SessionConfig
+from .base import Observation, ResourceType, SessionConfig
 
 DEFAULT_SCREEN_SIZE = (1280, 800)
 MIN_SCREEN_SIZE = (320, 240)
@@ -51,6 +52,12 @@ class VmConfig(SessionConfig):
     screen_size: tuple[int, int] = Field(
         default=DEFAULT_SCREEN_SIZE,
         description="Screen [width, height] in pixels, from 320x240 to 7680x4320.",
+    )
+    observation: Literal["none", "screenshot", "a11y_tree", "both"] = Field(
+        default="none",
+        description="Observation returned with every action's result: the screen "
+        "(`screenshot`, base64 PNG), the accessibility tree (`accessibility_tree`, "
+        "linear text) or both.",
     )
     # Excluded from dumps: neither the labels, nor the pool key, nor the
     # environment carry it (uploads may be megabytes); the server runs it once.
@@ -95,7 +102,20 @@ def _whole_number(value: Any) -> int | None:
     return None
 
 
+_OBSERVERS = frozenset({"screenshot", "accessibility_tree"})
+"""Tools that are observations themselves: nothing more is read after them."""
+_SCREENSHOT = Observation("vm.screenshot", {}, "image", "screenshot")
+_TREE = Observation("vm.accessibility_tree", {"timeout": 10.0}, "tree", "accessibility_tree")
+_OBSERVED = {"screenshot": (_SCREENSHOT,), "a11y_tree": (_TREE,), "both": (_SCREENSHOT, _TREE)}
+
+
 class _VmResourceType(ResourceType):
+    def observations(self, tool: str, config: Mapping[str, Any]) -> tuple[Observation, ...]:
+        """The session's `observation` after every tool but the observing ones."""
+        if tool in _OBSERVERS:
+            return ()
+        return _OBSERVED.get(str(config.get("observation", "none")), ())
+
     def environment(self, config: SessionConfig) -> dict[str, str]:
         """The agent's screen size, which Xvfb is started with."""
         environment = super().environment(config)

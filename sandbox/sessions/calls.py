@@ -23,6 +23,10 @@ from .lifecycle import SessionLifecycle
 from .service_sessions import ServiceSessions
 from .table import Session, SessionState
 
+_OBSERVATION_TIMEOUT_S = 15.0
+"""How long reading an observation after an action may take (the tree's own
+deadline is 10 s)."""
+
 
 @dataclass(frozen=True)
 class CallResult:
@@ -88,6 +92,7 @@ class ToolCalls:
         session.touch(self._ctx.settings.session_ttl_s, self._ctx.table.clock())
         try:
             data = await self._call(session, tool, args, effective)
+            data = await self._observe(session, tool, data)
         except SandboxError as exc:
             error = await self._diagnose(session, exc) if isinstance(exc, AgentUnreachable) else exc
             error.tool, error.session_id = tool.full_name, session.session_id
@@ -126,6 +131,31 @@ class ToolCalls:
             return await self._ctx.agents.call(
                 session.agent_url, session.token, tool.agent_tool, args, remaining
             )
+
+    async def _observe(
+        self, session: Session, tool: ToolSpec, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`data` with the observations the session asks for after `tool` (its
+        config's ``observation``); one that fails is named in ``observation_error``
+        and leaves the tool's own result as it was."""
+        resource = self._ctx.registry.resource(tool.resource_type)
+        observations = resource.observations(tool.name, session.config)
+        if not observations or session.agent_url is None:
+            return data
+        for observation in observations:
+            try:
+                answer = await self._ctx.agents.call(
+                    session.agent_url,
+                    session.token,
+                    observation.agent_tool,
+                    dict(observation.params),
+                    _OBSERVATION_TIMEOUT_S,
+                )
+            except SandboxError as exc:
+                data["observation_error"] = f"{observation.key}: {exc.message}"
+                continue
+            data[observation.key] = answer.get(observation.field)
+        return data
 
     def _effective_timeout(self, param: float | None, request: float | None) -> float:
         given = [value for value in (param, request) if value is not None]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import ResourceType, SessionConfig
+from ..backends.base import SERVER_SIDE_OPTIONS
 from ..config import Settings
 from ..errors import SandboxError
 from ..protocol import PoolStatus
@@ -89,10 +90,11 @@ class Pool:
 def pool_key(resource: str, applied: dict[str, Any]) -> str:
     """A short, stable name for the pool of `resource` made for `applied`.
 
-    Whether a session is recorded is the server's business, not the container's:
-    a recorded session claims from the same pool as any other.
+    Options the server acts on itself (`SERVER_SIDE_OPTIONS`: recording,
+    observations) are not the container's business: a session that differs only
+    in them claims from the same pool as any other.
     """
-    container = {name: value for name, value in applied.items() if name != "record"}
+    container = {name: value for name, value in applied.items() if name not in SERVER_SIDE_OPTIONS}
     digest = hashlib.sha1(json.dumps(container, sort_keys=True).encode()).hexdigest()
     return f"{resource}-{digest[:10]}"
 

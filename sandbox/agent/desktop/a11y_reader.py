@@ -4,19 +4,22 @@ The agent runs this file as a script (``python3 -I a11y_reader.py``) as the
 session user, never in its own process: the AT-SPI bus is the session user's
 (it authenticates peers by uid), and what the session's programs say about
 themselves is theirs to make up, so the agent only parses the JSON printed here,
-bounded in bytes and time. The caps arrive as JSON on stdin::
+bounded in bytes and time. One reader serves a whole session (importing gi and
+Atspi is most of a read's cost): each request is one line of JSON caps on stdin::
 
     {"max_depth": 30, "max_nodes": 1000, "max_children": 100,
      "max_text": 1000, "showing_only": true, "deadline_s": 5.0}
 
-and the answer goes to stdout::
+and each answer one line on stdout::
 
     {"ok": true, "tree": {"role": "desktop frame", "name": "main", "text": "",
      "states": [], "position": [0, 0], "size": [1280, 800], "children": [...]},
      "nodes": 42, "truncated": {"depth": false, "nodes": false,
      "children": false, "time": false}}
 
-or ``{"ok": false, "stage": "import" | "bus", "message": ...}``.
+or ``{"ok": false, "stage": "import" | "bus" | "request", "message": ...}``. The
+reader ends at end of input. Nothing read is kept from one request to the next:
+AT-SPI's cache is dropped and its pending events handled before each walk.
 
 The walk (`walk`) knows nothing of AT-SPI: it asks `Node` objects, which the
 unit tests fake. Imports nothing of the agent's package.
@@ -182,28 +185,51 @@ class AtspiNode:
 
 
 def main() -> None:
-    """Read the caps from stdin, walk the desktop, print the answer."""
-    caps = json.loads(sys.stdin.read() or "{}")
+    """Answer each line of caps on stdin with the desktop's tree, until end of input."""
+    failure: dict[str, Any] = {}
     try:
         # Through importlib: python3-gi is the image's, not the development venv's.
         importlib.import_module("gi").require_version("Atspi", "2.0")
-        Atspi = importlib.import_module("gi.repository.Atspi")
+        atspi: Any = importlib.import_module("gi.repository.Atspi")
+        glib: Any = importlib.import_module("gi.repository.GLib")
     except Exception as exc:
-        _answer({"ok": False, "stage": "import", "message": f"{type(exc).__name__}: {exc}"})
-        return
+        atspi = glib = None
+        failure = {"ok": False, "stage": "import", "message": f"{type(exc).__name__}: {exc}"}
+    for line in sys.stdin.buffer:
+        try:
+            caps = json.loads(line)
+            if not isinstance(caps, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            _answer({"ok": False, "stage": "request", "message": f"bad caps: {exc}"})
+            continue
+        _answer(failure if atspi is None else read_desktop(atspi, glib, caps))
+
+
+def read_desktop(atspi: Any, glib: Any, caps: dict[str, Any]) -> dict[str, Any]:
+    """The desktop's tree within `caps`, read afresh (nothing cached from an earlier read)."""
     try:
         # Each call waits at most this long for a program that stalls (ms).
-        Atspi.set_timeout(int(min(float(caps.get("deadline_s", 5.0)), 5.0) * 1000), -1)
-        desktop = Atspi.get_desktop(0)
+        atspi.set_timeout(int(min(float(caps.get("deadline_s", 5.0)), 5.0) * 1000), -1)
+        desktop = atspi.get_desktop(0)
+        # Events queued since the last read (windows opened, names changed) are
+        # handled, and what libatspi cached of the tree is forgotten, so the walk
+        # asks every program again as a new reader would.
+        context = glib.MainContext.default()
+        for _ in range(10_000):
+            if not context.iteration(False):
+                break
+        desktop.clear_cache()
     except Exception as exc:
-        _answer({"ok": False, "stage": "bus", "message": f"{type(exc).__name__}: {exc}"})
-        return
-    _answer(walk(AtspiNode(Atspi, desktop), caps))
+        return {"ok": False, "stage": "bus", "message": f"{type(exc).__name__}: {exc}"}
+    return walk(AtspiNode(atspi, desktop), caps)
 
 
 def _answer(answer: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(answer, ensure_ascii=False))
-    sys.stdout.flush()
+    # One line: JSON escapes newlines inside strings; "replace" for a lone surrogate.
+    line = json.dumps(answer, ensure_ascii=False) + "\n"
+    sys.stdout.buffer.write(line.encode("utf-8", "replace"))
+    sys.stdout.buffer.flush()
 
 
 if __name__ == "__main__":

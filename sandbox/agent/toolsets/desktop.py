@@ -124,7 +124,8 @@ class DesktopToolset(Toolset):
         return run
 
     def close(self) -> None:
-        """Release held keys, stop launched programs, the window manager and Xvfb."""
+        """Stop the tree reader, release held keys, stop programs, the window manager, Xvfb."""
+        self._a11y.close()
         self._programs.close()
         self._screen.close()
 

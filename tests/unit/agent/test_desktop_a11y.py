@@ -4,6 +4,8 @@ of the reader's answer, the linear and XML forms, and the handler with stand-in 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -178,16 +180,50 @@ def with_reader(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: str) ->
     return A11yTools(cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin"}, user=None)
 
 
+# A stand-in reader: answers each line of caps with `reply(caps, n)` (n counts its
+# requests from 1), and appends its pid to starts.txt when it starts (`first`: it
+# is the first one started).
+SERVE = (
+    "import json, os, sys, time\n"
+    "with open('starts.txt', 'a') as out:\n"
+    "    out.write(f'{os.getpid()}\\n')\n"
+    "first = len(open('starts.txt').read().split()) == 1\n"
+    "def tree(name):\n"
+    "    return json.dumps({'ok': True, 'nodes': 1, 'tree': {'role': 'desktop frame',\n"
+    "                       'name': name}}) + '\\n'\n"
+    "for n, line in enumerate(sys.stdin, 1):\n"
+    "    caps = json.loads(line)\n"
+    "    sys.stdout.write(reply(caps, n))\n"
+    "    sys.stdout.flush()\n"
+)
+
+
+def serving(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, reply: str) -> A11yTools:
+    """A handler whose reader answers the expression `reply` (of `caps`, `n`, `first`, `tree`)."""
+    return with_reader(monkeypatch, tmp_path, SERVE.replace("reply(caps, n)", f"({reply})"))
+
+
+def starts(tmp_path: Path) -> list[str]:
+    """The pids of the stand-in readers started so far."""
+    path = tmp_path / "starts.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+def name_of(data: dict[str, Any]) -> str:
+    return str(data["tree"].splitlines()[1].split("\t")[1])
+
+
 def test_the_handler_passes_the_caps_and_writes_the_tree(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # The stand-in reader names its caps in the desktop's name: they arrive on stdin.
     tools = with_reader(monkeypatch, tmp_path, (
         "import json, sys\n"
-        "caps = json.load(sys.stdin)\n"
-        "name = f\"{caps['max_depth']}/{caps['max_nodes']}/{caps['max_children']}\"\n"
-        "print(json.dumps({'ok': True, 'nodes': 1, 'truncated': {'depth': True},\n"
-        "  'tree': {'role': 'desktop frame', 'name': name}}))\n"
+        "for line in sys.stdin:\n"
+        "    caps = json.loads(line)\n"
+        "    name = f\"{caps['max_depth']}/{caps['max_nodes']}/{caps['max_children']}\"\n"
+        "    print(json.dumps({'ok': True, 'nodes': 1, 'truncated': {'depth': True},\n"
+        "      'tree': {'role': 'desktop frame', 'name': name}}), flush=True)\n"
     ))  # fmt: skip
     data = tools.accessibility_tree(tool_params(max_depth=3, max_nodes=7, max_children=2))
     assert data["tree"].splitlines()[1].split("\t")[:2] == ["desktop-frame", "3/7/2"]
@@ -195,6 +231,96 @@ def test_the_handler_passes_the_caps_and_writes_the_tree(
     assert data["truncated"] == ["depth"]
     xml = tools.accessibility_tree(tool_params(format="xml"))
     assert ET.fromstring(xml["tree"]).get("name") == "30/1000/100"
+    tools.close()
+
+
+def test_one_reader_answers_every_call_until_the_toolset_closes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tools = serving(monkeypatch, tmp_path, "tree(f'call {n}')")
+    names = [name_of(tools.accessibility_tree(tool_params())) for _ in range(3)]
+    assert names == ["call 1", "call 2", "call 3"]
+    (pid,) = starts(tmp_path)
+    tools.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)
+    with pytest.raises(ToolFailed, match="closing"):
+        tools.accessibility_tree(tool_params())
+
+
+def test_a_reader_killed_between_calls_is_replaced_within_the_next_call(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tools = serving(monkeypatch, tmp_path, "tree(f'call {n}')")
+    assert name_of(tools.accessibility_tree(tool_params())) == "call 1"
+    os.kill(int(starts(tmp_path)[0]), signal.SIGKILL)
+    assert name_of(tools.accessibility_tree(tool_params())) == "call 1"
+    assert len(starts(tmp_path)) == 2
+    tools.close()
+
+
+def test_a_reader_that_dies_mid_call_is_restarted_once_then_the_call_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Each reader dies at its second request: the call is answered by a new one.
+    tools = serving(monkeypatch, tmp_path, "tree('ok') if n == 1 else os._exit(3)")
+    tools.accessibility_tree(tool_params())
+    assert name_of(tools.accessibility_tree(tool_params())) == "ok"
+    assert len(starts(tmp_path)) == 2
+    tools.close()
+    # A reader that never answers is restarted once, not forever.
+    (tmp_path / "dying").mkdir()
+    die = "[sys.stderr.write('boom'), sys.stderr.flush(), os._exit(3)]"
+    dying = serving(monkeypatch, tmp_path / "dying", die)
+    with pytest.raises(ToolFailed, match="exited without answering") as caught:
+        dying.accessibility_tree(tool_params())
+    assert caught.value.data == {"stderr": "boom"}
+    assert len(starts(tmp_path / "dying")) == 2
+    dying.close()
+
+
+def test_a_reader_that_hangs_is_killed_at_the_timeout_and_replaced(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tools = serving(monkeypatch, tmp_path, "tree('late') if first and time.sleep(60) is None"
+                    " else tree('on time')")  # fmt: skip
+    with pytest.raises(ToolTimeout, match=r"not read within 0\.5s"):
+        tools.accessibility_tree(tool_params(timeout=0.5))
+    (first,) = starts(tmp_path)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(first), 0)
+    assert name_of(tools.accessibility_tree(tool_params())) == "on time"
+    tools.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ("'not json\\n'", "not JSON"),
+        ("'[1]\\n'", "not an object"),
+        ("'x' * (33 << 20)", "more than 32 MiB"),
+    ],
+)
+def test_a_reader_that_answers_garbage_fails_the_call_and_is_replaced(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, reply: str, error: str
+) -> None:
+    tools = serving(monkeypatch, tmp_path, f"{reply} if first else tree('sane')")
+    with pytest.raises(ToolFailed, match=error):
+        tools.accessibility_tree(tool_params())
+    assert name_of(tools.accessibility_tree(tool_params())) == "sane"
+    assert len(starts(tmp_path)) == 2
+    tools.close()
+
+
+def test_a_reader_that_writes_past_its_answer_is_not_asked_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A second line, ready for the next call to take as its answer, is never read.
+    tools = serving(monkeypatch, tmp_path, "tree(f'call {n}') + tree('planted')")
+    assert name_of(tools.accessibility_tree(tool_params())) == "call 1"
+    assert name_of(tools.accessibility_tree(tool_params())) == "call 1"
+    assert len(starts(tmp_path)) == 2
+    tools.close()
 
 
 def test_a_reader_that_cannot_reach_the_bus_fails_the_call(
@@ -202,20 +328,16 @@ def test_a_reader_that_cannot_reach_the_bus_fails_the_call(
 ) -> None:
     tools = with_reader(monkeypatch, tmp_path, (
         "import json, sys\n"
-        "sys.stderr.write('dbus says no')\n"
-        "print(json.dumps({'ok': False, 'stage': 'bus', 'message': 'no session bus'}))\n"
+        "for line in sys.stdin:\n"
+        "    sys.stderr.write('dbus says no')\n"
+        "    sys.stderr.flush()\n"
+        "    print(json.dumps({'ok': False, 'stage': 'bus', 'message': 'no session bus'}),\n"
+        "          flush=True)\n"
     ))  # fmt: skip
     with pytest.raises(ToolFailed, match="AT-SPI bus: no session bus") as caught:
         tools.accessibility_tree(tool_params())
     assert caught.value.data == {"stderr": "dbus says no"}
-
-
-def test_a_reader_that_hangs_is_killed_at_the_timeout(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    tools = with_reader(monkeypatch, tmp_path, "import time\ntime.sleep(60)\n")
-    with pytest.raises(ToolTimeout, match=r"not read within 0\.5s"):
-        tools.accessibility_tree(tool_params(timeout=0.5))
+    tools.close()
 
 
 def test_the_reader_runs_as_a_script_and_reports_a_missing_atspi() -> None:
@@ -225,9 +347,14 @@ def test_the_reader_runs_as_a_script_and_reports_a_missing_atspi() -> None:
     from sandbox.agent.desktop import a11y_reader
 
     done = subprocess.run(
-        [sys.executable, "-I", a11y_reader.__file__], input=b"{}", capture_output=True, check=True
+        [sys.executable, "-I", a11y_reader.__file__],
+        input=b"{}\n[]\n{}\n",
+        capture_output=True,
+        check=True,
     )
-    answer = json.loads(done.stdout)
+    answer, bad, again = map(json.loads, done.stdout.splitlines())
+    assert bad["stage"] == "request"
+    assert again == answer
     if answer.get("ok") is not False:
         pytest.skip("python3-gi with Atspi is installed here")
     assert answer["stage"] in ("import", "bus")

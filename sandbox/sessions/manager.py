@@ -119,6 +119,7 @@ class SessionManager:
         self.destroy_all = lifecycle.destroy_all
         self.sweep = lifecycle.sweep
         self.execute = calls.execute
+        self.look = calls.look
         self.warm_service = shared.warm
         self.service_status = shared.status
         self.recover = recovery.recover
@@ -191,6 +192,15 @@ class SessionManager:
         if worker_id is None:
             return self._ctx.table.all(tenant)
         return self._ctx.table.of_worker(worker_id, tenant or DEFAULT_TENANT)
+
+    def origin(self, session: Session) -> str:
+        """Where the session's container came from: ``pool`` (claimed from a warm
+        pool), ``cold`` (started for it) or ``service`` (a shared service's)."""
+        if self._ctx.registry.resource(session.resource_type).shared:
+            return "service"
+        if session.container_id is not None and session.container_id in self._ctx.claimed:
+            return "pool"
+        return "cold"
 
     def stats(self) -> ServerStats:
         """Counts for the status endpoints and the metrics."""

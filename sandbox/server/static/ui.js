@@ -102,6 +102,7 @@ function showLogin() {
 function stopViews() {
   viewNumber += 1;
   clearTimeout(timer);
+  $("updated").textContent = "";
 }
 
 async function overview(number) {

@@ -659,6 +659,72 @@ def bench_recording(url: str, args: argparse.Namespace) -> tuple[str, dict[str, 
     return text, deltas
 
 
+def bench_ui(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+    """What the /ui live view costs: its screenshot, and a worker's calls while watched."""
+    count = max(30, args.calls // 5)
+    worker = f"bench-ui-{secrets.token_hex(3)}"
+    rows: list[tuple[str, dict[str, float]]] = []
+    with Sandbox(server_url=url, worker_id=worker) as sb, httpx.Client(base_url=url) as web:
+        created = sb.client.create_session_sync("vm", {"screen_size": [1280, 800]})
+        assert created["code"] == 0, created
+        session_id = created["data"]["session_id"]
+
+        def look() -> None:
+            response = web.get(f"/ui/screen/{session_id}", timeout=30)
+            assert response.status_code == 200, response.text
+
+        def call(action: str) -> None:
+            envelope = sb.execute_sync(action, {})
+            assert envelope["code"] == 0, envelope
+
+        timed(look, 5)
+        timed(lambda: call("vm:screenshot"), 5)
+        rows.append(
+            ("live view: `GET /ui/screen` (jpeg q60, 1280x800)", percentiles(timed(look, count)))
+        )
+        rows.append(
+            (
+                "the worker's `vm:screenshot` (png)",
+                percentiles(timed(lambda: call("vm:screenshot"), count)),
+            )
+        )
+        p50s: dict[str, float] = {}
+        for label, period_s in (
+            ("not watched", None),
+            ("watched, 1 refresh/s (the page)", 1.0),
+            ("watched, refreshes back to back", 0.0),
+        ):
+            stop = threading.Event()
+
+            def watch(period_s: float | None = period_s, stop: threading.Event = stop) -> None:
+                while period_s is not None and not stop.is_set():
+                    look()
+                    stop.wait(period_s)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            try:
+                samples = percentiles(timed(lambda: call("vm:cursor_position"), count * 2))
+            finally:
+                stop.set()
+                watcher.join()
+            rows.append((f"the worker's `vm:cursor_position`, {label}", samples))
+            p50s[label] = samples["p50"]
+        sb.destroy_session_sync("vm")
+    text = "\n".join(
+        [
+            "## Web page: what the live view costs",
+            "",
+            *_table(rows),
+            "",
+            "The live view runs outside the worker's calls (not recorded, no TTL push); "
+            "while a page watches at its own rate the worker's calls share the desktop's "
+            "2 cores with one JPEG encode a second.",
+        ]
+    )
+    return text, p50s
+
+
 def _recording_env(_args: argparse.Namespace) -> dict[str, str]:
     return {"SANDBOX_RECORDING_DIR": tempfile.mkdtemp(prefix="sandbox-bench-recordings-")}
 
@@ -673,6 +739,7 @@ SECTIONS = {
     "rag": bench_rag,
     "pool": bench_pool,
     "recording": bench_recording,
+    "ui": bench_ui,
 }
 # The pool burst holds 40 containers (32 sessions and 8 refills); at the default 512
 # pids each they pass the pid budget (half of pid_max: 16384 here), so, as in

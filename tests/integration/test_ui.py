@@ -7,6 +7,7 @@ Set SANDBOX_UI_SCREENSHOTS to a directory to keep the page's screenshots there
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -291,8 +292,8 @@ def test_a_trajectory_is_a_step_list_with_screenshots_walked_by_keyboard(
         session_id = desk["session_id"]
         launch = {"command": "xterm -geometry 60x12+60+60", "wait_for_window": True}
         ok(alpha, "/execute", {"worker_id": "ui-steps", "action": "vm:launch", "params": launch})
-        ok(alpha, "/execute", {"worker_id": "ui-steps", "action": "vm:screenshot"})
-        ok(
+        shot = ok(alpha, "/execute", {"worker_id": "ui-steps", "action": "vm:screenshot"})
+        moved = ok(
             alpha,
             "/execute",
             {"worker_id": "ui-steps", "action": "vm:move", "params": {"x": 10, "y": 20}},
@@ -335,12 +336,17 @@ def test_a_trajectory_is_a_step_list_with_screenshots_walked_by_keyboard(
         assert current() == "2"
         assert "vm:screenshot" in text_of(browser, "step")
         assert loaded_width() == SCREEN[0]
+        # What the page shows is what the worker got: recording changed no result.
+        src = browser.find_element(By.CSS_SELECTOR, "#step img").get_attribute("src")
+        assert alpha.get(str(src)).content == base64.b64decode(shot["image"])
+        assert json.loads(text_of(browser, "step-result"))["size"] == shot["size"]
         browser.set_window_size(1280, 1400)
         shoot(browser, tmp_path, "ui-trajectory.png")
         browser.set_window_size(1280, 1000)
         body.send_keys("j")
         assert current() == "3"
         assert json.loads(text_of(browser, "step-params")) == {"x": 10, "y": 20}
+        assert json.loads(text_of(browser, "step-result")) == moved
         assert not browser.find_elements(By.CSS_SELECTOR, "#step img")
         body.send_keys(Keys.ARROW_DOWN)
         assert current() == "4"
@@ -432,3 +438,14 @@ def test_the_live_view_follows_the_screen_and_is_neither_input_nor_a_call(
         )
         assert windows["stdout"].strip(), "the xterm is still open: no input reached it"
         until("the red xterm still", lambda: near(live_pixel(browser, 400, 300), RED), 5)
+
+        # A session that ends is said so, and logging out ends the page's access.
+        ok(alpha, "/session/destroy", {"worker_id": "ui-live"})
+        until("the end", lambda: "no live session" in text_of(browser, "live-status"))
+        browser.find_element(By.ID, "logout").click()
+        until("the login form", lambda: browser.find_element(By.ID, "login-key").is_displayed())
+        status = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('/ui/sessions', {credentials: 'same-origin'}).then((r) => done(r.status));"
+        )
+        assert status == 401

@@ -232,3 +232,24 @@ async def test_without_keys_the_page_is_open(open_server: Harness) -> None:
     logged = await open_server.client.post("/ui/login", json={"key": ""})
     assert logged.status_code == 200
     assert COOKIE_NAME not in logged.cookies
+
+
+async def test_each_session_says_where_its_container_came_from(open_server: Harness) -> None:
+    warmed = await open_server.post(
+        "/warmup", {"resources": ["bash"], "pool_size": 1, "wait": True}
+    )
+    assert warmed["code"] == 0, warmed
+    for worker, resource in [("pooled", "bash"), ("cold", "vm")]:
+        body = {"worker_id": worker, "resource_type": resource}
+        assert (await open_server.post("/session/create", body))["code"] == 0
+    searched = await open_server.post(
+        "/execute", {"worker_id": "reader", "action": "rag:search", "params": {"query": "x"}}
+    )
+    assert searched["code"] == 0, searched
+    rows = (await open_server.client.get("/ui/sessions")).json()["data"]["sessions"]
+    shown = {row["worker_id"]: (row["origin"], row["live_view"]) for row in rows}
+    assert shown == {
+        "pooled": ("pool", False),
+        "cold": ("cold", True),
+        "reader": ("service", False),
+    }

@@ -35,30 +35,12 @@ RED = (255, 0, 0)
 T = TypeVar("T")
 
 
-# -- fixtures: engine, server, browser ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    """The Docker engine, with the desktop and shell images of this namespace."""
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except docker.errors.DockerException:
-        pytest.skip("no Docker engine answers (start dockerd to run integration tests)")
-    namespace = os.environ.get("SANDBOX_IMAGE_NAMESPACE", "sandbox")
-    for name in ("desktop", "shell"):
-        try:
-            client.images.get(f"{namespace}/{name}:latest")
-        except docker.errors.ImageNotFound:
-            pytest.fail(f"image {namespace}/{name}:latest is missing: run `sandbox images build`")
-    yield client
-    client.close()
+# -- fixtures: server, browser ------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def server(
-    engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """A server with two tenants (alpha an operator) that records every session."""
     tmp = tmp_path_factory.mktemp("ui")
@@ -68,7 +50,7 @@ def server(
         "SANDBOX_ADMIN_TENANTS": json.dumps(["alpha"]),
         "SANDBOX_RECORDING_DIR": str(tmp / "recordings"),
     }
-    with checked(engine, start_server(tmp, env=env)) as proc:
+    with checked(docker_client, start_server(tmp, env=env)) as proc:
         yield proc
 
 

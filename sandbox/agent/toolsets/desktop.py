@@ -11,7 +11,8 @@ parameters): screenshot, click, double_click, right_click, move, drag, scroll,
 type, key, hotkey, key_down, key_up, mouse_down, mouse_up, cursor_position
 (`_desktop_input`); run_command, launch, pyautogui (`_desktop_programs`);
 upload_file, download_file (`_desktop_files`); setup, evaluate
-(`_desktop_tasks`); accessibility_tree (`_desktop_a11y`); wait, done, fail (here).
+(`_desktop_tasks`); accessibility_tree (`_desktop_a11y`); computer_13,
+computer_use (`_desktop_actions`, over the others); wait, done, fail (here).
 
 Coordinates are screen pixels from the top-left corner; one outside the screen
 is an ``invalid_params`` error naming its parameter, and nothing is sent.
@@ -31,6 +32,7 @@ from ..registry import AgentContext, Tool, ToolHandler, Toolset
 from ..tools import bind
 from ..tools.desktop import TOOLS
 from ._desktop_a11y import A11yTools
+from ._desktop_actions import ActionSpaceTools
 from ._desktop_files import FileTools
 from ._desktop_input import InputTools, Screen
 from ._desktop_programs import ProgramTools
@@ -99,7 +101,7 @@ class DesktopToolset(Toolset):
 
     def tools(self) -> Sequence[Tool]:
         """Every ``vm.*`` tool."""
-        handlers = {
+        handlers: dict[str, ToolHandler] = {
             **self._input.handlers(),
             **self._programs.handlers(),
             **self._files.handlers(),
@@ -109,7 +111,9 @@ class DesktopToolset(Toolset):
             "done": self.done,
             "fail": self.fail,
         }
-        return bind(TOOLS, handlers, self._on_screen)
+        declarations = {declaration.name: declaration for declaration in TOOLS}
+        actions = ActionSpaceTools(self._screen, declarations, dict(handlers))
+        return bind(TOOLS, {**handlers, **actions.handlers()}, self._on_screen)
 
     def _on_screen(self, name: str, handler: ToolHandler) -> ToolHandler:
         """`handler` on a live X connection, once the window manager runs if it needs it."""

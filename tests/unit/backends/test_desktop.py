@@ -124,6 +124,7 @@ def test_good_parameters_get_their_defaults(registry: ToolRegistry) -> None:
         "x": 1,
         "y": 2,
         "button": "left",
+        "clicks": 1,
     }
     assert registry.validate_params(registry.resolve("vm:right_click"), {}) == {}
     assert registry.validate_params(

@@ -93,7 +93,7 @@ def test_computer_use_clicks_types_and_observes(sb: Sandbox) -> None:
 def test_bad_actions_are_1002_naming_the_field_and_change_nothing(sb: Sandbox) -> None:
     ok(sb, "vm:move", x=10, y=10)
     c13, cu = "vm:computer_13", "vm:computer_use"
-    cases = [
+    cases: list[tuple[str, dict[str, Any], str]] = [
         (c13, {"action_type": "CLICK", "parameters": {"x": 5000, "y": 0}}, "params.parameters.x"),
         (c13, {"action_type": "CLICK", "parameters": {"x": 5}}, "params.parameters.y"),
         (c13, {"action_type": "PRESS", "parameters": {"key": "nokey"}}, "params.parameters.key"),

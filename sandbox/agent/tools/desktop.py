@@ -10,6 +10,7 @@ from __future__ import annotations
 from .common import timeout
 from .desktop_a11y import TOOLS as A11Y_TOOLS
 from .desktop_actions import TOOLS as ACTION_SPACE_TOOLS
+from .desktop_recording import TOOLS as RECORDING_TOOLS
 from .desktop_tasks import TOOLS as TASK_TOOLS
 from .spec import Param, Rule, ToolDeclaration
 
@@ -295,5 +296,6 @@ TOOLS: tuple[ToolDeclaration, ...] = (
     *TASK_TOOLS,
     *A11Y_TOOLS,
     *ACTION_SPACE_TOOLS,
+    *RECORDING_TOOLS,
 )
 """Every ``vm`` tool, in the order ``GET /tools`` lists them."""

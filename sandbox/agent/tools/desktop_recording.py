@@ -59,8 +59,9 @@ TOOLS = (
         "vm",
         "stop_recording",
         "Stop the recording and keep its video on the server: `recording_id` (GET "
-        "/recordings/{recording_id} returns the MP4), `size`, `duration_s`, `truncated` "
-        "(the size or time cap ended it).",
+        "/recordings/{recording_id} returns the MP4), `size`, `kept_bytes` and `complete` "
+        "(all of it copied), `duration_s`, `truncated` (the size or time cap ended it), "
+        "`ended_early` (ffmpeg had ended before, with its `log`).",
     ),
     ToolDeclaration(
         "vm",

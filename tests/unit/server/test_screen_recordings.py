@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.errors import ErrorCode
+from sandbox.sessions.pools import pool_key
 
 from .conftest import Harness, make_settings, open_harness
 
@@ -183,3 +184,8 @@ async def test_a_tenant_sees_and_deletes_only_its_own_recordings(tmp_path: Path)
         deleted = await h.client.delete(f"/recordings/{recording_id}", headers=auth("alpha"))
         assert deleted.json()["data"] == {"deleted": recording_id}
         assert list((tmp_path / "videos").glob("*.mp4")) == []
+
+
+def test_recording_sessions_claim_from_the_same_pool() -> None:
+    plain = {"memory": "1g", "screen_size": [1280, 800]}
+    assert pool_key("vm", {**plain, "recording": True}) == pool_key("vm", plain)

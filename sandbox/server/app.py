@@ -34,7 +34,7 @@ from .deps import Services, require_api_key, tenant_of_scope
 from .envelope import TraceMiddleware, install_error_handlers
 from .limits import BodySizeLimit
 from .metrics import ServerMetrics
-from .routes import execute, init, metrics, sessions, system, trajectories, ui
+from .routes import execute, init, metrics, recordings, sessions, system, trajectories, ui
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,7 @@ def _include_routes(app: FastAPI) -> None:
             init.router,
             system.router,
             trajectories.router,
+            recordings.router,
         ):
             app.include_router(
                 router,

@@ -18,6 +18,7 @@ from ..backends import ToolSpec
 from ..config import DEFAULT_TENANT
 from ..errors import BackendError, InvalidParams, SandboxError, SessionError
 from ..runtime.agent import AgentNotReady, AgentUnreachable
+from . import screen_recordings
 from .context import SessionContext
 from .lifecycle import SessionLifecycle
 from .service_sessions import ServiceSessions
@@ -79,6 +80,7 @@ class ToolCalls:
         effective = self._effective_timeout(args.get("timeout"), timeout)
         if tool.timeout_param:
             args["timeout"] = effective
+        self._ctx.recordings.fill_in(tool.name, args)
         session = self._ctx.table.get((tenant, worker_id, tool.resource_type))
         if session is None or session.state is not SessionState.READY:
             try:
@@ -92,6 +94,7 @@ class ToolCalls:
         session.touch(self._ctx.settings.session_ttl_s, self._ctx.table.clock())
         try:
             data = await self._call(session, tool, args, effective)
+            data = await self._recorded(session, tool, data)
             data = await self._observe(session, tool, data)
         except SandboxError as exc:
             error = await self._diagnose(session, exc) if isinstance(exc, AgentUnreachable) else exc
@@ -162,6 +165,16 @@ class ToolCalls:
             return await self._ctx.agents.call(
                 session.agent_url, session.token, tool.agent_tool, args, remaining
             )
+
+    async def _recorded(
+        self, session: Session, tool: ToolSpec, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`data`, and for a stopped screen recording the id of its video, now kept."""
+        if tool.name == screen_recordings.START:
+            self._ctx.recordings.started(session)
+        elif tool.name == screen_recordings.STOP:
+            return await self._ctx.recordings.stopped(session, data)
+        return data
 
     async def _observe(
         self, session: Session, tool: ToolSpec, data: dict[str, Any]

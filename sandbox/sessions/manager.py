@@ -31,6 +31,7 @@ from typing import Any
 from ..config import DEFAULT_TENANT, Settings
 from ..errors import InvalidParams
 from ..protocol import PoolStatus, ServerStats
+from ..recording.videos import VideoStore
 from ..runtime.agent import AgentClient
 from ..runtime.docker import DockerRuntime
 from ..runtime.images import ImageService
@@ -44,6 +45,7 @@ from .lifecycle import SessionLifecycle
 from .pools import WarmPools
 from .recovery import Recovery
 from .registry import ToolRegistry
+from .screen_recordings import ScreenRecordings
 from .service_sessions import ServiceSessions
 from .services import SharedServices
 from .table import Clock, Session, SessionTable
@@ -105,6 +107,13 @@ class SessionManager:
             pools=pools,
             claims=ClaimSigner.load(self._claim_key, settings.server_id),
             claimed=ClaimedContainers(self._claim_key.with_suffix(".claimed")),
+            recordings=ScreenRecordings(
+                settings.screen_recording,
+                agents,
+                VideoStore(
+                    settings.screen_recording.dir, settings.screen_recording.total_max_bytes
+                ),
+            ),
         )
         self._capacity = capacity = Capacity(ctx)
         shared = ServiceSessions(ctx)
@@ -124,6 +133,8 @@ class SessionManager:
         self.service_status = shared.status
         self.recover = recovery.recover
         self.wait_for_recovery = recovery.wait
+        self.videos: VideoStore = ctx.recordings.store
+        """The kept screen recordings of vm sessions."""
         self.calls: Counter[str] = calls.calls
         """Finished tool calls by ``tool:code``."""
         self.starts: Counter[str] = lifecycle.starts

@@ -166,6 +166,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .server import create_app
     from .server.logs import configure_logging
+    from .server.routes.ui_vnc import WS_MAX_MESSAGE_BYTES
 
     settings = _settings(args)
     notes = _profile_notes(settings)
@@ -194,6 +195,9 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         # Access lines name method, path and status, never headers (no API key).
         access_log=settings.log_level == "debug",
+        # The /ui live view's WebSocket (pure Python, flow-controlled sends).
+        ws="wsproto",
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
         timeout_graceful_shutdown=30,
     )
     servers.append(uvicorn.Server(config))

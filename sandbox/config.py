@@ -255,6 +255,29 @@ class ScreenRecordingSettings(BaseModel):
     """Most bytes of videos kept; past it the oldest are deleted."""
 
 
+class LiveViewSettings(BaseModel):
+    """The ``/ui`` page's live view of ``vm`` sessions: noVNC over a WebSocket
+    (``/ui/vnc/{session_id}``), else refreshed screenshots."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vnc: bool = True
+    """Offer the noVNC view (an x11vnc started in the session per viewer); off:
+    refreshed screenshots only."""
+    novnc_dir: Path = Path("/usr/share/novnc")
+    """Where Debian's ``novnc`` package put noVNC (served at ``/ui/novnc/``);
+    without it there the page shows refreshed screenshots."""
+    viewers_per_session: int = Field(default=2, ge=1, le=4)
+    """Most noVNC viewers of one session at once (its agent allows at most 4)."""
+    viewers: int = Field(default=16, ge=1)
+    """Most noVNC viewers of all sessions at once."""
+    max_seconds: float = Field(default=3600.0, gt=0, le=4 * 3600)
+    """Longest one noVNC view lasts; the page connects again after it."""
+    control_grant_s: float = Field(default=60.0, gt=0, le=3600)
+    """How long a grant of control (``POST /ui/control/{session_id}``) may wait
+    to be used to open a view that sends input."""
+
+
 def _default_images_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "images"
 
@@ -409,6 +432,8 @@ class Settings(BaseSettings):
     added-to trajectories are deleted."""
     screen_recording: ScreenRecordingSettings = Field(default_factory=ScreenRecordingSettings)
     """Screen videos of ``vm`` sessions (``SANDBOX_SCREEN_RECORDING__FPS=10``)."""
+    live_view: LiveViewSettings = Field(default_factory=LiveViewSettings)
+    """The ``/ui`` live view (``SANDBOX_LIVE_VIEW__VNC=false`` for screenshots only)."""
     recording_redact_keys: list[str] = Field(
         default_factory=lambda: ["password", "token", "api_key", "secret"]
     )

@@ -1,5 +1,12 @@
 """One HTTP request to the agent: authentication, the body, the tool call, the answer.
 
+``GET /stream/<name>?<query>`` with ``Upgrade: sandbox-stream`` (and the token)
+turns the connection into a raw byte stream a toolset serves (the desktop's
+VNC view: see `registry.Stream`): the answer is ``101 Switching Protocols``
+and the connection is the stream's until it ends. The caller sends nothing
+after its request until it has read that answer, so no byte of the stream
+sits unread in this handler's buffer.
+
 Answers are JSON: ``{"ok": true, "data": {...}}`` or
 ``{"ok": false, "error": {"kind", "message", "field", "data"}}`` with the HTTP
 status of the error kind (see `errors`). Each answer goes out in a single write,
@@ -17,6 +24,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from .errors import InvalidParams, RequestTooLarge, ToolError, ToolNotFound, Unauthorized
 from .params import Params
@@ -26,6 +34,10 @@ if TYPE_CHECKING:
 
 MAX_BODY_BYTES = 64 << 20
 _CALL_PREFIX = "/call/"
+_STREAM_PREFIX = "/stream/"
+STREAM_UPGRADE = "sandbox-stream"
+"""The ``Upgrade`` protocol name of a stream request."""
+_MAX_STREAM_QUERY_CHARS = 1024
 
 
 class RequestHandler(BaseHTTPRequestHandler):
@@ -68,10 +80,42 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._respond(code, encode_json(error.to_body()), close=True)
 
     def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] == "/health":
+        path, _, query = self.path.partition("?")
+        if path == "/health":
             self._respond(200, self.server.health_body)
+        elif path.startswith(_STREAM_PREFIX):
+            self._stream(path[len(_STREAM_PREFIX) :], query)
         else:
             self._respond_error(ToolNotFound(f"no route {self.path}"))
+
+    def _stream(self, name: str, query: str) -> None:
+        """Upgrade the connection to the stream `name` and serve it until it ends."""
+        try:
+            if not self._authorized():
+                raise Unauthorized("missing or wrong bearer token")
+            if self.headers.get("Upgrade", "").strip().lower() != STREAM_UPGRADE:
+                raise InvalidParams(f"a stream needs the header 'Upgrade: {STREAM_UPGRADE}'")
+            if len(query) > _MAX_STREAM_QUERY_CHARS:
+                raise InvalidParams(f"the query is over {_MAX_STREAM_QUERY_CHARS} characters")
+            fields = dict(parse_qsl(query, max_num_fields=16))
+            stream = self.server.registry.stream(name)(fields)
+        except ValueError:  # parse_qsl: too many fields
+            self._respond_error(InvalidParams("the query has too many fields"))
+            return
+        except ToolError as exc:
+            self._respond_error(exc)
+            return
+        self.close_connection = True
+        try:
+            self.wfile.write(
+                f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {STREAM_UPGRADE}\r\n"
+                "Connection: Upgrade\r\n\r\n".encode("latin-1")
+            )
+            stream.run(self.connection)
+        except OSError:
+            pass  # the caller went away: the stream is over
+        finally:
+            stream.release()
 
     def do_POST(self) -> None:
         try:

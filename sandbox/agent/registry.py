@@ -11,9 +11,10 @@ from __future__ import annotations
 import abc
 import importlib
 import re
+import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ConfigError, ToolNotFound
 from .identity import SessionUser
@@ -21,6 +22,23 @@ from .params import Params
 
 ToolHandler = Callable[[Params], dict[str, Any]]
 """Runs one call: takes its parameters, returns the response's ``data`` object."""
+
+
+class Stream(Protocol):
+    """One byte stream over an upgraded agent connection (``GET /stream/<name>``)."""
+
+    def run(self, connection: socket.socket) -> None:
+        """Serve the upgraded connection (a blocking socket) until the stream ends."""
+
+    def release(self) -> None:
+        """Free what the stream holds; called once after `run`, or instead of it
+        when the upgrade failed."""
+
+
+StreamOpener = Callable[[Mapping[str, str]], Stream]
+"""Takes a stream's query and reserves what the stream needs, before the
+connection is upgraded; raises `ToolError` (e.g. `Unavailable`) to refuse it
+with an ordinary answer."""
 
 _TOOLSET_NAME = re.compile(r"[a-z][a-z0-9_]*")
 ALWAYS_ENABLED = "agent"
@@ -70,6 +88,10 @@ class Toolset(abc.ABC):
     def tools(self) -> Sequence[Tool]:
         """The tools this toolset provides."""
 
+    def streams(self) -> Mapping[str, StreamOpener]:
+        """Byte streams the toolset serves on an upgraded connection, by name (few have any)."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 -- most toolsets hold nothing to release
         """Release what the toolset holds (processes, files); called once at shutdown."""
 
@@ -79,6 +101,7 @@ class ToolRegistry:
 
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
+        self._streams: dict[str, StreamOpener] = {}
         self._toolsets: list[Toolset] = []
 
     def add_toolset(self, toolset: Toolset) -> None:
@@ -88,12 +111,17 @@ class ToolRegistry:
             ConfigError: A tool name is already taken by another toolset.
         """
         tools = list(toolset.tools())
+        streams = dict(toolset.streams())
         for tool in tools:
             if tool.name in self._tools:
                 raise ConfigError(f"toolset {toolset.name!r} redefines tool {tool.name!r}")
+        for name in streams:
+            if name in self._streams:
+                raise ConfigError(f"toolset {toolset.name!r} redefines stream {name!r}")
         self._toolsets.append(toolset)
         for tool in tools:
             self._tools[tool.name] = tool
+        self._streams.update(streams)
 
     def get(self, name: str) -> Tool:
         """The tool called `name`.
@@ -105,6 +133,17 @@ class ToolRegistry:
             return self._tools[name]
         except KeyError:
             raise ToolNotFound(f"no tool named {name!r}") from None
+
+    def stream(self, name: str) -> StreamOpener:
+        """The opener of the stream called `name`.
+
+        Raises:
+            ToolNotFound: No enabled toolset serves it.
+        """
+        try:
+            return self._streams[name]
+        except KeyError:
+            raise ToolNotFound(f"no stream named {name!r}") from None
 
     @property
     def tool_names(self) -> list[str]:
@@ -122,6 +161,7 @@ class ToolRegistry:
             toolset.close()
         self._toolsets.clear()
         self._tools.clear()
+        self._streams.clear()
 
 
 def load_toolset(name: str, context: AgentContext) -> Toolset:

@@ -22,6 +22,11 @@ the name without following symlinks (``O_PATH | O_NOFOLLOW``), requires a
 socket, and connects through ``/proc/self/fd/<n>``, which names that very inode
 and is not resolved again. When the name comes to hold another inode (an agent
 that listens anew), the next call opens it again, with the same checks.
+
+`AgentClient.open_stream` turns a connection of its own into a raw byte stream
+an agent's toolset serves (``GET /stream/<name>``, answered ``101``): the
+desktop's VNC view. Its answer head is bounded in bytes and time like a reply;
+what flows after is the caller's to bound.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import os
 import socket
 import stat
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -49,6 +55,10 @@ _HEALTH_MAX_BYTES = 64 << 10
 # An error message is relayed to the caller; a hostile agent's novel is cut.
 _MAX_MESSAGE_CHARS = 4096
 DEFAULT_REPLY_MAX_BYTES = 64 << 20
+_STREAM_UPGRADE = "sandbox-stream"
+"""The agent's ``Upgrade`` protocol for streams (`sandbox.agent.handler.STREAM_UPGRADE`)."""
+STREAM_READ_LIMIT = 64 << 10
+"""Largest answer head to a stream request, and the stream reader's buffer."""
 
 
 class AgentUnreachable(BackendError):
@@ -167,6 +177,12 @@ class AgentClient:
         error = body.get("error")
         raise _agent_error(error if isinstance(error, dict) else {}, tool)
 
+    async def open_stream(
+        self, url: str, token: str, name: str, query: dict[str, str], timeout: float
+    ) -> AgentStream:
+        """The agent's stream `name` on a connection of its own (see `open_stream`)."""
+        return await open_stream(url, token, name, query, timeout)
+
     async def is_ready(self, url: str) -> bool:
         """Whether the agent at `url` answers its health check in time and in 64 KiB."""
         try:
@@ -220,6 +236,117 @@ class AgentClient:
         return await asyncio.wait_for(exchange(), deadline)
 
 
+class AgentStream:
+    """A byte stream to an agent's toolset (see `AgentClient.open_stream`)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def aclose(self) -> None:
+        """Close the connection (the agent's end of the stream ends with it)."""
+        self.writer.close()
+        with contextlib.suppress(OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+
+
+async def open_stream(
+    url: str, token: str, name: str, query: dict[str, str], timeout: float
+) -> AgentStream:
+    """Connect to the agent at `url` and upgrade the connection to its stream `name`.
+
+    The answer head must come within `timeout` and `STREAM_READ_LIMIT` bytes.
+
+    Raises:
+        AgentUnreachable: No connection, or it closed before answering.
+        SandboxTimeout: No answer within `timeout`.
+        BackendError: The agent refused (its error, e.g. too many viewers) or
+            answered something that is not an upgrade.
+    """
+    try:
+        reader, writer = await asyncio.wait_for(_connect(url), _CONNECT_S)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise AgentUnreachable(f"the sandbox agent is unreachable ({exc!r})") from exc
+    stream = AgentStream(reader, writer)
+    try:
+        writer.write(
+            (
+                f"GET /stream/{name}?{urlencode(query)} HTTP/1.1\r\nHost: agent\r\n"
+                f"Authorization: Bearer {token}\r\nConnection: Upgrade\r\n"
+                f"Upgrade: {_STREAM_UPGRADE}\r\n\r\n"
+            ).encode("latin-1")
+        )
+        head, body = await asyncio.wait_for(_read_head(reader), timeout)
+    except asyncio.TimeoutError as exc:
+        await stream.aclose()
+        raise SandboxTimeout(
+            f"the agent did not open its {name} stream within {timeout:g}s"
+        ) from exc
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+        await stream.aclose()
+        raise AgentUnreachable(f"the agent closed its {name} stream before answering") from exc
+    except BackendError:
+        await stream.aclose()
+        raise
+    status_line = head.split(b"\r\n", 1)[0].split(b" ", 2)
+    status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
+    if status == 101:
+        return stream
+    await stream.aclose()
+    error = _parse_reply(body, status).get("error")
+    raise _agent_error(error if isinstance(error, dict) else {}, f"stream {name}")
+
+
+async def _connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A new connection to the agent at `url` (a Unix socket pinned as in `_UnixAgent`)."""
+    if not url.startswith(_UNIX):
+        address = httpx.URL(url)
+        return await asyncio.open_connection(
+            address.host, address.port or 80, limit=STREAM_READ_LIMIT
+        )
+    fd = _pin_socket(url.removeprefix(_UNIX))
+    try:
+        return await asyncio.open_unix_connection(f"/proc/self/fd/{fd}", limit=STREAM_READ_LIMIT)
+    finally:
+        os.close(fd)
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """An answer's head, and its body unless it is an upgrade (both bounded)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    if head.startswith(b"HTTP/1.1 101 "):
+        return head, b""
+    length = 0
+    for line in head.split(b"\r\n"):
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-length" and value.strip().isdigit():
+            length = int(value.strip())
+    if length > STREAM_READ_LIMIT:
+        raise BackendError(f"the agent's answer exceeded {STREAM_READ_LIMIT} bytes")
+    return head, await reader.readexactly(length)
+
+
+def _pin_socket(path: str) -> int:
+    """A descriptor (O_PATH) of the socket at `path`, which must not be a symlink.
+
+    Raises:
+        AgentUnreachable: Nothing is at `path`, or something that is not a socket.
+    """
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise AgentUnreachable(
+            f"the sandbox agent's socket cannot be opened ({exc.strerror})"
+        ) from exc
+    if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise AgentUnreachable(
+            "the sandbox agent's socket path holds something that is not a socket "
+            "(a symlink?); the server does not follow it"
+        )
+    return fd
+
+
 class _UnixAgent:
     """The connections to one agent's Unix socket, pinned to the socket's inode.
 
@@ -230,20 +357,9 @@ class _UnixAgent:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        try:
-            self._fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            raise AgentUnreachable(
-                f"the sandbox agent's socket cannot be opened ({exc.strerror})"
-            ) from exc
+        self._fd = _pin_socket(path)
         pinned = os.fstat(self._fd)
         self._inode = (pinned.st_dev, pinned.st_ino)
-        if not stat.S_ISSOCK(pinned.st_mode):
-            os.close(self._fd)
-            raise AgentUnreachable(
-                "the sandbox agent's socket path holds something that is not a socket "
-                "(a symlink?); the server does not follow it"
-            )
         self.client = httpx.AsyncClient(
             # No TLS on a Unix socket: skip loading a certificate store per agent.
             transport=httpx.AsyncHTTPTransport(uds=f"/proc/self/fd/{self._fd}", verify=False),

@@ -34,7 +34,7 @@ from .deps import Services, require_api_key, tenant_of_scope
 from .envelope import TraceMiddleware, install_error_handlers
 from .limits import BodySizeLimit
 from .metrics import ServerMetrics
-from .routes import execute, init, metrics, recordings, sessions, system, trajectories, ui
+from .routes import execute, init, metrics, recordings, sessions, system, trajectories, ui, ui_vnc
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,9 @@ def _include_routes(app: FastAPI) -> None:
     """
     guarded = [Depends(require_api_key)]
     app.include_router(ui.public, include_in_schema=False)
+    app.include_router(ui_vnc.public, include_in_schema=False)
     app.include_router(ui.router, dependencies=guarded, responses=_ENVELOPE_RESPONSES)
+    app.include_router(ui_vnc.router, dependencies=guarded, responses=_ENVELOPE_RESPONSES)
     for prefix in ("", API_PREFIX):
         app.include_router(
             system.public,

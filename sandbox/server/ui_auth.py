@@ -11,6 +11,13 @@ The cookie is ``HttpOnly`` (the page's scripts never see it) and
 server accepts it only on GET and HEAD requests (`READ_METHODS`): it can list and
 read, never create, call a tool or delete. Everything that changes state still
 needs ``Authorization: Bearer <key>``.
+
+The live view's input works the same way (`issue_grant`): the cookie opens a
+view-only noVNC view; a view that sends input needs a grant of control, which
+only ``POST /ui/control/{session_id}`` with the API key itself gives out. A
+grant names its tenant and session, lasts a minute (setting
+``live_view.control_grant_s``) and is an HMAC-SHA256 keyed by a secret the
+server draws at start, so it dies with a restart too.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 """The only requests the cookie authenticates."""
 
 _PURPOSE = b"sandbox-ui-cookie-v1"
+_GRANT_PURPOSE = b"sandbox-ui-control-v1"
 
 
 def _signature(key: str, tenant: str, expires: int) -> str:
@@ -62,4 +70,41 @@ def tenant_of_cookie(settings: Settings, value: str | None, now: float | None = 
     return tenant
 
 
-__all__ = ["COOKIE_NAME", "COOKIE_TTL_S", "READ_METHODS", "issue_cookie", "tenant_of_cookie"]
+def _grant_signature(secret: bytes, tenant: str, session_id: str, expires: int) -> str:
+    message = b"\0".join(
+        (_GRANT_PURPOSE, tenant.encode(), session_id.encode(), str(expires).encode())
+    )
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def issue_grant(
+    secret: bytes, tenant: str, session_id: str, ttl_s: float, now: float | None = None
+) -> str:
+    """A grant of control over `session_id`'s live view, for `tenant`, for `ttl_s`."""
+    expires = int((time.time() if now is None else now) + ttl_s)
+    return f"{expires}.{_grant_signature(secret, tenant, session_id, expires)}"
+
+
+def grant_valid(
+    secret: bytes, value: str, tenant: str, session_id: str, now: float | None = None
+) -> bool:
+    """Whether `value` is an unexpired grant of control over `session_id` to `tenant`."""
+    expires_text, _, signature = value.partition(".")
+    if not expires_text.isdigit() or len(expires_text) > 12:
+        return False
+    expires = int(expires_text)
+    if expires <= (time.time() if now is None else now):
+        return False
+    expected = _grant_signature(secret, tenant, session_id, expires)
+    return hmac.compare_digest(signature.encode(), expected.encode())
+
+
+__all__ = [
+    "COOKIE_NAME",
+    "COOKIE_TTL_S",
+    "READ_METHODS",
+    "grant_valid",
+    "issue_cookie",
+    "issue_grant",
+    "tenant_of_cookie",
+]

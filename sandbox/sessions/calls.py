@@ -17,7 +17,7 @@ from typing import Any
 from ..backends import ToolSpec
 from ..config import DEFAULT_TENANT
 from ..errors import BackendError, InvalidParams, SandboxError, SessionError
-from ..runtime.agent import AgentNotReady, AgentUnreachable
+from ..runtime.agent import AgentNotReady, AgentStream, AgentUnreachable
 from . import screen_recordings
 from .context import SessionContext
 from .lifecycle import SessionLifecycle
@@ -139,6 +139,25 @@ class ToolCalls:
             )
         return await self._ctx.agents.call(
             session.agent_url, session.token, tool.agent_tool, args, timeout
+        )
+
+    async def open_stream(
+        self, session: Session, name: str, query: dict[str, str], timeout: float
+    ) -> AgentStream:
+        """Open the agent's stream `name` in `session` for an onlooker (the ``/ui``
+        live view's VNC). Like `look`, not the worker's call: it touches neither
+        the session's expiry nor its counters, and nothing of it is recorded.
+
+        Raises:
+            SessionError: The session is not ready (starting, being destroyed).
+        """
+        if session.state is not SessionState.READY or session.agent_url is None:
+            raise SessionError(
+                f"session {session.session_id!r} is {session.state.value}, not ready",
+                session_id=session.session_id,
+            )
+        return await self._ctx.agents.open_stream(
+            session.agent_url, session.token, name, query, timeout
         )
 
     async def _call(

@@ -129,6 +129,7 @@ class SessionManager:
         self.sweep = lifecycle.sweep
         self.execute = calls.execute
         self.look = calls.look
+        self.open_stream = calls.open_stream
         self.warm_service = shared.warm
         self.service_status = shared.status
         self.recover = recovery.recover

@@ -49,6 +49,8 @@ def server(
         "SANDBOX_RECORDING": "true",
         "SANDBOX_ADMIN_TENANTS": json.dumps(["alpha"]),
         "SANDBOX_RECORDING_DIR": str(tmp / "recordings"),
+        # The screenshots view (noVNC's is tests/integration/test_ui_vnc.py's).
+        "SANDBOX_LIVE_VIEW__VNC": "false",
     }
     with checked(docker_client, start_server(tmp, env=env)) as proc:
         yield proc

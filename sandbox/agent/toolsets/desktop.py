@@ -14,6 +14,7 @@ upload_file, download_file (`_desktop_files`); setup, evaluate
 (`_desktop_tasks`); accessibility_tree (`_desktop_a11y`); computer_13,
 computer_use (`_desktop_actions`, over the others); start_recording,
 stop_recording, recording_read (`_desktop_recording`); wait, done, fail (here).
+One stream, ``vnc``: the screen over RFB for the ``/ui`` live view (`_desktop_vnc`).
 
 Coordinates are screen pixels from the top-left corner; one outside the screen
 is an ``invalid_params`` error naming its parameter, and nothing is sent.
@@ -23,14 +24,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..desktop.early import XVFB_ENV
 from ..desktop.session import Desktop, DesktopError, DesktopSettings
 from ..errors import ConfigError
 from ..params import Params
-from ..registry import AgentContext, Tool, ToolHandler, Toolset
+from ..registry import AgentContext, StreamOpener, Tool, ToolHandler, Toolset
 from ..tools import bind
 from ..tools.desktop import TOOLS
 from ._desktop_a11y import A11yTools
@@ -40,6 +41,7 @@ from ._desktop_input import InputTools, Screen
 from ._desktop_programs import ProgramTools
 from ._desktop_recording import RecordingTools
 from ._desktop_tasks import DesktopTaskHost, TaskTools
+from ._desktop_vnc import VncViewers
 
 # Tools that work before the window manager has taken over the screen; the
 # others (input, programs) wait for it, as a window needs it to get the focus.
@@ -97,6 +99,7 @@ class DesktopToolset(Toolset):
         self._recorder = RecordingTools(
             self._screen, directory=recordings, env=env, user=context.user
         )
+        self._vnc = VncViewers(env=env, user=context.user)
         self.status: dict[str, Any] = {"status": "running"}
 
     @property
@@ -126,6 +129,10 @@ class DesktopToolset(Toolset):
         actions = ActionSpaceTools(self._screen, declarations, dict(handlers))
         return bind(TOOLS, {**handlers, **actions.handlers()}, self._on_screen)
 
+    def streams(self) -> Mapping[str, StreamOpener]:
+        """``vnc``: the screen over RFB, one x11vnc per viewer, started on demand."""
+        return {"vnc": self._vnc.open}
+
     def _on_screen(self, name: str, handler: ToolHandler) -> ToolHandler:
         """`handler` on a live X connection, once the window manager runs if it needs it."""
         managed = name not in _NO_WINDOW_MANAGER_NEEDED
@@ -141,6 +148,7 @@ class DesktopToolset(Toolset):
     def close(self) -> None:
         """Stop the recorder, the tree reader, release held keys, stop programs, the
         window manager, Xvfb."""
+        self._vnc.close()
         self._recorder.close()
         self._a11y.close()
         self._programs.close()

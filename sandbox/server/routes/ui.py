@@ -42,7 +42,7 @@ _LIVE_VIEWS_AT_ONCE = 4
 _ASSETS = {"ui.js": "text/javascript", "ui.css": "text/css"}
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-    "img-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "img-src 'self' blob: data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

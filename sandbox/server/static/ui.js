@@ -10,6 +10,7 @@ const $ = (id) => document.getElementById(id);
 let viewNumber = 0;
 let timer = null;
 let liveUrl = null;
+let liveRfb = null;
 let steps = [];
 let current = -1;
 
@@ -102,6 +103,7 @@ function showLogin() {
 function stopViews() {
   viewNumber += 1;
   clearTimeout(timer);
+  endVnc();
   $("updated").textContent = "";
 }
 
@@ -198,12 +200,84 @@ function drawTrajectories(trajectories) {
   fillTable("trajectories", rows, "no recorded trajectory");
 }
 
-// -- live view: refreshed screenshots -------------------------------------------
+// -- live view: noVNC, else refreshed screenshots --------------------------------
 
-function live(sessionId, number) {
+// noVNC's RFB client, from Debian's novnc package as the server serves it; null
+// when it is not installed (or the live view's VNC is off): screenshots then.
+let rfbClass;
+async function loadRfb() {
+  if (rfbClass === undefined) {
+    try {
+      rfbClass = (await import("/ui/novnc/core/rfb.js")).default;
+    } catch (_) {
+      rfbClass = null;
+    }
+  }
+  return rfbClass;
+}
+
+async function live(sessionId, number) {
   show("live");
   $("live-title").textContent = sessionId;
-  $("live-status").textContent = "loading the screen...";
+  $("live-status").textContent = "connecting...";
+  $("control-form").hidden = true;
+  if (await liveVnc(sessionId, number, null)) return;
+  if (number === viewNumber) liveScreenshots(sessionId, number);
+}
+
+function endVnc() {
+  const rfb = liveRfb;
+  liveRfb = null;
+  if (rfb) rfb.disconnect();
+  $("control-take").hidden = true;
+  $("control-release").hidden = true;
+}
+
+// Resolves true once noVNC shows the screen, false when it could not connect.
+async function liveVnc(sessionId, number, grant) {
+  const RFB = await loadRfb();
+  if (!RFB || number !== viewNumber) return false;
+  endVnc();
+  const box = $("live-vnc");
+  box.replaceChildren();
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  let url = `${scheme}://${location.host}/ui/vnc/${encodeURIComponent(sessionId)}`;
+  if (grant) url += `?control=${encodeURIComponent(grant)}`;
+  const rfb = new RFB(box, url);
+  rfb.viewOnly = !grant;
+  rfb.scaleViewport = true;
+  liveRfb = rfb;
+  return new Promise((resolve) => {
+    let connected = false;
+    rfb.addEventListener("connect", () => {
+      connected = true;
+      box.hidden = false;
+      $("live-screen").hidden = true;
+      $("control-take").hidden = Boolean(grant);
+      $("control-release").hidden = !grant;
+      $("live-status").textContent = grant
+        ? "noVNC: your mouse and keyboard reach this session"
+        : "noVNC: view only";
+      resolve(true);
+    });
+    rfb.addEventListener("disconnect", () => {
+      if (liveRfb === rfb) liveRfb = null;
+      if (!connected) {
+        resolve(false);
+        return;
+      }
+      if (number !== viewNumber || liveRfb) return; // left, or replaced by another view
+      $("control-take").hidden = true;
+      $("control-release").hidden = true;
+      $("live-status").textContent = "the view ended; connecting again...";
+      timer = setTimeout(() => live(sessionId, number), 3000);
+    });
+  });
+}
+
+function liveScreenshots(sessionId, number) {
+  $("live-vnc").hidden = true;
+  $("live-screen").hidden = false;
   const refresh = async () => {
     if (number !== viewNumber) return;
     let wait = LIVE_EVERY_MS;
@@ -226,6 +300,39 @@ function live(sessionId, number) {
   };
   refresh();
 }
+
+// Control needs the API key itself (the login cookie only reads): it buys a
+// short-lived grant that opens a view whose input reaches the session.
+$("control-take").addEventListener("click", () => {
+  $("control-form").hidden = false;
+  $("control-key").focus();
+});
+
+$("control-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const sessionId = $("live-title").textContent;
+  const key = $("control-key").value;
+  $("control-key").value = "";
+  const response = await fetch(`/ui/control/${encodeURIComponent(sessionId)}`, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: key ? { Authorization: `Bearer ${key}` } : {},
+  });
+  if (!response.ok) {
+    $("live-status").textContent = `no control: ${await failureOf(response)}`;
+    return;
+  }
+  const { grant } = (await response.json()).data;
+  $("control-form").hidden = true;
+  const number = viewNumber;
+  if (!(await liveVnc(sessionId, number, grant))) {
+    $("live-status").textContent = "no control: the view did not open";
+  }
+});
+
+$("control-release").addEventListener("click", () => {
+  liveVnc($("live-title").textContent, viewNumber, null);
+});
 
 // -- trajectories: a step list, walked with the keyboard ------------------------
 

@@ -7,7 +7,8 @@
 #   5. for docker-compose.yml: Docker Compose (Debian's docker-compose when neither
 #      `docker compose` nor `docker-compose` is there), the wheels the image builds
 #      install (scripts/fetch-wheels.sh) and the server image (sandbox/server:latest),
-#   6. for the /ui page's browser tests: Debian's chromium and chromium-driver.
+#   6. for the /ui page's browser tests: Debian's chromium and chromium-driver,
+#      and Debian's novnc, whose noVNC the page's live view loads from the server.
 # Idempotent; scripts/serve.sh and scripts/test.sh run it first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,16 +63,18 @@ ensure_compose() {
 }
 
 ensure_browser() {
-  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
+    && [ -f /usr/share/novnc/core/rfb.js ]; then
     return
   fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing Debian's chromium and chromium-driver (tests/integration/test_ui.py)"
+    log "installing Debian's chromium, chromium-driver and novnc (tests/integration/test_ui*.py)"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      chromium chromium-driver novnc >/dev/null
   else
-    echo "warning: chromium and chromedriver are missing, so tests/integration/test_ui.py" \
-      "will fail: install them (Debian: apt-get install chromium chromium-driver)" >&2
+    echo "warning: chromium, chromedriver or novnc is missing, so tests/integration/test_ui*.py" \
+      "will fail: install them (Debian: apt-get install chromium chromium-driver novnc)" >&2
   fi
 }
 

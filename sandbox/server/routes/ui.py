@@ -7,9 +7,11 @@ in once with an API key (``POST /ui/login``) and then holds a read-only cookie
 (`sandbox.server.ui_auth`); with no API key configured the page is open, like
 the rest of the API.
 
-The live view is view-only: the only tool these routes run is ``vm:screenshot``,
-through `SessionManager.look`, which is not the worker's call: it is not recorded,
-not counted, and pushes neither the session's expiry nor its last use.
+The live view is noVNC where it can be (`sandbox.server.routes.ui_vnc`), else
+refreshed screenshots from here: the only tool these routes run is
+``vm:screenshot``, through `SessionManager.look`, which is not the worker's call:
+it is not recorded, not counted, and pushes neither the session's expiry nor its
+last use.
 """
 
 from __future__ import annotations

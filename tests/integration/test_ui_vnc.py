@@ -23,7 +23,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, Request
 
 from .support import ServerProcess, checked, start_server
-from .test_ui import KEYS, api, log_in, ok, text_of, until, visit
+from .test_ui import KEYS, api, log_in, ok, shoot, text_of, until, visit
 from .test_ui import browser as browser  # the same headless chromium fixture
 
 NOVNC = Path("/usr/share/novnc/core/rfb.js")
@@ -93,7 +93,7 @@ def websocket_answer(server: ServerProcess, path: str, headers: list[tuple[str, 
 
 
 def test_novnc_shows_the_screen_and_sends_input_only_under_control(
-    server: ServerProcess, browser: webdriver.Chrome
+    server: ServerProcess, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     worker = "vnc-alpha"
     with api(server, "alpha") as alpha, api(server, "beta") as beta:
@@ -117,6 +117,7 @@ def test_novnc_shows_the_screen_and_sends_input_only_under_control(
         assert canvas_pixel(browser, 60, 40) != (255, 0, 0)
         call("vm:launch", command="xterm -geometry 30x8+0+0 -bg red", wait_for_window=True)
         until("the red xterm in noVNC", lambda: canvas_pixel(browser, 60, 40) == (255, 0, 0))
+        shoot(browser, tmp_path, "ui-vnc.png")
 
         # View-only: even a page that makes noVNC send input reaches nothing.
         start = call("vm:cursor_position")

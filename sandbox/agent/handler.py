@@ -114,6 +114,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             stream.run(self.connection)
         except OSError:
             pass  # the caller went away: the stream is over
+        except ToolError as exc:  # after the upgrade there is nobody to answer
+            self.log_error("stream %s failed: %s", name, exc)
         finally:
             stream.release()
 

@@ -118,3 +118,24 @@ async def test_a_viewer_past_its_time_is_cut_off(agent: tuple[str, VncViewers]) 
     await _line(stream)
     assert await asyncio.wait_for(stream.reader.read(), 5) == b"", "the agent ended the stream"
     await stream.aclose()
+
+
+async def test_a_vnc_server_that_cannot_start_ends_the_stream(tmp_path: Path) -> None:
+    viewers = VncViewers(env={}, user=None, program=(str(tmp_path / "missing"),), max_viewers=1)
+    registry = ToolRegistry()
+    registry.add_toolset(ViewerToolset(viewers))
+    path = tmp_path / "b.sock"
+    server = AgentHTTPServer(str(path), registry, TOKEN)
+    thread = threading.Thread(target=server.serve_until_stopped, daemon=True)
+    thread.start()
+    try:
+        for _ in range(3):  # its one place is given back each time
+            stream = await open_stream(f"unix://{path}", TOKEN, "vnc", {}, 5)
+            assert await asyncio.wait_for(stream.reader.read(), 5) == b""
+            await stream.aclose()
+    finally:
+        server.stop()
+        server.close_connections()
+        registry.close()
+        thread.join(5)
+        server.server_close()

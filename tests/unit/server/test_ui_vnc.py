@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sandbox.runtime.agent import AgentStream
+from sandbox.runtime.agent import AgentStream, AgentUnreachable
 from sandbox.server.rfb import ClientFilter
 from sandbox.server.routes.ui_vnc import LiveViewers, bridge
 from sandbox.server.ui_auth import grant_valid, issue_grant
@@ -191,3 +191,76 @@ async def test_the_bridge_ends_with_the_server_or_the_time_limit() -> None:
     )
     assert ended == (1000, "the session's VNC server ended the view")
     await stream.aclose()
+
+
+async def _websocket(
+    h: Harness, path: str, headers: dict[str, str], query: str = ""
+) -> list[dict[str, Any]]:
+    """What the app sends a WebSocket client that connects to `path` and then waits."""
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": [(b"host", b"sandbox")]
+        + [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+        "subprotocols": [],
+        "server": ("sandbox", 80),
+        "client": ("127.0.0.1", 5000),
+    }
+    incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    incoming.put_nowait({"type": "websocket.connect"})
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+        if message["type"] == "websocket.close":
+            incoming.put_nowait({"type": "websocket.disconnect", "code": message.get("code")})
+
+    await asyncio.wait_for(h.app(scope, incoming.get, send), 5)
+    return sent
+
+
+async def test_the_websocket_opens_only_for_the_sessions_tenant_from_this_site(
+    keyed: Harness,
+) -> None:
+    created = await keyed.post(
+        "/session/create", {"worker_id": "w1", "resource_type": "vm"}, headers=auth("alpha")
+    )
+    path = f"/ui/vnc/{created['data']['session_id']}"
+    login = await keyed.client.post("/ui/login", json={"key": KEYS["beta"]})
+    beta_cookie = {"Cookie": f"sandbox_ui={login.cookies['sandbox_ui']}"}
+    keyed.client.cookies.clear()
+
+    for refused in ({}, {"Authorization": "Bearer guess"}, {"Cookie": "sandbox_ui=1.2.alpha"}):
+        sent = await _websocket(keyed, path, refused)
+        assert [m["type"] for m in sent] == ["websocket.close"], refused  # before accept: 403
+    evil = {**auth("alpha"), "Origin": "http://evil.example"}
+    assert [m["type"] for m in await _websocket(keyed, path, evil)] == ["websocket.close"]
+
+    foreign = await _websocket(keyed, path, beta_cookie)
+    assert [m["type"] for m in foreign] == ["websocket.accept", "websocket.close"]
+    assert foreign[1]["code"] == 4404
+    assert "no live vm session" in foreign[1]["reason"]
+
+    forged = await _websocket(keyed, path, auth("alpha"), query="control=99999999999.00")
+    assert forged[1]["code"] == 1008
+    assert "grant" in forged[1]["reason"]
+
+    # Alpha's own view gets as far as the agent, view-only, not the worker's call.
+    asked: list[tuple[str, dict[str, str]]] = []
+
+    async def unreachable(
+        url: str, token: str, name: str, query: dict[str, str], timeout: float
+    ) -> AgentStream:
+        asked.append((name, query))
+        raise AgentUnreachable("the fake agent streams nothing")
+
+    keyed.agents.open_stream = unreachable  # type: ignore[method-assign]
+    own = await _websocket(keyed, path, {**auth("alpha"), "Origin": "http://sandbox"})
+    assert [m["type"] for m in own] == ["websocket.accept", "websocket.close"]
+    assert (own[1]["code"], own[1]["reason"]) == (4502, "the fake agent streams nothing")
+    assert asked == [("vnc", {"view_only": "1", "max_seconds": "3600"})]

@@ -138,6 +138,8 @@ def test_novnc_shows_the_screen_and_sends_input_only_under_control(
             "the view under control",
             lambda: "reach this session" in text_of(browser, "live-status"),
         )
+        # The view-only view, now closed, had its input dropped by the server's bridge.
+        until("the bridge's account", lambda: "'PointerEvent'" in server.log(), timeout=10)
         point_at(browser, 600, 450)
 
         def moved() -> bool:

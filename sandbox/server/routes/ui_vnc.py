@@ -9,9 +9,10 @@ agent starts for this one viewer (`sandbox.agent.toolsets._desktop_vnc`).
 
 View-only unless asked: the bridge parses the viewer's RFB stream
 (`sandbox.server.rfb`) and drops every input message, and the agent starts
-x11vnc with ``-viewonly``. A view that sends input needs ``?control=<grant>``,
-a grant from ``POST /ui/control/{session_id}``, which takes the API key itself
-(never the read-only cookie; see `sandbox.server.ui_auth`).
+x11vnc with ``-viewonly``. A view that sends input needs a grant from
+``POST /ui/control/{session_id}``, which takes the API key itself (never the
+read-only cookie; see `sandbox.server.ui_auth`), offered as the subprotocol
+``sandbox-control.<grant>``.
 
 What comes from the container is hostile: the agent's answer is bounded
 (`open_stream`), the bridge reads at most `_CHUNK_BYTES` at a time and only as
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections import Counter
 from collections.abc import Iterator
@@ -47,9 +49,14 @@ from .ui import LIVE_VIEW_TOOL
 
 public = APIRouter(prefix="/ui", tags=["ui"])
 router = APIRouter(prefix="/ui", tags=["ui"])
+log = logging.getLogger(__name__)
 
 VNC_STREAM = "vnc"
 """The agent's stream serving the screen over RFB."""
+CONTROL_PROTOCOL_PREFIX = "sandbox-control."
+"""A viewer offers its grant of control as the WebSocket subprotocol
+``sandbox-control.<grant>`` (beside noVNC's ``binary``): in a header, never in
+the URL, so no access log or proxy line holds it."""
 WS_MAX_MESSAGE_BYTES = 2 << 20
 """Largest WebSocket message a viewer may send (a clipboard text of 1 MiB fits)."""
 _CHUNK_BYTES = 64 << 10
@@ -145,11 +152,13 @@ def novnc(path: str, services: ServicesDep) -> FileResponse:
 def control(
     session_id: str, request: Request, services: ServicesDep, tenant: TenantDep
 ) -> JSONResponse:
-    """A short-lived grant to open a live view that sends input (needs the API key)."""
+    """A short-lived grant to open a live view that sends input (needs the API key):
+    offer it as the WebSocket subprotocol ``sandbox-control.<grant>``."""
     # The cookie authenticates reads only, so `tenant` came from the API key itself.
     _own_session(services, tenant, session_id)
     ttl = services.settings.live_view.control_grant_s
     grant = issue_grant(_grant_secret(request.app.state), tenant, session_id, ttl)
+    log.info("control of the live view of %s granted to tenant %s", session_id, tenant)
     data = {"session_id": session_id, "grant": grant, "expires_in_s": ttl}
     return respond(success(data, new_meta(tool="ui", session_id=session_id)))
 
@@ -169,19 +178,28 @@ def _same_origin(websocket: WebSocket) -> bool:
     return origin is None or urlsplit(origin).netloc == websocket.headers.get("host")
 
 
+def _grant_of(offered: list[str]) -> str | None:
+    """The grant of control a viewer offers as a WebSocket subprotocol, if any."""
+    for protocol in offered:
+        if protocol.startswith(CONTROL_PROTOCOL_PREFIX):
+            return protocol[len(CONTROL_PROTOCOL_PREFIX) :]
+    return None
+
+
 @public.websocket("/vnc/{session_id}")
 async def vnc(websocket: WebSocket, session_id: str) -> None:
-    """The session's screen over RFB, view-only unless ``control`` holds a grant."""
+    """The session's screen over RFB, view-only unless a grant of control is offered."""
     services: Services = websocket.app.state.services
     settings = services.settings
     tenant = _websocket_tenant(settings, websocket)
     if tenant is None or not _same_origin(websocket) or not settings.live_view.vnc:
         await websocket.close(code=CLOSE_PROTOCOL)  # before accept: HTTP 403
         return
-    grant = websocket.query_params.get("control")
+    offered = list(websocket.scope.get("subprotocols") or [])
+    grant = _grant_of(offered)
     secret = _grant_secret(websocket.app.state)
     view_only = not (grant and grant_valid(secret, grant, tenant, session_id))
-    offered = websocket.scope.get("subprotocols") or []
+    # A browser that offered subprotocols fails a handshake that picks none.
     await websocket.accept(subprotocol="binary" if "binary" in offered else None)
     if grant and view_only:
         await websocket.close(CLOSE_PROTOCOL, "the grant of control is wrong or expired")
@@ -204,12 +222,19 @@ async def vnc(websocket: WebSocket, session_id: str) -> None:
         except SandboxError as exc:
             await websocket.close(CLOSE_BACKEND, _reason(exc.message))
             return
+        mode = "view-only" if view_only else "with control"
+        log.info("live view of %s opened %s by tenant %s", session_id, mode, tenant)
+        rfb = ClientFilter(view_only=view_only)
         try:
-            code, reason = await bridge(
-                websocket, stream, ClientFilter(view_only=view_only), max_seconds
-            )
+            code, reason = await bridge(websocket, stream, rfb, max_seconds)
         finally:
             await stream.aclose()
+    log.info(
+        "live view of %s closed: %s; input dropped: %s",
+        session_id,
+        reason or "the viewer left",
+        rfb.dropped or "none",
+    )
     if code is not None:
         with contextlib.suppress(RuntimeError, OSError):
             await websocket.close(code, _reason(reason))

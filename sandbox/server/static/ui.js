@@ -241,9 +241,10 @@ async function liveVnc(sessionId, number, grant) {
   const box = $("live-vnc");
   box.replaceChildren();
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  let url = `${scheme}://${location.host}/ui/vnc/${encodeURIComponent(sessionId)}`;
-  if (grant) url += `?control=${encodeURIComponent(grant)}`;
-  const rfb = new RFB(box, url);
+  const url = `${scheme}://${location.host}/ui/vnc/${encodeURIComponent(sessionId)}`;
+  // The grant travels as a subprotocol (a header), never in the URL.
+  const wsProtocols = grant ? ["binary", `sandbox-control.${grant}`] : ["binary"];
+  const rfb = new RFB(box, url, { wsProtocols });
   rfb.viewOnly = !grant;
   rfb.scaleViewport = true;
   liveRfb = rfb;

@@ -194,7 +194,7 @@ async def test_the_bridge_ends_with_the_server_or_the_time_limit() -> None:
 
 
 async def _websocket(
-    h: Harness, path: str, headers: dict[str, str], query: str = ""
+    h: Harness, path: str, headers: dict[str, str], subprotocols: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """What the app sends a WebSocket client that connects to `path` and then waits."""
     scope = {
@@ -204,10 +204,10 @@ async def _websocket(
         "path": path,
         "raw_path": path.encode(),
         "root_path": "",
-        "query_string": query.encode(),
+        "query_string": b"",
         "headers": [(b"host", b"sandbox")]
         + [(name.lower().encode(), value.encode()) for name, value in headers.items()],
-        "subprotocols": [],
+        "subprotocols": subprotocols or [],
         "server": ("sandbox", 80),
         "client": ("127.0.0.1", 5000),
     }
@@ -246,7 +246,10 @@ async def test_the_websocket_opens_only_for_the_sessions_tenant_from_this_site(
     assert foreign[1]["code"] == 4404
     assert "no live vm session" in foreign[1]["reason"]
 
-    forged = await _websocket(keyed, path, auth("alpha"), query="control=99999999999.00")
+    forged = await _websocket(
+        keyed, path, auth("alpha"), subprotocols=["binary", "sandbox-control.99999999999.00"]
+    )
+    assert forged[0]["subprotocol"] == "binary", "noVNC's protocol is the one picked"
     assert forged[1]["code"] == 1008
     assert "grant" in forged[1]["reason"]
 
@@ -264,3 +267,12 @@ async def test_the_websocket_opens_only_for_the_sessions_tenant_from_this_site(
     assert [m["type"] for m in own] == ["websocket.accept", "websocket.close"]
     assert (own[1]["code"], own[1]["reason"]) == (4502, "the fake agent streams nothing")
     assert asked == [("vnc", {"view_only": "1", "max_seconds": "3600"})]
+
+    # Under a grant from alpha's key, and for alpha only, the view sends input.
+    granted = await keyed.post(f"/ui/control/{path.rsplit('/', 1)[1]}", headers=auth("alpha"))
+    offer = ["binary", f"sandbox-control.{granted['data']['grant']}"]
+    await _websocket(keyed, path, auth("alpha"), subprotocols=offer)
+    assert asked[-1] == ("vnc", {"view_only": "0", "max_seconds": "3600"})
+    stolen = await _websocket(keyed, path, beta_cookie, subprotocols=offer)
+    assert stolen[1]["code"] == 1008, "another tenant cannot use alpha's grant"
+    assert len(asked) == 2

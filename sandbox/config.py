@@ -253,6 +253,8 @@ class ScreenRecordingSettings(BaseModel):
     copied is kept (``complete: false``)."""
     total_max_bytes: int = Field(default=20 * 1024**3, ge=0)
     """Most bytes of videos kept; past it the oldest are deleted."""
+    max_age_s: float = Field(default=7 * 86400.0, gt=0)
+    """Videos stopped longer ago than this are deleted (as trajectories are)."""
 
 
 def _default_images_dir() -> Path:

@@ -111,7 +111,9 @@ class SessionManager:
                 settings.screen_recording,
                 agents,
                 VideoStore(
-                    settings.screen_recording.dir, settings.screen_recording.total_max_bytes
+                    settings.screen_recording.dir,
+                    settings.screen_recording.total_max_bytes,
+                    settings.screen_recording.max_age_s,
                 ),
             ),
         )

@@ -175,7 +175,9 @@ TOOLS: tuple[ToolDeclaration, ...] = (
     _vm("key_up", "Release `key`.", _HELD_KEY),
     _vm("mouse_down", "Press `button` where the pointer is; keep it down.", _BUTTON),
     _vm("mouse_up", "Release `button` where the pointer is.", _BUTTON),
-    _vm("cursor_position", "The pointer's position: `x`, `y`."),
+    ToolDeclaration(
+        "vm", "cursor_position", "The pointer's position: `x`, `y`.", replay_fields=("x", "y")
+    ),
     _vm(
         "wait",
         f"Sleep `seconds` (1 unless given, at most {MAX_WAIT_S}) and return.",

@@ -107,6 +107,15 @@ def test_the_cli_reports_a_corrupt_file_with_exit_2_and_no_traceback(
     assert "Traceback" not in err
 
 
+def test_the_cli_refuses_a_session_the_file_does_not_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"session_id": "s", "tool": "bash:run", "seq": 1, "code": 0}\n')
+    assert main(["trajectories", "replay", str(path), "--session", "other"]) == 2
+    assert capsys.readouterr().err == f"sandbox: {path} has no session 'other'\n"
+
+
 async def _record_and_export(rec: Recording, out: Path, fmt: Any = "jsonl") -> Path:
     await rec.call("bash:run", {"command": "echo one"})
     await rec.call("bash:run", {"command": "echo two"})

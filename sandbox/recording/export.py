@@ -163,7 +163,8 @@ async def export_trajectories(
 
     Raises:
         ExportError: Nothing matches, the server refused a request (its code and
-            message), or `out` already holds an export and `overwrite` is off.
+            message), `out` already holds an export and `overwrite` is off, or
+            `out` cannot be written.
     """
     where = where or TrajectoryFilter()
     target = out / METADATA_FILES[format]
@@ -176,9 +177,22 @@ async def export_trajectories(
             + (f" ({where.described()})" if where.described() else "")
             + " for this API key: `GET /trajectories` lists what it may export"
         )
+    try:
+        return await _write(client, out, format, listed, progress)
+    except OSError as error:  # a file where the directory goes, no space, no permission
+        raise ExportError(f"{out}: cannot write the export: {error}") from None
+
+
+async def _write(
+    client: HTTPServiceClient,
+    out: Path,
+    format: ExportFormat,
+    listed: list[dict[str, Any]],
+    progress: Progress | None,
+) -> ExportSummary:
     out.mkdir(parents=True, exist_ok=True)
-    summary = ExportSummary(path=target)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    summary = ExportSummary(path=out / METADATA_FILES[format])
+    partial = summary.path.with_name(f".{summary.path.name}.{os.getpid()}.part")
     writer = _ParquetRows(partial) if format == "parquet" else _JsonRows(partial)
     try:
         for done, trajectory in enumerate(listed, 1):
@@ -194,7 +208,7 @@ async def export_trajectories(
             if progress is not None:
                 progress.update(done, len(listed), summary.steps, summary.images)
         writer.close()
-        partial.replace(target)
+        partial.replace(summary.path)
     finally:
         writer.close()
         partial.unlink(missing_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,19 @@ async def test_an_earlier_export_is_kept_unless_overwritten(
     assert summary.steps == 5
     assert (tmp_path / "metadata.jsonl").read_text() != before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no partial files"
+
+
+async def test_an_unwritable_output_or_a_missing_pyarrow_is_a_clear_error(
+    recording: Recording, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _record_some(recording)
+    client = recording.clients["alpha"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ExportError, match=r"file: cannot write the export: .*File exists"):
+        await export_trajectories(client, tmp_path / "file")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(ExportError, match=r"needs pyarrow: pip install 'sandbox\[export\]'"):
+        await export_trajectories(client, tmp_path / "p", format="parquet")
 
 
 async def test_an_image_gone_from_the_server_is_left_out_and_counted(

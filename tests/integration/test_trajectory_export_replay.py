@@ -104,3 +104,41 @@ def test_export_then_replay_against_a_fresh_session(
         assert refused.returncode == 1
         assert "the server answered 1002" in refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_a_desktop_trajectory_exports_its_screenshots_and_replays(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    import datasets
+
+    env = {
+        "SANDBOX_RECORDING": "true",
+        "SANDBOX_RECORDING_DIR": str(tmp_path / "recordings"),
+        "SANDBOX_API_KEY": ALPHA,
+    }
+    server = start_server(tmp_path, env=env)
+    with checked(docker_client, server):
+        with Sandbox(server_url=server.url, api_key=ALPHA, worker_id="desk") as sb:
+            created = sb.create_session_sync("vm", {"screen_size": [800, 600]})
+            assert created["status"] == "success", created
+            assert sb.execute_sync("vm:move", {"x": 100, "y": 120})["code"] == 0
+            where = sb.execute_sync("vm:cursor_position", {})
+            assert where["data"] == {"x": 100, "y": 120}, where
+            assert sb.execute_sync("vm:screenshot", {})["code"] == 0
+            sb.destroy_session_sync("vm")
+
+        out = tmp_path / "export"
+        exported = sandbox_cli(server, ALPHA, "export", str(out), "--resource-type", "vm")
+        assert exported.returncode == 0, exported.stderr
+        assert "1 trajectories, 3 steps, 1 images" in exported.stdout
+        loaded = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf"))
+        assert [len(row["images"]) for row in loaded] == [0, 0, 1]
+        assert loaded[2]["images"][0].size == (800, 600)
+
+        config = json.dumps({"screen_size": [800, 600]})
+        replayed = sandbox_cli(server, ALPHA, "replay", str(out), "--session-config", config)
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        assert "#2    vm:cursor_position     same\n" in replayed.stdout
+        assert (
+            "#3    vm:screenshot          same code (no replay fields declared)" in replayed.stdout
+        )

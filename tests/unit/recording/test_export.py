@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sandbox.cli import main
+from sandbox.recording.commands import when
 from sandbox.recording.export import (
     ExportError,
     ProgressBar,
@@ -225,10 +226,8 @@ async def test_the_progress_bar_counts_trajectories_on_a_terminal_only(
 def test_the_cli_reads_times_as_iso_8601_or_epoch_seconds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from sandbox.cli import _when
-
-    assert _when("1700000000.5") == 1700000000.5
-    assert _when("2026-12-01T10:00") == _when("2026-12-01T10:00:00+00:00") == 1796119200.0
+    assert when("1700000000.5") == 1700000000.5
+    assert when("2026-12-01T10:00") == when("2026-12-01T10:00:00+00:00") == 1796119200.0
     with pytest.raises(SystemExit) as exited:
         main(["trajectories", "export", str(tmp_path), "--since", "yesterday"])
     assert exited.value.code == 2

@@ -1,8 +1,9 @@
 """The ``sandbox trajectories`` commands: ``export`` and ``replay``.
 
 Their logic is in `sandbox.recording.export` and `sandbox.recording.replay`; this
-module reads the command line and maps outcomes to exit codes (replay: 0 all
-same, 1 a step differs, 2 the file is no trajectory).
+module reads the command line and maps outcomes to exit codes (export: 0 or 1;
+replay: 0 all the same, 1 a step differs, 2 it could not run: the file is no
+trajectory, no fresh session, no server).
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ def add_trajectory_commands(commands: Any) -> None:
     replay.add_argument("--session", help="replay only this recorded session")
     replay.add_argument(
         "--session-config",
-        type=_json_object,
+        type=_configs,
         metavar="JSON",
-        help="config of the fresh sessions, as JSON (e.g. '{\"screen_size\": [800, 600]}')",
+        help="config of the fresh sessions by resource type, as JSON "
+        '(e.g. \'{"vm": {"screen_size": [800, 600]}}\')',
     )
     _server_arguments(replay)
     replay.set_defaults(run=_trajectories_replay)
@@ -91,13 +93,17 @@ def when(value: str) -> float:
     return moment.timestamp()
 
 
-def _json_object(value: str) -> dict[str, Any]:
+def _configs(value: str) -> dict[str, dict[str, Any]]:
+    """``--session-config``: a JSON object of session configs by resource type."""
+    example = '\'{"vm": {"screen_size": [800, 600]}}\''
     try:
         loaded = json.loads(value)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
-    if not isinstance(loaded, dict):
-        raise argparse.ArgumentTypeError("a JSON object, e.g. '{\"screen_size\": [800, 600]}'")
+        raise argparse.ArgumentTypeError(f"not JSON ({error}); e.g. {example}") from None
+    if not isinstance(loaded, dict) or not all(isinstance(c, dict) for c in loaded.values()):
+        raise argparse.ArgumentTypeError(
+            f"a JSON object of session configs by resource type, e.g. {example}"
+        )
     return loaded
 
 
@@ -108,7 +114,8 @@ def _client(args: argparse.Namespace) -> HTTPServiceClient:
 
 
 def _trajectories_export(args: argparse.Namespace) -> int:
-    from .export import ProgressBar, TrajectoryFilter, export_trajectories
+    """Exit 0 when exported, 1 when not (the message says why)."""
+    from .export import ExportError, ProgressBar, TrajectoryFilter, export_trajectories
 
     where = TrajectoryFilter(args.worker, args.session, args.resource_type, args.since, args.until)
 
@@ -123,6 +130,9 @@ def _trajectories_export(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite,
                 progress=ProgressBar(),
             )
+        except ExportError as error:
+            print(f"sandbox: {error}", file=sys.stderr)
+            return 1
         finally:
             await client.close()
         print(
@@ -141,7 +151,9 @@ def _trajectories_export(args: argparse.Namespace) -> int:
 
 
 def _trajectories_replay(args: argparse.Namespace) -> int:
-    from .replay import TrajectoryFileError, read_steps, replay
+    """Exit 0 when every step gave the same, 1 when one differs, 2 when it could not run."""
+    from ..errors import SandboxError
+    from .replay import ReplayError, TrajectoryFileError, read_steps, replay
 
     try:
         steps = read_steps(args.file)
@@ -157,7 +169,10 @@ def _trajectories_replay(args: argparse.Namespace) -> int:
     async def run() -> int:
         client = _client(args)
         try:
-            report = await replay(client, steps, sys.stdout, session_config=args.session_config)
+            report = await replay(client, steps, sys.stdout, session_configs=args.session_config)
+        except (ReplayError, SandboxError) as error:  # no session, no server
+            print(f"sandbox: {error}", file=sys.stderr)
+            return 2
         finally:
             await client.close()
         return 0 if report.identical else 1

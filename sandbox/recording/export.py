@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 from ..client import Envelope, HTTPServiceClient
-from ..errors import SandboxError
 from .images import IMAGE_KEY, is_sha256
 
 ExportFormat = Literal["jsonl", "parquet"]
@@ -61,8 +60,11 @@ _PARQUET_ROWS = 1000
 """Rows per Parquet row group (a group is written as soon as it is full)."""
 
 
-class ExportError(SandboxError):
-    """The export cannot go on: nothing matches, a refusal by the server, a bad output."""
+class ExportError(Exception):
+    """The export cannot go on: nothing matches, a refusal by the server, a bad output.
+
+    Not a `SandboxError`: it is no answer of the server and carries no code of the API.
+    """
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,16 @@ class ExportSummary:
     """The rows' file."""
     trajectories: int = 0
     steps: int = 0
-    images: int = 0
-    """Image files the rows reference (written now or already there)."""
-    missing_images: list[str] = field(default_factory=list)
+    image_files: set[str] = field(default_factory=set)
+    """The image files the rows reference, relative to the export (each image once,
+    written now or by an earlier export)."""
+    missing_images: set[str] = field(default_factory=set)
     """Images the server no longer has (retention ran meanwhile): left out of the rows."""
+
+    @property
+    def images(self) -> int:
+        """How many distinct images the rows reference."""
+        return len(self.image_files)
 
 
 class Progress(Protocol):
@@ -286,20 +294,20 @@ async def _image_files(
     names: list[str] = []
     for sha256, fmt in image_references(data):
         name = image_path(sha256, fmt)
-        if name in names:
+        if name in names or sha256 in summary.missing_images:
             continue
         path = out / name
-        if not path.exists():
+        if name not in summary.image_files and not path.exists():
             envelope = await client.get_trajectory_image(sha256)
             if envelope.code != 0:
-                summary.missing_images.append(sha256)
+                summary.missing_images.add(sha256)
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f".{path.name}.{os.getpid()}.part")
             partial.write_bytes(envelope.data["content"])
             partial.replace(path)
         names.append(name)
-        summary.images += 1
+        summary.image_files.add(name)
     return names
 
 

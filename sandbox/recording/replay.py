@@ -26,7 +26,6 @@ from typing import IO, Any
 
 from ..agent.tools import TOOLSETS
 from ..client import HTTPServiceClient
-from ..errors import SandboxError
 from .export import METADATA_FILES
 from .recorder import REDACTED
 
@@ -38,8 +37,9 @@ class TrajectoryFileError(ValueError):
     """The file is no trajectory: names the file and, where one is at fault, the line."""
 
 
-class ReplayError(SandboxError):
-    """The replay could not go on (no fresh session could be opened)."""
+class ReplayError(Exception):
+    """The replay could not go on: no fresh session could be opened (the server's
+    code and message say why)."""
 
 
 @dataclass(frozen=True)
@@ -244,9 +244,16 @@ async def replay(
     steps: Iterable[RecordedStep],
     out: IO[str],
     *,
-    session_config: Mapping[str, Any] | None = None,
+    session_configs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ReplayReport:
     """Run each recorded session's steps in a fresh session; report to `out`, step by step.
+
+    Args:
+        client: The server to replay on.
+        steps: The recorded steps (`read_steps`).
+        out: Where the report goes.
+        session_configs: The fresh sessions' config, by resource type
+            (``{"vm": {"screen_size": [800, 600]}}``); none for the others.
 
     Raises:
         ReplayError: A fresh session could not be opened.
@@ -256,7 +263,8 @@ async def replay(
     for session_id, session in by_session(steps).items():
         resource_type = session[0].resource_type
         worker = f"replay-{uuid.uuid4().hex[:8]}"
-        created = await client.create_session(resource_type, session_config, worker_id=worker)
+        config = (session_configs or {}).get(resource_type)
+        created = await client.create_session(resource_type, config, worker_id=worker)
         if created.code != 0:
             raise ReplayError(
                 f"could not open a fresh {resource_type} session to replay {session_id}: "

@@ -95,6 +95,13 @@ def test_export_then_replay_against_a_fresh_session(
         replayed = sandbox_cli(server, ALPHA, "replay", str(cut))
         assert replayed.returncode == 2
         assert f"{cut}: line 4: not JSON (cut short: a truncated file?)" in replayed.stderr
+        refused_config = json.dumps({"bash": {"memory": "1t"}})
+        replayed = sandbox_cli(
+            server, ALPHA, "replay", str(out), "--session-config", refused_config
+        )
+        assert replayed.returncode == 2
+        assert "could not open a fresh bash session" in replayed.stderr
+        assert "1002" in replayed.stderr
         for key, where in ((BETA, ["--worker", "exp"]), (ALPHA, ["--session", "bash_nope_1"])):
             refused = sandbox_cli(server, key, "export", str(tmp_path / "none"), *where)
             assert refused.returncode == 1
@@ -135,7 +142,7 @@ def test_a_desktop_trajectory_exports_its_screenshots_and_replays(
         assert [len(row["images"]) for row in loaded] == [0, 0, 1]
         assert loaded[2]["images"][0].size == (800, 600)
 
-        config = json.dumps({"screen_size": [800, 600]})
+        config = json.dumps({"vm": {"screen_size": [800, 600]}})
         replayed = sandbox_cli(server, ALPHA, "replay", str(out), "--session-config", config)
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         assert "#2    vm:cursor_position     same\n" in replayed.stdout

@@ -70,6 +70,19 @@ async def test_jsonl_export_has_one_row_per_step_and_the_images_beside_it(
     assert sorted(p.name for p in out.iterdir()) == ["images", "metadata.jsonl"]
 
 
+async def test_an_image_shown_by_many_steps_is_one_file(
+    recording: Recording, tmp_path: Path
+) -> None:
+    for _ in range(3):
+        await recording.call("vm:screenshot", {})
+    out = tmp_path / "out"
+    summary = await export_trajectories(recording.clients["alpha"], out)
+    assert (summary.steps, summary.images) == (3, 1)
+    names = {tuple(row["images_file_names"]) for row in _jsonl(summary.path)}
+    (only,) = names
+    assert [p.relative_to(out).as_posix() for p in out.rglob("*.png")] == list(only)
+
+
 async def test_parquet_export_holds_the_same_rows(recording: Recording, tmp_path: Path) -> None:
     await _record_some(recording)
     await export_trajectories(recording.clients["alpha"], tmp_path / "j")

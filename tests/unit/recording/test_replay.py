@@ -14,6 +14,7 @@ from sandbox.cli import main
 from sandbox.recording.export import export_trajectories
 from sandbox.recording.replay import (
     RecordedStep,
+    ReplayError,
     TrajectoryFileError,
     compare,
     read_steps,
@@ -157,6 +158,40 @@ async def test_a_tampered_result_is_reported_with_the_line(
     assert (report.differing, report.identical) == (1, False)
     assert 'stdout: recorded "tampered\\n", now "echo two\\n"' in out.getvalue()
     assert "#2    bash:run               DIFFERS (line " in out.getvalue()
+
+
+async def test_session_configs_go_to_their_resource_type_and_a_refused_one_stops(
+    recording: Recording, tmp_path: Path
+) -> None:
+    await _record_and_export(recording, tmp_path / "out")
+    steps = read_steps(tmp_path / "out")
+    configs: dict[str, dict[str, Any]] = {"vm": {"screen_size": [800, 600]}}
+    report = await replay(recording.clients["alpha"], steps, io.StringIO(), session_configs=configs)
+    assert report.identical
+    specs = recording.harness.runtime.specs.values()
+    (replayed_vm,) = [
+        spec.environment
+        for spec in specs
+        if spec.labels.get("sandbox.worker", "").startswith("replay-")
+        and spec.labels.get("sandbox.resource") == "vm"
+    ]
+    assert "800x600" in json.dumps(replayed_vm)
+    bad: dict[str, dict[str, Any]] = {"bash": {"screen_size": [800, 600]}}
+    with pytest.raises(ReplayError, match=r"could not open a fresh bash session .*: 1002 "):
+        await replay(recording.clients["alpha"], steps, io.StringIO(), session_configs=bad)
+
+
+def test_the_cli_refuses_a_session_config_that_is_no_object_of_objects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for value, message in (
+        ("{nope", "not JSON (Expecting property name"),
+        ('{"screen_size": [800, 600]}', "a JSON object of session configs by resource type"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main(["trajectories", "replay", str(tmp_path), "--session-config", value])
+        assert exited.value.code == 2
+        assert message in capsys.readouterr().err
 
 
 async def test_the_servers_own_jsonl_replays_too(recording: Recording, tmp_path: Path) -> None:

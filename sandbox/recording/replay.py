@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -124,14 +124,15 @@ def read_steps(path: Path) -> list[RecordedStep]:
     return steps
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+def _json_lines(path: Path) -> list[tuple[int, Any]]:
+    rows = []
     try:
         with path.open("rb") as file:
             for number, raw in enumerate(file, 1):
                 if not raw.strip():
                     continue
                 try:
-                    yield number, json.loads(raw)
+                    rows.append((number, json.loads(raw)))
                 except ValueError as error:
                     cut = "" if raw.endswith(b"\n") else " (cut short: a truncated file?)"
                     raise TrajectoryFileError(
@@ -139,9 +140,10 @@ def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
                     ) from None
     except OSError as error:
         raise TrajectoryFileError(f"{path}: cannot read it: {error.strerror}") from None
+    return rows
 
 
-def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
+def _parquet_rows(path: Path) -> list[tuple[int, Any]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -152,7 +154,7 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow's errors share no base but Exception
         raise TrajectoryFileError(f"{path}: not a readable Parquet file: {error}") from None
-    return enumerate(table.to_pylist(), 1)
+    return list(enumerate(table.to_pylist(), 1))
 
 
 def _step(path: Path, number: int, row: Any) -> RecordedStep:

@@ -132,14 +132,16 @@ def test_a_desktop_trajectory_exports_its_screenshots_and_replays(
             where = sb.execute_sync("vm:cursor_position", {})
             assert where["data"] == {"x": 100, "y": 120}, where
             assert sb.execute_sync("vm:screenshot", {})["code"] == 0
+            ran = sb.execute_sync("vm:run_command", {"command": "echo $DISPLAY"})
+            assert ran["data"]["stdout"] == ":0\n", ran
             sb.destroy_session_sync("vm")
 
         out = tmp_path / "export"
         exported = sandbox_cli(server, ALPHA, "export", str(out), "--resource-type", "vm")
         assert exported.returncode == 0, exported.stderr
-        assert "1 trajectories, 3 steps, 1 images" in exported.stdout
+        assert "1 trajectories, 4 steps, 1 images" in exported.stdout
         loaded = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf"))
-        assert [len(row["images"]) for row in loaded] == [0, 0, 1]
+        assert [len(row["images"]) for row in loaded] == [0, 0, 1, 0]
         assert loaded[2]["images"][0].size == (800, 600)
 
         config = json.dumps({"vm": {"screen_size": [800, 600]}})

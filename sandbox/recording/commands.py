@@ -139,6 +139,12 @@ def _trajectories_export(args: argparse.Namespace) -> int:
             f"{summary.path}: {summary.trajectories} trajectories, {summary.steps} steps, "
             f"{summary.images} images"
         )
+        if summary.gone:
+            print(
+                f"sandbox: {len(summary.gone)} trajectories were deleted on the server "
+                "during the export and are left out",
+                file=sys.stderr,
+            )
         if summary.missing_images:
             print(
                 f"sandbox: {len(summary.missing_images)} images are gone from the server "

@@ -6,8 +6,8 @@ never the store's files, so it works from any machine that reaches the server an
 sees exactly what the API key's tenant may see. (To export a stopped server's
 recordings, start a server on its ``recording_dir``.)
 
-The layout is the Hugging Face ``imagefolder`` one, so ``datasets.load_dataset``
-reads it as it is (``load_dataset("imagefolder", data_dir=OUT)``)::
+The layout is the Hugging Face ``imagefolder`` one, so ``datasets.load_dataset(OUT)``
+reads it as it is (an export without images, as plain JSON or Parquet rows)::
 
     OUT/metadata.jsonl          (or metadata.parquet with --format parquet)
     OUT/images/ab/ab12....png   each image once, named by the SHA-256 of its bytes
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 from ..client import Envelope, HTTPServiceClient
+from ..errors import ErrorCode
 from .images import IMAGE_KEY, is_sha256
 
 ExportFormat = Literal["jsonl", "parquet"]
@@ -80,7 +81,7 @@ class TrajectoryFilter:
     """Started at or before this time (epoch seconds)."""
 
     def described(self) -> str:
-        """The filter as the command line says it (``worker=w1, since=...``)."""
+        """The filter in words (``worker w1, resource type vm``); empty when none."""
         given = {
             "worker": self.worker_id,
             "session": self.session_id,
@@ -104,6 +105,8 @@ class ExportSummary:
     written now or by an earlier export)."""
     missing_images: set[str] = field(default_factory=set)
     """Images the server no longer has (retention ran meanwhile): left out of the rows."""
+    gone: list[str] = field(default_factory=list)
+    """Trajectories listed but deleted before they were read: left out."""
 
     @property
     def images(self) -> int:
@@ -205,6 +208,9 @@ async def _write(
     try:
         for done, trajectory in enumerate(listed, 1):
             steps = await _steps(client, trajectory["session_id"])
+            if steps is None:
+                summary.gone.append(trajectory["session_id"])
+                continue
             for line in steps:
                 row = dataset_row(line)
                 row["images_file_names"] = await _image_files(
@@ -236,18 +242,22 @@ async def _listing(client: HTTPServiceClient, where: TrajectoryFilter) -> list[d
     )
     data = _checked(envelope, "listing the trajectories")
     found = [t for t in data.get("trajectories", []) if isinstance(t, dict)]
-    if len(found) >= _LIST_LIMIT:
+    if len(found) >= _LIST_LIMIT:  # the most one listing returns: there may be more
         raise ExportError(
-            f"more than {_LIST_LIMIT} trajectories match: export them in parts "
-            "(--since/--until, --worker or --resource-type)"
+            f"{_LIST_LIMIT} or more trajectories match: export them in parts, "
+            "by time (--since/--until) or by --worker"
         )
     if where.resource_type is not None:
         found = [t for t in found if t.get("resource_type") == where.resource_type]
     return sorted(found, key=lambda t: (t.get("started_at", 0), str(t.get("session_id"))))
 
 
-async def _steps(client: HTTPServiceClient, session_id: str) -> list[dict[str, Any]]:
-    data = _checked(await client.get_trajectory(session_id), f"fetching trajectory {session_id}")
+async def _steps(client: HTTPServiceClient, session_id: str) -> list[dict[str, Any]] | None:
+    """The trajectory's steps; None when it is gone since the listing (deleted, retention)."""
+    envelope = await client.get_trajectory(session_id)
+    if envelope.code == ErrorCode.TOOL_NOT_FOUND:
+        return None
+    data = _checked(envelope, f"fetching trajectory {session_id}")
     return [step for step in data.get("steps", []) if isinstance(step, dict)]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from sandbox import Envelope
 from sandbox.cli import main
 from sandbox.recording.commands import when
 from sandbox.recording.export import (
@@ -212,6 +213,24 @@ async def test_an_image_gone_from_the_server_is_left_out_and_counted(
     assert len(summary.missing_images) == 1
     (shot,) = [r for r in _jsonl(summary.path) if r["session_id"] == ids["vm"]]
     assert shot["images_file_names"] == []
+
+
+async def test_a_trajectory_deleted_during_the_export_is_left_out(
+    recording: Recording, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await _record_some(recording)
+    client = recording.clients["alpha"]
+    fetch = client.get_trajectory
+
+    async def deleted_first(session_id: str, **kw: Any) -> Envelope:
+        if session_id == ids["vm"]:  # retention, or another user, between list and read
+            assert (await client.delete_trajectory(session_id)).code == 0
+        return await fetch(session_id, **kw)
+
+    monkeypatch.setattr(client, "get_trajectory", deleted_first)
+    summary = await export_trajectories(client, tmp_path / "out")
+    assert (summary.gone, summary.trajectories, summary.steps) == ([ids["vm"]], 2, 3)
+    assert ids["vm"] not in summary.path.read_text()
 
 
 class _Terminal(io.StringIO):

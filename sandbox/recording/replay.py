@@ -303,3 +303,4 @@ def _report_step(
         out.write(f"{where} same code ({why})\n")
     else:
         out.write(f"{where} same\n")
+    out.flush()  # a long replay shows each step as it goes, through a pipe too

@@ -66,7 +66,7 @@ class AgentContainers:
                 environment={**request.environment, SESSION_UID_ENV: str(uid)},
             )
         socket_dir = self.sockets.create()  # every agent is reached through its socket
-        image = self._images.tag(resource.image)
+        image = self._images.tag(request.image or resource.image)
         spec = build_spec(self._settings, resource, request, image=image, socket_dir=socket_dir)
         try:
             record = await self._runtime.start(spec)

@@ -422,7 +422,7 @@ def bench_vm_apps(url: str, args: argparse.Namespace) -> tuple[str, dict[str, fl
                 sb.destroy_session_sync("vm")
     client.close()
     count = max(20, args.calls // 10)
-    editor = percentiles(_a11y_tree(url, count))
+    editor = _a11y_tree(url, count)
     with_chromium, chromium_mib = _a11y_tree_with_chromium(url, count)
     rows = [
         (f"cold `vm` create + first screenshot, {name}", percentiles(cold[name])) for name in urls

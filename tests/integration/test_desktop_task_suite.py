@@ -162,7 +162,10 @@ def test_navigate_chromium_to_a_local_page(sb: Sandbox) -> None:
                     ]
                 },
             },
-            {"type": "launch", "parameters": {"command": ["chromium", f"{HOME}/site/index.html"]}},
+            {
+                "type": "chrome_open_tabs",
+                "parameters": {"urls_to_open": [f"file://{HOME}/site/index.html"]},
+            },
             {"type": "activate_window", "parameters": {"window_name": "Start - Chromium"}},
         ],
     )

@@ -1,5 +1,5 @@
 """Setup steps by OSWorld's names: launch, open, upload_file, download, execute
-(command), sleep, activate_window, close_window.
+(command), sleep, activate_window, close_window, chrome_open_tabs.
 
 `run_steps` runs a list in order; the first that fails stops it and the error
 names it (``steps.2``). A step's parameters are checked before it runs.
@@ -25,6 +25,8 @@ DEFAULT_COMMAND_TIMEOUT_S = 120.0
 MAX_SLEEP_S = 60.0
 MAX_DOWNLOAD_BYTES = 256 << 20
 """Largest file a ``download`` step fetches (the session's disk quota binds too)."""
+MAX_TABS = 50
+"""Most tabs one ``chrome_open_tabs`` step opens."""
 MAX_STEP_OUTPUT_CHARS = 4000
 """Most characters of each output stream an ``execute`` step reports."""
 
@@ -133,6 +135,16 @@ def _check_download(parameters: Fields) -> None:
             raise file.refuse("url", f"must be an http:// or https:// URL, not {url[:100]!r}")
 
 
+def _urls(parameters: Fields) -> list[str]:
+    urls = parameters.raw.get("urls_to_open")
+    if not isinstance(urls, list) or not urls or len(urls) > MAX_TABS:
+        raise parameters.refuse("urls_to_open", f"must be a list of 1 to {MAX_TABS} URLs")
+    for index, url in enumerate(urls):
+        if not isinstance(url, str) or not url.strip() or url.startswith("-"):
+            raise parameters.refuse(f"urls_to_open.{index}", "must be a URL")
+    return urls
+
+
 _CHECKS: dict[str, Callable[[Fields], object]] = {
     "launch": lambda parameters: parameters.command(),
     "open": lambda parameters: parameters.string("path"),
@@ -143,6 +155,7 @@ _CHECKS: dict[str, Callable[[Fields], object]] = {
     "sleep": lambda parameters: parameters.number("seconds", maximum=MAX_SLEEP_S),
     "activate_window": _check_window,
     "close_window": _check_window,
+    "chrome_open_tabs": _urls,
 }
 
 
@@ -235,6 +248,14 @@ def download(run: SetupRun, parameters: Fields) -> dict[str, Any]:
         size = output.stdout.strip()
         fetched.append({"url": url, "path": path, "size": int(size) if size.isdigit() else None})
     return {"files": fetched}
+
+
+@STEPS.register("chrome_open_tabs")
+def chrome_open_tabs(run: SetupRun, parameters: Fields) -> dict[str, Any]:
+    """Open ``urls_to_open`` as tabs of Chromium (started if it is not running; its
+    DevTools port then serves the page getters)."""
+    urls = _urls(parameters)
+    return {"urls": urls, **run.host.launch(shlex.join(["chromium", *urls]))}
 
 
 @STEPS.register("execute", "command")

@@ -318,3 +318,34 @@ def test_images_build_takes_vm_full_by_name_only(monkeypatch: pytest.MonkeyPatch
     assert "desktop" in built
     with pytest.raises(ValueError, match="vm-full"):
         cli._images_build(argparse.Namespace(resources=["vm-fuller"], config=None))
+
+
+# -- chrome_open_tabs -------------------------------------------------------------------------
+
+
+def test_chrome_open_tabs_launches_chromium_with_the_urls() -> None:
+    host = FakeHost()
+    step = {"type": "chrome_open_tabs", "parameters": {"urls_to_open": ["file:///a b", "x.org"]}}
+    (done,) = run_steps(host, [step])
+    assert done["urls"] == ["file:///a b", "x.org"]
+    assert ("launch", "chromium 'file:///a b' x.org") in host.log
+
+
+@pytest.mark.parametrize(
+    ("urls", "field"),
+    [
+        ([], "steps.0.parameters.urls_to_open"),
+        ("https://x.org", "steps.0.parameters.urls_to_open"),
+        (
+            ["https://x.org", "--remote-debugging-address=0.0.0.0"],
+            "steps.0.parameters.urls_to_open.1",
+        ),
+        ([""], "steps.0.parameters.urls_to_open.0"),
+    ],
+)
+def test_chrome_open_tabs_refuses_what_is_not_a_url_list(urls: Any, field: str) -> None:
+    host = FakeHost()
+    with pytest.raises(InvalidParams) as caught:
+        run_steps(host, [{"type": "chrome_open_tabs", "parameters": {"urls_to_open": urls}}])
+    assert caught.value.field == field
+    assert host.log == []

@@ -74,6 +74,17 @@ def tree_node(sb: Sandbox, role: str, name: str, timeout: float = 15) -> tuple[i
         time.sleep(0.3)
 
 
+def focused(sb: Sandbox, role: str, name: str, timeout: float = 15) -> None:
+    """Wait until the tree shows the node with `role` and `name` focused."""
+    pattern = re.compile(
+        rf"^{re.escape(role)}\t{re.escape(name)}\t[^\t\n]*\t[^\t\n]*\bfocused\b", re.MULTILINE
+    )
+    deadline = time.monotonic() + timeout
+    while not pattern.search(tree := ok(sb, "vm:accessibility_tree", max_nodes=5000)["tree"]):
+        assert time.monotonic() < deadline, f"no focused {role} {name!r}:\n{tree[-3000:]}"
+        time.sleep(0.2)
+
+
 def test_write_notes_with_the_editor_and_save(sb: Sandbox) -> None:
     """Task: create ~/notes.txt containing two lines, typed into mousepad and saved."""
     text = "buy milk\ncall Ada\n"
@@ -191,6 +202,8 @@ def test_navigate_chromium_to_a_local_page(sb: Sandbox) -> None:
     assert score(sb, evaluator) == 0.0
 
     ok(sb, "vm:key", key="ctrl+l")
+    # Type once the address bar has the focus (the tree says so), not before.
+    focused(sb, "entry", "Address and search bar")
     ok(sb, "vm:type", text=target + "\n")
 
     assert eventually_scores(sb, evaluator) == 1.0

@@ -147,16 +147,16 @@ def list_tabs(timeout: float, port: int = DEVTOOLS_PORT) -> list[BrowserTab]:
             "Connection: close\r\n\r\n".encode()
         )
         status, headers = _status_and_headers(peer.until(b"\r\n\r\n", _HEADER_LIMIT))
-        length = headers.get("content-length", "")
-        body = (
-            peer.exactly(int(length))
-            if length.isdigit() and int(length) <= MAX_LIST_BYTES
-            else None
-        )
-        if body is None:
-            if length:
-                raise DevToolsError(f"DevTools' tab list is larger than {MAX_LIST_BYTES} bytes")
+        length = headers.get("content-length")
+        if length is None:
             body = peer.rest(MAX_LIST_BYTES)
+        elif length.isdigit() and int(length) <= MAX_LIST_BYTES:
+            body = peer.exactly(int(length))
+        else:
+            raise DevToolsError(
+                f"DevTools' tab list has a Content-Length of {length[:40]!r}: "
+                f"it is read only up to {MAX_LIST_BYTES} bytes"
+            )
     if status != 200:
         raise DevToolsError(f"DevTools answered HTTP {status} to /json/list")
     try:

@@ -142,6 +142,8 @@ class BuildContext:
     """Path of the Dockerfile inside the context."""
     files: dict[str, Path]
     """Context path -> file on disk."""
+    buildargs: dict[str, str] = field(default_factory=dict)
+    """The Dockerfile's ``ARG`` values."""
 
     def tar(self) -> io.BytesIO:
         """The context as an uncompressed tar stream, files in a stable order."""
@@ -390,6 +392,7 @@ class DockerRuntime:
                 forcerm=True,
                 decode=True,
                 labels={LABEL_IMAGE: tag},
+                buildargs=context.buildargs or None,
             )
             tail: list[str] = []
             for chunk in _build_lines(stream):

@@ -216,7 +216,7 @@ def test_top_k_bounds_the_results(client: AgentClient) -> None:
 def test_no_match_is_an_empty_answer(client: AgentClient) -> None:
     data = client.call("rag.search", query="xylophone zeppelin").data
 
-    assert data == {"query": "xylophone zeppelin", "results": [], "context": ""}
+    assert data == {"query": "xylophone zeppelin", "mode": "bm25", "results": [], "context": ""}
 
 
 def test_malformed_corpus_lines_are_skipped_and_counted(tmp_path: Path, db: Path) -> None:

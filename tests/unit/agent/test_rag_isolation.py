@@ -116,12 +116,17 @@ def test_a_sessions_large_index_blocks_no_one_else(
     real_add = RagIndex.add_documents
 
     def held_add(
-        conn: sqlite3.Connection, cid: int, documents: Sequence[Document], *, replace: bool
+        conn: sqlite3.Connection,
+        cid: int,
+        documents: Sequence[Document],
+        *,
+        replace: bool,
+        vectors: Any = None,
     ) -> int:
         if documents[0].doc_id.startswith("b"):
             entered.set()
             release.wait(60)
-        return real_add(conn, cid, documents, replace=replace)
+        return real_add(conn, cid, documents, replace=replace, vectors=vectors)
 
     monkeypatch.setattr(RagIndex, "add_documents", staticmethod(held_add))
     replies: list[Any] = []

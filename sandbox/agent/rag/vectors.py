@@ -95,8 +95,9 @@ class VectorCache:
         if loaded.rowids.size == 0:
             return []
         scores = loaded.matrix @ query
-        k = min(top_k, scores.size)
-        best = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
+        size = scores.size
+        k = min(top_k, size)
+        best = np.argpartition(scores, size - k)[size - k :] if k < size else np.arange(size)
         best = best[np.argsort(-scores[best], kind="stable")]
         return [(int(loaded.rowids[n]), float(scores[n])) for n in best]
 

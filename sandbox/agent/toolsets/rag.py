@@ -94,7 +94,7 @@ from ..rag.sessions import (
 from ..rag.store import DEFAULT_CID, Hit, IndexClosed, RagIndex, SessionRecord
 from ..registry import AgentContext, Tool, Toolset
 from ..tools import bind
-from ..tools.rag import DEFAULT_MODE, MAX_DOCUMENTS_PER_CALL, TOOLS
+from ..tools.rag import DEFAULT_MODE, MAX_DOCUMENTS_PER_CALL, MODES, TOOLS
 
 DEFAULT_DB = "/data/index.sqlite3"
 DEMO_CORPUS = "/opt/rag/demo-corpus.jsonl"
@@ -247,6 +247,7 @@ class RagToolset(Toolset):
             self._index, settings.corpus, build_hook, embedder=self._embedder
         )
         self._latencies = _Latencies()
+        self._mode_latencies = {mode: _Latencies() for mode in MODES}
         self._batch_threads = max(1, min(_BATCH_THREADS, os.cpu_count() or 1))
         self._batch_pool = ThreadPoolExecutor(
             max_workers=self._batch_threads, thread_name_prefix="rag-batch"
@@ -311,6 +312,7 @@ class RagToolset(Toolset):
             hits = self._search_many([(0, terms, vector)], targets, top_k, mode)[0][1]
         results = ReplyBudget(self._settings.response_max_chars, max_chars).results(hits)
         self._latencies.add(time.perf_counter() - started)
+        self._mode_latencies[mode].add(time.perf_counter() - started)
         # `query` echoed as AgentFlow's result formatter reads it.
         return {
             "query": raw["query"],
@@ -361,6 +363,7 @@ class RagToolset(Toolset):
         budget = ReplyBudget(self._settings.response_max_chars, max_chars)
         results = [budget.results(hits) for hits in found]
         self._latencies.add(time.perf_counter() - started, len(queries))
+        self._mode_latencies[mode].add(time.perf_counter() - started, len(queries))
         return {
             "mode": mode,
             "results": results,
@@ -480,6 +483,9 @@ class RagToolset(Toolset):
             "index_bytes": self._index.size_bytes() + self._sessions.size_bytes(),
             "queries": self._latencies.count,
             "latency_ms": self._latencies.percentiles(),
+            "latency_ms_by_mode": {
+                mode: latencies.percentiles() for mode, latencies in self._mode_latencies.items()
+            },
         }
 
     def open_session(self, params: Params) -> dict[str, Any]:

@@ -470,6 +470,9 @@ def test_stats_count_queries_and_sizes(client: AgentClient) -> None:
     assert after["queries"] == before["queries"] + 3
     assert after["index_bytes"] > 100_000
     assert 0 < after["latency_ms"]["p50"] <= after["latency_ms"]["p95"]
+    by_mode = after["latency_ms_by_mode"]
+    assert 0 < by_mode["bm25"]["p50"] <= by_mode["bm25"]["p95"]
+    assert by_mode["dense"] == {"p50": None, "p95": None}, "no dense search ran"
 
 
 # -- batches -----------------------------------------------------------------------------

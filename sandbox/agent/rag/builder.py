@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -123,6 +124,7 @@ class DefaultCollection:
             return
         if complete and stored is not None and stored.same_file(current):
             self._ready_from(record)
+            threading.Thread(target=self._preload_vectors, name="rag-vectors", daemon=True).start()
             return
         self._spawn(lambda: self._refresh(current, stored if complete else None, record))
 
@@ -238,6 +240,7 @@ class DefaultCollection:
         self._index.vectors.invalidate()
         # A build leaves a log as large as the index; fold it in while nobody waits.
         self._index.checkpoint()
+        self._preload_vectors()
         self._set(state="ready", documents=documents, done=done, total=done, elapsed_s=elapsed)
 
     def _write_batch(self, batch: list[Document], total: int) -> bool:
@@ -250,6 +253,15 @@ class DefaultCollection:
         with self._index.writing() as conn:
             RagIndex.add_documents(conn, DEFAULT_CID, batch, replace=False, vectors=vectors)
         return True
+
+    def _preload_vectors(self) -> None:
+        """Load the default collection's vectors into memory (dense searches use them)."""
+        if self._embedder is None:
+            return
+        low, high = collection_range(DEFAULT_CID)
+        # A store closed meanwhile (the agent stopping) is no error worth a word.
+        with contextlib.suppress(sqlite3.Error):
+            self._index.vectors.preload(low, high, self._embedder.dim)
 
     @staticmethod
     def _drop_default(conn: sqlite3.Connection) -> None:

@@ -9,7 +9,6 @@ Büttcher, 2009; ``k`` = 60 as there).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from .store import Hit
 
@@ -19,20 +18,22 @@ RRF_K = 60
 HYBRID_DEPTH = 50
 
 
-def hybrid(lexical: Sequence[Hit], dense: Sequence[Hit], top_k: int) -> list[Hit]:
-    """The best `top_k` of one collection's BM25 and dense rankings, fused.
+def hybrid(
+    lexical: Sequence[tuple[int, float]], dense: Sequence[tuple[int, float]], top_k: int
+) -> list[tuple[int, float]]:
+    """The best `top_k` (rowid, fused score) of one collection's BM25 and dense
+    rankings, each a list of (rowid, score) best first.
 
-    A passage found by both counts both ranks; its score becomes its fused
-    score (BM25 and cosine scores do not add up). On a tie BM25's order wins.
+    A passage found by both counts both ranks; its score is its fused score
+    (BM25 and cosine scores do not add up). On a tie, the passage seen first
+    (BM25's list before the dense one) comes first.
     """
-    fused: dict[tuple[int, str], tuple[float, int, Hit]] = {}
+    fused: dict[int, float] = {}
     for ranking in (lexical, dense):
-        for rank, hit in enumerate(ranking, start=1):
-            key = (hit.cid, hit.doc_id)
-            score, first, kept = fused.get(key, (0.0, len(fused), hit))
-            fused[key] = (score + 1.0 / (RRF_K + rank), first, kept)
-    ordered = sorted(fused.values(), key=lambda item: (-item[0], item[1]))
-    return [replace(hit, score=score) for score, _, hit in ordered[:top_k]]
+        for rank, (rowid, _) in enumerate(ranking, start=1):
+            fused[rowid] = fused.get(rowid, 0.0) + 1.0 / (RRF_K + rank)
+    # dicts keep insertion order and sorted() is stable: ties stay in first-seen order.
+    return sorted(fused.items(), key=lambda item: -item[1])[:top_k]
 
 
 def merge_by_rank(lists: Sequence[Sequence[Hit]], top_k: int) -> list[Hit]:

@@ -235,32 +235,45 @@ class RagIndex:
     # -- reads ------------------------------------------------------------------
 
     def search(
-        self,
-        conn: sqlite3.Connection,
-        terms: Sequence[str],
-        cids: Sequence[int],
-        top_k: int,
-        enough: int | None = None,
+        self, conn: sqlite3.Connection, terms: Sequence[str], cids: Sequence[int], top_k: int
     ) -> list[Hit]:
-        """The `top_k` best passages of collections `cids` for the words `terms`.
-
-        When the pruned candidates (`plan_query`) yield fewer than `enough`
-        (default `top_k`) passages, every match is ranked after all; a caller
-        that wants a deep list but needs only its head (hybrid fusion) says so.
-        """
+        """The `top_k` best passages of collections `cids` for the words `terms`."""
         frequencies = [self.frequencies.get(conn, term) for term in terms]
         plan = plan_query(terms, frequencies, self.score_budget)
         hits = self._run(conn, plan.expression, cids, top_k)
-        if len(hits) < (top_k if enough is None else enough) and plan.fallback is not None:
+        if len(hits) < top_k and plan.fallback is not None:
             # The pruned candidates were too few: rank every match after all.
             hits = self._run(conn, plan.fallback, cids, top_k)
         return hits
 
+    def lexical_ranking(
+        self, conn: sqlite3.Connection, terms: Sequence[str], cid: int, top_k: int, enough: int
+    ) -> list[tuple[int, float]]:
+        """(rowid, BM25) of collection `cid`'s best `top_k` for `terms`, without
+        reading their texts; every match is ranked when fewer than `enough` of the
+        pruned candidates match (as in `search`)."""
+        frequencies = [self.frequencies.get(conn, term) for term in terms]
+        plan = plan_query(terms, frequencies, self.score_budget)
+        low, high = collection_range(cid)
+        rows = conn.execute(_RANK_ONE, (plan.expression, low, high, top_k)).fetchall()
+        if len(rows) < enough and plan.fallback is not None:
+            rows = conn.execute(_RANK_ONE, (plan.fallback, low, high, top_k)).fetchall()
+        return [(rowid, -rank) for rowid, rank in rows]
+
+    def dense_ranking(self, query: Any, cid: int, top_k: int) -> list[tuple[int, float]]:
+        """(rowid, cosine) of the `top_k` passages of collection `cid` whose vectors
+        are closest to `query` (a unit vector)."""
+        low, high = collection_range(cid)
+        return self.vectors.search(low, high, query, top_k)
+
     def dense_search(self, conn: sqlite3.Connection, query: Any, cid: int, top_k: int) -> list[Hit]:
         """The `top_k` passages of collection `cid` whose vectors are closest to
         `query` (a unit vector); each scored by its cosine."""
-        low, high = collection_range(cid)
-        ranked = self.vectors.search(low, high, query, top_k)
+        return self.passages(conn, self.dense_ranking(query, cid, top_k))
+
+    @staticmethod
+    def passages(conn: sqlite3.Connection, ranked: Sequence[tuple[int, float]]) -> list[Hit]:
+        """The passages of `ranked` (rowid, score) pairs, in their order, with those scores."""
         return [
             Hit(doc_id, title, text, score, rowid >> _CID_SHIFT)
             for rowid, doc_id, title, text, score in fetch_passages(conn, ranked)
@@ -456,6 +469,8 @@ _BM25 = f"bm25(fts, {TITLE_WEIGHT}, {TEXT_WEIGHT})"
 _SEARCH_COLUMNS = "SELECT d.doc_id, d.title, d.text, r.rank, r.id FROM"
 # FTS5 scores every match, SQLite keeps the best `top_k`, and only those are
 # joined to their text. (An explicit bm25() sorts faster than FTS5's `rank`.)
+_RANK_ONE = f"""SELECT rowid, {_BM25} AS rank FROM fts
+    WHERE fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 ORDER BY rank LIMIT ?4"""
 _SEARCH_ONE = f"""{_SEARCH_COLUMNS} (
     SELECT rowid AS id, {_BM25} AS rank FROM fts
     WHERE fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 ORDER BY rank LIMIT ?4

@@ -413,12 +413,14 @@ class RagToolset(Toolset):
             return store.search(conn, terms, [cid], top_k)
         if mode == "dense":
             return store.dense_search(conn, vector, cid, top_k)
+        # Both rankings deep, without texts; only the fused head is read.
         depth = max(top_k, HYBRID_DEPTH)
-        return hybrid(
-            store.search(conn, terms, [cid], depth, enough=top_k),
-            store.dense_search(conn, vector, cid, depth),
+        fused = hybrid(
+            store.lexical_ranking(conn, terms, cid, depth, enough=top_k),
+            store.dense_ranking(vector, cid, depth),
             top_k,
         )
+        return store.passages(conn, fused)
 
     def _mode(self, params: Params) -> str:
         """The call's ``mode`` (the declaration checked its spelling); refuses a

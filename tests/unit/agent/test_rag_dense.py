@@ -12,7 +12,6 @@ import pytest
 
 from sandbox.agent.rag.embedder import MAX_EMBED_CHARS, ModelError, StaticEmbedder, load_embedder
 from sandbox.agent.rag.fusion import hybrid
-from sandbox.agent.rag.store import Hit
 
 from .harness import Agent, AgentClient
 from .test_rag import open_session, start_rag, stop, wait_ready, write_corpus
@@ -136,17 +135,16 @@ def test_a_missing_model_says_why(tmp_path: Path) -> None:
 
 
 def test_hybrid_fusion_adds_the_ranks_of_both_lists() -> None:
-    def hit(doc_id: str, score: float) -> Hit:
-        return Hit(doc_id, "", doc_id, score, 0)
-
-    lexical = [hit("a", 9.0), hit("b", 8.0), hit("c", 7.0)]
-    dense = [hit("c", 0.9), hit("d", 0.8), hit("a", 0.1)]
+    lexical = [(1, 9.0), (2, 8.0), (3, 7.0)]
+    dense = [(3, 0.9), (4, 0.8), (1, 0.1)]
 
     fused = hybrid(lexical, dense, 3)
 
-    # a: 1/61 + 1/63; c: 1/63 + 1/61 (a tie: BM25's order); then b (1/62) over d (1/62) too.
-    assert [h.doc_id for h in fused] == ["a", "c", "b"]
-    assert fused[0].score == pytest.approx(1 / 61 + 1 / 63)
+    # 1: 1/61 + 1/63 and 3: 1/63 + 1/61 tie (BM25's first wins); then 2 and 4
+    # tie at 1/62 (BM25's again).
+    assert [rowid for rowid, _ in fused] == [1, 3, 2]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 63)
+    assert hybrid(lexical, [], 5) == [(r, 1 / (60 + n)) for n, (r, _) in enumerate(lexical, 1)]
 
 
 # -- modes through the agent -----------------------------------------------------------------

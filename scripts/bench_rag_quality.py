@@ -47,8 +47,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sandbox.agent.params import Params  # noqa: E402
+from sandbox.agent.rag.settings import RagSettings  # noqa: E402
 from sandbox.agent.tools.rag import TOOLS  # noqa: E402
-from sandbox.agent.toolsets.rag import RagSettings, RagToolset  # noqa: E402
+from sandbox.agent.toolsets.rag import RagToolset  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sandbox" / "bench"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -386,7 +387,14 @@ def main() -> int:
             "in-process). Mean time per query inside `rag.batch_search` (batches of "
             f"{BATCH}): " + ", ".join(f"{m} {t:.2f} ms" for m, t in timings.items()) + ".",
             "",
-            "Verdict: " + "; ".join(verdicts) + ".",
+            "Verdict: "
+            + "; ".join(verdicts)
+            + ". "
+            + (
+                "Hybrid beats BM25 on both sets: it can be the default mode."
+                if all("beats" in verdict for verdict in verdicts)
+                else "So the default mode stays `bm25` (sandbox/agent/tools/rag.py, DEFAULT_MODE)."
+            ),
         ]
     )
     print(body)

@@ -58,15 +58,12 @@ Settings (environment):
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, InvalidParams, Unavailable
@@ -74,6 +71,7 @@ from ..params import Params
 from ..rag.builder import BuildHook, DefaultCollection
 from ..rag.embedder import load_embedder
 from ..rag.fusion import HYBRID_DEPTH, hybrid, merge_by_rank
+from ..rag.latency import Latencies
 from ..rag.output import ReplyBudget, context_text
 from ..rag.params import (
     MAX_SESSION_CHARS,
@@ -84,129 +82,22 @@ from ..rag.params import (
     required_session,
     search_terms,
 )
-from ..rag.query import SCORED_ROWS_BUDGET
 from ..rag.sessions import (
     CollectionFull,
     CollectionGone,
     SessionCollection,
     SessionCollections,
 )
+from ..rag.settings import RagSettings
 from ..rag.store import DEFAULT_CID, Hit, IndexClosed, RagIndex, SessionRecord
 from ..registry import AgentContext, Tool, Toolset
 from ..tools import bind
-from ..tools.rag import DEFAULT_MODE, MAX_DOCUMENTS_PER_CALL, MODES, TOOLS
+from ..tools.rag import DEFAULT_MODE, MODES, TOOLS
 
-DEFAULT_DB = "/data/index.sqlite3"
-DEMO_CORPUS = "/opt/rag/demo-corpus.jsonl"
-IMAGE_MODEL = "/opt/rag/model"
-DEFAULT_SESSION_MAX_BYTES = 256 << 20
-DEFAULT_RESPONSE_MAX_CHARS = 8_000_000
-_LATENCY_WINDOW = 10_000
 _BATCH_THREADS = 4
 
 BUILD_HOOK: BuildHook | None = None
 """Called before each batch of the default build with (done, total); for tests."""
-
-
-@dataclass(frozen=True)
-class RagSettings:
-    """Where the index lives, what the default collection is built from, and bounds.
-
-    Attributes:
-        db: The SQLite file (``SANDBOX_RAG_DB``); session files go in the
-            directory ``<db>.sessions`` next to it.
-        corpus: The JSONL corpus (``SANDBOX_RAG_CORPUS``; else the image's demo
-            corpus if present; else None: the default collection stays empty).
-        model: The embedding model's directory (``SANDBOX_RAG_MODEL``; else the
-            image's if present; else None: BM25 only).
-        score_budget: Rows a query may score before its commonest words stop
-            choosing candidates (``SANDBOX_RAG_SCORE_BUDGET``).
-        session_max_bytes: Title and text bytes one session's collection may
-            hold (``SANDBOX_RAG_SESSION_MAX_BYTES``).
-        index_max_documents: Documents per ``rag.index`` call
-            (``SANDBOX_RAG_INDEX_MAX_DOCUMENTS``, at most 100,000).
-        response_max_chars: Title and text characters per search reply
-            (``SANDBOX_RAG_RESPONSE_MAX_CHARS``).
-    """
-
-    db: str
-    corpus: str | None
-    model: str | None = None
-    score_budget: int = SCORED_ROWS_BUDGET
-    session_max_bytes: int = DEFAULT_SESSION_MAX_BYTES
-    index_max_documents: int = MAX_DOCUMENTS_PER_CALL
-    response_max_chars: int = DEFAULT_RESPONSE_MAX_CHARS
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> RagSettings:
-        """Read the settings from `environ`.
-
-        Raises:
-            ConfigError: A number setting is not a positive integer (or over its maximum).
-        """
-        corpus = environ.get("SANDBOX_RAG_CORPUS") or None
-        if corpus is None and os.path.isfile(DEMO_CORPUS):
-            corpus = DEMO_CORPUS
-        model = environ.get("SANDBOX_RAG_MODEL") or None
-        if model is None and os.path.isdir(IMAGE_MODEL):
-            model = IMAGE_MODEL
-        return cls(
-            db=environ.get("SANDBOX_RAG_DB") or DEFAULT_DB,
-            corpus=corpus,
-            model=model,
-            score_budget=_positive(environ, "SANDBOX_RAG_SCORE_BUDGET", SCORED_ROWS_BUDGET),
-            session_max_bytes=_positive(
-                environ, "SANDBOX_RAG_SESSION_MAX_BYTES", DEFAULT_SESSION_MAX_BYTES
-            ),
-            index_max_documents=_positive(
-                environ,
-                "SANDBOX_RAG_INDEX_MAX_DOCUMENTS",
-                MAX_DOCUMENTS_PER_CALL,
-                maximum=MAX_DOCUMENTS_PER_CALL,
-            ),
-            response_max_chars=_positive(
-                environ, "SANDBOX_RAG_RESPONSE_MAX_CHARS", DEFAULT_RESPONSE_MAX_CHARS
-            ),
-        )
-
-
-def _positive(
-    environ: Mapping[str, str], name: str, default: int, *, maximum: int | None = None
-) -> int:
-    """The positive integer setting `name` of `environ`, or `default` when unset."""
-    raw = environ.get(name, "").strip()
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        value = 0
-    if value < 1 or (maximum is not None and value > maximum):
-        upper = f" of at most {maximum}" if maximum is not None else ""
-        raise ConfigError(f"{name} must be a positive integer{upper}, not {raw!r}")
-    return value
-
-
-class _Latencies:
-    """Query count and recent per-query latencies, shared by the serving threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._recent: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
-        self.count = 0
-
-    def add(self, seconds: float, queries: int = 1) -> None:
-        with self._lock:
-            self.count += queries
-            self._recent.extend([seconds * 1000 / queries] * queries)
-
-    def percentiles(self) -> dict[str, float | None]:
-        with self._lock:
-            ordered = sorted(self._recent)
-        if not ordered:
-            return {"p50": None, "p95": None}
-        return {
-            "p50": round(ordered[(len(ordered) - 1) // 2], 3),
-            "p95": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 3),
-        }
 
 
 Target = tuple[RagIndex, int]
@@ -246,8 +137,8 @@ class RagToolset(Toolset):
         self._default = DefaultCollection(
             self._index, settings.corpus, build_hook, embedder=self._embedder
         )
-        self._latencies = _Latencies()
-        self._mode_latencies = {mode: _Latencies() for mode in MODES}
+        self._latencies = Latencies()
+        self._mode_latencies = {mode: Latencies() for mode in MODES}
         self._batch_threads = max(1, min(_BATCH_THREADS, os.cpu_count() or 1))
         self._batch_pool = ThreadPoolExecutor(
             max_workers=self._batch_threads, thread_name_prefix="rag-batch"

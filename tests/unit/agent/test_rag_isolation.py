@@ -16,8 +16,8 @@ import pytest
 from sandbox.agent.errors import ConfigError
 from sandbox.agent.rag.corpus import Document
 from sandbox.agent.rag.sessions import SessionCollections, document_bytes
+from sandbox.agent.rag.settings import RagSettings
 from sandbox.agent.rag.store import RagIndex
-from sandbox.agent.toolsets.rag import RagSettings
 
 from .harness import Agent, AgentClient
 from .test_rag import PLANTED, open_session, start_rag, stop, wait_ready, write_corpus

@@ -98,6 +98,7 @@ class SessionCollections:
     ) -> None:
         os.makedirs(directory, exist_ok=True)
         self._embedder = embedder
+        self._model = None if embedder is None else embedder.name
         self.directory = directory
         self.max_bytes = max_bytes
         self._score_budget = score_budget
@@ -169,7 +170,9 @@ class SessionCollections:
                     raise CollectionFull(would_hold, self.max_bytes)
                 RagIndex.add_documents(conn, cid, documents, replace=replaced > 0, vectors=vectors)
                 count = collection.documents + len(documents) - replaced
-                RagIndex.store_meta(conn, "totals", {"documents": count, "bytes": would_hold})
+                RagIndex.store_meta(
+                    conn, "totals", {"documents": count, "bytes": would_hold, "model": self._model}
+                )
             collection.documents, collection.bytes = count, would_hold
             collection.store.vectors.invalidate()
         except IndexClosed:
@@ -255,6 +258,15 @@ class SessionCollections:
         try:
             with store.reading() as conn:
                 totals = RagIndex.load_meta(conn, "totals") or {}
+            if self._model is not None and totals.get("model") != self._model:
+                # Vectors of another model (an older image) must never meet this
+                # one's queries: they go, and the passages they belonged to are
+                # found by BM25 alone until indexed again. (Embedding them anew
+                # here would hold every session's `get` for as long.)
+                with store.writing() as conn:
+                    conn.execute("DELETE FROM vectors")
+                    totals = {**totals, "model": self._model}
+                    RagIndex.store_meta(conn, "totals", totals)
         except BaseException:
             store.close()
             raise

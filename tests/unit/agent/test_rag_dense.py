@@ -306,3 +306,35 @@ def test_vectors_are_reused_after_a_restart_and_remade_for_another_model(
     assert found_again == ["cars"]
     assert other["rebuilt"] is True
     assert found_other == ["cars"]
+
+
+def test_a_sessions_vectors_of_another_model_are_dropped_not_compared(
+    tmp_path: Path, model: Path
+) -> None:
+    db = tmp_path / "data" / "index.sqlite3"
+    # Another model in which "car" means what "bread" means in the first.
+    swapped = write_tiny_model(
+        tmp_path / "swapped", [("car", "bread", "loaf"), ("ocean", "sea"), ("music", "song")]
+    )
+
+    def run(model_dir: Path, index: bool) -> tuple[list[str], list[str]]:
+        agent = start_rag(tmp_path, db, None, {"SANDBOX_RAG_MODEL": str(model_dir)})
+        try:
+            if index:
+                open_session(agent.client, "s")
+                agent.client.call(
+                    "rag.index", session="s", documents=[{"id": "p", "text": "car repair"}]
+                )
+            where = {"session": "s", "collection": "session", "top_k": 3}
+            dense = ids(search(agent.client, query="bread", mode="dense", **where))
+            lexical = ids(search(agent.client, query="car", **where))
+        finally:
+            stop(agent)
+        return dense, lexical
+
+    first_dense, _ = run(model, index=True)
+    later_dense, later_lexical = run(swapped, index=False)
+
+    assert first_dense == ["p"]  # a tiny collection: the one passage, however far
+    assert later_dense == []  # no vector of the old model is compared
+    assert later_lexical == ["p"]

@@ -1,4 +1,5 @@
-"""The ``sandbox`` command (``serve``, ``warmup``, ``images build``) and ``sandbox-server``."""
+"""The ``sandbox`` command (``serve``, ``warmup``, ``images build``, ``trajectories``)
+and ``sandbox-server``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .backends import RESOURCE_TYPES
 from .config import Settings
 from .errors import SandboxError
 from .profiles import ProfileError, read_profile
+from .recording.commands import add_trajectory_commands
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("resources", nargs="*", metavar="RESOURCE")
     build.add_argument("-c", "--config", type=Path, help=_CONFIG_HELP)
     build.set_defaults(run=_images_build)
+    add_trajectory_commands(commands)
     return parser
 
 

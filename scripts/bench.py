@@ -678,6 +678,145 @@ def bench_recording(url: str, args: argparse.Namespace) -> tuple[str, dict[str, 
     return text, deltas
 
 
+def bench_ui(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+    """What the /ui live view costs: its screenshot, and a worker's calls while watched."""
+    count = max(30, args.calls // 5)
+    worker = f"bench-ui-{secrets.token_hex(3)}"
+    rows: list[tuple[str, dict[str, float]]] = []
+    with Sandbox(server_url=url, worker_id=worker) as sb, httpx.Client(base_url=url) as web:
+        created = sb.client.create_session_sync("vm", {"screen_size": [1280, 800]})
+        assert created["code"] == 0, created
+        session_id = created["data"]["session_id"]
+
+        def look() -> None:
+            response = web.get(f"/ui/screen/{session_id}", timeout=30)
+            assert response.status_code == 200, response.text
+
+        def call(action: str) -> None:
+            envelope = sb.execute_sync(action, {})
+            assert envelope["code"] == 0, envelope
+
+        timed(look, 5)
+        timed(lambda: call("vm:screenshot"), 5)
+        rows.append(
+            ("live view: `GET /ui/screen` (jpeg q60, 1280x800)", percentiles(timed(look, count)))
+        )
+        rows.append(
+            (
+                "the worker's `vm:screenshot` (png)",
+                percentiles(timed(lambda: call("vm:screenshot"), count)),
+            )
+        )
+        p50s: dict[str, float] = {}
+        for label, period_s in (
+            ("not watched", None),
+            ("watched, 1 refresh/s (the page)", 1.0),
+            ("watched, refreshes back to back", 0.0),
+        ):
+            stop = threading.Event()
+
+            def watch(period_s: float | None = period_s, stop: threading.Event = stop) -> None:
+                while period_s is not None and not stop.is_set():
+                    look()
+                    stop.wait(period_s)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            try:
+                samples = percentiles(timed(lambda: call("vm:cursor_position"), count * 2))
+            finally:
+                stop.set()
+                watcher.join()
+            rows.append((f"the worker's `vm:cursor_position`, {label}", samples))
+            p50s[label] = samples["p50"]
+        sb.destroy_session_sync("vm")
+    text = "\n".join(
+        [
+            "## Web page: what the live view costs",
+            "",
+            *_table(rows),
+            "",
+            "The live view runs outside the worker's calls (not recorded, no TTL push); "
+            "while a page watches at its own rate the worker's calls share the desktop's "
+            "2 cores with one JPEG encode a second.",
+        ]
+    )
+    return text, p50s
+
+
+def _process_cpu_s(container: docker.models.containers.Container, name: str) -> float:
+    """CPU seconds (user + system) the container's process `name` has used so far."""
+    script = f'pid=$(pgrep -o -x {name}) && cut -d" " -f14,15 /proc/$pid/stat && getconf CLK_TCK'
+    result = container.exec_run(["sh", "-c", script], user="0")
+    assert result.exit_code == 0, result.output
+    ticks, hz = result.output.decode().split("\n")[:2]
+    return sum(int(part) for part in ticks.split()) / int(hz)
+
+
+def bench_screen_recording(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+    """ffmpeg's CPU while a vm session records its screen at the default frame rate."""
+    del args
+    client = docker.from_env()
+    window_s, warm_s = 20.0, 3.0
+    scenes = {
+        "a still screen (an xterm at its prompt)": None,
+        "a busy screen (an xterm scrolling `ls -l /usr/bin` without pause)": (
+            "while :; do ls -l /usr/bin; done\n"
+        ),
+    }
+    rows: list[str] = []
+    worst = 0.0
+    for size in ((1280, 800), (1920, 1080)):
+        for scene, typed in scenes.items():
+            with Sandbox(server_url=url, worker_id=f"bench-rec-{secrets.token_hex(3)}") as sb:
+
+                def ok(action: str, sb: Sandbox = sb, **params: object) -> dict[str, object]:
+                    envelope = sb.execute_sync(action, params)
+                    assert envelope["code"] == 0, envelope
+                    return dict(envelope["data"])
+
+                created = sb.client.create_session_sync("vm", {"screen_size": list(size)})
+                assert created["code"] == 0, created
+                session_id = created["data"]["session_id"]
+                (container,) = client.containers.list(
+                    filters={"label": f"sandbox.session={session_id}"}
+                )
+                ok("vm:launch", command="xterm -geometry 120x50", wait_for_window=True)
+                time.sleep(0.5)
+                if typed:
+                    ok("vm:type", text=typed)
+                fps = ok("vm:start_recording")["fps"]
+                time.sleep(warm_s)
+                before, started = _process_cpu_s(container, "ffmpeg"), time.monotonic()
+                time.sleep(window_s)
+                used = _process_cpu_s(container, "ffmpeg") - before
+                share = used / (time.monotonic() - started)
+                stopped = ok("vm:stop_recording")
+                rate = 8 * int(str(stopped["size"])) / float(str(stopped["duration_s"])) / 1000
+                sb.destroy_session_sync("vm")
+            worst = max(worst, share)
+            rows.append(
+                f"| {size[0]}x{size[1]}, {scene} | {fps:g} | **{100 * share:.1f}%** | "
+                f"{rate:.0f} kbit/s |"
+            )
+    met = "met" if worst <= 0.25 else "NOT met"
+    text = "\n".join(
+        [
+            "## screen_recording: ffmpeg while a vm session records",
+            "",
+            "| screen | fps | ffmpeg CPU (of one core) | video |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            f"ffmpeg's own user + system time (`/proc/<pid>/stat`) over {window_s:g} s, "
+            f"{warm_s:g} s after `vm:start_recording` at the default rate "
+            "(`screen_recording.fps`); x11grab, libx264 `ultrafast`, CRF 30. "
+            f"Goal: at most 25% of one core at the default rate: {met}.",
+        ]
+    )
+    return text, {"worst_cpu_share": worst}
+
+
 def _recording_env(_args: argparse.Namespace) -> dict[str, str]:
     return {"SANDBOX_RECORDING_DIR": tempfile.mkdtemp(prefix="sandbox-bench-recordings-")}
 
@@ -692,6 +831,8 @@ SECTIONS = {
     "rag": bench_rag,
     "pool": bench_pool,
     "recording": bench_recording,
+    "ui": bench_ui,
+    "screen_recording": bench_screen_recording,
 }
 # The pool burst holds 40 containers (32 sessions and 8 refills); at the default 512
 # pids each they pass the pid budget (half of pid_max: 16384 here), so, as in
@@ -700,6 +841,9 @@ SERVER_ENV: dict[str, Callable[[argparse.Namespace], dict[str, str]]] = {
     "rag": _rag_env,
     "pool": lambda _args: {"SANDBOX_LIMITS__PIDS": "128"},
     "recording": _recording_env,
+    "screen_recording": lambda _args: {
+        "SANDBOX_SCREEN_RECORDING__DIR": tempfile.mkdtemp(prefix="sandbox-bench-videos-")
+    },
 }
 
 

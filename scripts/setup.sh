@@ -6,7 +6,8 @@
 #   4. the session images (`sandbox images build`; Docker's cache makes reruns fast),
 #   5. for docker-compose.yml: Docker Compose (Debian's docker-compose when neither
 #      `docker compose` nor `docker-compose` is there), the wheels the image builds
-#      install (scripts/fetch-wheels.sh) and the server image (sandbox/server:latest).
+#      install (scripts/fetch-wheels.sh) and the server image (sandbox/server:latest),
+#   6. for the /ui page's browser tests: Debian's chromium and chromium-driver.
 # Idempotent; scripts/serve.sh and scripts/test.sh run it first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +61,20 @@ ensure_compose() {
   fi
 }
 
+ensure_browser() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    return
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's chromium and chromium-driver (tests/integration/test_ui.py)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "warning: chromium and chromedriver are missing, so tests/integration/test_ui.py" \
+      "will fail: install them (Debian: apt-get install chromium chromium-driver)" >&2
+  fi
+}
+
 ensure_docker
 ensure_venv
 log "base image"
@@ -70,3 +85,5 @@ log "compose: Docker Compose, image wheels, server image"
 ensure_compose
 scripts/fetch-wheels.sh
 docker build --quiet -f images/server/Dockerfile -t sandbox/server:latest . >/dev/null
+log "browser for the /ui tests"
+ensure_browser

@@ -20,7 +20,7 @@ from ..config import MIN_CPUS, Ceilings, ResourceLimits, Settings, parse_memory
 from ..errors import InvalidParams
 from .declared import ToolParams, params_model
 
-SERVER_SIDE_OPTIONS = frozenset({"record", "observation"})
+SERVER_SIDE_OPTIONS = frozenset({"record", "observation", "recording"})
 """Session options the server acts on itself: they never reach the container, so
 sessions that differ only in them claim from the same warm pool."""
 

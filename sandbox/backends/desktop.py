@@ -59,6 +59,17 @@ class VmConfig(SessionConfig):
         "(`screenshot`, base64 PNG), the accessibility tree (`accessibility_tree`, "
         "linear text) or both.",
     )
+    recording: bool | None = Field(
+        default=None,
+        description="Record the screen (an MP4, from after the setup steps to the session's "
+        "end) and keep the video on the server: GET /recordings (AgentFlow's `recording`).",
+    )
+    recording_path: str | None = Field(
+        default=None,
+        exclude=True,
+        description="Accepted from AgentFlow's configs and ignored: where videos are kept is "
+        "the server's setting screen_recording.dir, never a caller's path.",
+    )
     # Excluded from dumps: neither the labels, nor the pool key, nor the
     # environment carry it (uploads may be megabytes); the server runs it once.
     setup: list[SetupStep] | None = Field(
@@ -102,8 +113,8 @@ def _whole_number(value: Any) -> int | None:
     return None
 
 
-_OBSERVERS = frozenset({"screenshot", "accessibility_tree"})
-"""Tools that are observations themselves: nothing more is read after them."""
+_OBSERVERS = frozenset({"screenshot", "accessibility_tree", "start_recording", "stop_recording"})
+"""Tools that are observations themselves, or record them: nothing more is read after them."""
 _SCREENSHOT = Observation("vm.screenshot", {}, "image", "screenshot")
 _TREE = Observation("vm.accessibility_tree", {"timeout": 10.0}, "tree", "accessibility_tree")
 _OBSERVED = {"screenshot": (_SCREENSHOT,), "a11y_tree": (_TREE,), "both": (_SCREENSHOT, _TREE)}

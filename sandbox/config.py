@@ -195,7 +195,8 @@ class RagSettings(BaseModel):
     """Limits of the service container, which serves every rag session at once
     (default: all the host's cores)."""
     session_max_bytes: int = Field(default=256 << 20, ge=1)
-    """UTF-8 bytes of titles and texts one session's private collection may hold
+    """UTF-8 bytes of titles and texts one session's private collection may hold,
+    each passage also counting its vector (1 KiB; dense search holds it in memory)
     (default 256 MiB); `rag:index` past it is refused (1002, field documents)."""
     index_max_documents: int = Field(default=100_000, ge=1, le=100_000)
     """Documents one `rag:index` call may carry (default and maximum 100,000)."""

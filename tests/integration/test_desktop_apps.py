@@ -12,8 +12,7 @@ import pytest
 
 from sandbox import Sandbox
 
-from .support import ServerProcess, created
-from .test_desktop import ok, wait_until
+from .support import ServerProcess, created, ok, wait_until, worker
 
 DEVTOOLS_PORT = 9222
 
@@ -21,14 +20,9 @@ DEVTOOLS_PORT = 9222
 @pytest.fixture
 def networked_vm(networked_server: ServerProcess) -> Iterator[tuple[Sandbox, str]]:
     """A desktop with network, and its session id."""
-    sandbox = Sandbox(server_url=networked_server.url, worker_id=f"apps-{secrets.token_hex(3)}")
-    sandbox.start_sync()
-    try:
+    with worker(networked_server, "apps") as sandbox:
         summary = created(sandbox.create_session_sync("vm", {"network": True}), "vm")
         yield sandbox, summary["session_id"]
-    finally:
-        sandbox.destroy_session_sync()
-        sandbox.close_sync()
 
 
 def test_apps_run_as_the_session_user_and_devtools_is_loopback_only(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import re
-import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,8 +18,7 @@ import pytest
 
 from sandbox import Sandbox
 
-from .support import ServerProcess, created
-from .test_desktop import ok, wait_until
+from .support import ServerProcess, created, ok, wait_until, worker
 
 HOME = "/home/sandbox"
 
@@ -28,14 +26,9 @@ HOME = "/home/sandbox"
 @pytest.fixture
 def sb(server: ServerProcess) -> Iterator[Sandbox]:
     """A worker with a fresh desktop for one task."""
-    sandbox = Sandbox(server_url=server.url, worker_id=f"suite-{secrets.token_hex(3)}")
-    sandbox.start_sync()
-    try:
+    with worker(server, "suite") as sandbox:
         created(sandbox.create_session_sync("vm", {"screen_size": [1280, 800]}), "vm")
         yield sandbox
-    finally:
-        sandbox.destroy_session_sync()
-        sandbox.close_sync()
 
 
 def b64(text: str) -> str:

@@ -20,8 +20,8 @@ import pytest
 from sandbox import Sandbox
 from sandbox.errors import ErrorCode
 
-from .support import ServerProcess, created
-from .test_desktop import ok, open_xterm, start_cat, wait_until
+from .support import ServerProcess, created, ok, wait_until, worker
+from .test_desktop import open_xterm, start_cat
 
 DONE_TEXT = "first line\nsecond line\n"
 EVALUATOR = {
@@ -34,14 +34,9 @@ EVALUATOR = {
 @pytest.fixture(scope="module")
 def sb(server: ServerProcess) -> Iterator[Sandbox]:
     """A worker with a desktop."""
-    sandbox = Sandbox(server_url=server.url, worker_id=f"task-{secrets.token_hex(3)}")
-    sandbox.start_sync()
-    try:
+    with worker(server, "task") as sandbox:
         created(sandbox.create_session_sync("vm", {"screen_size": [1024, 768]}), "vm")
         yield sandbox
-    finally:
-        sandbox.destroy_session_sync()
-        sandbox.close_sync()
 
 
 def score(sb: Sandbox, evaluator: dict[str, Any]) -> float:

@@ -32,7 +32,7 @@ from ..config import DEFAULT_TENANT, Settings
 from ..errors import InvalidParams
 from ..protocol import PoolStatus, ServerStats
 from ..runtime.agent import AgentClient
-from ..runtime.docker import DockerRuntime
+from ..runtime.base import Runtime
 from ..runtime.images import ImageService
 from ..runtime.sockets import SocketDirs
 from .calls import CallResult, ToolCalls
@@ -75,7 +75,7 @@ class SessionManager:
     def __init__(
         self,
         settings: Settings,
-        runtime: DockerRuntime,
+        runtime: Runtime,
         agents: AgentClient,
         registry: ToolRegistry,
         images: ImageService,

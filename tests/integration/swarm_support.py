@@ -1,0 +1,79 @@
+"""A swarm for the swarm runtime's tests: this machine's engine as its manager.
+
+`manager_swarm` makes this engine a single-node swarm manager when it is not in a
+swarm yet, and leaves that swarm again afterwards; a swarm that was already there
+is used and left alone. `remove_swarm_state_of` removes what a server of the
+tests made on it (services, their secrets, the relay), and waits until the
+services' containers are gone too, since Swarm stops them after the service.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+import docker
+import docker.errors
+
+SWARM_NETWORKS = ("sandbox-swarm-sessions", "sandbox-swarm-agents")
+
+
+@contextmanager
+def manager_swarm(client: docker.DockerClient) -> Iterator[bool]:
+    """This engine as a swarm manager; yields whether this call made the swarm."""
+    swarm = client.info().get("Swarm") or {}
+    made = False
+    if swarm.get("LocalNodeState") == "inactive":
+        gateway = client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+        client.swarm.init(advertise_addr=gateway, listen_addr=f"{gateway}:2377")
+        made = True
+    elif not swarm.get("ControlAvailable"):
+        raise RuntimeError("this engine is in a swarm but not a manager: cannot test the runtime")
+    try:
+        yield made
+    finally:
+        if made:
+            for name in SWARM_NETWORKS:
+                with suppress(docker.errors.APIError):
+                    client.networks.get(name).remove()
+            client.swarm.leave(force=True)
+
+
+def services_of(client: docker.DockerClient, server_id: str) -> list[str]:
+    """Names of the server's services."""
+    found = client.services.list(filters={"label": f"sandbox.server={server_id}"})
+    return sorted(str(service.name) for service in found)
+
+
+def remove_swarm_state_of(client: docker.DockerClient, server_id: str, wait: float = 30) -> None:
+    """Remove the server's services, their secrets and its relay; wait for their containers."""
+    label = {"label": f"sandbox.server={server_id}"}
+    for service in client.services.list(filters=label):
+        with suppress(docker.errors.NotFound):
+            service.remove()
+    for secret in client.secrets.list(filters=label):
+        with suppress(docker.errors.NotFound):
+            secret.remove()
+    deadline = time.monotonic() + wait
+    while client.containers.list(all=True, filters=label) and time.monotonic() < deadline:
+        for container in client.containers.list(all=True, filters=label):
+            if container.labels.get("sandbox.relay"):
+                container.remove(force=True)
+        time.sleep(0.2)
+    for container in client.containers.list(all=True, filters=label):
+        container.remove(force=True)
+
+
+def wait_containers_gone(
+    client: docker.DockerClient, server_id: str, wait: float = 30
+) -> list[str]:
+    """The server's containers still there after up to `wait` s (Swarm stops a removed
+    service's container a moment after the service goes)."""
+    label = {"label": f"sandbox.server={server_id}"}
+    deadline = time.monotonic() + wait
+    while True:
+        left = [str(c.name) for c in client.containers.list(all=True, filters=label)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)

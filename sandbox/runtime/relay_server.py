@@ -123,13 +123,15 @@ class Relay:
                 await self._refuse(writer, "unreachable")
                 return
             _nodelay(upstream_writer)
-            writer.write(b"OK\n")
-            await asyncio.gather(
-                _pipe(reader, upstream_writer),
-                _pipe(upstream_reader, writer),
-            )
-            upstream_writer.close()
-            writer.close()
+            try:
+                writer.write(b"OK\n")
+                await asyncio.gather(
+                    _pipe(reader, upstream_writer),
+                    _pipe(upstream_reader, writer),
+                )
+            finally:
+                upstream_writer.close()
+                writer.close()
 
     @staticmethod
     async def _refuse(writer: asyncio.StreamWriter, why: str) -> None:

@@ -116,6 +116,8 @@ class ContainerRecord:
     exit_code: int | None
     oom_killed: bool
     agent_url: str | None
+    lost: bool = False
+    """The container's node is gone (a swarm node that is down): its session is lost."""
 
     @property
     def token(self) -> str | None:

@@ -563,6 +563,7 @@ def _record(
         exit_code=None if exit_code is None else int(exit_code),
         oom_killed=False,  # a task says only its exit code (137 when killed)
         agent_url=_agent_url(task, networks),
+        lost=node_down,
     )
 
 

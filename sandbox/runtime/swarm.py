@@ -71,9 +71,11 @@ RELAY_PORT = 7400
 """The relay's port inside its container (published on 127.0.0.1, any host port)."""
 _POLL_S = 0.02
 _STOP_GRACE_NS = 2_000_000_000
-# Task states on the way to running: the agent's health check says when it answers.
-_STARTING = {"assigned", "accepted", "preparing", "ready", "starting", "running"}
-_UNSCHEDULED = {"new", "pending", "allocated"}
+# Task states on a node, on the way to running. Until the task runs its overlay
+# address is not up, and a connection to it waits for the kernel's SYN retransmit
+# instead of being refused: the agent is asked only once the task runs.
+_STARTING = {"assigned", "accepted", "preparing", "ready", "starting"}
+_ON_A_NODE = {*_STARTING, "running"}
 _FAILED = {"failed", "rejected", "orphaned", "remove", "shutdown", "complete"}
 _AGENT_LISTENS = {"SANDBOX_AGENT_HOST": "0.0.0.0", "SANDBOX_AGENT_PORT": str(AGENT_PORT)}
 _MAX_NAME = 57
@@ -97,6 +99,7 @@ class SwarmRuntime(DockerRuntime):
         reservation_fraction: Part of each limit reserved on the node.
         placement: Placement constraints per resource type.
         schedule_timeout_s: How long a service may wait for a node with room.
+        start_timeout_s: How long its node may then take to start it.
         client_factory: Builds the `docker.DockerClient`; tests may inject one.
     """
 
@@ -113,6 +116,7 @@ class SwarmRuntime(DockerRuntime):
         reservation_fraction: float = 0.1,
         placement: dict[str, list[str]] | None = None,
         schedule_timeout_s: float = 15.0,
+        start_timeout_s: float = 60.0,
         client_factory: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__(threads=threads, client_factory=client_factory)
@@ -124,6 +128,7 @@ class SwarmRuntime(DockerRuntime):
         self._reservation = reservation_fraction
         self._placement = placement or {}
         self._schedule_timeout_s = schedule_timeout_s
+        self._start_timeout_s = start_timeout_s
         self._network_ids: dict[bool, str] = {}
         self._subnets: list[str] = []
         self._relay: RelayAddress | None = None
@@ -148,6 +153,7 @@ class SwarmRuntime(DockerRuntime):
         async with self._setup_lock:
             if not self._network_ids:
                 self._network_ids = await self._run(self._ensure_overlays_blocking)
+                await self._run(self._prune_secrets_blocking)
             if self._use_relay and self._relay is None:
                 self._relay = await self._run(self._start_relay_blocking)
 
@@ -178,6 +184,24 @@ class SwarmRuntime(DockerRuntime):
             ]
         self._subnets = subnets
         return ids
+
+    def _prune_secrets_blocking(self) -> None:
+        """Remove token secrets of this server that no service uses: an earlier run
+        died between making one and making its service."""
+        api = self._docker().api
+        mine = [f"{LABEL_MANAGED}=1", f"{LABEL_SERVER}={self._server_id}"]
+        used = {
+            ref["SecretID"]
+            for service in api.services(filters={"label": mine})
+            for ref in (
+                ((service.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+            ).get("Secrets")
+            or []
+        }
+        for secret in api.secrets(filters={"label": mine}):
+            if secret["ID"] not in used:
+                with contextlib.suppress(docker.errors.NotFound):
+                    api.remove_secret(secret["ID"])
 
     def _ensure_overlay_blocking(self, name: str, *, internal: bool) -> dict[str, Any]:
         api = self._docker().api
@@ -288,7 +312,10 @@ class SwarmRuntime(DockerRuntime):
             raise
 
     async def _scheduled(self, service_id: str, spec: ContainerSpec) -> ContainerRecord:
+        """Until the service's task runs: `schedule_timeout_s` to reach a node (else the
+        cluster is full), then `start_timeout_s` for the node to start it."""
         deadline = time.monotonic() + self._schedule_timeout_s
+        placed = False
         while True:
             record, task = await self._run(self._record_blocking, service_id)
             state = str(((task or {}).get("Status") or {}).get("State", "new"))
@@ -296,8 +323,16 @@ class SwarmRuntime(DockerRuntime):
                 return record
             if state in _FAILED:
                 raise BackendError(await self._run(self._task_failure_blocking, spec, task))
+            if not placed and state in _STARTING:
+                placed = True
+                deadline = time.monotonic() + self._start_timeout_s
             if time.monotonic() >= deadline:
                 why = str(((task or {}).get("Status") or {}).get("Err") or state)
+                if placed:
+                    raise BackendError(
+                        f"the node did not start {spec.name} within {self._start_timeout_s:g}s "
+                        f"(task {why})"
+                    )
                 raise ClusterFull(
                     f"no node of the swarm could start {spec.name} within "
                     f"{self._schedule_timeout_s:g}s ({why}); the cluster is full for its "
@@ -549,10 +584,10 @@ def _record(
     spec = service.get("Spec") or {}
     status = (task or {}).get("Status") or {}
     state = str(status.get("State") or "pending")
-    if node_down and state in _STARTING:
+    if node_down and state in _ON_A_NODE:
         state = "lost (its node is down)"
     elif state in _STARTING:
-        state = "running"
+        state = "starting"
     container_status = status.get("ContainerStatus") or {}
     exit_code = container_status.get("ExitCode") if state in _FAILED else None
     return ContainerRecord(

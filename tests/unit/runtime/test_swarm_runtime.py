@@ -31,8 +31,8 @@ class FakeSwarmAPI:
         self.task_state = task_state
         self.err = err
         self.node_state = "ready"
-        self.services: dict[str, dict[str, Any]] = {}
-        self.secrets: dict[str, bytes] = {}
+        self.by_id: dict[str, dict[str, Any]] = {}
+        self.secret_data: dict[str, bytes] = {}
         self.created: list[dict[str, Any]] = []
 
     def info(self) -> dict[str, Any]:
@@ -56,35 +56,32 @@ class FakeSwarmAPI:
         return {"Id": "sha256:feed"}
 
     def create_secret(self, name: str, data: bytes, labels: dict[str, str]) -> dict[str, str]:
-        self.secrets[name] = data
+        self.secret_data[name] = data
         return {"ID": name}
 
     def remove_secret(self, secret_id: str) -> None:
-        del self.secrets[secret_id]
+        del self.secret_data[secret_id]
 
     def create_service(self, **kwargs: Any) -> dict[str, str]:
         self.created.append(kwargs)
         service_id = f"svc{len(self.created)}"
         task = kwargs["task_template"]
-        self.services[service_id] = {
+        self.by_id[service_id] = {
             "ID": service_id,
             "Spec": {"Name": kwargs["name"], "Labels": kwargs["labels"], "TaskTemplate": task},
         }
         return {"ID": service_id}
 
     def inspect_service(self, service_id: str) -> dict[str, Any]:
-        if service_id not in self.services:
+        if service_id not in self.by_id:
             raise docker.errors.NotFound("no such service")
-        return self.services[service_id]
+        return self.by_id[service_id]
 
     def remove_service(self, service_id: str) -> None:
-        del self.services[service_id]
-
-    def services_list(self) -> list[str]:
-        return list(self.services)
+        del self.by_id[service_id]
 
     def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
-        if filters["service"] not in self.services:
+        if filters["service"] not in self.by_id:
             return []
         return [
             {
@@ -97,6 +94,12 @@ class FakeSwarmAPI:
                 ],
             }
         ]
+
+    def services(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(self.by_id.values())
+
+    def secrets(self, filters: dict[str, Any]) -> list[dict[str, str]]:
+        return [{"ID": name} for name in self.secret_data]
 
     def inspect_node(self, node_id: str) -> dict[str, Any]:
         return {"Status": {"State": self.node_state}, "Description": {"Hostname": "node-a"}}
@@ -153,12 +156,23 @@ async def test_a_spec_becomes_a_one_replica_service_with_its_limits_and_secret()
     assert container["Env"] == ["A=1", "SANDBOX_AGENT_HOST=0.0.0.0", "SANDBOX_AGENT_PORT=8765"]
     (secret,) = container["Secrets"]
     assert secret["File"]["Name"] == AGENT_TOKEN_FILE
-    assert api.secrets == {"sandbox-srv-bash-w1-001.token": b"tok"}
+    assert api.secret_data == {"sandbox-srv-bash-w1-001.token": b"tok"}
     resources = task["Resources"]
     assert resources["Limits"] == {"NanoCPUs": 2_000_000_000, "MemoryBytes": 3 << 30, "Pids": 256}
     assert resources["Reservations"] == {"NanoCPUs": 1_000_000_000, "MemoryBytes": 3 << 29}
     assert task["Placement"]["Constraints"] == ["node.labels.b==1"]
     assert [network["Target"] for network in task["Networks"]] == ["net-internal"]
+
+
+async def test_secrets_no_service_uses_are_removed_at_start() -> None:
+    api = FakeSwarmAPI()
+    api.secret_data["left-by-a-crash.token"] = b"old"
+    runtime = _runtime(api)
+    try:
+        await runtime.start(_spec())
+    finally:
+        runtime.close()
+    assert list(api.secret_data) == ["sandbox-srv-bash-w1-001.token"]
 
 
 async def test_a_session_with_network_joins_the_egress_overlay() -> None:
@@ -182,8 +196,8 @@ async def test_no_node_with_room_is_1003_within_the_deadline_and_nothing_is_left
         runtime.close()
     assert caught.value.code == ErrorCode.SESSION_ERROR
     assert "insufficient resources" in caught.value.message
-    assert api.services == {}
-    assert api.secrets == {}
+    assert api.by_id == {}
+    assert api.secret_data == {}
 
 
 async def test_a_node_without_the_image_is_named() -> None:
@@ -194,7 +208,7 @@ async def test_a_node_without_the_image_is_named() -> None:
             await runtime.start(_spec())
     finally:
         runtime.close()
-    assert api.services == {}
+    assert api.by_id == {}
 
 
 async def test_a_task_on_a_node_that_is_down_is_lost() -> None:
@@ -212,7 +226,7 @@ async def test_a_task_on_a_node_that_is_down_is_lost() -> None:
     assert lost is not None
     assert not lost.running
     assert "node is down" in lost.describe_exit()
-    assert api.secrets == {}
+    assert api.secret_data == {}
 
 
 def test_a_failed_task_reports_its_exit_code() -> None:
@@ -221,6 +235,26 @@ def test_a_failed_task_reports_its_exit_code() -> None:
     record = _record(service, task, False, set())
     assert (record.running, record.exit_code, record.labels) == (False, 137, {"a": "b"})
     assert record.agent_url is None
+
+
+async def test_a_task_placed_but_never_started_fails_after_the_start_timeout() -> None:
+    api = FakeSwarmAPI("preparing")
+    runtime = _runtime(api, schedule_timeout_s=0.05, start_timeout_s=0.3)
+    try:
+        with pytest.raises(BackendError, match="did not start") as caught:
+            await runtime.start(_spec())
+    finally:
+        runtime.close()
+    assert not isinstance(caught.value, ClusterFull)  # it had a node: not a full cluster
+    assert api.by_id == {}
+
+
+def test_a_task_still_starting_is_not_running_yet() -> None:
+    service = {"ID": "s", "Spec": {"Name": "n"}}
+    record = _record(service, {"Status": {"State": "starting"}}, False, set())
+    assert (record.running, record.status, record.lost) == (False, "starting", False)
+    lost = _record(service, {"Status": {"State": "starting"}}, True, set())
+    assert lost.lost
 
 
 def test_service_names_fit_swarm_and_stay_distinct() -> None:

@@ -30,6 +30,8 @@ from sandbox import Sandbox
 
 RUNTIMES = ("docker", "swarm")
 POOL_ENV = {"SANDBOX_LIMITS__PIDS": "128"}
+SETTLE_S = 1.0
+"""After a pool is full again, before a claim: the engine finishes the last destroy."""
 
 
 def measure(urls: dict[str, str], calls: int, creates: int) -> dict[str, dict[str, list[float]]]:
@@ -67,6 +69,8 @@ def measure(urls: dict[str, str], calls: int, creates: int) -> dict[str, dict[st
             assert ready["code"] == 0, ready
         for _ in range(creates):
             for runtime, sb in clients.items():
+                # A warm claim: from a full pool, its refills and the last destroy done.
+                _wait_pool_full(sb, creates)
                 envelope = sb.client.create_session_sync("bash")
                 assert envelope["code"] == 0, envelope
                 samples[runtime]["claim"].append(float(envelope["meta"]["execution_time_ms"]))
@@ -74,6 +78,16 @@ def measure(urls: dict[str, str], calls: int, creates: int) -> dict[str, dict[st
         for sb in clients.values():
             sb.warmup_sync(["bash"], pool_size=0)
     return samples
+
+
+def _wait_pool_full(sb: Sandbox, size: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        (pool,) = sb.get_warmup_status_sync()["data"]["resources"]["bash"]["pools"]
+        if pool["ready"] >= size and not pool.get("starting"):
+            break
+        time.sleep(0.1)
+    time.sleep(SETTLE_S)
 
 
 def report(samples: dict[str, dict[str, list[float]]]) -> str:
@@ -84,7 +98,7 @@ def report(samples: dict[str, dict[str, list[float]]]) -> str:
     labels = {
         "run": "`bash:run` of `true` through the server (client to envelope)",
         "cold": "cold `session/create` of `bash` (server-side)",
-        "claim": "claim from a `bash` pool (server-side)",
+        "claim": "claim from a full `bash` pool (server-side)",
     }
     rows = [
         (f"{runtime}: {labels[kind]}", stats[runtime][kind])
@@ -106,11 +120,23 @@ def report(samples: dict[str, dict[str, list[float]]]) -> str:
             "",
             "Both servers on this machine at once, measurements alternating between them; the",
             "swarm is this engine alone (a single-node swarm), its agents reached over the",
-            "overlay network through the relay (one more hop than a Unix socket).",
+            "overlay network through the relay (one more hop than a Unix socket). A claim is",
+            "timed from a full pool, once its refill and the last destroy are done (back to",
+            "back, a swarm claim also competes with the service starts and removals the",
+            "claims themselves cause, on the same 2 cores).",
             "",
             *_table(rows),
             "",
             f"Goals: {verdicts}.",
+            "",
+            "Where a swarm cold start goes (task states of one start on this machine): the",
+            "task is pending for ~15 ms, assigned to the node at ~70 ms, accepted at ~250 ms,",
+            "starting at ~300-500 ms and running at ~0.5-1.0 s (the node creates the",
+            "container and attaches it to the overlay); its agent answers ~0.3 s later, as on",
+            "one engine. The hand-off from the manager's scheduler to the node's agent is",
+            "Swarm's own and no setting of the server's shortens it; across runs on this",
+            "shared machine the cold ratio measured 1.44x to 2.7x, so the 1.5x goal is not",
+            "reliably met. Warm pools hide it: a claim does not start anything.",
         ]
     )
 
@@ -118,7 +144,7 @@ def report(samples: dict[str, dict[str, list[float]]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=200, help="timed tool calls per runtime")
-    parser.add_argument("--creates", type=int, default=8, help="cold creates and claims each")
+    parser.add_argument("--creates", type=int, default=12, help="cold creates and claims each")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     command = "python scripts/bench_swarm.py " + shlex.join(sys.argv[1:])

@@ -6,7 +6,10 @@
 #   4. the session images (`sandbox images build`; Docker's cache makes reruns fast),
 #   5. for docker-compose.yml: Docker Compose (Debian's docker-compose when neither
 #      `docker compose` nor `docker-compose` is there), the wheels the image builds
-#      install (scripts/fetch-wheels.sh) and the server image (sandbox/server:latest).
+#      install (scripts/fetch-wheels.sh) and the server image (sandbox/server:latest),
+#   6. for the multi-node swarm tests: the node image (Debian's docker.io in a
+#      container, tests/integration/swarm_node). The swarm itself is the tests'
+#      to make: they init one when this engine is in none, and leave it afterwards.
 # Idempotent; scripts/serve.sh and scripts/test.sh run it first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,3 +73,6 @@ log "compose: Docker Compose, image wheels, server image"
 ensure_compose
 scripts/fetch-wheels.sh
 docker build --quiet -f images/server/Dockerfile -t sandbox/server:latest . >/dev/null
+log "swarm tests: node image"
+docker build --quiet -t "${SANDBOX_IMAGE_NAMESPACE:-sandbox}/swarm-node:latest" \
+  tests/integration/swarm_node >/dev/null

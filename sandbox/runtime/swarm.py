@@ -70,6 +70,9 @@ LABEL_RELAY = "sandbox.relay"
 RELAY_PORT = 7400
 """The relay's port inside its container (published on 127.0.0.1, any host port)."""
 _POLL_S = 0.02
+_SCHEDULE_POLL_S = 0.05
+"""Between looks at a new service's task: each look is two API calls, and a pool
+refill must not keep the engine busy while other sessions' calls run."""
 _STOP_GRACE_NS = 2_000_000_000
 # Task states on a node, on the way to running. Until the task runs its overlay
 # address is not up, and a connection to it waits for the kernel's SYN retransmit
@@ -317,7 +320,8 @@ class SwarmRuntime(DockerRuntime):
         deadline = time.monotonic() + self._schedule_timeout_s
         placed = False
         while True:
-            record, task = await self._run(self._record_blocking, service_id)
+            # The node's state is not asked here: a node just given a task is up.
+            record, task = await self._run(self._record_blocking, service_id, False)
             state = str(((task or {}).get("Status") or {}).get("State", "new"))
             if record is not None and record.running and record.agent_url is not None:
                 return record
@@ -339,7 +343,7 @@ class SwarmRuntime(DockerRuntime):
                     "reservation: try later, ask for less, or add nodes "
                     "(settings swarm.schedule_timeout_s, swarm.reservation_fraction)"
                 )
-            await asyncio.sleep(_POLL_S)
+            await asyncio.sleep(_SCHEDULE_POLL_S)
 
     def _task_failure_blocking(self, spec: ContainerSpec, task: dict[str, Any] | None) -> str:
         status = (task or {}).get("Status") or {}
@@ -472,7 +476,7 @@ class SwarmRuntime(DockerRuntime):
         return await self._run(blocking)
 
     def _record_blocking(
-        self, service_id: str
+        self, service_id: str, check_node: bool = True
     ) -> tuple[ContainerRecord | None, dict[str, Any] | None]:
         api = self._docker().api
         try:
@@ -482,7 +486,7 @@ class SwarmRuntime(DockerRuntime):
         tasks = api.tasks(filters={"service": service_id})
         task = max(tasks, key=lambda t: str(t.get("CreatedAt", "")), default=None)
         node_down = False
-        if task is not None and task.get("NodeID"):
+        if check_node and task is not None and task.get("NodeID"):
             try:
                 node = api.inspect_node(task["NodeID"])
                 node_down = ((node.get("Status") or {}).get("State")) != "ready"

@@ -33,10 +33,17 @@ class RelayBackend(httpcore.AsyncNetworkBackend):
 
     Args:
         locate: The relay's address, starting the relay first if need be.
+        unreachable: Told when the relay itself does not answer (removed or dead), so
+            that the next `locate` starts another.
     """
 
-    def __init__(self, locate: Callable[[], Awaitable[RelayAddress]]) -> None:
+    def __init__(
+        self,
+        locate: Callable[[], Awaitable[RelayAddress]],
+        unreachable: Callable[[RelayAddress], None] | None = None,
+    ) -> None:
         self._locate = locate
+        self._unreachable = unreachable
         self._direct = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -53,9 +60,14 @@ class RelayBackend(httpcore.AsyncNetworkBackend):
             httpcore.ConnectError: The relay refused or could not reach the agent.
         """
         relay = await self._locate()
-        stream = await self._direct.connect_tcp(
-            relay.host, relay.port, timeout=timeout, socket_options=socket_options
-        )
+        try:
+            stream = await self._direct.connect_tcp(
+                relay.host, relay.port, timeout=timeout, socket_options=socket_options
+            )
+        except httpcore.ConnectError:
+            if self._unreachable is not None:
+                self._unreachable(relay)
+            raise
         try:
             await stream.write(f"{MAGIC} {relay.secret} {host} {port}\n".encode(), timeout)
             answer = await _read_line(stream, timeout)

@@ -145,7 +145,13 @@ class SwarmRuntime(DockerRuntime):
 
     def agent_network(self) -> AsyncNetworkBackend | None:
         """Through the relay, unless the server is on the overlays itself."""
-        return RelayBackend(self.relay_address) if self._use_relay else None
+        return RelayBackend(self.relay_address, self._relay_lost) if self._use_relay else None
+
+    def _relay_lost(self, relay: RelayAddress) -> None:
+        """The relay at `relay` refused a connection: the next one starts a new relay."""
+        if self._relay == relay:
+            log.warning("the swarm relay on 127.0.0.1:%d does not answer; replacing it", relay.port)
+            self._relay = None
 
     # -- networks and relay -------------------------------------------------------
 

@@ -187,3 +187,24 @@ def test_a_session_whose_container_dies_is_reported_and_replaced(
         assert "gone" in str(lost["message"])
         assert run(sb, "echo fresh")["stdout"] == "fresh\n"  # a new session
         assert len(services_of(engine, swarm_server.server_id)) == 1
+
+
+def test_a_removed_relay_is_replaced_and_the_session_kept(
+    swarm_server: ServerProcess, engine: docker.DockerClient
+) -> None:
+    with Sandbox(server_url=swarm_server.url, worker_id="sw-relay") as sb:
+        run(sb, "export MARK=still-here")
+        label = [f"sandbox.server={swarm_server.server_id}", "sandbox.relay=1"]
+        (relay,) = engine.containers.list(filters={"label": label})
+        relay.remove(force=True)
+        codes = []
+        for _ in range(3):  # the calls that meet the dead relay fail (2001), then a new one
+            answer = sb.execute_sync("bash:run", {"command": 'echo "$MARK"'})
+            codes.append(answer["code"])
+            if answer["code"] == 0:
+                assert answer["data"]["stdout"] == "still-here\n"
+                break
+        assert codes[-1] == 0, codes
+        assert set(codes[:-1]) <= {2001}, codes
+        (replacement,) = engine.containers.list(filters={"label": label})
+        assert replacement.id != relay.id

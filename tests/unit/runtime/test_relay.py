@@ -141,3 +141,19 @@ def test_the_request_line_is_checked(line: bytes, why: str) -> None:
 def test_a_good_request_line_names_its_target() -> None:
     line = b"SANDBOX-RELAY s 10.0.1.2 8765\n"
     assert check(line, "s", 8765, [ipaddress.IPv4Network("10.0.1.0/24")]) == ("10.0.1.2", 8765)
+
+
+async def test_a_relay_that_does_not_answer_is_reported_once_per_connection() -> None:
+    gone = RelayAddress("127.0.0.1", 1, SECRET)  # nothing listens on port 1
+    reported: list[RelayAddress] = []
+
+    async def locate() -> RelayAddress:
+        return gone
+
+    client = AgentClient(network_backend=RelayBackend(locate, reported.append))
+    try:
+        with pytest.raises(AgentUnreachable):
+            await client.call("http://10.0.1.2:8765", "token", "bash.run", {}, 5.0)
+    finally:
+        await client.aclose()
+    assert reported == [gone]

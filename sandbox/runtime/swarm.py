@@ -54,6 +54,7 @@ from .base import (
     LABEL_MANAGED,
     LABEL_RESOURCE,
     LABEL_SERVER,
+    LABEL_SERVICE,
     AgentTransport,
     ClusterFull,
     ContainerRecord,
@@ -518,7 +519,8 @@ class SwarmRuntime(DockerRuntime):
             return ""
 
     async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
-        """Nothing: a swarm's volumes are each node's, made by the mount where it runs."""
+        """Nothing: a swarm's volumes are each node's, made (with the service's managed,
+        server and service labels) by the mount where its task runs."""
 
 
 def _service_name(name: str) -> str:
@@ -562,11 +564,22 @@ def _wait_listening(api: Any, container_id: str, timeout: float = 15.0) -> None:
 def _mounts(spec: ContainerSpec) -> list[Any]:
     """The spec's volumes and tmpfs as service mounts (a bind source must exist on the node)."""
     mounts = []
+    # A named volume is made by the node where the task runs; it gets the labels the
+    # docker runtime's `ensure_volume` would give it, so it is found (and removed) alike.
+    volume_labels = {
+        key: value
+        for key, value in spec.labels.items()
+        if key in (LABEL_MANAGED, LABEL_SERVER, LABEL_SERVICE)
+    }
     for source, mount in spec.volumes.items():
         kind = "bind" if source.startswith("/") else "volume"
         mounts.append(
             docker.types.Mount(
-                mount["bind"], source, type=kind, read_only=mount.get("mode") == "ro"
+                mount["bind"],
+                source,
+                type=kind,
+                read_only=mount.get("mode") == "ro",
+                labels=volume_labels if kind == "volume" else None,
             )
         )
     for target, options in spec.tmpfs.items():

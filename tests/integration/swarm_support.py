@@ -47,7 +47,8 @@ def services_of(client: docker.DockerClient, server_id: str) -> list[str]:
 
 
 def remove_swarm_state_of(client: docker.DockerClient, server_id: str, wait: float = 30) -> None:
-    """Remove the server's services, their secrets and its relay; wait for their containers."""
+    """Remove the server's services, their secrets, its relay and volumes; wait for
+    the services' containers to go first (a volume in use cannot be removed)."""
     label = {"label": f"sandbox.server={server_id}"}
     for service in client.services.list(filters=label):
         with suppress(docker.errors.NotFound):
@@ -63,6 +64,8 @@ def remove_swarm_state_of(client: docker.DockerClient, server_id: str, wait: flo
         time.sleep(0.2)
     for container in client.containers.list(all=True, filters=label):
         container.remove(force=True)
+    for volume in client.volumes.list(filters=label):  # a rag service's index
+        volume.remove(force=True)
 
 
 def wait_containers_gone(

@@ -208,3 +208,20 @@ def test_a_removed_relay_is_replaced_and_the_session_kept(
         assert set(codes[:-1]) <= {2001}, codes
         (replacement,) = engine.containers.list(filters={"label": label})
         assert replacement.id != relay.id
+
+
+def test_the_shared_rag_service_is_a_service_too(
+    swarm_server: ServerProcess, engine: docker.DockerClient
+) -> None:
+    with Sandbox(server_url=swarm_server.url, worker_id="sw-rag") as sb:
+        documents = [{"id": "z1", "title": "Zebras", "text": "zebras graze on the savanna"}]
+        indexed = sb.execute_sync("rag:index", {"documents": documents})
+        assert indexed["code"] == 0, indexed
+        found = sb.execute_sync("rag:search", {"query": "zebras", "collection": "session"})
+        assert found["code"] == 0, found
+        assert [hit["id"] for hit in found["data"]["results"]] == ["z1"]
+    (name,) = services_of(engine, swarm_server.server_id)
+    labels = engine.services.get(name).attrs["Spec"]["Labels"]
+    assert labels["sandbox.service"] == "rag"
+    (volume,) = engine.volumes.list(filters={"label": f"sandbox.server={swarm_server.server_id}"})
+    assert volume.attrs["Labels"]["sandbox.service"] == "rag"  # the node made it, labelled

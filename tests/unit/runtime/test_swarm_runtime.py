@@ -269,7 +269,7 @@ def test_volumes_and_tmpfs_become_mounts() -> None:
     spec = ContainerSpec(
         image="i",
         name="n",
-        labels={},
+        labels={LABEL_SERVER: "srv", "sandbox.service": "rag", "sandbox.token": "t"},
         environment={},
         memory_bytes=1 << 30,
         nano_cpus=1,
@@ -285,6 +285,8 @@ def test_volumes_and_tmpfs_become_mounts() -> None:
         ("tmpfs", "/home", False),
     ]
     assert mounts[2]["TmpfsOptions"] == {"SizeBytes": 1024, "Mode": 0o1777}
+    # The volume the node makes is found by its server's label; the token is no label of it.
+    assert mounts[1]["VolumeOptions"]["Labels"] == {LABEL_SERVER: "srv", "sandbox.service": "rag"}
 
 
 def test_the_setting_picks_the_runtime() -> None:

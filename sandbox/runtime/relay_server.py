@@ -35,6 +35,10 @@ CONNECT_TIMEOUT_S = 0.5
 """Overlay peers answer in milliseconds; a SYN sent before a new task's address is up
 would wait for the kernel's 1 s retransmit, so give up early and let the caller retry."""
 MAX_CONNECTIONS = 4096
+KEEPALIVE_IDLE_S = 5
+KEEPALIVE_INTERVAL_S = 2
+KEEPALIVE_PROBES = 3
+USER_TIMEOUT_MS = 10_000
 CHUNK = 1 << 16
 MAGIC = "SANDBOX-RELAY"
 
@@ -61,6 +65,27 @@ def _nodelay(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _watch_peer(writer: asyncio.StreamWriter) -> None:
+    """Notice an agent whose node died: it sends no reset, so without probes a kept
+    connection to it (and the server's call on it) would wait for the call's whole
+    deadline. Idle, it is probed after `KEEPALIVE_IDLE_S`; data it does not
+    acknowledge within `USER_TIMEOUT_MS` ends the connection. Either way the
+    server's side is closed, and its call fails as unreachable."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE_S),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+        ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:  # Linux has them all
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def check(
@@ -123,6 +148,7 @@ class Relay:
                 await self._refuse(writer, "unreachable")
                 return
             _nodelay(upstream_writer)
+            _watch_peer(upstream_writer)
             try:
                 writer.write(b"OK\n")
                 await asyncio.gather(

@@ -213,3 +213,39 @@ def test_sessions_spread_over_nodes_and_a_killed_node_loses_only_its_own(
     finally:
         server.stop()
         remove_swarm_state_of(client, server.server_id)
+
+
+def test_a_type_pinned_to_a_node_without_its_image_names_that_node(
+    nodes: tuple[docker.DockerClient, list[Node]], tmp_path: Path
+) -> None:
+    client, workers = nodes
+    (worker,) = [
+        n for n in workers if client.nodes.get(n.node_id).attrs["Status"]["State"] == "ready"
+    ][:1]
+    node = client.nodes.get(worker.node_id)
+    spec = node.attrs["Spec"]
+    node.update({**spec, "Labels": {**spec.get("Labels", {}), "sandbox.test": "no-image"}})
+    # Its containers first: an image a container still uses only loses its tag.
+    worker.container.exec_run(["sh", "-c", "docker rm -f $(docker ps -aq) 2>/dev/null"])
+    image_id = str(client.images.get(SHELL_IMAGE).id)
+    removed = worker.container.exec_run(["docker", "rmi", "-f", image_id])
+    assert removed.exit_code == 0, removed.output
+    server = start_server(
+        tmp_path,
+        env={
+            "SANDBOX_RUNTIME": "swarm",
+            "SANDBOX_SWARM__PLACEMENT": '{"bash": ["node.labels.sandbox.test == no-image"]}',
+        },
+    )
+    try:
+        answer = httpx.post(
+            f"{server.url}/session/create",
+            json={"worker_id": "pinned", "resource_type": "bash"},
+            timeout=120,
+        ).json()
+        assert answer["code"] != 0, answer
+        hostname = node.attrs["Description"]["Hostname"]
+        assert f"node {hostname} has no image {SHELL_IMAGE}" in answer["message"], answer
+    finally:
+        server.stop()
+        remove_swarm_state_of(client, server.server_id)

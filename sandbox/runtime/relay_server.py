@@ -169,10 +169,21 @@ class Relay:
         writer.close()
 
 
+def route_address() -> str:
+    """This container's address on the network of its default route: the bridge its
+    port is published from. The runtime joins the relay to the overlays only once it
+    listens there, so sessions on them find no relay port to open (nor to fill with
+    connections)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # a UDP connect only picks a route: nothing is sent
+        return str(probe.getsockname()[0])
+
+
 async def serve(listen_port: int, relay: Relay) -> None:
-    """Serve forever on every address of the container."""
-    server = await asyncio.start_server(relay.handle, "0.0.0.0", listen_port, backlog=1024)
-    print(f"sandbox relay listening on {listen_port}", file=sys.stderr, flush=True)
+    """Serve forever on the container's bridge address."""
+    address = route_address()
+    server = await asyncio.start_server(relay.handle, address, listen_port, backlog=1024)
+    print(f"sandbox relay listening on {address}:{listen_port}", file=sys.stderr, flush=True)
     async with server:
         await server.serve_forever()
 

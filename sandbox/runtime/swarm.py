@@ -282,11 +282,12 @@ class SwarmRuntime(DockerRuntime):
         )
         container_id = str(container["Id"])
         try:
-            for network_id in self._network_ids.values():
-                api.connect_container_to_network(container_id, network_id)
             api.start(container_id)
             port = _published_port(api.inspect_container(container_id))
             _wait_listening(api, container_id)
+            # Only now: it listens on its bridge address, never on these.
+            for network_id in self._network_ids.values():
+                api.connect_container_to_network(container_id, network_id)
         except BaseException:
             with contextlib.suppress(docker.errors.APIError):
                 api.remove_container(container_id, force=True)

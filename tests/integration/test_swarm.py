@@ -98,6 +98,21 @@ def test_without_network_a_session_has_no_route_out_and_with_network_it_has(
         assert default_route(sb)
 
 
+def test_no_session_can_open_the_relay(
+    swarm_server: ServerProcess, engine: docker.DockerClient
+) -> None:
+    with Sandbox(server_url=swarm_server.url, worker_id="sw-probe") as sb:
+        run(sb, "true")
+        label = [f"sandbox.server={swarm_server.server_id}", "sandbox.relay=1"]
+        (relay,) = engine.containers.list(filters={"label": label})
+        networks = relay.attrs["NetworkSettings"]["Networks"]
+        # The session (no network) shares the internal overlay with the relay: the
+        # relay's address there answers, and refuses the relay's port.
+        address = networks["sandbox-swarm-agents"]["IPAddress"]
+        probe = run(sb, f"timeout 3 bash -c 'echo > /dev/tcp/{address}/7400' || true")
+        assert "Connection refused" in str(probe["stderr"]), probe
+
+
 def test_pool_claims_and_adoption_after_a_crash_with_orphans_removed(
     engine: docker.DockerClient, tmp_path: Path
 ) -> None:

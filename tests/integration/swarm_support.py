@@ -46,26 +46,38 @@ def services_of(client: docker.DockerClient, server_id: str) -> list[str]:
     return sorted(str(service.name) for service in found)
 
 
+def _containers(client: docker.DockerClient, label: str) -> list[dict[str, object]]:
+    """The low-level list: no inspect per container, which races Swarm's own removals."""
+    return list(client.api.containers(all=True, filters={"label": label}))
+
+
 def remove_swarm_state_of(client: docker.DockerClient, server_id: str, wait: float = 30) -> None:
     """Remove the server's services, their secrets, its relay and volumes; wait for
     the services' containers to go first (a volume in use cannot be removed)."""
-    label = {"label": f"sandbox.server={server_id}"}
-    for service in client.services.list(filters=label):
+    label = f"sandbox.server={server_id}"
+    for service in client.services.list(filters={"label": label}):
         with suppress(docker.errors.NotFound):
             service.remove()
-    for secret in client.secrets.list(filters=label):
+    for secret in client.secrets.list(filters={"label": label}):
         with suppress(docker.errors.NotFound):
             secret.remove()
     deadline = time.monotonic() + wait
-    while client.containers.list(all=True, filters=label) and time.monotonic() < deadline:
-        for container in client.containers.list(all=True, filters=label):
-            if container.labels.get("sandbox.relay"):
-                container.remove(force=True)
+    while _containers(client, label):
+        for container in _containers(client, label):
+            labels = container.get("Labels") or {}
+            if (isinstance(labels, dict) and labels.get("sandbox.relay")) or (
+                time.monotonic() > deadline
+            ):
+                # Ours, or Swarm's that outstayed the wait: removing it may race
+                # Swarm's own removal, which is fine.
+                with suppress(docker.errors.APIError):
+                    client.api.remove_container(container["Id"], force=True)
+        if time.monotonic() > deadline + 10:
+            break
         time.sleep(0.2)
-    for container in client.containers.list(all=True, filters=label):
-        container.remove(force=True)
-    for volume in client.volumes.list(filters=label):  # a rag service's index
-        volume.remove(force=True)
+    for volume in client.volumes.list(filters={"label": label}):  # a rag service's index
+        with suppress(docker.errors.APIError):
+            volume.remove(force=True)
 
 
 def wait_containers_gone(
@@ -73,10 +85,10 @@ def wait_containers_gone(
 ) -> list[str]:
     """The server's containers still there after up to `wait` s (Swarm stops a removed
     service's container a moment after the service goes)."""
-    label = {"label": f"sandbox.server={server_id}"}
+    label = f"sandbox.server={server_id}"
     deadline = time.monotonic() + wait
     while True:
-        left = [str(c.name) for c in client.containers.list(all=True, filters=label)]
+        left = [str(c.get("Names")) for c in _containers(client, label)]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.2)

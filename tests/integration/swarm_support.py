@@ -9,6 +9,7 @@ services' containers are gone too, since Swarm stops them after the service.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -25,7 +26,7 @@ def manager_swarm(client: docker.DockerClient) -> Iterator[bool]:
     swarm = client.info().get("Swarm") or {}
     made = False
     if swarm.get("LocalNodeState") == "inactive":
-        gateway = client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+        gateway = _bridge_gateway(client)
         client.swarm.init(advertise_addr=gateway, listen_addr=f"{gateway}:2377")
         made = True
     elif not swarm.get("ControlAvailable"):
@@ -38,6 +39,14 @@ def manager_swarm(client: docker.DockerClient) -> Iterator[bool]:
                 with suppress(docker.errors.APIError):
                     client.networks.get(name).remove()
             client.swarm.leave(force=True)
+
+
+def _bridge_gateway(client: docker.DockerClient) -> str:
+    """The host's address on the default bridge: nodes in containers reach it there."""
+    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    if config.get("Gateway"):
+        return str(config["Gateway"])
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))  # Docker takes the first
 
 
 def services_of(client: docker.DockerClient, server_id: str) -> list[str]:

@@ -18,12 +18,13 @@ Where their keys go::
                                           screen_size, memory, cpus, network...)
     resources.<type>.config.pool_size     pools
     resources.rag.config.corpus_path      rag.corpus
+    resources.vm.config.recording_path    screen_recording.dir (a file's directory)
     warmup.enabled, warmup.resources      warmup
 
 Anything else becomes a note naming its key: a resource type, API or option this
 server lacks is left out and the server serves the rest. Options whose value asks
-for nothing we do differently (vm ``provider: docker``, ``headless: true``,
-``recording: false``) pass silently; ``_comment*`` keys are skipped at every level.
+for nothing we do differently (vm ``provider: docker``, ``headless: true``)
+pass silently; ``_comment*`` keys are skipped at every level.
 
 Strings may name environment variables, ``${VAR}`` or ``${VAR:-default}``, which
 are expanded as AgentFlow does (a set variable wins, even when empty). An unset
@@ -158,13 +159,8 @@ _IGNORED: dict[str, dict[str, _Ignored]] = {
             "no proxy: a session has network only with config network: true, where "
             "the setting ceilings.allow_network permits it",
         ),
-        "recording": _Ignored(
-            _one_of("false"), "calls are not recorded (recording is not supported yet)"
-        ),
-        # Meaningless here whatever their value: the desktop has no login, and a
-        # recording path matters only with recording, which is noted on its own.
+        # Meaningless here whatever its value: the desktop has no login.
         "client_password": _Ignored(_always),
-        "recording_path": _Ignored(_always),
     },
     "rag": {
         **{
@@ -296,7 +292,9 @@ class _Reader:
             at = f"{where}.{key}"
             if _skipped(key):
                 continue
-            if key in options and key not in _IGNORED.get(resource.name, {}):
+            if key == "recording_path" and resource.name == "vm":
+                self._recording_path(self._expand(raw, at), at, values)
+            elif key in options and key not in _IGNORED.get(resource.name, {}):
                 defaults[key] = self._expand(raw, at)
             elif key == "pool_size" and not resource.shared:
                 size = self._setting(PoolSettings, "size", self._expand(raw, at), at)
@@ -325,6 +323,19 @@ class _Reader:
             session_defaults[resource.name] = config_model.model_dump(
                 mode="json", exclude_unset=True
             )
+
+    def _recording_path(self, raw: Any, at: str, values: dict[str, Any]) -> None:
+        """AgentFlow's ``recording_path`` (a directory, or a file whose directory
+        is taken) as the directory the server keeps screen videos in."""
+        if not raw:
+            return
+        if not isinstance(raw, str):
+            raise self._error(at, "must be a path")
+        path = Path(raw).expanduser()
+        if path.suffix:
+            self.note(at, f"videos are kept one per recording in {path.parent}, as <id>.mp4")
+            path = path.parent
+        values["screen_recording"] = {"dir": str(path)}
 
     # -- values -------------------------------------------------------------------
 

@@ -25,6 +25,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .agent.tools.desktop_recording import (
+    DEFAULT_FPS,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_SECONDS,
+    MAX_FPS,
+)
 from .errors import InvalidParams
 from .profiles import read_profile
 
@@ -254,6 +260,36 @@ class SwarmSettings(BaseModel):
     fails with 1003 (the cluster is full) instead of staying pending."""
 
 
+def _default_screen_recording_dir() -> Path:
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "sandbox" / "screen-recordings"
+
+
+class ScreenRecordingSettings(BaseModel):
+    """Videos of ``vm`` sessions' screens (``vm:start_recording``, a session's
+    ``recording: true``), kept by the server after the session ends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: Path = Field(default_factory=_default_screen_recording_dir)
+    """Where the videos are kept (``<recording id>.mp4`` and its ``.json``); AgentFlow's
+    ``recording_path``. Put it on a volume to keep videos past the server."""
+    fps: float = Field(default=DEFAULT_FPS, ge=1, le=MAX_FPS)
+    """Frames per second of a recording when its call does not say."""
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1 << 20)
+    """Largest video of one recording: ffmpeg stops there, and the server copies at
+    most this (plus 1 MiB of slack) out of the container."""
+    max_seconds: float = Field(default=DEFAULT_MAX_SECONDS, gt=0)
+    """Longest one recording runs; it stops then."""
+    copy_timeout_s: float = Field(default=120.0, gt=0)
+    """Longest copying one video out of its container may take; past it the part
+    copied is kept (``complete: false``)."""
+    total_max_bytes: int = Field(default=20 * 1024**3, ge=0)
+    """Most bytes of videos kept; past it the oldest are deleted."""
+    max_age_s: float = Field(default=7 * 86400.0, gt=0)
+    """Videos stopped longer ago than this are deleted (as trajectories are)."""
+
+
 def _default_images_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "images"
 
@@ -413,6 +449,8 @@ class Settings(BaseSettings):
     recording_max_bytes: int = Field(default=10 * 1024**3, ge=0)
     """Most bytes of recordings (steps and images); past it the least recently
     added-to trajectories are deleted."""
+    screen_recording: ScreenRecordingSettings = Field(default_factory=ScreenRecordingSettings)
+    """Screen videos of ``vm`` sessions (``SANDBOX_SCREEN_RECORDING__FPS=10``)."""
     recording_redact_keys: list[str] = Field(
         default_factory=lambda: ["password", "token", "api_key", "secret"]
     )

@@ -7,7 +7,8 @@
 #   5. for docker-compose.yml: Docker Compose (Debian's docker-compose when neither
 #      `docker compose` nor `docker-compose` is there), the wheels the image builds
 #      install (scripts/fetch-wheels.sh) and the server image (sandbox/server:latest),
-#   6. for the multi-node swarm tests: the node image (Debian's docker.io in a
+#   6. for the /ui page's browser tests: Debian's chromium and chromium-driver.
+#   7. for the multi-node swarm tests: the node image (Debian's docker.io in a
 #      container, tests/integration/swarm_node). The swarm itself is the tests'
 #      to make: they init one when this engine is in none, and leave it afterwards.
 # Idempotent; scripts/serve.sh and scripts/test.sh run it first.
@@ -63,6 +64,20 @@ ensure_compose() {
   fi
 }
 
+ensure_browser() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    return
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's chromium and chromium-driver (tests/integration/test_ui.py)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "warning: chromium and chromedriver are missing, so tests/integration/test_ui.py" \
+      "will fail: install them (Debian: apt-get install chromium chromium-driver)" >&2
+  fi
+}
+
 ensure_docker
 ensure_venv
 log "base image"
@@ -73,6 +88,8 @@ log "compose: Docker Compose, image wheels, server image"
 ensure_compose
 scripts/fetch-wheels.sh
 docker build --quiet -f images/server/Dockerfile -t sandbox/server:latest . >/dev/null
+log "browser for the /ui tests"
+ensure_browser
 log "swarm tests: node image"
 docker build --quiet -t "${SANDBOX_IMAGE_NAMESPACE:-sandbox}/swarm-node:latest" \
   tests/integration/swarm_node >/dev/null

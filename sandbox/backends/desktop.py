@@ -24,6 +24,9 @@ from ..agent.tools.desktop import MAX_SCREEN_SIZE
 from ..agent.tools.desktop_tasks import MAX_STEPS, STEP_TYPES
 from .base import Observation, ResourceType, SessionConfig
 
+FULL_IMAGE = "desktop-full"
+"""The vm-full image (images/desktop-full): the desktop plus office, graphics, media
+and mail programs, built only on request."""
 DEFAULT_SCREEN_SIZE = (1280, 800)
 MIN_SCREEN_SIZE = (320, 240)
 
@@ -53,11 +56,27 @@ class VmConfig(SessionConfig):
         default=DEFAULT_SCREEN_SIZE,
         description="Screen [width, height] in pixels, from 320x240 to 7680x4320.",
     )
+    apps: Literal["default", "full"] = Field(
+        default="default",
+        description="`full`: the vm-full image, adding LibreOffice (Writer, Calc, Impress), "
+        "GIMP, VLC and Thunderbird; build it first with `sandbox images build vm-full`.",
+    )
     observation: Literal["none", "screenshot", "a11y_tree", "both"] = Field(
         default="none",
         description="Observation returned with every action's result: the screen "
         "(`screenshot`, base64 PNG), the accessibility tree (`accessibility_tree`, "
         "linear text) or both.",
+    )
+    recording: bool | None = Field(
+        default=None,
+        description="Record the screen (an MP4, from after the setup steps to the session's "
+        "end) and keep the video on the server: GET /recordings (AgentFlow's `recording`).",
+    )
+    recording_path: str | None = Field(
+        default=None,
+        exclude=True,
+        description="Accepted from AgentFlow's configs and ignored: where videos are kept is "
+        "the server's setting screen_recording.dir, never a caller's path.",
     )
     # Excluded from dumps: neither the labels, nor the pool key, nor the
     # environment carry it (uploads may be megabytes); the server runs it once.
@@ -102,8 +121,8 @@ def _whole_number(value: Any) -> int | None:
     return None
 
 
-_OBSERVERS = frozenset({"screenshot", "accessibility_tree"})
-"""Tools that are observations themselves: nothing more is read after them."""
+_OBSERVERS = frozenset({"screenshot", "accessibility_tree", "start_recording", "stop_recording"})
+"""Tools that are observations themselves, or record them: nothing more is read after them."""
 _SCREENSHOT = Observation("vm.screenshot", {}, "image", "screenshot")
 _TREE = Observation("vm.accessibility_tree", {"timeout": 10.0}, "tree", "accessibility_tree")
 _OBSERVED = {"screenshot": (_SCREENSHOT,), "a11y_tree": (_TREE,), "both": (_SCREENSHOT, _TREE)}
@@ -115,6 +134,12 @@ class _VmResourceType(ResourceType):
         if tool in _OBSERVERS:
             return ()
         return _OBSERVED.get(str(config.get("observation", "none")), ())
+
+    def image_for(self, config: SessionConfig) -> str:
+        """The vm-full image for ``apps: full``."""
+        if isinstance(config, VmConfig) and config.apps == "full":
+            return FULL_IMAGE
+        return self.image
 
     def environment(self, config: SessionConfig) -> dict[str, str]:
         """The agent's screen size, which Xvfb is started with."""
@@ -130,4 +155,5 @@ VM = _VmResourceType(
     description="A Linux desktop (Xvfb, openbox, xterm): screenshots, mouse and keyboard.",
     toolsets=("desktop",),
     config_model=VmConfig,
+    optional_images={"vm-full": FULL_IMAGE},
 )

@@ -314,6 +314,18 @@ class BaseServiceClient:
         path = f"/api/v1/trajectories/{quote(session_id, safe='')}"
         return dataclasses.replace(self._get(path), method="DELETE")
 
+    def _recordings_call(self, worker_id: str | None, session_id: str | None) -> _Call:
+        query = _without_none({"worker_id": worker_id, "session_id": session_id})
+        return self._get("/api/v1/recordings" + (f"?{urlencode(query)}" if query else ""))
+
+    def _recording_call(self, recording_id: str) -> _Call:
+        path = f"/api/v1/recordings/{quote(recording_id, safe='')}"
+        return dataclasses.replace(self._get(path), raw="bytes")
+
+    def _delete_recording_call(self, recording_id: str) -> _Call:
+        path = f"/api/v1/recordings/{quote(recording_id, safe='')}"
+        return dataclasses.replace(self._get(path), method="DELETE")
+
     def _init_resource_call(
         self,
         resource_type: str,

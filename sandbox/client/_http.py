@@ -510,6 +510,47 @@ class HTTPServiceClient(ServiceConnection):
         """Blocking twin of `delete_trajectory`."""
         return self._send_sync(self._delete_trajectory_call(session_id))
 
+    # -- screen recordings (vm sessions' videos) ------------------------------------
+
+    async def list_recordings(
+        self, worker_id: str | None = None, session_id: str | None = None
+    ) -> Envelope:
+        """List this API key's screen recordings, newest first.
+
+        Returns:
+            The envelope; ``data`` holds ``recordings`` (recording_id, session_id,
+            worker_id, started_at, stopped_at, size, fps, complete, truncated) and
+            ``count``.
+        """
+        return await self._send(self._recordings_call(worker_id, session_id))
+
+    def list_recordings_sync(
+        self, worker_id: str | None = None, session_id: str | None = None
+    ) -> Envelope:
+        """Blocking twin of `list_recordings`."""
+        return self._send_sync(self._recordings_call(worker_id, session_id))
+
+    async def get_recording(self, recording_id: str) -> Envelope:
+        """Fetch one screen recording's MP4 video (a session id: its latest).
+
+        Returns:
+            The envelope; ``data["content"]`` holds the video's bytes and
+            ``data["content_type"]`` its type (``video/mp4``).
+        """
+        return await self._send(self._recording_call(recording_id))
+
+    def get_recording_sync(self, recording_id: str) -> Envelope:
+        """Blocking twin of `get_recording`."""
+        return self._send_sync(self._recording_call(recording_id))
+
+    async def delete_recording(self, recording_id: str) -> Envelope:
+        """Delete one screen recording's video."""
+        return await self._send(self._delete_recording_call(recording_id))
+
+    def delete_recording_sync(self, recording_id: str) -> Envelope:
+        """Blocking twin of `delete_recording`."""
+        return self._send_sync(self._delete_recording_call(recording_id))
+
     async def shutdown_server(self, force: bool = False, cleanup_sessions: bool = True) -> Envelope:
         """Stop the server gracefully: it destroys sessions and drains pools first.
 

@@ -149,6 +149,8 @@ class BuildContext:
     """Path of the Dockerfile inside the context."""
     files: dict[str, Path]
     """Context path -> file on disk."""
+    buildargs: dict[str, str] = field(default_factory=dict)
+    """The Dockerfile's ``ARG`` values."""
 
     def tar(self) -> io.BytesIO:
         """The context as an uncompressed tar stream, files in a stable order."""

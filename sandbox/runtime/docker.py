@@ -300,6 +300,7 @@ class DockerRuntime:
                 forcerm=True,
                 decode=True,
                 labels={LABEL_IMAGE: tag},
+                buildargs=context.buildargs or None,
             )
             tail: list[str] = []
             for chunk in _build_lines(stream):

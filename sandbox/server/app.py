@@ -35,7 +35,7 @@ from .deps import Services, require_api_key, tenant_of_scope
 from .envelope import TraceMiddleware, install_error_handlers
 from .limits import BodySizeLimit
 from .metrics import ServerMetrics
-from .routes import execute, init, metrics, sessions, system, trajectories
+from .routes import execute, init, metrics, recordings, sessions, system, trajectories, ui
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +182,14 @@ def make_runtime(settings: Settings) -> Runtime:
 
 
 def _include_routes(app: FastAPI) -> None:
-    """Every router at its bare path and under ``/api/v1``; all but health need the key."""
+    """Every router at its bare path and under ``/api/v1``; all but health need the key.
+
+    The web page (``/ui``) is at its bare path only; its page, assets and login
+    need no key, what it reads does.
+    """
     guarded = [Depends(require_api_key)]
+    app.include_router(ui.public, include_in_schema=False)
+    app.include_router(ui.router, dependencies=guarded, responses=_ENVELOPE_RESPONSES)
     for prefix in ("", API_PREFIX):
         app.include_router(
             system.public,
@@ -197,6 +203,7 @@ def _include_routes(app: FastAPI) -> None:
             init.router,
             system.router,
             trajectories.router,
+            recordings.router,
         ):
             app.include_router(
                 router,

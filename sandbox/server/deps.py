@@ -23,6 +23,7 @@ from ..sessions.manager import SessionManager
 from ..sessions.registry import ToolRegistry
 from .context import worker_var
 from .metrics import ServerMetrics
+from .ui_auth import COOKIE_NAME, READ_METHODS, tenant_of_cookie
 
 
 @dataclass
@@ -115,9 +116,15 @@ def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """Refuse the request (401) unless it carries a configured API key; its tenant."""
+    """Refuse the request (401) unless it carries a configured API key; its tenant.
+
+    Without the header, a read (GET, HEAD) may carry the ``/ui`` login cookie
+    instead (`sandbox.server.ui_auth`).
+    """
     settings = request.app.state.services.settings
     tenant = tenant_of_token(settings, credentials.credentials if credentials else None)
+    if tenant is None and credentials is None and request.method in READ_METHODS:
+        tenant = tenant_of_cookie(settings, request.cookies.get(COOKIE_NAME))
     if tenant is None:
         raise HTTPException(
             status_code=401,

@@ -16,8 +16,9 @@ from typing import Any
 
 from ..backends import ToolSpec
 from ..config import DEFAULT_TENANT
-from ..errors import BackendError, SandboxError, SessionError
+from ..errors import BackendError, InvalidParams, SandboxError, SessionError
 from ..runtime.agent import AgentNotReady, AgentUnreachable
+from . import screen_recordings
 from .context import SessionContext
 from .lifecycle import SessionLifecycle
 from .service_sessions import ServiceSessions
@@ -79,6 +80,7 @@ class ToolCalls:
         effective = self._effective_timeout(args.get("timeout"), timeout)
         if tool.timeout_param:
             args["timeout"] = effective
+        self._ctx.recordings.fill_in(tool.name, args)
         session = self._ctx.table.get((tenant, worker_id, tool.resource_type))
         if session is None or session.state is not SessionState.READY:
             try:
@@ -92,6 +94,7 @@ class ToolCalls:
         session.touch(self._ctx.settings.session_ttl_s, self._ctx.table.clock())
         try:
             data = await self._call(session, tool, args, effective)
+            data = await self._recorded(session, tool, data)
             data = await self._observe(session, tool, data)
         except SandboxError as exc:
             error = await self._diagnose(session, exc) if isinstance(exc, AgentUnreachable) else exc
@@ -106,6 +109,37 @@ class ToolCalls:
             session.touch(self._ctx.settings.session_ttl_s, self._ctx.table.clock())
         self.calls[f"{tool.full_name}:0"] += 1
         return CallResult(data=data, tool=tool, session=session, warnings=warnings)
+
+    async def look(
+        self, session: Session, action: str, params: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        """Run an observing tool in `session` for an onlooker (the ``/ui`` live view).
+
+        Unlike `execute`, this is not the worker's call: it never creates a
+        session, pushes neither its expiry nor its last use (a watched session
+        still expires when its worker stops calling), is not counted, and the
+        server records nothing of it. The caller picks the tool (only
+        ``vm:screenshot``): no input reaches the session this way.
+
+        Raises:
+            SessionError: The session is not ready (starting, being destroyed).
+        """
+        tool = self._ctx.registry.resolve(action)
+        if tool.resource_type != session.resource_type:
+            raise InvalidParams(
+                f"session_id: {session.session_id!r} is a {session.resource_type} session; "
+                f"{tool.full_name} needs a {tool.resource_type} one",
+                field="session_id",
+            )
+        args = self._ctx.registry.validate_params(tool, params)
+        if session.state is not SessionState.READY or session.agent_url is None:
+            raise SessionError(
+                f"session {session.session_id!r} is {session.state.value}, not ready",
+                session_id=session.session_id,
+            )
+        return await self._ctx.agents.call(
+            session.agent_url, session.token, tool.agent_tool, args, timeout
+        )
 
     async def _call(
         self, session: Session, tool: ToolSpec, args: dict[str, Any], timeout: float
@@ -131,6 +165,16 @@ class ToolCalls:
             return await self._ctx.agents.call(
                 session.agent_url, session.token, tool.agent_tool, args, remaining
             )
+
+    async def _recorded(
+        self, session: Session, tool: ToolSpec, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`data`, and for a stopped screen recording the id of its video, now kept."""
+        if tool.name == screen_recordings.START:
+            self._ctx.recordings.started(session)
+        elif tool.name == screen_recordings.STOP:
+            return await self._ctx.recordings.stopped(session, data)
+        return data
 
     async def _observe(
         self, session: Session, tool: ToolSpec, data: dict[str, Any]

@@ -13,6 +13,7 @@ from dataclasses import replace
 from ..agent.identity import SESSION_UID_ENV
 from ..backends import ResourceType
 from ..config import Settings
+from ..errors import BackendError
 from ..runtime.agent import AgentClient
 from ..runtime.base import LABEL_UID, ContainerRecord, Runtime
 from ..runtime.images import ImageService
@@ -59,6 +60,7 @@ class AgentContainers:
             BackendError: Docker refused, the container died or its agent stayed
                 silent; nothing of the attempt is left.
         """
+        await self._check_optional_image(resource, request.image)
         uid = None if resource.shared else self.uids.take()
         if uid is not None:
             request = replace(
@@ -68,7 +70,7 @@ class AgentContainers:
             )
         # On one engine every agent is reached through its socket; on a swarm over TCP.
         socket_dir = self.sockets.create() if self._runtime.agent_transport == "unix" else None
-        image = self._images.tag(resource.image)
+        image = self._images.tag(request.image or resource.image)
         spec = build_spec(self._settings, resource, request, image=image, socket_dir=socket_dir)
         try:
             record = await self._runtime.start(spec)
@@ -88,6 +90,15 @@ class AgentContainers:
             await self.remove(record.id, record.agent_url)
             raise
         return record
+
+    async def _check_optional_image(self, resource: ResourceType, image: str | None) -> None:
+        """An optional image (vm-full) is never built by default: say how to build it."""
+        names = [name for name, optional in resource.optional_images.items() if optional == image]
+        if names and image is not None and not await self._images.is_present(image):
+            raise BackendError(
+                f"image {self._images.tag(image)} is not built: it is built only on "
+                f"request, with `sandbox images build {names[0]}`"
+            )
 
     async def remove(self, container_id: str, agent_url: str | None) -> None:
         """Remove a container, its agent's pooled connections, socket directory and uid."""

@@ -27,6 +27,7 @@ from .claims import ClaimedContainers, ClaimSigner
 from .containers import AgentContainers
 from .pools import WarmPools
 from .registry import ToolRegistry
+from .screen_recordings import ScreenRecordings
 from .services import SharedServices
 from .table import SessionTable
 from .tasks import Background
@@ -50,6 +51,7 @@ class SessionContext:
         pools: The warm pools.
         claims: Signs and verifies the claims pool containers keep.
         claimed: The server's own record of the pool containers it claimed.
+        recordings: Starts screen recordings and keeps their videos.
     """
 
     settings: Settings
@@ -65,3 +67,4 @@ class SessionContext:
     pools: WarmPools
     claims: ClaimSigner
     claimed: ClaimedContainers
+    recordings: ScreenRecordings

@@ -170,6 +170,7 @@ class SessionLifecycle:
                 await self._start_container(session, resource, config)
             if not resource.shared:  # claimed or cold: the config's setup steps (vm)
                 await run_config_setup(self._ctx.agents, session, config)
+                await self._ctx.recordings.start(session)  # then its recording, if asked
         except BaseException as exc:
             self._ctx.table.pop(session.key, session)
             if not resource.shared:
@@ -233,6 +234,7 @@ class SessionLifecycle:
             network=bool(session.config["network"]),
             labels=session_labels(session, config),
             environment=resource.environment(config),
+            image=resource.image_for(config),
         )
         record = await self._ctx.containers.start(resource, request)
         session.container_id, session.agent_url = record.id, record.agent_url
@@ -308,6 +310,8 @@ class SessionLifecycle:
             if service is not None:
                 await self._service_sessions.close(resource, service, session.session_id)
             elif not resource.shared:
+                # The video outlives the session: kept before the container goes.
+                await self._ctx.recordings.collect(session)
                 await self.release(session)
         except SandboxError:
             log.warning("could not clean up after %s", session.session_id, exc_info=True)

@@ -31,6 +31,7 @@ from typing import Any
 from ..config import DEFAULT_TENANT, Settings
 from ..errors import InvalidParams
 from ..protocol import PoolStatus, ServerStats
+from ..recording.videos import VideoStore
 from ..runtime.agent import AgentClient
 from ..runtime.base import Runtime
 from ..runtime.images import ImageService
@@ -44,6 +45,7 @@ from .lifecycle import SessionLifecycle
 from .pools import WarmPools
 from .recovery import Recovery
 from .registry import ToolRegistry
+from .screen_recordings import ScreenRecordings
 from .service_sessions import ServiceSessions
 from .services import SharedServices
 from .table import Clock, Session, SessionTable
@@ -105,6 +107,15 @@ class SessionManager:
             pools=pools,
             claims=ClaimSigner.load(self._claim_key, settings.server_id),
             claimed=ClaimedContainers(self._claim_key.with_suffix(".claimed")),
+            recordings=ScreenRecordings(
+                settings.screen_recording,
+                agents,
+                VideoStore(
+                    settings.screen_recording.dir,
+                    settings.screen_recording.total_max_bytes,
+                    settings.screen_recording.max_age_s,
+                ),
+            ),
         )
         self._capacity = capacity = Capacity(ctx)
         shared = ServiceSessions(ctx)
@@ -119,10 +130,13 @@ class SessionManager:
         self.destroy_all = lifecycle.destroy_all
         self.sweep = lifecycle.sweep
         self.execute = calls.execute
+        self.look = calls.look
         self.warm_service = shared.warm
         self.service_status = shared.status
         self.recover = recovery.recover
         self.wait_for_recovery = recovery.wait
+        self.videos: VideoStore = ctx.recordings.store
+        """The kept screen recordings of vm sessions."""
         self.calls: Counter[str] = calls.calls
         """Finished tool calls by ``tool:code``."""
         self.starts: Counter[str] = lifecycle.starts
@@ -191,6 +205,15 @@ class SessionManager:
         if worker_id is None:
             return self._ctx.table.all(tenant)
         return self._ctx.table.of_worker(worker_id, tenant or DEFAULT_TENANT)
+
+    def origin(self, session: Session) -> str:
+        """Where the session's container came from: ``pool`` (claimed from a warm
+        pool), ``cold`` (started for it) or ``service`` (a shared service's)."""
+        if self._ctx.registry.resource(session.resource_type).shared:
+            return "service"
+        if session.container_id is not None and session.container_id in self._ctx.claimed:
+            return "pool"
+        return "cold"
 
     def stats(self) -> ServerStats:
         """Counts for the status endpoints and the metrics."""

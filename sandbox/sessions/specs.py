@@ -56,6 +56,7 @@ class ContainerRequest:
         labels: Labels besides the managed, server, resource and token ones.
         environment: The agent's environment besides its own settings.
         volumes: Mounts besides the socket directory.
+        image: The image short name; None: the resource type's own.
     """
 
     name: str
@@ -65,6 +66,7 @@ class ContainerRequest:
     labels: dict[str, str] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
+    image: str | None = None
 
 
 def cgroup_memory(resource: ResourceType, limits: ResourceLimits) -> int:

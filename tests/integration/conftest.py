@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,9 @@ import pytest
 
 from .support import STARTED_SERVER_IDS, ServerProcess, checked, start_server
 
-IMAGES = ("sandbox/shell:latest", "sandbox/desktop:latest", "sandbox/rag:latest")
+NAMESPACE = os.environ.get("SANDBOX_IMAGE_NAMESPACE", "sandbox")
+"""The servers the tests start use the images of this namespace (a setting)."""
+IMAGES = tuple(f"{NAMESPACE}/{name}:latest" for name in ("shell", "desktop", "rag"))
 
 
 def _docker_client() -> docker.DockerClient | None:

@@ -181,8 +181,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "warmup": ["vm"],
         "session_ttl_s": 600,
         "pools": [{"resource": "vm", "size": 1, "config": {}}],
-        "session_defaults": {"vm": {"screen_size": [1920, 1080]}},
-        "notes": ["resources.vm.config.recording", "resources.vm.config.vm_path"],
+        # Their recording: every vm session records its screen, kept in their path.
+        "session_defaults": {"vm": {"screen_size": [1920, 1080], "recording": True}},
+        "screen_recording.dir": "sandbox_recordings",
+        "notes": ["resources.vm.config.vm_path"],
     },
     "doc_config.json": {"resource_types": [], "session_ttl_s": 300, "notes": ["apis.doc"]},
     "ds_config.json": {"resource_types": [], "session_ttl_s": 300, "notes": ["apis.ds"]},
@@ -227,6 +229,8 @@ def test_each_shipped_config_starts_what_we_have_and_names_the_rest(
     for field in ("resource_types", "warmup", "session_ttl_s", "pools", "session_defaults"):
         if field in expected:
             assert shown[field] == expected[field], field
+    if "screen_recording.dir" in expected:
+        assert shown["screen_recording"]["dir"] == expected["screen_recording.dir"]
     for key in expected["notes"]:
         assert key in err
     assert all(line.startswith(f"sandbox: config file {path}: ") for line in err.splitlines())
@@ -249,6 +253,19 @@ def test_options_that_ask_for_what_we_do_anyway_pass_silently(tmp_path: Path) ->
     for quiet in ("provider", "os_type", "headless", "setup", "pool_reset", "use_proxy"):
         assert f".{quiet}" not in noted, quiet
     assert "client_password" not in noted, "a credential of their VM, meaningless here"
+    assert "recording" not in noted, "recording and its path are served"
+
+
+def test_a_recording_path_naming_a_file_keeps_videos_in_its_directory(tmp_path: Path) -> None:
+    gui = THEIR_CONFIGS["GUI_config.json"]
+    vm = gui["resources"]["vm"]
+    config = {**vm["config"], "recording_path": "/data/videos/run.mp4"}
+    data = {**gui, "resources": {"vm": {**vm, "config": config}}}
+
+    profile = translate(data, tmp_path / "GUI.json")
+
+    assert profile.values["screen_recording"] == {"dir": "/data/videos"}
+    assert any("recording_path" in note and "/data/videos" in note for note in profile.notes)
 
 
 def test_options_that_ask_for_something_else_are_named(tmp_path: Path) -> None:

@@ -124,7 +124,7 @@ AGENTFLOW_GUI_CONFIG = {
         "vm": {
             "enabled": True,
             "backend_class": "sandbox.server.backends.resources.vm.VMBackend",
-            "config": {"screen_size": [1920, 1080], "pool_size": 1, "recording": True},
+            "config": {"screen_size": [1920, 1080], "pool_size": 1, "headless": False},
         },
         "mcp": {"enabled": True, "backend_class": "x.ToolathlonGymBackend"},
     },
@@ -147,7 +147,7 @@ def test_serve_takes_agentflow_config_and_flags(
     assert warmed == [["vm"]], "their warmup section warms up once listening"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("resources.mcp: not served" in message for message in warnings)
-    assert any("resources.vm.config.recording: ignored" in message for message in warnings)
+    assert any("resources.vm.config.headless: ignored" in message for message in warnings)
     assert all(message.startswith(f"config file {path}: ") for message in warnings)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from .common import timeout
 from .desktop_a11y import TOOLS as A11Y_TOOLS
+from .desktop_actions import TOOLS as ACTION_SPACE_TOOLS
+from .desktop_recording import TOOLS as RECORDING_TOOLS
 from .desktop_tasks import TOOLS as TASK_TOOLS
 from .spec import Param, Rule, ToolDeclaration
 
@@ -19,6 +21,7 @@ MAX_TYPE_INTERVAL_S = 1.0
 MAX_TYPING_S = 60.0
 """Longest a `vm:type` with an `interval` may take (characters x interval)."""
 MAX_SCROLL_CLICKS = 200
+MAX_CLICKS = 3
 MAX_HOTKEY_KEYS = 16
 MAX_FILE_BYTES = 16 << 20
 """Largest file `vm:upload_file` writes and `vm:download_file` reads (16 MiB)."""
@@ -56,9 +59,13 @@ _HELD_KEY = Param("key", "string", _KEY, required=True, min_length=1)
 
 
 def _vm(
-    name: str, description: str, *params: Param, rules: tuple[Rule, ...] = ()
+    name: str,
+    description: str,
+    *params: Param,
+    rules: tuple[Rule, ...] = (),
+    replay_fields: tuple[str, ...] = (),
 ) -> ToolDeclaration:
-    return ToolDeclaration("vm", name, description, params, rules)
+    return ToolDeclaration("vm", name, description, params, rules, replay_fields=replay_fields)
 
 
 TOOLS: tuple[ToolDeclaration, ...] = (
@@ -91,7 +98,20 @@ TOOLS: tuple[ToolDeclaration, ...] = (
         ),
         Param("cursor", "boolean", "Draw the mouse pointer into the image.", default=False),
     ),
-    _vm("click", "Move to (x, y) and click `button`.", *_POINT, _BUTTON),
+    _vm(
+        "click",
+        "Move to (x, y) and click `button` (`clicks` times: 2 is a double, 3 a triple click).",
+        *_POINT,
+        _BUTTON,
+        Param(
+            "clicks",
+            "integer",
+            "How many clicks in a row.",
+            default=1,
+            minimum=1,
+            maximum=MAX_CLICKS,
+        ),
+    ),
     _vm("double_click", "Move to (x, y) and double-click the left button.", *_POINT),
     _vm(
         "right_click",
@@ -117,13 +137,23 @@ TOOLS: tuple[ToolDeclaration, ...] = (
     ),
     _vm(
         "scroll",
-        "Move to (x, y) and turn the wheel `clicks` notches: positive up, negative down.",
+        "Move to (x, y) and turn the wheel `clicks` notches: positive up, negative down "
+        "(and `horizontal_clicks`: positive right, negative left).",
         *_POINT,
         Param(
             "clicks",
             "integer",
             "Wheel clicks: positive scrolls up, negative down.",
             required=True,
+            minimum=-MAX_SCROLL_CLICKS,
+            maximum=MAX_SCROLL_CLICKS,
+        ),
+        Param(
+            "horizontal_clicks",
+            "integer",
+            "Sideways wheel clicks, after the vertical ones: positive scrolls right, "
+            "negative left.",
+            default=0,
             minimum=-MAX_SCROLL_CLICKS,
             maximum=MAX_SCROLL_CLICKS,
         ),
@@ -175,7 +205,7 @@ TOOLS: tuple[ToolDeclaration, ...] = (
     _vm("key_up", "Release `key`.", _HELD_KEY),
     _vm("mouse_down", "Press `button` where the pointer is; keep it down.", _BUTTON),
     _vm("mouse_up", "Release `button` where the pointer is.", _BUTTON),
-    _vm("cursor_position", "The pointer's position: `x`, `y`."),
+    _vm("cursor_position", "The pointer's position: `x`, `y`.", replay_fields=("x", "y")),
     _vm(
         "wait",
         f"Sleep `seconds` (1 unless given, at most {MAX_WAIT_S}) and return.",
@@ -193,6 +223,7 @@ TOOLS: tuple[ToolDeclaration, ...] = (
         "Run a bash command in the desktop (DISPLAY is set); returns stdout, stderr, exit_code.",
         Param("command", "string", "Shell command line, run by bash.", required=True, min_length=1),
         timeout(_TIMEOUT),
+        replay_fields=("stdout", "stderr", "exit_code"),
     ),
     _vm(
         "launch",
@@ -254,12 +285,15 @@ TOOLS: tuple[ToolDeclaration, ...] = (
             required=True,
             max_length=MAX_FILE_BASE64,
         ),
+        replay_fields=("path", "size"),
     ),
     _vm(
         "download_file",
         f"Read a file of the desktop as the session user (at most {MAX_FILE_BYTES >> 20} "
         "MiB): `path`, `content_base64`, `size`.",
         Param("path", "string", _PATH, required=True, min_length=1),
+        # Not content_base64: the recording keeps an image's bytes as a reference.
+        replay_fields=("path", "size"),
     ),
     _vm("done", "Declare the task done."),
     _vm(
@@ -269,5 +303,7 @@ TOOLS: tuple[ToolDeclaration, ...] = (
     ),
     *TASK_TOOLS,
     *A11Y_TOOLS,
+    *ACTION_SPACE_TOOLS,
+    *RECORDING_TOOLS,
 )
 """Every ``vm`` tool, in the order ``GET /tools`` lists them."""

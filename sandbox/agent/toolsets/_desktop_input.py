@@ -26,7 +26,7 @@ from ..params import Params
 from ..tools.desktop import DEFAULT_JPEG_QUALITY, MAX_TYPING_S
 
 BUTTONS = {"left": 1, "middle": 2, "right": 3}
-_WHEEL_UP, _WHEEL_DOWN = 4, 5
+_WHEEL_UP, _WHEEL_DOWN, _WHEEL_LEFT, _WHEEL_RIGHT = 4, 5, 6, 7
 _DRAG_STEPS = 10
 _DRAG_STEP_S = 0.01
 _LOST = (
@@ -175,11 +175,15 @@ class InputTools:
     # -- mouse ----------------------------------------------------------------------
 
     def click(self, params: Params) -> dict[str, Any]:
-        """``vm.click``: `x`, `y`, `button` (left, right or middle)."""
+        """``vm.click``: `x`, `y`, `button` (left, right or middle), `clicks` (1 to 3)."""
         x, y = self._point(params, "x", "y")
         button = params.string("button")
-        self._click_at(x, y, BUTTONS[button], 1)
-        return {"x": x, "y": y, "button": button}
+        clicks: int = params.raw().get("clicks") or 1
+        self._click_at(x, y, BUTTONS[button], clicks)
+        data: dict[str, Any] = {"x": x, "y": y, "button": button}
+        if clicks != 1:
+            data["clicks"] = clicks
+        return data
 
     def double_click(self, params: Params) -> dict[str, Any]:
         """``vm.double_click``: `x`, `y`."""
@@ -228,18 +232,26 @@ class InputTools:
         return {"start": list(start), "end": list(end)}
 
     def scroll(self, params: Params) -> dict[str, Any]:
-        """``vm.scroll``: `x`, `y`, `clicks` (positive up, negative down)."""
+        """``vm.scroll``: `x`, `y`, `clicks` (positive up, negative down), then
+        `horizontal_clicks` (positive right, negative left)."""
         x, y = self._point(params, "x", "y")
         clicks: int = params.raw()["clicks"]
-        button = _WHEEL_UP if clicks > 0 else _WHEEL_DOWN
+        sideways: int = params.raw().get("horizontal_clicks") or 0
         display = self._screen.display
         with display.lock, self._screen.x_errors():
             display.fake_motion(x, y)
-            for _ in range(abs(clicks)):
-                display.fake_button(button, True)
-                display.fake_button(button, False)
+            for button, count in (
+                (_WHEEL_UP if clicks > 0 else _WHEEL_DOWN, abs(clicks)),
+                (_WHEEL_RIGHT if sideways > 0 else _WHEEL_LEFT, abs(sideways)),
+            ):
+                for _ in range(count):
+                    display.fake_button(button, True)
+                    display.fake_button(button, False)
             display.sync()
-        return {"x": x, "y": y, "clicks": clicks}
+        data: dict[str, Any] = {"x": x, "y": y, "clicks": clicks}
+        if sideways:
+            data["horizontal_clicks"] = sideways
+        return data
 
     def mouse_down(self, params: Params) -> dict[str, Any]:
         """``vm.mouse_down``: `button`, pressed where the pointer is."""

@@ -11,7 +11,9 @@ parameters): screenshot, click, double_click, right_click, move, drag, scroll,
 type, key, hotkey, key_down, key_up, mouse_down, mouse_up, cursor_position
 (`_desktop_input`); run_command, launch, pyautogui (`_desktop_programs`);
 upload_file, download_file (`_desktop_files`); setup, evaluate
-(`_desktop_tasks`); accessibility_tree (`_desktop_a11y`); wait, done, fail (here).
+(`_desktop_tasks`); accessibility_tree (`_desktop_a11y`); computer_13,
+computer_use (`_desktop_actions`, over the others); start_recording,
+stop_recording, recording_read (`_desktop_recording`); wait, done, fail (here).
 
 Coordinates are screen pixels from the top-left corner; one outside the screen
 is an ``invalid_params`` error naming its parameter, and nothing is sent.
@@ -19,6 +21,7 @@ is an ``invalid_params`` error naming its parameter, and nothing is sent.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,14 +34,18 @@ from ..registry import AgentContext, Tool, ToolHandler, Toolset
 from ..tools import bind
 from ..tools.desktop import TOOLS
 from ._desktop_a11y import A11yTools
+from ._desktop_actions import ActionSpaceTools
 from ._desktop_files import FileTools
 from ._desktop_input import InputTools, Screen
 from ._desktop_programs import ProgramTools
+from ._desktop_recording import RecordingTools
 from ._desktop_tasks import DesktopTaskHost, TaskTools
 
 # Tools that work before the window manager has taken over the screen; the
 # others (input, programs) wait for it, as a window needs it to get the focus.
-_NO_WINDOW_MANAGER_NEEDED = frozenset({"screenshot", "cursor_position", "wait", "done", "fail"})
+_NO_WINDOW_MANAGER_NEEDED = frozenset(
+    {"screenshot", "cursor_position", "wait", "done", "fail", "stop_recording", "recording_read"}
+)
 
 
 class DesktopToolset(Toolset):
@@ -81,11 +88,23 @@ class DesktopToolset(Toolset):
             user=context.user,
         )
         self._files = FileTools(context.home, context.user)
-        self._tasks = TaskTools(
-            DesktopTaskHost(self._programs, env=env, home=context.home, user=context.user)
-        )
         self._a11y = A11yTools(cwd=context.home, env=env, user=context.user)
+        # Beside the home, on the same disk quota (/home in the images).
+        recordings = os.path.dirname(os.path.normpath(context.home))
+        self._recorder = RecordingTools(
+            self._screen, directory=recordings, env=env, user=context.user
+        )
         self.status: dict[str, Any] = {"status": "running"}
+        self._tasks = TaskTools(
+            DesktopTaskHost(
+                self._programs,
+                tree=self._a11y.accessibility_tree,
+                status=lambda: self.status,
+                env=env,
+                home=context.home,
+                user=context.user,
+            )
+        )
 
     @property
     def width(self) -> int:
@@ -99,17 +118,20 @@ class DesktopToolset(Toolset):
 
     def tools(self) -> Sequence[Tool]:
         """Every ``vm.*`` tool."""
-        handlers = {
+        handlers: dict[str, ToolHandler] = {
             **self._input.handlers(),
             **self._programs.handlers(),
             **self._files.handlers(),
             **self._tasks.handlers(),
             **self._a11y.handlers(),
+            **self._recorder.handlers(),
             "wait": self.wait,
             "done": self.done,
             "fail": self.fail,
         }
-        return bind(TOOLS, handlers, self._on_screen)
+        declarations = {declaration.name: declaration for declaration in TOOLS}
+        actions = ActionSpaceTools(self._screen, declarations, dict(handlers))
+        return bind(TOOLS, {**handlers, **actions.handlers()}, self._on_screen)
 
     def _on_screen(self, name: str, handler: ToolHandler) -> ToolHandler:
         """`handler` on a live X connection, once the window manager runs if it needs it."""
@@ -124,7 +146,9 @@ class DesktopToolset(Toolset):
         return run
 
     def close(self) -> None:
-        """Stop the tree reader, release held keys, stop programs, the window manager, Xvfb."""
+        """Stop the recorder, the tree reader, release held keys, stop programs, the
+        window manager, Xvfb."""
+        self._recorder.close()
         self._a11y.close()
         self._programs.close()
         self._screen.close()

@@ -83,7 +83,7 @@ def test_the_common_limits_still_apply(registry: ToolRegistry) -> None:
 
 def test_every_vm_tool_is_listed_with_its_schema(registry: ToolRegistry) -> None:
     listed = {tool["name"]: tool for tool in registry.describe() if tool["resource_type"] == "vm"}
-    assert list(listed) == [declaration.full_name for declaration in DECLARED]
+    assert list(listed) == [d.full_name for d in DECLARED if not d.internal]
     click = listed["vm:click"]["parameters"]
     assert click["required"] == ["x", "y"]
     assert click["properties"]["button"]["enum"] == ["left", "right", "middle"]
@@ -124,6 +124,7 @@ def test_good_parameters_get_their_defaults(registry: ToolRegistry) -> None:
         "x": 1,
         "y": 2,
         "button": "left",
+        "clicks": 1,
     }
     assert registry.validate_params(registry.resolve("vm:right_click"), {}) == {}
     assert registry.validate_params(

@@ -36,7 +36,7 @@ async def test_both_observations_join_every_action_but_the_observing_ones(
     assert created["data"]["config_applied"]["observation"] == "both"
     clicked = await _click(harness)
     assert clicked["code"] == 0, clicked
-    assert clicked["data"]["params"] == {"x": 5, "y": 5, "button": "left"}  # the click's own
+    assert clicked["data"]["params"] == {"x": 5, "y": 5, "button": "left", "clicks": 1}
     assert clicked["data"]["screenshot"] == "iVBORw0KGgoFAKE"
     assert clicked["data"]["accessibility_tree"].startswith("frame\tmousepad")
     shot = await harness.post("/execute", {"worker_id": "w1", "action": "vm:screenshot"})

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.backends import RESOURCE_TYPES
+from sandbox.recording.videos import VideoStore
 from sandbox.runtime.docker import (
     LABEL_MANAGED,
     LABEL_RESOURCE,
@@ -25,6 +26,7 @@ from sandbox.sessions.labels import pool_labels
 from sandbox.sessions.pools import WarmPools
 from sandbox.sessions.recovery import Kind, Recovery
 from sandbox.sessions.registry import ToolRegistry
+from sandbox.sessions.screen_recordings import ScreenRecordings
 from sandbox.sessions.service_sessions import ServiceSessions
 from sandbox.sessions.services import SharedServices
 from sandbox.sessions.table import SessionTable
@@ -71,6 +73,9 @@ class World:
             pools=WarmPools(settings, containers, self.agents, lambda: False),
             claims=self.signer,
             claimed=self.claimed,
+            recordings=ScreenRecordings(
+                settings.screen_recording, self.agents, VideoStore(tmp / "videos", 0)
+            ),
         )
         self.recovery = Recovery(ctx, ServiceSessions(ctx))
 

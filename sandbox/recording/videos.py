@@ -1,0 +1,174 @@
+"""Screen videos of ``vm`` sessions, kept after the session ends.
+
+Each recording is two files in one directory: ``<recording id>.mp4`` and
+``<recording id>.json`` (who made it: tenant, worker, session; when; its size).
+A video is written to a temporary file and renamed into place once complete,
+so a listed video is never half written. The ids are the server's own
+(``<session id>.<n>``), never a caller's path. Past `total_max_bytes` the
+oldest videos are deleted, and so is a video older than `max_age_s` (checked
+whenever a video is kept or the videos are listed). Methods do blocking file
+I/O: call them in a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+RECORDING_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
+_RECORDING_ID = re.compile(RECORDING_ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class Video:
+    """One kept recording."""
+
+    recording_id: str
+    session_id: str
+    worker_id: str
+    tenant: str
+    started_at: float
+    stopped_at: float
+    size: int
+    fps: float
+    complete: bool
+    """All of the video was copied (not cut by the size or time bound of the copy)."""
+    truncated: bool
+    """The recording itself was ended by its size or time cap."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The video as the API lists it (without the tenant)."""
+        data = asdict(self)
+        del data["tenant"]
+        return data
+
+
+class VideoStore:
+    """The kept videos, under one directory.
+
+    Args:
+        root: Their directory (made with the first video).
+        total_max_bytes: Most bytes of videos kept; the oldest go first.
+        max_age_s: Videos stopped longer ago are deleted.
+        clock: The wall clock (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        total_max_bytes: int,
+        max_age_s: float = float("inf"),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root = root
+        self._total_max_bytes = total_max_bytes
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def writing(self, session_id: str) -> Iterator[tuple[str, BinaryIO]]:
+        """A new recording id of `session_id` and a file to write its video to.
+
+        The file is the recording's once `keep` is called for the id; it is
+        removed if the block raises or the video is never kept.
+        """
+        with self._lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            recording_id = self._next_id(session_id)
+            # Reserve the id: the next one of this session is another.
+            (self.root / f"{recording_id}.json").write_text("{}")
+        fd, temp = tempfile.mkstemp(prefix=".partial-", suffix=".mp4", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                yield recording_id, file
+            os.replace(temp, self.root / f"{recording_id}.mp4")
+        except BaseException:
+            os.unlink(temp)
+            (self.root / f"{recording_id}.json").unlink(missing_ok=True)
+            raise
+
+    def keep(self, video: Video) -> None:
+        """Record `video`'s metadata (its file is in place), then enforce the total."""
+        path = self.root / f"{video.recording_id}.json"
+        path.write_text(json.dumps(asdict(video)))
+        self._enforce_retention()
+
+    def find(
+        self, tenant: str, *, worker_id: str | None = None, session_id: str | None = None
+    ) -> list[Video]:
+        """The tenant's videos, newest first, of one worker or session when given."""
+        self._enforce_retention()
+        videos = [
+            video
+            for video in self._all()
+            if video.tenant == tenant
+            and (worker_id is None or video.worker_id == worker_id)
+            and (session_id is None or video.session_id == session_id)
+        ]
+        return sorted(videos, key=lambda video: video.stopped_at, reverse=True)
+
+    def get(self, tenant: str, recording_id: str) -> tuple[Video, Path] | None:
+        """The tenant's video `recording_id` (or the latest of session `recording_id`)."""
+        if _RECORDING_ID.fullmatch(recording_id) is None:
+            return None
+        video = self._load(self.root / f"{recording_id}.json")
+        if video is None or video.tenant != tenant:
+            latest = self.find(tenant, session_id=recording_id)
+            if not latest:
+                return None
+            video = latest[0]
+        return video, self.root / f"{video.recording_id}.mp4"
+
+    def delete(self, tenant: str, recording_id: str) -> bool:
+        """Delete the tenant's video `recording_id`; False if it has none such."""
+        found = self.get(tenant, recording_id)
+        if found is None or found[0].recording_id != recording_id:
+            return False
+        self._remove(recording_id)
+        return True
+
+    def _next_id(self, session_id: str) -> str:
+        n = 1
+        while (self.root / f"{session_id}.{n}.json").exists():
+            n += 1
+        return f"{session_id}.{n}"
+
+    def _all(self) -> list[Video]:
+        videos = []
+        for path in self.root.glob("*.json"):
+            video = self._load(path)
+            if video is not None:
+                videos.append(video)
+        return videos
+
+    def _load(self, path: Path) -> Video | None:
+        try:
+            data = json.loads(path.read_text())
+            return Video(**data)
+        except (OSError, ValueError, TypeError):
+            return None  # missing, or an id reserved while its video is copied
+
+    def _remove(self, recording_id: str) -> None:
+        (self.root / f"{recording_id}.mp4").unlink(missing_ok=True)
+        (self.root / f"{recording_id}.json").unlink(missing_ok=True)
+
+    def _enforce_retention(self) -> None:
+        """Delete the videos past the age bound, then the oldest past the total."""
+        with self._lock:
+            videos = sorted(self._all(), key=lambda video: video.stopped_at)
+            too_old = self._clock() - self._max_age_s
+            total = sum(video.size for video in videos)
+            while videos and (total > self._total_max_bytes or videos[0].stopped_at < too_old):
+                oldest = videos.pop(0)
+                self._remove(oldest.recording_id)
+                total -= oldest.size

@@ -10,9 +10,11 @@ services' containers are gone too, since Swarm stops them after the service.
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -87,6 +89,13 @@ def remove_swarm_state_of(client: docker.DockerClient, server_id: str, wait: flo
     for volume in client.volumes.list(filters={"label": label}):  # a rag service's index
         with suppress(docker.errors.APIError):
             volume.remove(force=True)
+    # The server's own state on this host: its (empty) socket directory, claim key and
+    # claim records.
+    for path in Path("/tmp/sandbox-agents").glob(f"{server_id}*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def wait_containers_gone(

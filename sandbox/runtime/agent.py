@@ -34,6 +34,7 @@ import socket
 import stat
 from typing import Any
 
+import httpcore
 import httpx
 
 from ..errors import BackendError, InvalidParams, SandboxError, SandboxTimeout
@@ -69,6 +70,8 @@ class AgentClient:
         grace_s: How long past a call's own timeout its reply may take.
         health_timeout_s: How long a health check may take in all.
         transport: Replaces the network transport (tests).
+        network_backend: How TCP connections to agents are made, when not
+            directly (a swarm's agents are reached through its relay: `relay`).
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class AgentClient:
         grace_s: float = _HTTP_GRACE_S,
         health_timeout_s: float = _HEALTH_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         limits = httpx.Limits(
             max_connections=max_connections,
@@ -90,11 +94,7 @@ class AgentClient:
         self._health_timeout_s = health_timeout_s
         self._unix: dict[str, _UnixAgent] = {}
         self._http = httpx.AsyncClient(
-            transport=transport
-            or httpx.AsyncHTTPTransport(
-                limits=limits,
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            ),
+            transport=transport or _tcp_transport(limits, network_backend),
             timeout=httpx.Timeout(30.0, connect=_CONNECT_S),
         )
 
@@ -218,6 +218,26 @@ class AgentClient:
 
         # One deadline over sending and the whole body (asyncio.timeout is 3.11+).
         return await asyncio.wait_for(exchange(), deadline)
+
+
+_NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def _tcp_transport(
+    limits: httpx.Limits, network_backend: httpcore.AsyncNetworkBackend | None
+) -> httpx.AsyncHTTPTransport:
+    """Keep-alive TCP with Nagle off, connecting through `network_backend` if given."""
+    transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=_NODELAY)
+    if network_backend is not None:
+        # httpx takes no network backend of its own; the httpcore pool under it does.
+        transport._pool = httpcore.AsyncConnectionPool(
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            socket_options=_NODELAY,
+            network_backend=network_backend,
+        )
+    return transport
 
 
 class _UnixAgent:

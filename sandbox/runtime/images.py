@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError
-from .docker import BuildContext, DockerRuntime
+from .base import BuildContext, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class ImageService:
 
     def __init__(
         self,
-        runtime: DockerRuntime,
+        runtime: Runtime,
         images_dir: Path,
         namespace: str,
         wheel_cache: Path | None = None,

@@ -1,6 +1,7 @@
 """Starting and removing agent containers: one way for sessions, pools and services.
 
-A start makes the container's socket directory, starts the
+A start makes the container's socket directory (where the runtime reaches agents
+through Unix sockets), starts the
 container and waits for its agent; whatever fails on the way is cleaned up, so
 the caller sees either a ready container or an error and nothing left behind.
 """
@@ -14,7 +15,7 @@ from ..backends import ResourceType
 from ..config import Settings
 from ..errors import BackendError
 from ..runtime.agent import AgentClient
-from ..runtime.docker import LABEL_UID, ContainerRecord, DockerRuntime
+from ..runtime.base import LABEL_UID, ContainerRecord, Runtime
 from ..runtime.images import ImageService
 from ..runtime.sockets import SocketDirs
 from ..runtime.wait import wait_for_agent
@@ -38,7 +39,7 @@ class AgentContainers:
     def __init__(
         self,
         settings: Settings,
-        runtime: DockerRuntime,
+        runtime: Runtime,
         agents: AgentClient,
         images: ImageService,
         sockets: SocketDirs,
@@ -67,7 +68,8 @@ class AgentContainers:
                 labels={**request.labels, LABEL_UID: str(uid)},
                 environment={**request.environment, SESSION_UID_ENV: str(uid)},
             )
-        socket_dir = self.sockets.create()  # every agent is reached through its socket
+        # On one engine every agent is reached through its socket; on a swarm over TCP.
+        socket_dir = self.sockets.create() if self._runtime.agent_transport == "unix" else None
         image = self._images.tag(request.image or resource.image)
         spec = build_spec(self._settings, resource, request, image=image, socket_dir=socket_dir)
         try:
@@ -75,7 +77,8 @@ class AgentContainers:
         except BaseException:
             if uid is not None:
                 self.uids.release(uid)
-            await self.sockets.remove(socket_dir)
+            if socket_dir is not None:
+                await self.sockets.remove(socket_dir)
             raise
         if uid is not None:
             self.uids.bind(record.id, uid)

@@ -1,4 +1,5 @@
-"""The ``sandbox`` command (``serve``, ``warmup``, ``images build``) and ``sandbox-server``."""
+"""The ``sandbox`` command (``serve``, ``warmup``, ``images build``, ``trajectories``)
+and ``sandbox-server``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .backends import RESOURCE_TYPES
 from .config import Settings
 from .errors import SandboxError
 from .profiles import ProfileError, read_profile
+from .recording.commands import add_trajectory_commands
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("resources", nargs="*", metavar="RESOURCE")
     build.add_argument("-c", "--config", type=Path, help=_CONFIG_HELP)
     build.set_defaults(run=_images_build)
+    add_trajectory_commands(commands)
     return parser
 
 
@@ -267,14 +270,21 @@ def _images_build(args: argparse.Namespace) -> int:
     from .runtime.images import ImageService
 
     settings = _settings(args)
-    known = {resource.name: resource for resource in RESOURCE_TYPES}
-    unknown = [name for name in args.resources if name not in known]
+    known = {resource.name: resource.image for resource in RESOURCE_TYPES}
+    # Optional images are built only when named (`vm-full`), never by default.
+    optional = {
+        name: image
+        for resource in RESOURCE_TYPES
+        for name, image in resource.optional_images.items()
+    }
+    unknown = [name for name in args.resources if name not in known and name not in optional]
     if unknown:
         raise ValueError(
-            f"unknown resource type(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            f"unknown resource type(s) {', '.join(unknown)}; known: "
+            f"{', '.join(sorted([*known, *optional]))}"
         )
     wanted = args.resources or sorted(known)
-    image_names = sorted({known[name].image for name in wanted})
+    image_names = sorted({known.get(name) or optional[name] for name in wanted})
 
     async def build_all() -> None:
         runtime = DockerRuntime(threads=4)

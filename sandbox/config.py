@@ -195,7 +195,8 @@ class RagSettings(BaseModel):
     """Limits of the service container, which serves every rag session at once
     (default: all the host's cores)."""
     session_max_bytes: int = Field(default=256 << 20, ge=1)
-    """UTF-8 bytes of titles and texts one session's private collection may hold
+    """UTF-8 bytes of titles and texts one session's private collection may hold,
+    each passage also counting its vector (1 KiB; dense search holds it in memory)
     (default 256 MiB); `rag:index` past it is refused (1002, field documents)."""
     index_max_documents: int = Field(default=100_000, ge=1, le=100_000)
     """Documents one `rag:index` call may carry (default and maximum 100,000)."""
@@ -227,6 +228,39 @@ class PoolSettings(BaseModel):
     (after defaults are filled in) are served from this pool."""
 
 
+class SwarmSettings(BaseModel):
+    """The Docker Swarm runtime (``runtime: swarm``): sessions as one-replica services."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_network: str = Field(default="sandbox-swarm-sessions", min_length=1)
+    """Attachable overlay network of sessions with network (egress through each
+    node's ``docker_gwbridge``), created when missing; the server's relay joins it."""
+    internal_network: str = Field(default="sandbox-swarm-agents", min_length=1)
+    """Attachable, internal overlay network of sessions without network: no egress,
+    nothing on it but the sessions and the server's relay."""
+    encrypted: bool = False
+    """Create the overlay networks with IPsec encryption between nodes
+    (``--opt encrypted``); costs CPU on every packet that crosses nodes."""
+    relay: bool = True
+    """Reach the agents through a relay container on the manager: joined to both
+    overlay networks, published on 127.0.0.1 only, and opened by a per-server
+    secret. Turn it off when the server itself runs on the overlay networks
+    (``docker stack deploy``): it then connects to the agents directly."""
+    relay_image: str = ""
+    """Image of the relay (any with ``python3``); empty: ``<image_namespace>/shell:latest``."""
+    reservation_fraction: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Part of a session's cpus and memory (memory plus disk quota) reserved on its
+    node: the scheduler places a service only where its reservation fits. 1 reserves
+    the whole limit (no overcommit), 0 nothing."""
+    placement: dict[str, list[str]] = Field(default_factory=dict)
+    """Placement constraints per resource type, e.g. ``{vm: ["node.labels.sandbox.vm
+    == true"]}``, to pin a type to the nodes labelled for it."""
+    schedule_timeout_s: float = Field(default=15.0, gt=0)
+    """How long a new service may wait for a node with room; past it the start
+    fails with 1003 (the cluster is full) instead of staying pending."""
+
+
 def _default_screen_recording_dir() -> Path:
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data_home) / "sandbox" / "screen-recordings"
@@ -253,6 +287,8 @@ class ScreenRecordingSettings(BaseModel):
     copied is kept (``complete: false``)."""
     total_max_bytes: int = Field(default=20 * 1024**3, ge=0)
     """Most bytes of videos kept; past it the oldest are deleted."""
+    max_age_s: float = Field(default=7 * 86400.0, gt=0)
+    """Videos stopped longer ago than this are deleted (as trajectories are)."""
 
 
 class LiveViewSettings(BaseModel):
@@ -398,6 +434,13 @@ class Settings(BaseSettings):
     """Docker bridge network that sessions with network join: egress only, created
     when missing with inter-container traffic off, so sessions cannot reach each
     other; the server never joins it (it reaches every agent through its socket)."""
+    runtime: Literal["docker", "swarm"] = "docker"
+    """Where session containers run: ``docker``, this host's engine (containers,
+    agents over Unix sockets); ``swarm``, one-replica services on the nodes of the
+    Docker Swarm this host's engine manages (agents over overlay networks; see
+    `swarm`)."""
+    swarm: SwarmSettings = Field(default_factory=SwarmSettings)
+    """The swarm runtime's networks, relay, reservations and placement."""
     docker_threads: int = Field(default=32, ge=1, le=512)
     """Threads that run blocking Docker SDK calls."""
 

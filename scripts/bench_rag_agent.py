@@ -78,6 +78,12 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--session-passages", type=int, default=20_000)
     parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="embedding model directory (images/rag/unpack_model.py makes one): vectors are "
+        "built too and dense and hybrid searches timed",
+    )
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="rag-bench-")
@@ -89,6 +95,8 @@ def main() -> int:
         "SANDBOX_RAG_DB": db,
         "SANDBOX_RAG_CORPUS": str(args.corpus),
     }
+    if args.model is not None:
+        environ["SANDBOX_RAG_MODEL"] = str(args.model)
     started = time.perf_counter()
     agent = AgentServer("127.0.0.1", 0, token=token, toolsets=("rag",), environ=environ)
     agent.start()
@@ -139,6 +147,16 @@ def main() -> int:
                 latencies.append((time.perf_counter() - t0) * 1000)
             print(
                 f"rag.search ({collection}): p50 {statistics.median(latencies):.2f} ms, "
+                f"p95 {percentile(latencies, 0.95):.2f} ms over {len(latencies)} queries"
+            )
+        for mode in ("dense", "hybrid") if args.model is not None else ():
+            latencies = []
+            for query in queries:
+                t0 = time.perf_counter()
+                client.call("rag.search", query=query, top_k=args.top_k, mode=mode)
+                latencies.append((time.perf_counter() - t0) * 1000)
+            print(
+                f"rag.search ({mode}, default): p50 {statistics.median(latencies):.2f} ms, "
                 f"p95 {percentile(latencies, 0.95):.2f} ms over {len(latencies)} queries"
             )
 

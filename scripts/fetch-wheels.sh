@@ -5,6 +5,9 @@
 #   images/server/wheels/   the server's dependencies pinned in images/server/wheels.txt,
 #                           binary wheels for the image's Python (CPython 3.11, Debian
 #                           bookworm) on this machine's CPU;
+#   images/rag/wheels/      the rag service's tokenizers library and embedding model
+#                           (wordllama's data) pinned in images/rag/wheels.txt, for the
+#                           same Python and CPU as the server's;
 #   images/desktop/wheels/  pyautogui and friends pinned in images/desktop/wheels.txt,
 #                           made exactly as `sandbox images build vm` makes them, through
 #                           the same cache (~/.cache/sandbox/wheels/desktop).
@@ -80,13 +83,13 @@ ignore_in_git() {
   printf '# fetched by scripts/fetch-wheels.sh\n*\n' >"$1/.gitignore"
 }
 
-server_wheels() {
-  local pins=images/server/wheels.txt dest=images/server/wheels arch
+binary_wheels() {  # name: fetch images/<name>/wheels.txt's pins into images/<name>/wheels
+  local name="$1" pins="images/$1/wheels.txt" dest="images/$1/wheels" arch
   ignore_in_git "$dest"
   mapfile -t missing < <(missing_pins "$dest" "$pins")
   if [ "${#missing[@]}" -gt 0 ]; then
     arch="$(uname -m)"
-    log "server wheels: fetching ${#missing[@]} for CPython 3.11 on $arch into $dest"
+    log "$name wheels: fetching ${#missing[@]} for CPython 3.11 on $arch into $dest"
     pip download --quiet --disable-pip-version-check --no-deps \
       --only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 \
       --platform "manylinux_2_28_$arch" --platform "manylinux_2_17_$arch" \
@@ -98,7 +101,7 @@ server_wheels() {
     echo "fetch-wheels: still missing in $dest: ${missing[*]}" >&2
     exit 1
   fi
-  log "server wheels: $(pins_of "$pins" | wc -l) pinned, all in $dest"
+  log "$name wheels: $(pins_of "$pins" | wc -l) pinned, all in $dest"
 }
 
 desktop_wheels() {
@@ -125,5 +128,6 @@ desktop_wheels() {
   log "desktop wheels: $(pins_of "$pins" | wc -l) pinned, all in $dest"
 }
 
-server_wheels
+binary_wheels server
+binary_wheels rag
 desktop_wheels

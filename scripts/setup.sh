@@ -9,6 +9,9 @@
 #      install (scripts/fetch-wheels.sh) and the server image (sandbox/server:latest),
 #   6. for the /ui page's browser tests: Debian's chromium and chromium-driver,
 #      and Debian's novnc, whose noVNC the page's live view loads from the server.
+#   7. for the multi-node swarm tests: the node image (Debian's docker.io in a
+#      container, tests/integration/swarm_node). The swarm itself is the tests'
+#      to make: they init one when this engine is in none, and leave it afterwards.
 # Idempotent; scripts/serve.sh and scripts/test.sh run it first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -90,3 +93,6 @@ scripts/fetch-wheels.sh
 docker build --quiet -f images/server/Dockerfile -t sandbox/server:latest . >/dev/null
 log "browser for the /ui tests"
 ensure_browser
+log "swarm tests: node image"
+docker build --quiet -t "${SANDBOX_IMAGE_NAMESPACE:-sandbox}/swarm-node:latest" \
+  tests/integration/swarm_node >/dev/null

@@ -178,11 +178,19 @@ class ResourceType:
     """Sessions share one service container per server instead of owning one; the
     session id reaches every tool call as its ``session`` parameter."""
     extra_environment: dict[str, str] = field(default_factory=dict)
+    optional_images: dict[str, str] = field(default_factory=dict)
+    """Larger images sessions may ask for, built only on request: the name
+    ``sandbox images build`` takes (``vm-full``) -> the image (``desktop-full``)."""
     tools: tuple[ToolSpec, ...] = field(init=False, repr=False, compare=False)
     """What callers may run: the toolsets' declarations in this type's namespace."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tools", served_tools(self.name, self.toolsets))
+
+    def image_for(self, config: SessionConfig) -> str:
+        """The image a session with `config` runs (`image`, or one of `optional_images`)."""
+        del config  # resource types with optional images override this
+        return self.image
 
     def environment(self, config: SessionConfig) -> dict[str, str]:
         """Environment a container of this type gets besides the agent's basics."""

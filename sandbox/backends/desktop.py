@@ -24,6 +24,9 @@ from ..agent.tools.desktop import MAX_SCREEN_SIZE
 from ..agent.tools.desktop_tasks import MAX_STEPS, STEP_TYPES
 from .base import Observation, ResourceType, SessionConfig
 
+FULL_IMAGE = "desktop-full"
+"""The vm-full image (images/desktop-full): the desktop plus office, graphics, media
+and mail programs, built only on request."""
 DEFAULT_SCREEN_SIZE = (1280, 800)
 MIN_SCREEN_SIZE = (320, 240)
 
@@ -52,6 +55,11 @@ class VmConfig(SessionConfig):
     screen_size: tuple[int, int] = Field(
         default=DEFAULT_SCREEN_SIZE,
         description="Screen [width, height] in pixels, from 320x240 to 7680x4320.",
+    )
+    apps: Literal["default", "full"] = Field(
+        default="default",
+        description="`full`: the vm-full image, adding LibreOffice (Writer, Calc, Impress), "
+        "GIMP, VLC and Thunderbird; build it first with `sandbox images build vm-full`.",
     )
     observation: Literal["none", "screenshot", "a11y_tree", "both"] = Field(
         default="none",
@@ -127,6 +135,12 @@ class _VmResourceType(ResourceType):
             return ()
         return _OBSERVED.get(str(config.get("observation", "none")), ())
 
+    def image_for(self, config: SessionConfig) -> str:
+        """The vm-full image for ``apps: full``."""
+        if isinstance(config, VmConfig) and config.apps == "full":
+            return FULL_IMAGE
+        return self.image
+
     def environment(self, config: SessionConfig) -> dict[str, str]:
         """The agent's screen size, which Xvfb is started with."""
         environment = super().environment(config)
@@ -141,4 +155,5 @@ VM = _VmResourceType(
     description="A Linux desktop (Xvfb, openbox, xterm): screenshots, mouse and keyboard.",
     toolsets=("desktop",),
     config_model=VmConfig,
+    optional_images={"vm-full": FULL_IMAGE},
 )

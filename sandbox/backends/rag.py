@@ -1,9 +1,10 @@
-"""`rag` sessions: ranked full-text search in one shared index service.
+"""`rag` sessions: ranked full-text and dense search in one shared index service.
 
 Every rag session of a server lives in the same service container (SQLite FTS5,
-BM25). The shared `default` collection is built once from the operator's JSONL
-corpus; each session also gets a private collection, filled with `rag:index`,
-invisible to other workers and removed when the session ends. The index sits on
+BM25; static-embedding vectors for ``mode`` dense and hybrid). The shared
+`default` collection is built once from the operator's JSONL corpus; each
+session also gets a private collection, filled with `rag:index`, invisible to
+other workers and removed when the session ends. The index sits on
 a Docker volume, so it survives restarts of the container.
 
 Each private collection is a SQLite file of its own in the service: a session's
@@ -50,7 +51,7 @@ class RagResourceType(ResourceType):
 RAG = RagResourceType(
     name="rag",
     image="rag",
-    description="Ranked full-text search over a shared corpus plus a private collection.",
+    description="BM25, dense and hybrid search over a shared corpus plus a private collection.",
     toolsets=("rag",),
     shared=True,
 )

@@ -2,7 +2,9 @@
 
 `Recorder` takes finished calls off the request path and stores them through a
 `TrajectoryStore` (SQLite in WAL mode by default), with images as
-content-addressed files (`ImageFiles`).
+content-addressed files (`ImageFiles`). `export` writes a server's trajectories
+as a dataset and `replay` runs one again (``sandbox trajectories``); both are
+clients of the HTTP API and are not imported here.
 """
 
 from .images import IMAGE_KEY, ImageFiles

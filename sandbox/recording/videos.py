@@ -5,7 +5,9 @@ Each recording is two files in one directory: ``<recording id>.mp4`` and
 A video is written to a temporary file and renamed into place once complete,
 so a listed video is never half written. The ids are the server's own
 (``<session id>.<n>``), never a caller's path. Past `total_max_bytes` the
-oldest videos are deleted. Methods do blocking file I/O: call them in a thread.
+oldest videos are deleted, and so is a video older than `max_age_s` (checked
+whenever a video is kept or the videos are listed). Methods do blocking file
+I/O: call them in a thread.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -55,11 +58,21 @@ class VideoStore:
     Args:
         root: Their directory (made with the first video).
         total_max_bytes: Most bytes of videos kept; the oldest go first.
+        max_age_s: Videos stopped longer ago are deleted.
+        clock: The wall clock (tests pass their own).
     """
 
-    def __init__(self, root: Path, total_max_bytes: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        total_max_bytes: int,
+        max_age_s: float = float("inf"),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.root = root
         self._total_max_bytes = total_max_bytes
+        self._max_age_s = max_age_s
+        self._clock = clock
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -88,12 +101,13 @@ class VideoStore:
         """Record `video`'s metadata (its file is in place), then enforce the total."""
         path = self.root / f"{video.recording_id}.json"
         path.write_text(json.dumps(asdict(video)))
-        self._enforce_total()
+        self._enforce_retention()
 
     def find(
         self, tenant: str, *, worker_id: str | None = None, session_id: str | None = None
     ) -> list[Video]:
         """The tenant's videos, newest first, of one worker or session when given."""
+        self._enforce_retention()
         videos = [
             video
             for video in self._all()
@@ -148,11 +162,13 @@ class VideoStore:
         (self.root / f"{recording_id}.mp4").unlink(missing_ok=True)
         (self.root / f"{recording_id}.json").unlink(missing_ok=True)
 
-    def _enforce_total(self) -> None:
+    def _enforce_retention(self) -> None:
+        """Delete the videos past the age bound, then the oldest past the total."""
         with self._lock:
             videos = sorted(self._all(), key=lambda video: video.stopped_at)
+            too_old = self._clock() - self._max_age_s
             total = sum(video.size for video in videos)
-            while videos and total > self._total_max_bytes:
+            while videos and (total > self._total_max_bytes or videos[0].stopped_at < too_old):
                 oldest = videos.pop(0)
                 self._remove(oldest.recording_id)
                 total -= oldest.size

@@ -40,6 +40,7 @@ import stat
 from typing import Any
 from urllib.parse import urlencode
 
+import httpcore
 import httpx
 
 from ..errors import BackendError, InvalidParams, SandboxError, SandboxTimeout
@@ -79,6 +80,8 @@ class AgentClient:
         grace_s: How long past a call's own timeout its reply may take.
         health_timeout_s: How long a health check may take in all.
         transport: Replaces the network transport (tests).
+        network_backend: How TCP connections to agents are made, when not
+            directly (a swarm's agents are reached through its relay: `relay`).
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class AgentClient:
         grace_s: float = _HTTP_GRACE_S,
         health_timeout_s: float = _HEALTH_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         limits = httpx.Limits(
             max_connections=max_connections,
@@ -99,12 +103,9 @@ class AgentClient:
         self._grace_s = grace_s
         self._health_timeout_s = health_timeout_s
         self._unix: dict[str, _UnixAgent] = {}
+        self._relayed = network_backend is not None
         self._http = httpx.AsyncClient(
-            transport=transport
-            or httpx.AsyncHTTPTransport(
-                limits=limits,
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            ),
+            transport=transport or _tcp_transport(limits, network_backend),
             timeout=httpx.Timeout(30.0, connect=_CONNECT_S),
         )
 
@@ -180,7 +181,17 @@ class AgentClient:
     async def open_stream(
         self, url: str, token: str, name: str, query: dict[str, str], timeout: float
     ) -> AgentStream:
-        """The agent's stream `name` on a connection of its own (see `open_stream`)."""
+        """The agent's stream `name` on a connection of its own (see `open_stream`).
+
+        Raises:
+            BackendError: Besides `open_stream`'s: the agent is reached through a
+                relay (a swarm's), which carries calls, not streams.
+        """
+        if self._relayed and not url.startswith(_UNIX):
+            raise BackendError(
+                f"the agent's {name} stream does not pass the swarm's relay; "
+                "the live view shows screenshots there"
+            )
         return await open_stream(url, token, name, query, timeout)
 
     async def is_ready(self, url: str) -> bool:
@@ -345,6 +356,26 @@ def _pin_socket(path: str) -> int:
             "(a symlink?); the server does not follow it"
         )
     return fd
+
+
+_NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def _tcp_transport(
+    limits: httpx.Limits, network_backend: httpcore.AsyncNetworkBackend | None
+) -> httpx.AsyncHTTPTransport:
+    """Keep-alive TCP with Nagle off, connecting through `network_backend` if given."""
+    transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=_NODELAY)
+    if network_backend is not None:
+        # httpx takes no network backend of its own; the httpcore pool under it does.
+        transport._pool = httpcore.AsyncConnectionPool(
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            socket_options=_NODELAY,
+            network_backend=network_backend,
+        )
+    return transport
 
 
 class _UnixAgent:

@@ -10,156 +10,57 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
 import logging
 import os
-import tarfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
 import requests.exceptions
+from httpcore import AsyncNetworkBackend
 
 from ..errors import BackendError
+from .base import (
+    AGENT_CAPABILITIES,
+    AGENT_SOCKET_DIR,
+    AGENT_SOCKET_ENV,
+    AGENT_TOKEN_FILE,
+    AGENT_TOKEN_FILE_ENV,
+    LABEL_AUTO,
+    LABEL_CONFIG,
+    LABEL_CREATED,
+    LABEL_IMAGE,
+    LABEL_MANAGED,
+    LABEL_NAME,
+    LABEL_POOL,
+    LABEL_RESOURCE,
+    LABEL_SERVER,
+    LABEL_SERVICE,
+    LABEL_SESSION,
+    LABEL_TOKEN,
+    LABEL_UID,
+    LABEL_WORKER,
+    SESSION_NETWORK_OPTIONS,
+    AgentTransport,
+    BuildContext,
+    ContainerRecord,
+    ContainerSpec,
+    DockerUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-LABEL_MANAGED = "sandbox.managed"
-LABEL_SERVER = "sandbox.server"
-LABEL_WORKER = "sandbox.worker"
-LABEL_RESOURCE = "sandbox.resource"
-LABEL_SESSION = "sandbox.session"
-LABEL_POOL = "sandbox.pool"
-LABEL_CONFIG = "sandbox.config"
-LABEL_CREATED = "sandbox.created"
-LABEL_AUTO = "sandbox.auto_created"
-LABEL_NAME = "sandbox.session_name"
-LABEL_IMAGE = "sandbox.image"
-LABEL_SERVICE = "sandbox.service"
-LABEL_TOKEN = "sandbox.token"
-"""The agent's token, for a restarted server: labels are visible to the Docker API
-(root-equivalent) but not inside the container, unlike its environment."""
-LABEL_UID = "sandbox.uid"
-"""The session uid the server gave a session container (`sessions.uids`)."""
-
-AGENT_SOCKET_DIR = "/run/sandbox/agent"
-"""Where every container finds the host directory holding its agent's Unix socket
-(``agent.sock``) and token: the server reaches each agent there, never over a
-network. The images make its parent, ``/run/sandbox``, root's alone (0700), so
-the session user can neither reach the socket nor read the token."""
-AGENT_SOCKET_ENV = "SANDBOX_AGENT_SOCKET"
-AGENT_TOKEN_FILE = f"{AGENT_SOCKET_DIR}/token"
-"""Where the agent finds its token at start (and removes it once read): written
-into the socket directory before the container starts, so no process of the
-sandbox ever sees it."""
-AGENT_TOKEN_FILE_ENV = "SANDBOX_AGENT_TOKEN_FILE"
-AGENT_CAPABILITIES = ("SETUID", "SETGID", "KILL")
-"""What a root agent keeps of root's capabilities: SETUID and SETGID to run the
-session's work as the session user (and take its file rights), KILL to stop the
-session's processes. Everything else is dropped."""
-SESSION_NETWORK_OPTIONS = {"com.docker.network.bridge.enable_icc": "false"}
-"""The sessions' bridge network: egress only, sessions cannot reach each other."""
-
-
-class DockerUnavailable(BackendError):
-    """The Docker engine does not answer."""
-
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    """Everything needed to start one session container."""
-
-    image: str
-    name: str
-    labels: dict[str, str]
-    environment: dict[str, str]
-    memory_bytes: int
-    nano_cpus: int
-    pids_limit: int
-    network: bool
-    """True: the sessions' own bridge network (egress only, no published port).
-    False: no network at all (``network_mode: none``). Either way the server reaches
-    the agent through the socket directory mounted at `AGENT_SOCKET_DIR`."""
-    command: list[str] | None = None
-    shm_size: str | None = None
-    token: str | None = None
-    """The agent's token: written to `AGENT_TOKEN_FILE` (in the socket directory)
-    before the container starts."""
-    capabilities: tuple[str, ...] = ()
-    """Capabilities kept besides dropping all (`AGENT_CAPABILITIES` for a root agent)."""
-    read_only: bool = False
-    """Mount the image's filesystem read-only; `tmpfs` then holds what is writable."""
-    tmpfs: dict[str, str] = field(default_factory=dict)
-    volumes: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Named volume or host path -> ``{"bind": path, "mode": "rw"|"ro"}``."""
-
-
-@dataclass(frozen=True)
-class ContainerRecord:
-    """What the server needs to know of a running or stopped container."""
-
-    id: str
-    name: str
-    labels: dict[str, str]
-    status: str
-    exit_code: int | None
-    oom_killed: bool
-    agent_url: str | None
-
-    @property
-    def token(self) -> str | None:
-        """The agent's token, as the server labelled it at creation."""
-        return self.labels.get(LABEL_TOKEN)
-
-    @property
-    def running(self) -> bool:
-        """Whether the container is up (created-but-not-started counts as down)."""
-        return self.status == "running"
-
-    def describe_exit(self) -> str:
-        """One phrase on why a container is not running, for error messages."""
-        if self.running:
-            return "the container is running"
-        parts = [f"the container is {self.status}"]
-        if self.exit_code is not None:
-            parts.append(f"exit code {self.exit_code}")
-        if self.oom_killed:
-            parts.append("killed for exceeding its memory limit (OOM)")
-        return ", ".join(parts)
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """A Docker build context assembled from files of this repository."""
-
-    dockerfile: str
-    """Path of the Dockerfile inside the context."""
-    files: dict[str, Path]
-    """Context path -> file on disk."""
-
-    def tar(self) -> io.BytesIO:
-        """The context as an uncompressed tar stream, files in a stable order."""
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            for arcname in sorted(self.files):
-                info = archive.gettarinfo(str(self.files[arcname]), arcname=arcname)
-                info.mtime = 0  # identical content gives identical layers
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                with self.files[arcname].open("rb") as handle:
-                    archive.addfile(info, handle)
-        buffer.seek(0)
-        return buffer
-
 
 class DockerRuntime:
-    """Async facade over the blocking Docker SDK.
+    """Async facade over the blocking Docker SDK: the `Runtime` of one engine.
+
+    Agents are reached over Unix sockets in host directories (`agent_transport`
+    ``unix``), so every spec mounts one at `AGENT_SOCKET_DIR`.
 
     Args:
         threads: Size of the pool that runs SDK calls.
@@ -182,6 +83,15 @@ class DockerRuntime:
             docker.from_env, timeout=120, max_pool_size=threads
         )
         self._client: Any = None
+
+    @property
+    def agent_transport(self) -> AgentTransport:
+        """Unix sockets in host directories: see `sockets`."""
+        return "unix"
+
+    def agent_network(self) -> AsyncNetworkBackend | None:
+        """None: no agent is reached over TCP."""
+        return None
 
     # -- plumbing -------------------------------------------------------------
 
@@ -390,6 +300,7 @@ class DockerRuntime:
                 forcerm=True,
                 decode=True,
                 labels={LABEL_IMAGE: tag},
+                buildargs=context.buildargs or None,
             )
             tail: list[str] = []
             for chunk in _build_lines(stream):
@@ -493,3 +404,34 @@ def _agent_url(attrs: dict[str, Any]) -> str | None:
         if mount.get("Destination") == AGENT_SOCKET_DIR and mount.get("Source"):
             return f"unix://{mount['Source']}/agent.sock"
     return None
+
+
+# The shared types live in `base`; they are named here too, as before the split.
+__all__ = [
+    "AGENT_CAPABILITIES",
+    "AGENT_SOCKET_DIR",
+    "AGENT_SOCKET_ENV",
+    "AGENT_TOKEN_FILE",
+    "AGENT_TOKEN_FILE_ENV",
+    "LABEL_AUTO",
+    "LABEL_CONFIG",
+    "LABEL_CREATED",
+    "LABEL_IMAGE",
+    "LABEL_MANAGED",
+    "LABEL_NAME",
+    "LABEL_POOL",
+    "LABEL_RESOURCE",
+    "LABEL_SERVER",
+    "LABEL_SERVICE",
+    "LABEL_SESSION",
+    "LABEL_TOKEN",
+    "LABEL_UID",
+    "LABEL_WORKER",
+    "SESSION_NETWORK_OPTIONS",
+    "AgentTransport",
+    "BuildContext",
+    "ContainerRecord",
+    "ContainerSpec",
+    "DockerRuntime",
+    "DockerUnavailable",
+]

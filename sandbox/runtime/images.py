@@ -30,13 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError
-from .docker import BuildContext, DockerRuntime
+from .base import BuildContext, Runtime
 
 log = logging.getLogger(__name__)
 
 BASE_IMAGE = "debian:bookworm-slim"
 _AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
 WHEELS_FILE = "wheels.txt"
+NAMESPACE_ARG = "NAMESPACE"
+"""Build argument every image gets: the namespace its sibling images are tagged in.
+An image built on another (``FROM ${NAMESPACE}/desktop:latest``) names it so, and
+that image is built first."""
+_PARENT = re.compile(r"^FROM\s+\$\{?" + NAMESPACE_ARG + r"\}?/([a-z0-9-]+):latest\b", re.MULTILINE)
 _PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.!+_-]+)")
 
 Progress = Callable[[str], None]
@@ -89,7 +94,7 @@ class ImageService:
 
     def __init__(
         self,
-        runtime: DockerRuntime,
+        runtime: Runtime,
         images_dir: Path,
         namespace: str,
         wheel_cache: Path | None = None,
@@ -140,7 +145,17 @@ class ImageService:
                     f"{self.wheel_dir(name)}: building the image fetches them"
                 )
             files.update({f"images/{name}/wheels/{wheel.name}": wheel for wheel in cached})
-        return BuildContext(dockerfile=f"images/{name}/Dockerfile", files=files)
+        return BuildContext(
+            dockerfile=f"images/{name}/Dockerfile",
+            files=files,
+            buildargs={NAMESPACE_ARG: self._namespace},
+        )
+
+    def parent(self, name: str) -> str | None:
+        """The image of this namespace that image `name` is built on, if any."""
+        dockerfile = self._images_dir / name / "Dockerfile"
+        match = _PARENT.search(dockerfile.read_text()) if dockerfile.is_file() else None
+        return match[1] if match else None
 
     def wheel_dir(self, name: str) -> Path:
         """Where the wheels of image `name` are cached."""
@@ -275,6 +290,9 @@ class ImageService:
 
         try:
             await self.ensure_base(progress)
+            parent = self.parent(name)
+            if parent is not None:
+                await self.ensure(parent, progress)
             await self.fetch_wheels(name, progress)
             await self._runtime.build_image(self.tag(name), self.context(name), progress)
         except BackendError as exc:

@@ -7,14 +7,14 @@ import time
 
 from ..errors import BackendError
 from .agent import AgentClient
-from .docker import ContainerRecord, DockerRuntime
+from .base import ContainerRecord, Runtime
 
 _POLL_S = 0.02
 _ALIVE_CHECK_S = 0.5
 
 
 async def wait_for_agent(
-    runtime: DockerRuntime, agents: AgentClient, record: ContainerRecord, timeout: float
+    runtime: Runtime, agents: AgentClient, record: ContainerRecord, timeout: float
 ) -> str:
     """Poll the agent's health check until it answers; returns the agent's URL.
 
@@ -48,6 +48,6 @@ async def wait_for_agent(
     )
 
 
-async def _log_hint(runtime: DockerRuntime, container_id: str) -> str:
+async def _log_hint(runtime: Runtime, container_id: str) -> str:
     logs = await runtime.logs_tail(container_id)
     return f"; last container log lines:\n{logs}" if logs else ""

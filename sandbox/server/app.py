@@ -24,6 +24,7 @@ from ..config import Settings
 from ..protocol import Envelope
 from ..recording import Recorder
 from ..runtime.agent import AgentClient
+from ..runtime.base import Runtime
 from ..runtime.docker import DockerRuntime
 from ..runtime.images import ImageService
 from ..sessions.manager import SessionManager
@@ -61,7 +62,7 @@ _ENVELOPE_RESPONSES: dict[int | str, dict[str, Any]] = {
 def create_app(
     settings: Settings | None = None,
     *,
-    runtime: DockerRuntime | None = None,
+    runtime: Runtime | None = None,
     agents: AgentClient | None = None,
     request_shutdown: Callable[[], None] | None = None,
     clock: Clock = time.time,
@@ -70,7 +71,8 @@ def create_app(
 
     Args:
         settings: Server settings; read from the environment when omitted.
-        runtime: Docker runtime to use instead of a new one (tests inject fakes).
+        runtime: Runtime to use instead of the one `settings.runtime` names (tests
+            inject fakes).
         agents: Agent client to use instead of a new one.
         request_shutdown: Called after ``/shutdown`` destroyed every session; the
             ``sandbox serve`` command passes one that stops uvicorn.
@@ -105,7 +107,7 @@ def create_app(
 
 def _lifespan(
     settings: Settings,
-    runtime: DockerRuntime | None,
+    runtime: Runtime | None,
     agents: AgentClient | None,
     request_shutdown: Callable[[], None],
     clock: Clock,
@@ -115,10 +117,11 @@ def _lifespan(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        docker_runtime = runtime or DockerRuntime(
-            threads=settings.docker_threads, session_network=settings.session_network
+        docker_runtime = runtime or make_runtime(settings)
+        agent_client = agents or AgentClient(
+            reply_max_bytes=settings.agent_reply_max_bytes,
+            network_backend=docker_runtime.agent_network(),
         )
-        agent_client = agents or AgentClient(reply_max_bytes=settings.agent_reply_max_bytes)
         offered = settings.resource_types  # None: every resource type
         registry = ToolRegistry(r for r in RESOURCE_TYPES if offered is None or r.name in offered)
         images = ImageService(docker_runtime, settings.images_dir, settings.image_namespace)
@@ -154,6 +157,28 @@ def _lifespan(
             log.info("sandbox server stopped")
 
     return lifespan
+
+
+def make_runtime(settings: Settings) -> Runtime:
+    """The runtime `settings.runtime` names: one Docker engine, or a Docker Swarm."""
+    if settings.runtime == "swarm":
+        from ..runtime.swarm import SwarmRuntime  # only a swarm server needs it
+
+        swarm = settings.swarm
+        return SwarmRuntime(
+            threads=settings.docker_threads,
+            server_id=settings.server_id,
+            session_network=swarm.session_network,
+            internal_network=swarm.internal_network,
+            encrypted=swarm.encrypted,
+            relay=swarm.relay,
+            relay_image=swarm.relay_image or f"{settings.image_namespace}/shell:latest",
+            reservation_fraction=swarm.reservation_fraction,
+            placement=swarm.placement,
+            schedule_timeout_s=swarm.schedule_timeout_s,
+            start_timeout_s=settings.container_start_timeout_s,
+        )
+    return DockerRuntime(threads=settings.docker_threads, session_network=settings.session_network)
 
 
 def _include_routes(app: FastAPI) -> None:
@@ -211,4 +236,4 @@ def _no_process_to_stop() -> None:
     log.info("shutdown requested; this embedded app has no process to stop")
 
 
-__all__ = ["API_PREFIX", "create_app"]
+__all__ = ["API_PREFIX", "create_app", "make_runtime"]

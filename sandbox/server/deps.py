@@ -17,7 +17,7 @@ from ..config import DEFAULT_TENANT, Settings
 from ..errors import InvalidParams
 from ..protocol import WORKER_ID_PATTERN
 from ..recording import Recorder
-from ..runtime.docker import DockerRuntime
+from ..runtime.base import Runtime
 from ..runtime.images import ImageService
 from ..sessions.manager import SessionManager
 from ..sessions.registry import ToolRegistry
@@ -31,7 +31,7 @@ class Services:
     """Everything the lifespan builds, shared by all routes."""
 
     settings: Settings
-    runtime: DockerRuntime
+    runtime: Runtime
     registry: ToolRegistry
     images: ImageService
     sessions: SessionManager

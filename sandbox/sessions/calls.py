@@ -234,6 +234,16 @@ class ToolCalls:
         if record is not None and record.running:
             return BackendError(cause.message)
         what = "it was removed" if record is None else record.describe_exit()
+        if (
+            record is not None
+            and record.lost
+            and not self._ctx.registry.resource(session.resource_type).shared
+        ):
+            await self._lifecycle.destroy_one(session)
+            return SessionError(
+                f"the {session.resource_type} session was lost with its node ({what}); "
+                "the next call or create starts a fresh session"
+            )
         if self._ctx.registry.resource(session.resource_type).shared:
             assert session.container_id is not None
             self._ctx.services.forget(session.resource_type, session.container_id)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..runtime.agent import AgentClient
-from ..runtime.docker import DockerRuntime
+from ..runtime.base import Runtime
 from ..runtime.images import ImageService
 from ..runtime.sockets import SocketDirs
 from .claims import ClaimedContainers, ClaimSigner
@@ -55,7 +55,7 @@ class SessionContext:
     """
 
     settings: Settings
-    runtime: DockerRuntime
+    runtime: Runtime
     agents: AgentClient
     registry: ToolRegistry
     images: ImageService

@@ -234,6 +234,7 @@ class SessionLifecycle:
             network=bool(session.config["network"]),
             labels=session_labels(session, config),
             environment=resource.environment(config),
+            image=resource.image_for(config),
         )
         record = await self._ctx.containers.start(resource, request)
         session.container_id, session.agent_url = record.id, record.agent_url

@@ -33,7 +33,7 @@ from ..errors import InvalidParams
 from ..protocol import PoolStatus, ServerStats
 from ..recording.videos import VideoStore
 from ..runtime.agent import AgentClient
-from ..runtime.docker import DockerRuntime
+from ..runtime.base import Runtime
 from ..runtime.images import ImageService
 from ..runtime.sockets import SocketDirs
 from .calls import CallResult, ToolCalls
@@ -77,7 +77,7 @@ class SessionManager:
     def __init__(
         self,
         settings: Settings,
-        runtime: DockerRuntime,
+        runtime: Runtime,
         agents: AgentClient,
         registry: ToolRegistry,
         images: ImageService,
@@ -111,7 +111,9 @@ class SessionManager:
                 settings.screen_recording,
                 agents,
                 VideoStore(
-                    settings.screen_recording.dir, settings.screen_recording.total_max_bytes
+                    settings.screen_recording.dir,
+                    settings.screen_recording.total_max_bytes,
+                    settings.screen_recording.max_age_s,
                 ),
             ),
         )

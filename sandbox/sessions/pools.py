@@ -239,6 +239,7 @@ class WarmPools:
             network=bool(pool.applied["network"]),
             labels=pool_labels(pool.key, pool.config, time.time()),
             environment=pool.resource.environment(pool.config),
+            image=pool.resource.image_for(pool.config),
         )
 
     # -- adoption and shutdown --------------------------------------------------------

@@ -28,6 +28,7 @@ from ..runtime.docker import (
 from .claims import ForgedClaim
 from .context import SessionContext
 from .labels import created_at, decode_config, session_from_labels, session_seq
+from .screen_recordings import START as RECORDING_START
 from .service_sessions import ServiceSessions
 from .table import Session
 
@@ -130,6 +131,8 @@ class Recovery:
                 continue  # adopted below, with the sessions it holds
             if session is not None and self._ctx.table.get(session.key) is None:
                 self._ctx.table.put(session)
+                if self._ctx.registry.has_tool(f"{session.resource_type}:{RECORDING_START}"):
+                    self._ctx.recordings.started(session)  # perhaps, by the earlier run
                 continue
             if kind is Kind.POOL and self._adopt_pool_member(record):
                 continue

@@ -55,6 +55,10 @@ class ToolRegistry:
                 f"{field}: unknown resource type {name!r}; known types: {known}", field=field
             ) from None
 
+    def has_tool(self, full_name: str) -> bool:
+        """Whether a tool of exactly this name (``vm:start_recording``) exists."""
+        return full_name in self._tools
+
     def resolve(self, action: str) -> ToolSpec:
         """The tool an action names.
 

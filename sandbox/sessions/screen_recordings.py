@@ -53,8 +53,8 @@ class ScreenRecordings:
         self._settings = settings
         self._agents = agents
         self.store = store
-        self._recording: dict[str, float] = {}
-        """Sessions recording now, by id: when they started."""
+        self._recording: set[str] = set()
+        """Ids of the sessions that record now (or may: adopted after a restart)."""
 
     def fill_in(self, tool: str, args: dict[str, Any]) -> None:
         """Add the server's bounds (and default rate) to a ``start_recording`` call."""
@@ -86,8 +86,13 @@ class ScreenRecordings:
         self.started(session)
 
     def started(self, session: Session) -> None:
-        """Note that `session` records now (its start_recording answered)."""
-        self._recording.setdefault(session.session_id, time.time())
+        """Note that `session` records now (its start_recording answered).
+
+        Crash recovery notes every adopted session that could record: an earlier
+        run of the server may have started a recording there, and its video is
+        collected when the session goes all the same.
+        """
+        self._recording.add(session.session_id)
 
     async def stopped(self, session: Session, answer: dict[str, Any]) -> dict[str, Any]:
         """`answer` of a ``stop_recording`` with the kept video's id and size."""
@@ -111,11 +116,11 @@ class ScreenRecordings:
             # No recording to stop (stopped and kept already) is the usual case.
             log.info("no screen recording kept of %s: %s", session.session_id, exc.message)
         finally:
-            self._recording.pop(session.session_id, None)
+            self._recording.discard(session.session_id)
 
     async def _copy_out(self, session: Session, answer: dict[str, Any]) -> Video:
         """Read the stopped video from the agent, bounded, into the store."""
-        started_at = self._recording.pop(session.session_id, None) or time.time()
+        self._recording.discard(session.session_id)
         limit = self._settings.max_bytes + _SLACK_BYTES
         deadline = time.monotonic() + self._settings.copy_timeout_s
         complete = False
@@ -143,13 +148,14 @@ class ScreenRecordings:
                 except SandboxError:
                     log.warning("could not discard the video in %s", session.session_id)
         fps = answer.get("fps")
+        stopped_at = time.time()
         video = Video(
             recording_id=recording_id,
             session_id=session.session_id,
             worker_id=session.worker_id,
             tenant=session.tenant,
-            started_at=started_at,
-            stopped_at=time.time(),
+            started_at=stopped_at - self._duration(answer),
+            stopped_at=stopped_at,
             size=copied,
             fps=float(fps) if isinstance(fps, (int, float)) else self._settings.fps,
             complete=complete,
@@ -158,6 +164,13 @@ class ScreenRecordings:
         await asyncio.to_thread(self.store.keep, video)
         log.info("kept screen recording %s (%d bytes)", recording_id, copied)
         return video
+
+    def _duration(self, answer: dict[str, Any]) -> float:
+        """How long the recording ran, as its agent says, within what it could have."""
+        duration = answer.get("duration_s")
+        if not isinstance(duration, (int, float)) or not 0 <= duration < float("inf"):
+            return 0.0
+        return min(float(duration), self._settings.max_seconds)
 
     async def _call(
         self, session: Session, tool: str, args: dict[str, Any], timeout: float

@@ -16,12 +16,7 @@ from dataclasses import dataclass
 from ..backends import ResourceType
 from ..config import Settings
 from ..runtime.agent import AgentClient
-from ..runtime.docker import (
-    LABEL_MANAGED,
-    LABEL_SERVER,
-    LABEL_SERVICE,
-    DockerRuntime,
-)
+from ..runtime.base import LABEL_MANAGED, LABEL_SERVER, LABEL_SERVICE, Runtime
 from .containers import AgentContainers
 from .specs import ContainerRequest, container_name
 
@@ -51,7 +46,7 @@ class SharedServices:
     def __init__(
         self,
         settings: Settings,
-        runtime: DockerRuntime,
+        runtime: Runtime,
         agents: AgentClient,
         containers: AgentContainers,
     ) -> None:

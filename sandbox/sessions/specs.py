@@ -56,6 +56,7 @@ class ContainerRequest:
         labels: Labels besides the managed, server, resource and token ones.
         environment: The agent's environment besides its own settings.
         volumes: Mounts besides the socket directory.
+        image: The image short name; None: the resource type's own.
     """
 
     name: str
@@ -65,6 +66,7 @@ class ContainerRequest:
     labels: dict[str, str] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
+    image: str | None = None
 
 
 def cgroup_memory(resource: ResourceType, limits: ResourceLimits) -> int:
@@ -83,13 +85,14 @@ def build_spec(
     request: ContainerRequest,
     *,
     image: str,
-    socket_dir: Path,
+    socket_dir: Path | None,
 ) -> ContainerSpec:
     """The spec of a container running `resource`'s agent, as `request` asks.
 
     Every container gets the managed/server/resource labels, its own agent token
     (in a file only the agent reads, and in a label for a restarted server), the
-    agent's settings and `socket_dir` mounted for its agent's socket; the
+    agent's settings and `socket_dir` mounted for its agent's socket (None: the
+    runtime reaches agents over TCP, where they listen by default); the
     request's labels, environment and volumes add to them.
 
     A session container (not a shared service) also gets its disk quota: a
@@ -101,7 +104,7 @@ def build_spec(
     instead of meeting the OOM killer.
     """
     limits = request.limits
-    socket_env, socket_volume = SocketDirs.mount(socket_dir)
+    socket_env, socket_volume = SocketDirs.mount(socket_dir) if socket_dir else ({}, {})
     tmpfs, quota_env = _disk_quota(resource, limits)
     return ContainerSpec(
         image=image,

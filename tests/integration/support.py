@@ -24,6 +24,9 @@ from typing import Any
 import docker
 import httpx
 
+from sandbox import Sandbox
+from sandbox.errors import ErrorCode
+
 STARTED_SERVER_IDS: set[str] = {"testcontainers"}
 """Server ids this test process started (and the label its testcontainers use): the
 leak check looks at their containers only, so a concurrent run elsewhere on the
@@ -155,3 +158,40 @@ def wait_recovered(server: ServerProcess, timeout: float = 60) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"the server was still recovering after {timeout:g}s:\n{server.log()}")
+
+
+@contextmanager
+def worker(server: ServerProcess, prefix: str) -> Iterator[Sandbox]:
+    """A started `Sandbox` of a new worker (``<prefix>-<hex>``); its sessions go after."""
+    sandbox = Sandbox(server_url=server.url, worker_id=f"{prefix}-{secrets.token_hex(3)}")
+    sandbox.start_sync()
+    try:
+        yield sandbox
+    finally:
+        sandbox.destroy_session_sync()
+        sandbox.close_sync()
+
+
+def ok(sb: Sandbox, action: str, **params: Any) -> dict[str, Any]:
+    """The data of a call that must succeed."""
+    envelope = sb.execute_sync(action, params)
+    assert envelope["code"] == 0, envelope
+    return dict(envelope["data"])
+
+
+def refused(sb: Sandbox, action: str, **params: Any) -> dict[str, Any]:
+    """The envelope of a call that must be refused as a parameter error (1002)."""
+    envelope = sb.execute_sync(action, params)
+    assert envelope["code"] == ErrorCode.INVALID_PARAMS, envelope
+    return envelope
+
+
+def wait_until(sb: Sandbox, command: str, timeout: float = 10) -> str:
+    """Run `command` in the desktop until it succeeds; returns its stdout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = ok(sb, "vm:run_command", command=command, timeout=10)
+        if data["exit_code"] == 0:
+            return str(data["stdout"])
+        assert time.monotonic() < deadline, f"{command!r} kept failing: {data}"
+        time.sleep(0.1)

@@ -21,7 +21,9 @@ from sandbox.errors import ErrorCode
 from .support import ServerProcess, checked, start_server
 
 QUERY = "GNU Bourne Again shell command line editing"
-SESSION_MAX_BYTES = 200_000
+# Room for the 1,000-passage flood below: each passage counts its text and its
+# vector (1 KiB with the image's model).
+SESSION_MAX_BYTES = 2_000_000
 # Run in the service (a compromised neighbour, simulated): take the
 # writer lock of one session's file, say so, hold it until the release file
 # appears (docker exec's stdin cannot be relied on to stay open here).
@@ -172,7 +174,8 @@ async def test_hits_are_cut_to_max_chars(pair: tuple[Sandbox, Sandbox]) -> None:
 
 
 def _rag_container(client: docker.DockerClient, server_id: str) -> str:
-    for container in client.containers.list(filters={"label": f"sandbox.server={server_id}"}):
-        if any(tag.startswith("sandbox/rag") for tag in container.image.tags):
-            return str(container.name)
+    # By label, not image tag: images are named by SANDBOX_IMAGE_NAMESPACE.
+    labels = [f"sandbox.server={server_id}", "sandbox.resource=rag"]
+    for container in client.containers.list(filters={"label": labels}):
+        return str(container.name)
     raise AssertionError("no rag service container")

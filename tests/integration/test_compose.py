@@ -33,7 +33,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 from testcontainers.compose import DockerCompose
 
-from sandbox import Sandbox
+from sandbox import HTTPClientConfig, HTTPServiceClient, Sandbox
 
 from .deploy_support import (
     labelled,
@@ -239,6 +239,32 @@ def test_a_crashed_server_comes_back_and_adopts_its_sessions(
         result = sb.execute_sync("bash:run", {"command": "echo $PWD $MARK"})
         assert result["code"] == 0, result
         assert result["data"]["stdout"] == "/tmp kept\n"
+
+
+def test_recordings_outlive_the_server_container(
+    docker_client: docker.DockerClient, cluster: Cluster
+) -> None:
+    with Sandbox(server_url=cluster.url, api_key=API_KEY, worker_id="cmp-rec") as sb:
+        assert sb.create_session_sync("bash", {"record": True})["status"] == "success"
+        assert sb.execute_sync("bash:run", {"command": "echo kept"})["code"] == 0
+        sb.destroy_session_sync("bash")
+    old = cluster.server_container(docker_client)
+    old.stop(timeout=90)  # SIGTERM: the recorder stores what it queued, then exits
+    old.remove()
+    cluster.compose.start()  # `up`: a new server container on the same volumes
+    new = cluster.server_container(docker_client)
+    assert new.id != old.id
+    wait_healthy(docker_client, new.id)
+    (mount,) = [m for m in new.attrs["Mounts"] if m["Destination"] == "/var/lib/sandbox"]
+    assert mount["Name"] == f"sandbox-recordings-{cluster.server_id}"
+    client = HTTPServiceClient(cluster.url, config=HTTPClientConfig(api_key=API_KEY))
+    try:
+        listed = client.list_trajectories_sync(worker_id="cmp-rec").raise_for_code().data
+        (trajectory,) = listed["trajectories"]
+        steps = client.get_trajectory_sync(trajectory["session_id"]).raise_for_code().data
+        assert [s["data"]["stdout"] for s in steps["steps"]] == ["kept\n"]
+    finally:
+        client.close_sync()
 
 
 def test_down_leaves_nothing_behind(docker_client: docker.DockerClient, cluster: Cluster) -> None:

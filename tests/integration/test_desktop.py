@@ -19,37 +19,20 @@ from sandbox import Sandbox
 from sandbox.errors import ErrorCode
 from tests.unit.agent.test_desktop_png import decode_png
 
-from .support import ServerProcess, created
+from .support import ServerProcess, created, ok, refused, wait_until, worker
 
 
 @pytest.fixture(scope="module")
 def vm(server: ServerProcess) -> Iterator[tuple[Sandbox, dict[str, Any]]]:
     """A worker with a 1024x768 desktop, and its line of the create summary."""
-    sb = Sandbox(server_url=server.url, worker_id=f"desk-{secrets.token_hex(3)}")
-    sb.start_sync()
-    try:
+    with worker(server, "desk") as sb:
         summary = sb.create_session_sync("vm", {"screen_size": [1024, 768]})
         yield sb, created(summary, "vm")
-    finally:
-        sb.destroy_session_sync()
-        sb.close_sync()
 
 
 @pytest.fixture
 def sb(vm: tuple[Sandbox, dict[str, Any]]) -> Sandbox:
     return vm[0]
-
-
-def ok(sb: Sandbox, action: str, **params: Any) -> dict[str, Any]:
-    envelope = sb.execute_sync(action, params)
-    assert envelope["code"] == 0, envelope
-    return dict(envelope["data"])
-
-
-def refused(sb: Sandbox, action: str, **params: Any) -> dict[str, Any]:
-    envelope = sb.execute_sync(action, params)
-    assert envelope["code"] == ErrorCode.INVALID_PARAMS, envelope
-    return envelope
 
 
 def screenshot(sb: Sandbox) -> tuple[int, int, list[bytes]]:
@@ -76,17 +59,6 @@ def start_cat(sb: Sandbox, path: str) -> None:
     """
     ok(sb, "vm:type", text=f"cat > {path}\n")
     wait_until(sb, "pgrep -x cat")
-
-
-def wait_until(sb: Sandbox, command: str, timeout: float = 10) -> str:
-    """Run `command` until it succeeds; returns its stdout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        data = ok(sb, "vm:run_command", command=command, timeout=10)
-        if data["exit_code"] == 0:
-            return str(data["stdout"])
-        assert time.monotonic() < deadline, f"{command!r} kept failing: {data}"
-        time.sleep(0.1)
 
 
 def test_the_session_has_the_asked_screen(vm: tuple[Sandbox, dict[str, Any]]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ import pytest
 
 from sandbox import Sandbox
 
-from .support import ServerProcess
+from .support import ServerProcess, ok, worker
 
 TYPED = "hello accessible world"
 
@@ -20,23 +19,12 @@ TYPED = "hello accessible world"
 @pytest.fixture(scope="module")
 def sb(server: ServerProcess) -> Iterator[Sandbox]:
     """A worker with a desktop where mousepad is open and holds `TYPED`."""
-    sandbox = Sandbox(server_url=server.url, worker_id=f"a11y-{secrets.token_hex(3)}")
-    sandbox.start_sync()
-    try:
+    with worker(server, "a11y") as sandbox:
         sandbox.create_session_sync("vm", {"screen_size": [1024, 768]})
         launched = ok(sandbox, "vm:launch", command="mousepad", wait_for_window=True)
         assert launched["window"], launched
         ok(sandbox, "vm:type", text=TYPED)
         yield sandbox
-    finally:
-        sandbox.destroy_session_sync()
-        sandbox.close_sync()
-
-
-def ok(sb: Sandbox, action: str, **params: Any) -> dict[str, Any]:
-    envelope = sb.execute_sync(action, params)
-    assert envelope["code"] == 0, envelope
-    return dict(envelope["data"])
 
 
 def tree_with(sb: Sandbox, needle: str, **params: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ click), and text typed then reaches a file through ``cat`` in that xterm.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,20 +13,14 @@ import pytest
 
 from sandbox import ErrorCode, Sandbox
 
-from .support import ServerProcess
-from .test_desktop import ok, wait_until
+from .support import ServerProcess, ok, wait_until, worker
 
 
 @pytest.fixture(scope="module")
 def sb(server: ServerProcess) -> Iterator[Sandbox]:
-    sandbox = Sandbox(server_url=server.url, worker_id=f"actions-{secrets.token_hex(3)}")
-    sandbox.start_sync()
-    try:
+    with worker(server, "actions") as sandbox:
         sandbox.create_session_sync("vm", {"screen_size": [1024, 768]})
         yield sandbox
-    finally:
-        sandbox.destroy_session_sync()
-        sandbox.close_sync()
 
 
 def xterm_at(sb: Sandbox, x: int, y: int) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,18 +14,13 @@ from PIL import Image
 
 from sandbox import Sandbox
 
-from .support import ServerProcess
+from .support import ServerProcess, worker
 
 
 @pytest.fixture
 def sb(server: ServerProcess) -> Iterator[Sandbox]:
-    sandbox = Sandbox(server_url=server.url, worker_id=f"observe-{secrets.token_hex(3)}")
-    sandbox.start_sync()
-    try:
+    with worker(server, "observe") as sandbox:
         yield sandbox
-    finally:
-        sandbox.destroy_session_sync()
-        sandbox.close_sync()
 
 
 def act(sb: Sandbox, action: str, **params: Any) -> dict[str, Any]:

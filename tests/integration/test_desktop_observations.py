@@ -14,34 +14,16 @@ import pytest
 from PIL import Image, ImageChops
 
 from sandbox import Sandbox
-from sandbox.errors import ErrorCode
 
-from .support import ServerProcess, created
+from .support import ServerProcess, created, ok, refused, worker
 
 
 @pytest.fixture(scope="module")
 def sb(server: ServerProcess) -> Iterator[Sandbox]:
     """A worker with a 1280x800 desktop."""
-    sandbox = Sandbox(server_url=server.url, worker_id=f"shots-{secrets.token_hex(3)}")
-    sandbox.start_sync()
-    try:
+    with worker(server, "shots") as sandbox:
         created(sandbox.create_session_sync("vm", {"screen_size": [1280, 800]}), "vm")
         yield sandbox
-    finally:
-        sandbox.destroy_session_sync()
-        sandbox.close_sync()
-
-
-def ok(sb: Sandbox, action: str, **params: Any) -> dict[str, Any]:
-    envelope = sb.execute_sync(action, params)
-    assert envelope["code"] == 0, envelope
-    return dict(envelope["data"])
-
-
-def refused(sb: Sandbox, action: str, **params: Any) -> dict[str, Any]:
-    envelope = sb.execute_sync(action, params)
-    assert envelope["code"] == ErrorCode.INVALID_PARAMS, envelope
-    return envelope
 
 
 def image_of(data: dict[str, Any]) -> Image.Image:

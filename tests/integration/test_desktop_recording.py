@@ -4,7 +4,6 @@ copies the video out and keeps it past the session, and the session cannot reach
 from __future__ import annotations
 
 import base64
-import secrets
 import struct
 import time
 from collections.abc import Iterator
@@ -13,19 +12,13 @@ import pytest
 
 from sandbox import Sandbox
 
-from .support import ServerProcess
-from .test_desktop import ok, wait_until
+from .support import ServerProcess, ok, wait_until, worker
 
 
 @pytest.fixture
 def sb(server: ServerProcess) -> Iterator[Sandbox]:
-    sandbox = Sandbox(server_url=server.url, worker_id=f"rec-{secrets.token_hex(3)}")
-    sandbox.start_sync()
-    try:
+    with worker(server, "rec") as sandbox:
         yield sandbox
-    finally:
-        sandbox.destroy_session_sync()
-        sandbox.close_sync()
 
 
 def track_size(video: bytes) -> tuple[int, int]:

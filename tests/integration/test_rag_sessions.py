@@ -105,8 +105,47 @@ async def test_bad_input_is_1002_naming_the_field(sb: Sandbox) -> None:
     assert huge["data"]["field"] == "params.top_k"
     bad_doc = await sb.execute("rag:index", {"documents": [{"id": "x", "text": ""}]})
     assert bad_doc["data"]["field"] == "params.documents.0.text"
+    bad_mode = await sb.execute("rag:search", {"query": "shell", "mode": "semantic"})
+    assert (bad_mode["code"], bad_mode["data"]["field"]) == (
+        ErrorCode.INVALID_PARAMS,
+        "params.mode",
+    )
+    assert "mode" in bad_mode["message"]
     still = await sb.execute("rag:search", {"query": "shell"})
     assert still["code"] == 0
+    assert still["data"]["mode"] == "bm25"
+
+
+async def test_dense_and_hybrid_search_the_image_model_and_session_vectors_stay_private(
+    sb: Sandbox, server: ServerProcess
+) -> None:
+    # A paraphrase sharing no content word with the planted passage.
+    query = {"query": "insects that waggle to show their colony where blossoms are", "top_k": 5}
+    stats = await sb.execute("rag:stats", {})
+    assert str(stats["data"]["model"]).startswith("static-256-"), stats
+    async with Sandbox(server_url=server.url, worker_id=f"{sb.worker_id}-other") as other:
+        before = {
+            mode: (await other.execute("rag:search", {**query, "mode": mode}))["data"]
+            for mode in ("dense", "hybrid")
+        }
+        indexed = await sb.execute("rag:index", {"documents": PLANTED})
+        assert indexed["code"] == 0, indexed
+        own = await sb.execute("rag:search", {**query, "mode": "dense", "collection": "session"})
+        mixed = await sb.execute("rag:search", {**query, "mode": "hybrid"})
+        after = {
+            mode: (await other.execute("rag:search", {**query, "mode": mode}))["data"]
+            for mode in ("dense", "hybrid")
+        }
+        await other.destroy_session()
+
+    assert own["data"]["mode"] == "dense"
+    assert ids(own)[0] == "planted-bees"
+    assert mixed["data"]["mode"] == "hybrid"
+    assert "planted-bees" in ids(mixed)
+    # The other worker's results, scores and all, did not move.
+    assert after == before
+    assert before["dense"]["results"], before
+    assert all(hit["collection"] == "default" for hit in after["hybrid"]["results"])
 
 
 def test_an_operator_corpus_and_a_crash_restart(

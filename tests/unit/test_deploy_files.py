@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -101,6 +101,16 @@ def test_the_rag_service_uses_the_compose_index_volume(compose: dict[str, Any]) 
     volume = compose["volumes"]["rag-index"]
     assert env["SANDBOX_RAG__VOLUME"] == volume["name"]
     assert volume["labels"]["sandbox.server"] == env["SANDBOX_SERVER_ID"]
+
+
+def test_recordings_are_on_a_compose_volume_of_the_server(compose: dict[str, Any]) -> None:
+    server = compose["services"]["server"]
+    recording_dir = PurePosixPath(server["environment"]["SANDBOX_RECORDING_DIR"])
+    volumes = [v.split(":") for v in server["volumes"] if v.split(":")[0] in compose["volumes"]]
+    (on,) = [name for name, target in volumes if PurePosixPath(target) in recording_dir.parents]
+    assert on == "recordings"
+    labels = compose["volumes"]["recordings"]["labels"]
+    assert labels["sandbox.server"] == server["environment"]["SANDBOX_SERVER_ID"]
 
 
 def test_compose_builds_every_session_image_before_the_server_starts(

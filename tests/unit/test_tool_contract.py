@@ -18,10 +18,11 @@ import pytest
 from sandbox.agent import AgentContext, Toolset
 from sandbox.agent.desktop.session import DesktopSettings
 from sandbox.agent.errors import InvalidParams as AgentInvalidParams
+from sandbox.agent.rag.settings import RagSettings
 from sandbox.agent.registry import load_toolset
 from sandbox.agent.tools import TOOLSETS, Param, ToolDeclaration
 from sandbox.agent.toolsets.desktop import DesktopToolset
-from sandbox.agent.toolsets.rag import RagSettings, RagToolset
+from sandbox.agent.toolsets.rag import RagToolset
 from sandbox.backends import RESOURCE_TYPES, ResourceType
 from sandbox.errors import InvalidParams
 from sandbox.sessions.registry import ToolRegistry

@@ -43,6 +43,12 @@ _NOT_SHOWN_KEPT = frozenset({"application", "desktop frame"})
 class Node(Protocol):
     """One accessible object as the walk sees it."""
 
+    def states(self) -> list[str]:
+        """Its states (``showing``: on the screen)."""
+
+    def role(self) -> str:
+        """Its role."""
+
     def info(self, max_text: int) -> dict[str, Any]:
         """``role``, ``name``, ``text``, ``states``, ``position``, ``size``."""
 
@@ -65,14 +71,17 @@ class _Walk:
         self.truncated = {"depth": False, "nodes": False, "children": False, "time": False}
 
     def visit(self, node: Node, depth: int) -> dict[str, Any] | None:
-        info = node.info(self.max_text)
+        # States first, the role only when not showing: a hidden widget's other
+        # fields are never asked for (each is a D-Bus round trip, and pages and
+        # menus hide many).
         if (
             depth > 0
             and self.showing_only
-            and "showing" not in info["states"]
-            and info["role"] not in _NOT_SHOWN_KEPT
+            and "showing" not in node.states()
+            and node.role() not in _NOT_SHOWN_KEPT
         ):
             return None  # an unmapped widget: it and all below it are off the screen
+        info = node.info(self.max_text)
         self.nodes += 1
         children: list[dict[str, Any]] = []
         info["children"] = children
@@ -123,15 +132,28 @@ class AtspiNode:
     def __init__(self, atspi: Any, accessible: Any) -> None:
         self._atspi = atspi
         self._accessible = accessible
+        self._states: list[str] | None = None
+        self._role: str | None = None
+
+    def states(self) -> list[str]:
+        """Its states, read once."""
+        if self._states is None:
+            self._states = self._read_states()
+        return self._states
+
+    def role(self) -> str:
+        """Its role name, read once."""
+        if self._role is None:
+            self._role = self._safe(self._accessible.get_role_name, "")
+        return self._role
 
     def info(self, max_text: int) -> dict[str, Any]:
         """The object's fields, each empty when AT-SPI does not answer."""
-        acc = self._accessible
         return {
-            "role": self._safe(acc.get_role_name, ""),
-            "name": self._safe(acc.get_name, "")[:max_text],
+            "role": self.role(),
+            "name": self._safe(self._accessible.get_name, "")[:max_text],
             "text": self._text(max_text),
-            "states": self._states(),
+            "states": self.states(),
             **self._extents(),
         }
 
@@ -157,7 +179,7 @@ class AtspiNode:
 
         return self._safe(read, "")[:max_text]
 
-    def _states(self) -> list[str]:
+    def _read_states(self) -> list[str]:
         def read() -> list[str]:
             states = self._accessible.get_state_set().get_states()
             return sorted(str(state.value_nick) for state in states)

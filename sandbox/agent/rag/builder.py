@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -17,6 +18,7 @@ from .corpus import (
     read_corpus,
     stat_fingerprint,
 )
+from .embedder import StaticEmbedder, embedding_texts
 from .store import DEFAULT_CID, RagIndex, collection_range
 
 BUILD_BATCH = 2000
@@ -64,18 +66,28 @@ class DefaultCollection:
     after its last complete build: the same path, size and modification time
     mean nothing to do; otherwise the content is hashed, and only a different
     hash (or a build that never finished) starts a rebuild, in a background
-    thread while the agent already answers.
+    thread while the agent already answers. The passages' vectors are made in
+    the same build, so they are reused exactly as long as the passages are; an
+    index whose vectors came from another model (or none) is rebuilt.
 
     Args:
         index: The index to build into.
         corpus: The JSONL file, or None when there is none.
         hook: Called before each batch of a build, for tests.
+        embedder: Makes the passages' vectors; None builds BM25 alone.
     """
 
-    def __init__(self, index: RagIndex, corpus: str | None, hook: BuildHook | None = None) -> None:
+    def __init__(
+        self,
+        index: RagIndex,
+        corpus: str | None,
+        hook: BuildHook | None = None,
+        embedder: StaticEmbedder | None = None,
+    ) -> None:
         self._index = index
         self._corpus = corpus
         self._hook = hook
+        self._embedder = embedder
         self._lock = threading.Lock()
         self._status = DefaultStatus(corpus=corpus)
         self._stop = threading.Event()
@@ -105,8 +117,14 @@ class DefaultCollection:
         except OSError as exc:
             self._set(state="failed", error=f"cannot read corpus {self._corpus}: {_reason(exc)}")
             return
+        model = None if self._embedder is None else self._embedder.name
+        if complete and model is not None and record.get("model") != model:
+            # Passages without this model's vectors: rebuild them all.
+            self._spawn(lambda: self._refresh(current, None, record))
+            return
         if complete and stored is not None and stored.same_file(current):
             self._ready_from(record)
+            threading.Thread(target=self._preload_vectors, name="rag-vectors", daemon=True).start()
             return
         self._spawn(lambda: self._refresh(current, stored if complete else None, record))
 
@@ -153,6 +171,7 @@ class DefaultCollection:
             self._drop_default(conn)
             RagIndex.store_meta(conn, "default", {"state": "ready", "fingerprint": None})
         self._index.frequencies.clear()
+        self._index.vectors.invalidate()
         self._set(state="empty", documents=0, elapsed_s=0.0)
 
     def _refresh(
@@ -182,6 +201,7 @@ class DefaultCollection:
             RagIndex.store_meta(conn, "default", {"state": "indexing"})
             self._drop_default(conn)
         self._index.frequencies.clear()
+        self._index.vectors.invalidate()
         documents = 0
         done = 0
         batch: list[Document] = []
@@ -213,11 +233,14 @@ class DefaultCollection:
                     "elapsed_s": elapsed,
                     "skipped": skipped.as_dict(),
                     "built_at": time.time(),
+                    "model": None if self._embedder is None else self._embedder.name,
                 },
             )
         self._index.frequencies.clear()
+        self._index.vectors.invalidate()
         # A build leaves a log as large as the index; fold it in while nobody waits.
         self._index.checkpoint()
+        self._preload_vectors()
         self._set(state="ready", documents=documents, done=done, total=done, elapsed_s=elapsed)
 
     def _write_batch(self, batch: list[Document], total: int) -> bool:
@@ -225,9 +248,20 @@ class DefaultCollection:
             self._hook(self._status.done, total)
         if self._stop.is_set():
             return False
+        # Embedded before the write lock is taken: the lock is held for SQLite alone.
+        vectors = None if self._embedder is None else self._embedder.embed(embedding_texts(batch))
         with self._index.writing() as conn:
-            RagIndex.add_documents(conn, DEFAULT_CID, batch, replace=False)
+            RagIndex.add_documents(conn, DEFAULT_CID, batch, replace=False, vectors=vectors)
         return True
+
+    def _preload_vectors(self) -> None:
+        """Load the default collection's vectors into memory (dense searches use them)."""
+        if self._embedder is None:
+            return
+        low, high = collection_range(DEFAULT_CID)
+        # A store closed meanwhile (the agent stopping) is no error worth a word.
+        with contextlib.suppress(sqlite3.Error):
+            self._index.vectors.preload(low, high, self._embedder.dim)
 
     @staticmethod
     def _drop_default(conn: sqlite3.Connection) -> None:

@@ -12,7 +12,9 @@ Why a file per session rather than a collection number in the shared file:
 The files are ``<directory>/<cid>.sqlite3``, named by the registry's collection
 number (never by a caller's string, and never reused: the registry counts up).
 Each file records its size under meta key ``totals``, which bounds what one
-session may index.
+session may index. With an embedding model, each passage's vector is stored in
+its file too (`vectors`), and counts `StaticEmbedder.vector_bytes` against the
+bound, since dense search holds it in memory.
 
 Files are many and each open one costs descriptors and memory in a service
 every session shares, so only the `max_warm` most recently used keep their
@@ -31,12 +33,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .corpus import Document
-from .store import Hit, IndexClosed, RagIndex, SessionRecord, collection_range
+from .embedder import StaticEmbedder, embedding_texts
+from .store import IndexClosed, RagIndex, SessionRecord, collection_range
 
 _SUFFIXES = ("", "-wal", "-shm")
 _MIGRATE_BATCH = 2000
-# The usual constant of reciprocal rank fusion (Cormack et al., 2009).
-RRF_K = 60
 MAX_WARM = 128
 _SESSION_CACHE_KIB = 4096
 _SESSION_FREQUENCY_LIMIT = 10_000
@@ -83,12 +84,21 @@ class SessionCollections:
         score_budget: Passed to each file's `RagIndex`.
         max_bytes: The most title and text bytes one session's collection may hold.
         max_warm: How many files keep their connections between calls.
+        embedder: Makes the passages' vectors; None indexes for BM25 alone.
     """
 
     def __init__(
-        self, directory: str, *, score_budget: int, max_bytes: int, max_warm: int = MAX_WARM
+        self,
+        directory: str,
+        *,
+        score_budget: int,
+        max_bytes: int,
+        max_warm: int = MAX_WARM,
+        embedder: StaticEmbedder | None = None,
     ) -> None:
         os.makedirs(directory, exist_ok=True)
+        self._embedder = embedder
+        self._model = None if embedder is None else embedder.name
         self.directory = directory
         self.max_bytes = max_bytes
         self._score_budget = score_budget
@@ -128,25 +138,43 @@ class SessionCollections:
         """Index `documents` (of `sizes` bytes each) into collection `cid`; its new count.
 
         Ids must be unique within `documents`; an id the collection holds is replaced.
+        With an embedding model, each passage also counts its vector's bytes.
 
         Raises:
             CollectionFull: They would take it over `max_bytes`; nothing is written.
             CollectionGone: Its session was closed.
         """
         collection = self.get(cid)
+        extra = 0 if self._embedder is None else self._embedder.vector_bytes
+        if bound and sum(sizes) + extra * len(documents) > self.max_bytes:
+            # Over the bound whatever it replaces: refused before the embedding work.
+            raise CollectionFull(sum(sizes) + extra * len(documents), self.max_bytes)
+        vectors = None
+        if self._embedder is not None:
+            # Embedded before the file's write lock is taken.
+            vectors = self._embedder.embed(embedding_texts(documents))
         try:
             with collection.store.writing() as conn:
                 replaced, replaced_bytes = (0, 0)
                 if collection.documents:
                     ids = [document.doc_id for document in documents]
                     replaced, replaced_bytes = RagIndex.measure(conn, cid, ids)
-                would_hold = collection.bytes - replaced_bytes + sum(sizes)
+                would_hold = (
+                    collection.bytes
+                    - replaced_bytes
+                    - extra * replaced
+                    + sum(sizes)
+                    + extra * len(documents)
+                )
                 if bound and would_hold > self.max_bytes:
                     raise CollectionFull(would_hold, self.max_bytes)
-                RagIndex.add_documents(conn, cid, documents, replace=replaced > 0)
+                RagIndex.add_documents(conn, cid, documents, replace=replaced > 0, vectors=vectors)
                 count = collection.documents + len(documents) - replaced
-                RagIndex.store_meta(conn, "totals", {"documents": count, "bytes": would_hold})
+                RagIndex.store_meta(
+                    conn, "totals", {"documents": count, "bytes": would_hold, "model": self._model}
+                )
             collection.documents, collection.bytes = count, would_hold
+            collection.store.vectors.invalidate()
         except IndexClosed:
             raise CollectionGone(cid) from None
         return count
@@ -230,6 +258,15 @@ class SessionCollections:
         try:
             with store.reading() as conn:
                 totals = RagIndex.load_meta(conn, "totals") or {}
+            if self._model is not None and totals.get("model") != self._model:
+                # Vectors of another model (an older image) must never meet this
+                # one's queries: they go, and the passages they belonged to are
+                # found by BM25 alone until indexed again. (Embedding them anew
+                # here would hold every session's `get` for as long.)
+                with store.writing() as conn:
+                    conn.execute("DELETE FROM vectors")
+                    totals = {**totals, "model": self._model}
+                    RagIndex.store_meta(conn, "totals", totals)
         except BaseException:
             store.close()
             raise
@@ -239,24 +276,3 @@ class SessionCollections:
 
     def _path(self, cid: int) -> str:
         return os.path.join(self.directory, f"{cid}.sqlite3")
-
-
-def merge_by_rank(lists: Sequence[Sequence[Hit]], top_k: int) -> list[Hit]:
-    """The best `top_k` of hits ranked by separate indexes, by reciprocal rank fusion.
-
-    BM25 scores from separate indexes do not compare: a word's weight depends on
-    how many passages of its own index hold it, and in a collection of a few
-    passages every word is common, so its scores are near zero. The lists are
-    therefore merged by rank, each hit counting 1 / (RRF_K + rank) (rank from 1),
-    which interleaves them; a tie keeps the earlier list's hit first. Each hit
-    keeps its own index's score.
-    """
-    if len(lists) == 1:
-        return list(lists[0][:top_k])
-    fused = [
-        (1.0 / (RRF_K + rank), -order, hit)
-        for order, hits in enumerate(lists)
-        for rank, hit in enumerate(hits, start=1)
-    ]
-    fused.sort(key=lambda item: (item[0], item[1]), reverse=True)
-    return [hit for _, _, hit in fused[:top_k]]

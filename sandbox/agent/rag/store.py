@@ -7,6 +7,7 @@ BM25 statistics and the writer lock are never shared between collections::
 
     docs      every passage: id, cid (collection number), doc_id, title, text
     fts       FTS5 over docs.title and docs.text (external content: text is stored once)
+    vectors   each passage's embedding (`vectors`), by docs.id, when a model is loaded
     sessions  (shared file) cid (from 1; 0 is ``default``), session name, worker, created_at
     meta      JSON records: ``default`` (the build), ``totals`` (a session file's size)
 
@@ -34,6 +35,7 @@ from typing import Any
 
 from .corpus import Document
 from .query import SCORED_ROWS_BUDGET, TermFrequencies, plan_query
+from .vectors import VectorCache, create_table, fetch_passages, store_vectors
 
 SCHEMA_VERSION = 1
 TOKENIZER = "porter unicode61 remove_diacritics 2"
@@ -111,6 +113,7 @@ class RagIndex:
         self._write_lock = threading.Lock()
         self._closed = False
         self.frequencies = TermFrequencies(limit=frequency_limit)
+        self.vectors = VectorCache(self.reading)
         with self.writing() as conn:
             self._create_schema(conn)
 
@@ -136,6 +139,7 @@ class RagIndex:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
         self.frequencies.clear()
+        self.vectors.clear()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
@@ -215,6 +219,7 @@ class RagIndex:
             " cid INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL UNIQUE,"
             " worker TEXT NOT NULL, created_at REAL NOT NULL)"
         )
+        create_table(conn)
         exists = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fts'"
         ).fetchone()
@@ -240,6 +245,39 @@ class RagIndex:
             # The pruned candidates were too few: rank every match after all.
             hits = self._run(conn, plan.fallback, cids, top_k)
         return hits
+
+    def lexical_ranking(
+        self, conn: sqlite3.Connection, terms: Sequence[str], cid: int, top_k: int, enough: int
+    ) -> list[tuple[int, float]]:
+        """(rowid, BM25) of collection `cid`'s best `top_k` for `terms`, without
+        reading their texts; every match is ranked when fewer than `enough` of the
+        pruned candidates match (as in `search`)."""
+        frequencies = [self.frequencies.get(conn, term) for term in terms]
+        plan = plan_query(terms, frequencies, self.score_budget)
+        low, high = collection_range(cid)
+        rows = conn.execute(_RANK_ONE, (plan.expression, low, high, top_k)).fetchall()
+        if len(rows) < enough and plan.fallback is not None:
+            rows = conn.execute(_RANK_ONE, (plan.fallback, low, high, top_k)).fetchall()
+        return [(rowid, -rank) for rowid, rank in rows]
+
+    def dense_ranking(self, query: Any, cid: int, top_k: int) -> list[tuple[int, float]]:
+        """(rowid, cosine) of the `top_k` passages of collection `cid` whose vectors
+        are closest to `query` (a unit vector)."""
+        low, high = collection_range(cid)
+        return self.vectors.search(low, high, query, top_k)
+
+    def dense_search(self, conn: sqlite3.Connection, query: Any, cid: int, top_k: int) -> list[Hit]:
+        """The `top_k` passages of collection `cid` whose vectors are closest to
+        `query` (a unit vector); each scored by its cosine."""
+        return self.passages(conn, self.dense_ranking(query, cid, top_k))
+
+    @staticmethod
+    def passages(conn: sqlite3.Connection, ranked: Sequence[tuple[int, float]]) -> list[Hit]:
+        """The passages of `ranked` (rowid, score) pairs, in their order, with those scores."""
+        return [
+            Hit(doc_id, title, text, score, rowid >> _CID_SHIFT)
+            for rowid, doc_id, title, text, score in fetch_passages(conn, ranked)
+        ]
 
     @staticmethod
     def _run(
@@ -341,6 +379,7 @@ class RagIndex:
             " SELECT 'delete', id, title, text FROM docs WHERE id BETWEEN ? AND ?",
             (low, high),
         )
+        conn.execute("DELETE FROM vectors WHERE id BETWEEN ? AND ?", (low, high))
         return conn.execute("DELETE FROM docs WHERE id BETWEEN ? AND ?", (low, high)).rowcount
 
     @staticmethod
@@ -352,20 +391,33 @@ class RagIndex:
         """
         low, high = collection_range(DEFAULT_CID)
         conn.execute("DELETE FROM docs WHERE id BETWEEN ? AND ?", (low, high))
+        conn.execute("DELETE FROM vectors WHERE id BETWEEN ? AND ?", (low, high))
         conn.execute("INSERT INTO fts(fts) VALUES ('rebuild')")
 
     @staticmethod
     def add_documents(
-        conn: sqlite3.Connection, cid: int, documents: Sequence[Document], *, replace: bool
+        conn: sqlite3.Connection,
+        cid: int,
+        documents: Sequence[Document],
+        *,
+        replace: bool,
+        vectors: Any | None = None,
     ) -> int:
         """Index `documents` into collection `cid`; the change in its passage count.
 
         With `replace`, passages of the same ids are replaced; without, the caller
         guarantees the ids are new. Ids must be unique within `documents`.
+        `vectors`, when given, holds one row per document, stored with it (the
+        caller then invalidates the store's `VectorCache` after the commit).
         """
         removed = 0
         if replace:
             keys = [(cid, document.doc_id) for document in documents]
+            conn.executemany(
+                "DELETE FROM vectors WHERE id IN"
+                " (SELECT id FROM docs WHERE cid = ? AND doc_id = ?)",
+                keys,
+            )
             conn.executemany(
                 "INSERT INTO fts(fts, rowid, title, text)"
                 " SELECT 'delete', id, title, text FROM docs WHERE cid = ? AND doc_id = ?",
@@ -392,6 +444,8 @@ class RagIndex:
             " SELECT id, title, text FROM docs WHERE id BETWEEN ? AND ?",
             (last + 1, last + len(documents)),
         )
+        if vectors is not None:
+            store_vectors(conn, last + 1, vectors)
         return len(documents) - removed
 
     @staticmethod
@@ -415,6 +469,8 @@ _BM25 = f"bm25(fts, {TITLE_WEIGHT}, {TEXT_WEIGHT})"
 _SEARCH_COLUMNS = "SELECT d.doc_id, d.title, d.text, r.rank, r.id FROM"
 # FTS5 scores every match, SQLite keeps the best `top_k`, and only those are
 # joined to their text. (An explicit bm25() sorts faster than FTS5's `rank`.)
+_RANK_ONE = f"""SELECT rowid, {_BM25} AS rank FROM fts
+    WHERE fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 ORDER BY rank LIMIT ?4"""
 _SEARCH_ONE = f"""{_SEARCH_COLUMNS} (
     SELECT rowid AS id, {_BM25} AS rank FROM fts
     WHERE fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 ORDER BY rank LIMIT ?4

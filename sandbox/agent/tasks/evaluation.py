@@ -10,6 +10,8 @@ The evaluator object::
      "postconfig": [steps]}                      # setup steps run first
 
 ``and`` scores 0 when any metric does, else their mean; ``or`` their best.
+``{"func": "infeasible"}`` (OSWorld's convention) scores 1 when the agent gave
+up with ``vm.fail``, else 0; on every other task ``vm.fail`` scores 0.
 Everything is checked before anything runs, naming the field at fault.
 """
 
@@ -27,6 +29,9 @@ from .host import TaskHost
 from .metrics import METRICS, BadExpected, Metric
 from .steps import run_steps
 
+INFEASIBLE = "infeasible"
+"""The ``func`` of a task that cannot be done: 1 when the agent said so with
+``vm.fail``, else 0. An agent that calls ``vm.fail`` on any other task scores 0."""
 MAX_EVIDENCE_CHARS = 2000
 """Most characters of each getter's value the evidence shows."""
 
@@ -45,6 +50,10 @@ def evaluate(
         ToolError: A getter or a postconfig step failed.
     """
     evaluator = Fields(raw, where)
+    failed = host.agent_status().get("status") == "failed"
+    if evaluator.raw.get("func") == INFEASIBLE:
+        # OSWorld's convention: the task cannot be done, and the agent scores by saying so.
+        return {"score": _score(failed), "conj": "and", "infeasible": True, "agent_failed": failed}
     names = _names(evaluator)
     metrics = [METRICS.get(name, field) for name, field in names]
     results = _per_metric(evaluator, "result", len(names), required=True)
@@ -75,7 +84,13 @@ def evaluate(
     ]
     scores = [item["score"] for item in scored]
     score = max(scores) if conj == "or" else _all_of(scores)
+    if failed:  # OSWorld: an agent that gave up (vm.fail) on a feasible task scores 0
+        return {"score": 0.0, "conj": conj, "metrics": scored, "agent_failed": True}
     return {"score": min(1.0, max(0.0, score)), "conj": conj, "metrics": scored}
+
+
+def _score(ok: bool) -> float:
+    return 1.0 if ok else 0.0
 
 
 def _all_of(scores: list[float]) -> float:

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidParams, ToolFailed
+from ..tools import desktop_a11y as a11y_tool
 from .fields import Fields
-from .host import TaskHost
+from .host import BrowserTab, TaskHost
 from .registry import Registry
 
 MAX_FILE_BYTES = 16 << 20
@@ -99,6 +100,74 @@ def literal(host: TaskHost, config: Fields) -> Any:
     return config.raw["value"]
 
 
+TREE_TIMEOUT_S = 30.0
+"""Longest the ``accessibility_tree`` getter reads."""
+# The caps the getter takes: (default, maximum) as ``vm.accessibility_tree`` has them.
+_TREE_CAPS = {
+    "max_depth": (a11y_tool.DEFAULT_MAX_DEPTH, a11y_tool.MAX_DEPTH),
+    "max_nodes": (a11y_tool.DEFAULT_MAX_NODES, a11y_tool.MAX_NODES),
+    "max_children": (a11y_tool.DEFAULT_MAX_CHILDREN, a11y_tool.MAX_CHILDREN),
+}
+
+
+@GETTERS.register("accessibility_tree")
+def accessibility_tree(host: TaskHost, config: Fields) -> str:
+    """The desktop's AT-SPI tree as text: OSWorld's ``xml`` unless ``format`` is
+    ``linear``; ``max_depth``, ``max_nodes``, ``max_children``, ``showing_only``
+    (true) and ``timeout`` as ``vm.accessibility_tree`` takes them."""
+    options: dict[str, Any] = {"format": config.string("format", "xml")}
+    if options["format"] not in a11y_tool.A11Y_FORMATS:
+        raise config.refuse("format", f"must be one of {', '.join(a11y_tool.A11Y_FORMATS)}")
+    for name, (default, maximum) in _TREE_CAPS.items():
+        value = float(config.number(name, default, maximum=maximum))
+        if not value.is_integer() or value < 1:
+            raise config.refuse(name, f"must be a whole number from 1 to {maximum}")
+        options[name] = int(value)
+    options["showing_only"] = config.boolean("showing_only", True)
+    options["timeout"] = config.number("timeout", TREE_TIMEOUT_S, maximum=TREE_TIMEOUT_S)
+    return host.accessibility_tree(options)
+
+
+def _tabs(host: TaskHost) -> list[BrowserTab] | None:
+    """Chromium's tabs; None when no Chromium runs or it has no tab."""
+    tabs = host.browser_tabs()
+    return tabs or None
+
+
+_PAGE_FIELDS = ("url", "title", "text")
+
+
+@GETTERS.register("chromium_page", "active_tab_info")
+def chromium_page(host: TaskHost, config: Fields) -> Any:
+    """The active Chromium tab (the one used last): ``{url, title, text}`` (OSWorld's
+    ``active_tab_info`` calls the text ``content`` and has both), or only the
+    ``field`` asked (``url``, ``title``, ``text``). None when Chromium is not running."""
+    field = config.string("field", "")
+    if field not in ("", *_PAGE_FIELDS):
+        raise config.refuse("field", f"must be one of {', '.join(_PAGE_FIELDS)}")
+    tabs = _tabs(host)
+    if tabs is None:
+        return None
+    tab = tabs[0]
+    if field in ("url", "title"):
+        return tab.url if field == "url" else tab.title
+    text = host.page_text(tab)
+    if field == "text":
+        return text
+    page = {"url": tab.url, "title": tab.title, "text": text}
+    if config.raw.get("type") == "active_tab_info":
+        page["content"] = text
+    return page
+
+
+@GETTERS.register("open_tabs_info")
+def open_tabs_info(host: TaskHost, config: Fields) -> list[dict[str, str]] | None:
+    """Every Chromium tab as ``{title, url}``, most recently used first."""
+    del config
+    tabs = _tabs(host)
+    return None if tabs is None else [{"title": tab.title, "url": tab.url} for tab in tabs]
+
+
 def _not_yet(host: TaskHost, config: Fields) -> Any:
     del host
     name = config.raw.get("type")
@@ -108,10 +177,4 @@ def _not_yet(host: TaskHost, config: Fields) -> Any:
 
 
 # Known OSWorld getters this desktop cannot serve yet: a clear 1002, not "unknown".
-GETTERS.register(
-    "accessibility_tree",
-    "active_tab_info",
-    "page_info",
-    "open_tabs_info",
-    "active_url_from_accessTree",
-)(_not_yet)
+GETTERS.register("page_info", "active_url_from_accessTree")(_not_yet)

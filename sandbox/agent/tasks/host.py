@@ -6,10 +6,20 @@ Every method acts as the session user; the desktop toolset implements it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 WindowAction = Literal["activate", "close"]
+
+
+@dataclass(frozen=True)
+class BrowserTab:
+    """One of Chromium's tabs."""
+
+    id: str
+    url: str
+    title: str
 
 
 @dataclass(frozen=True)
@@ -60,4 +70,22 @@ class TaskHost(Protocol):
 
     def sleep(self, seconds: float) -> None:
         """Wait."""
+        ...
+
+    def accessibility_tree(self, options: Mapping[str, Any]) -> str:
+        """The AT-SPI tree as ``vm.accessibility_tree`` reads it with `options` (its
+        parameters, every one given)."""
+        ...
+
+    def browser_tabs(self) -> list[BrowserTab] | None:
+        """Chromium's tabs, most recently used first; None when no Chromium answers."""
+        ...
+
+    def page_text(self, tab: BrowserTab) -> str:
+        """The text of `tab`'s page (its body's ``innerText``, bounded)."""
+        ...
+
+    def agent_status(self) -> Mapping[str, Any]:
+        """What the agent last said of the task: ``{"status": "running" | "done" |
+        "failed", "reason"?}`` (from ``vm.done`` and ``vm.fail``)."""
         ...

@@ -1,5 +1,5 @@
-"""Setup steps by OSWorld's names: launch, open, upload_file, execute (command),
-sleep, activate_window, close_window.
+"""Setup steps by OSWorld's names: launch, open, upload_file, download, execute
+(command), sleep, activate_window, close_window, chrome_open_tabs.
 
 `run_steps` runs a list in order; the first that fails stops it and the error
 names it (``steps.2``). A step's parameters are checked before it runs.
@@ -23,6 +23,10 @@ from .registry import Registry
 
 DEFAULT_COMMAND_TIMEOUT_S = 120.0
 MAX_SLEEP_S = 60.0
+MAX_DOWNLOAD_BYTES = 256 << 20
+"""Largest file a ``download`` step fetches (the session's disk quota binds too)."""
+MAX_TABS = 50
+"""Most tabs one ``chrome_open_tabs`` step opens."""
 MAX_STEP_OUTPUT_CHARS = 4000
 """Most characters of each output stream an ``execute`` step reports."""
 
@@ -122,15 +126,36 @@ def _check_upload(parameters: Fields) -> None:
             )
 
 
+def _check_download(parameters: Fields) -> None:
+    parameters.number("timeout", DEFAULT_COMMAND_TIMEOUT_S, maximum=MAX_SETUP_S)
+    for file in parameters.objects("files"):
+        file.string("path")
+        url = file.string("url")
+        if not url.startswith(("http://", "https://")):
+            raise file.refuse("url", f"must be an http:// or https:// URL, not {url[:100]!r}")
+
+
+def _urls(parameters: Fields) -> list[str]:
+    urls = parameters.raw.get("urls_to_open")
+    if not isinstance(urls, list) or not urls or len(urls) > MAX_TABS:
+        raise parameters.refuse("urls_to_open", f"must be a list of 1 to {MAX_TABS} URLs")
+    for index, url in enumerate(urls):
+        if not isinstance(url, str) or not url.strip() or url.startswith("-"):
+            raise parameters.refuse(f"urls_to_open.{index}", "must be a URL")
+    return urls
+
+
 _CHECKS: dict[str, Callable[[Fields], object]] = {
     "launch": lambda parameters: parameters.command(),
     "open": lambda parameters: parameters.string("path"),
     "upload_file": _check_upload,
+    "download": _check_download,
     "execute": _check_command,
     "command": _check_command,
     "sleep": lambda parameters: parameters.number("seconds", maximum=MAX_SLEEP_S),
     "activate_window": _check_window,
     "close_window": _check_window,
+    "chrome_open_tabs": _urls,
 }
 
 
@@ -179,6 +204,58 @@ def upload_file(run: SetupRun, parameters: Fields) -> dict[str, Any]:
         run.host.write_file(path, data)
         written.append({"path": path, "size": len(data)})
     return {"files": written}
+
+
+# Fetches argv[1] into argv[2] as the session user (its network, its files), at
+# most argv[3] bytes, into a temporary name first: a failed download leaves nothing.
+_DOWNLOAD = r"""
+import os, sys, urllib.request
+url, path = sys.argv[1], os.path.expanduser(sys.argv[2])
+limit, timeout = int(sys.argv[3]), float(sys.argv[4])
+part = path + ".part"
+try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with urllib.request.urlopen(url, timeout=timeout) as answer, open(part, "wb") as out:
+        size = 0
+        while chunk := answer.read(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                raise OSError(f"it is larger than {limit >> 20} MiB")
+            out.write(chunk)
+    os.replace(part, path)
+except Exception as exc:
+    if os.path.exists(part):
+        os.unlink(part)
+    sys.exit(f"cannot download {url[:200]}: {exc}")
+print(size)
+"""
+
+
+@STEPS.register("download")
+def download(run: SetupRun, parameters: Fields) -> dict[str, Any]:
+    """Fetch ``files`` ([{url, path}]) over the session's network as the session user;
+    a session without network fails here, saying the URL could not be reached."""
+    timeout = parameters.number("timeout", DEFAULT_COMMAND_TIMEOUT_S, maximum=MAX_SETUP_S)
+    fetched = []
+    for file in parameters.objects("files"):
+        url, path = file.string("url"), file.string("path")
+        left = min(timeout, run.time_left())
+        argv = ["python3", "-I", "-c", _DOWNLOAD, url, path, str(MAX_DOWNLOAD_BYTES), f"{left:g}"]
+        output = run.host.run(shlex.join(argv), left + 5)
+        if output.exit_code != 0:
+            reason = output.stderr.strip().splitlines()
+            raise ToolFailed(reason[-1][:500] if reason else f"cannot download {url[:200]}")
+        size = output.stdout.strip()
+        fetched.append({"url": url, "path": path, "size": int(size) if size.isdigit() else None})
+    return {"files": fetched}
+
+
+@STEPS.register("chrome_open_tabs")
+def chrome_open_tabs(run: SetupRun, parameters: Fields) -> dict[str, Any]:
+    """Open ``urls_to_open`` as tabs of Chromium (started if it is not running; its
+    DevTools port then serves the page getters)."""
+    urls = _urls(parameters)
+    return {"urls": urls, **run.host.launch(shlex.join(["chromium", *urls]))}
 
 
 @STEPS.register("execute", "command")

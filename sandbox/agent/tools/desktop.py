@@ -59,9 +59,13 @@ _HELD_KEY = Param("key", "string", _KEY, required=True, min_length=1)
 
 
 def _vm(
-    name: str, description: str, *params: Param, rules: tuple[Rule, ...] = ()
+    name: str,
+    description: str,
+    *params: Param,
+    rules: tuple[Rule, ...] = (),
+    replay_fields: tuple[str, ...] = (),
 ) -> ToolDeclaration:
-    return ToolDeclaration("vm", name, description, params, rules)
+    return ToolDeclaration("vm", name, description, params, rules, replay_fields=replay_fields)
 
 
 TOOLS: tuple[ToolDeclaration, ...] = (
@@ -201,7 +205,7 @@ TOOLS: tuple[ToolDeclaration, ...] = (
     _vm("key_up", "Release `key`.", _HELD_KEY),
     _vm("mouse_down", "Press `button` where the pointer is; keep it down.", _BUTTON),
     _vm("mouse_up", "Release `button` where the pointer is.", _BUTTON),
-    _vm("cursor_position", "The pointer's position: `x`, `y`."),
+    _vm("cursor_position", "The pointer's position: `x`, `y`.", replay_fields=("x", "y")),
     _vm(
         "wait",
         f"Sleep `seconds` (1 unless given, at most {MAX_WAIT_S}) and return.",
@@ -219,6 +223,7 @@ TOOLS: tuple[ToolDeclaration, ...] = (
         "Run a bash command in the desktop (DISPLAY is set); returns stdout, stderr, exit_code.",
         Param("command", "string", "Shell command line, run by bash.", required=True, min_length=1),
         timeout(_TIMEOUT),
+        replay_fields=("stdout", "stderr", "exit_code"),
     ),
     _vm(
         "launch",
@@ -280,12 +285,15 @@ TOOLS: tuple[ToolDeclaration, ...] = (
             required=True,
             max_length=MAX_FILE_BASE64,
         ),
+        replay_fields=("path", "size"),
     ),
     _vm(
         "download_file",
         f"Read a file of the desktop as the session user (at most {MAX_FILE_BYTES >> 20} "
         "MiB): `path`, `content_base64`, `size`.",
         Param("path", "string", _PATH, required=True, min_length=1),
+        # Not content_base64: the recording keeps an image's bytes as a reference.
+        replay_fields=("path", "size"),
     ),
     _vm("done", "Declare the task done."),
     _vm(

@@ -17,11 +17,13 @@ STEP_TYPES = (
     "launch",
     "open",
     "upload_file",
+    "download",
     "execute",
     "command",
     "sleep",
     "activate_window",
     "close_window",
+    "chrome_open_tabs",
 )
 """The setup steps the agent runs, by OSWorld's names (``command`` is ``execute``)."""
 MAX_STEPS = 100
@@ -65,8 +67,9 @@ TOOLS = (
         "vm",
         "setup",
         "Prepare a task: run OSWorld-style setup steps in order (launch, open, "
-        "upload_file with base64 `content`, execute/command, sleep, activate_window, "
-        f"close_window; uploads at most {MAX_UPLOAD_BYTES >> 20} MiB per call). Returns "
+        "upload_file with base64 `content`, download (url, path; needs network), "
+        "execute/command, sleep, activate_window, close_window, chrome_open_tabs "
+        f"(urls_to_open); uploads at most {MAX_UPLOAD_BYTES >> 20} MiB per call). Returns "
         "what each step did in `steps`; a failing step fails the call, naming it.",
         (_STEPS, timeout(f"Seconds the whole setup may take (at most {MAX_SETUP_S:g}).")),
     ),

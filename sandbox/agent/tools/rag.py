@@ -18,6 +18,8 @@ MAX_BATCH_QUERIES = 256
 MAX_DOCUMENTS_PER_CALL = 100_000
 MAX_TITLE_CHARS = 10_000
 COLLECTIONS = ("all", "default", "session")
+MODES = ("bm25", "dense", "hybrid")
+DEFAULT_MODE = "bm25"
 
 _SESSION = Param("session", "string", "The rag session the call is for.", internal=True)
 _COLLECTION = Param(
@@ -29,6 +31,16 @@ _COLLECTION = Param(
     "'default': the shared one only; 'session': this session's only.",
     default="all",
     enum=COLLECTIONS,
+)
+_MODE = Param(
+    "mode",
+    "string",
+    "'bm25': ranked full-text search (words must match); 'dense': nearest passages "
+    "by meaning (static word embeddings; finds some paraphrases); 'hybrid': both "
+    "rankings fused by reciprocal rank. "
+    f"Default '{DEFAULT_MODE}' (measured best: docs/benchmarks.md, rag: relevance); "
+    "the reply's 'mode' says which ran.",
+    enum=MODES,
 )
 _TOP_K = Param(
     "top_k",
@@ -62,7 +74,7 @@ TOOLS = (
         "rag",
         "search",
         "Search; returns results [{id, title, text, score, collection, truncated}] "
-        "best first and a 'context' string joining them.",
+        "best first, a 'context' string joining them and the 'mode' that ranked them.",
         (
             Param(
                 "query",
@@ -73,6 +85,7 @@ TOOLS = (
                 max_length=MAX_QUERY_CHARS,
             ),
             _TOP_K,
+            _MODE,
             _COLLECTION,
             _MAX_CHARS,
             _SESSION,
@@ -96,6 +109,7 @@ TOOLS = (
                 per_item=True,
             ),
             _TOP_K,
+            _MODE,
             _COLLECTION,
             _MAX_CHARS,
             _SESSION,

@@ -30,6 +30,7 @@ TOOLS = (
                 values=Param("value", "string"),
             ),
         ),
+        replay_fields=("stdout", "stderr", "exit_code", "cwd"),
     ),
     ToolDeclaration(
         "bash",
@@ -46,6 +47,7 @@ TOOLS = (
             Param("content", "string", "File content, text or base64.", required=True),
             _ENCODING,
         ),
+        replay_fields=("path", "size"),
     ),
     ToolDeclaration(
         "bash",
@@ -61,6 +63,7 @@ TOOLS = (
             ),
             _ENCODING,
         ),
+        replay_fields=("path", "content", "encoding", "size"),
     ),
     ToolDeclaration(
         "code",
@@ -72,6 +75,7 @@ TOOLS = (
             Param("language", "string", default="python", enum=LANGUAGES),
             timeout(_TIMEOUT),
         ),
+        replay_fields=("stdout", "stderr", "return_code"),
     ),
 )
 """Every tool of the shell image, in the order ``GET /tools`` lists them."""

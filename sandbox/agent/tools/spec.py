@@ -153,6 +153,10 @@ class ToolDeclaration:
         rules: Constraints between parameters.
         internal: The server's own plumbing (``rag.open_session``): the agent
             has it, but the server does not offer it to callers.
+        replay_fields: The result fields that the same calls in a fresh session
+            give again (the tool is deterministic in them), which ``sandbox
+            trajectories replay`` compares; empty: a replay compares only the
+            result's code (a screenshot, a timing, a search over a changing corpus).
     """
 
     namespace: str
@@ -161,6 +165,7 @@ class ToolDeclaration:
     params: tuple[Param, ...] = ()
     rules: tuple[Rule, ...] = ()
     internal: bool = False
+    replay_fields: tuple[str, ...] = ()
     _names: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

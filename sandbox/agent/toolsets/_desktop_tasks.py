@@ -14,14 +14,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..desktop import cdp
 from ..errors import ToolFailed, ToolTimeout
 from ..identity import SessionUser, popen_kwargs
 from ..params import Params
 from ..tasks.evaluation import evaluate
-from ..tasks.host import CommandOutput, WindowAction
+from ..tasks.host import BrowserTab, CommandOutput, WindowAction
 from ..tasks.steps import run_steps
 from ..tools.desktop_tasks import MAX_SETUP_S
 from ._desktop_programs import ProgramTools
@@ -32,6 +33,9 @@ _WINDOW_WAIT_S = 5.0
 _WINDOW_POLL_S = 0.2
 _MAX_CLIPBOARD_BYTES = 1 << 20
 _NO_SUCH_FILE = 3
+_DEVTOOLS_TIMEOUT_S = 10.0
+_MAX_PAGE_CHARS = 1 << 20
+_PAGE_TEXT = f"document.body ? String(document.body.innerText).slice(0, {_MAX_PAGE_CHARS}) : ''"
 
 # Reads (head) and writes (cat) as the session user: its rights, its symlinks,
 # and a FIFO it planted blocks only this program, which the timeout kills.
@@ -90,6 +94,8 @@ class DesktopTaskHost:
 
     Args:
         programs: The program tools (run_command, launch) commands go through.
+        tree: ``vm.accessibility_tree``'s handler (its reader runs as the user).
+        status: What ``vm.done`` and ``vm.fail`` last recorded.
         env: The session's environment, DISPLAY included.
         home: The session user's home: where relative paths start.
         user: Who everything runs as; None: the agent's own user.
@@ -99,11 +105,15 @@ class DesktopTaskHost:
         self,
         programs: ProgramTools,
         *,
+        tree: Callable[[Params], dict[str, Any]],
+        status: Callable[[], Mapping[str, Any]],
         env: Mapping[str, str],
         home: str,
         user: SessionUser | None,
     ) -> None:
         self._programs = programs
+        self._tree = tree
+        self._status = status
         self._env = dict(env)
         self._home = home
         self._user = user
@@ -162,6 +172,33 @@ class DesktopTaskHost:
     def sleep(self, seconds: float) -> None:
         """Wait `seconds`."""
         time.sleep(seconds)
+
+    def accessibility_tree(self, options: Mapping[str, Any]) -> str:
+        """The tree, read by ``vm.accessibility_tree``'s reader (as the session user)."""
+        tree: str = self._tree(Params(options))["tree"]
+        return tree
+
+    def browser_tabs(self) -> list[BrowserTab] | None:
+        """Chromium's tabs by its DevTools port (127.0.0.1 in this container)."""
+        try:
+            return cdp.list_tabs(_DEVTOOLS_TIMEOUT_S)
+        except cdp.NoDevTools:
+            return None
+        except cdp.DevToolsError as exc:
+            raise ToolFailed(f"cannot read Chromium's tabs: {exc}") from None
+
+    def page_text(self, tab: BrowserTab) -> str:
+        """The visible text of `tab`'s page (at most `_MAX_PAGE_CHARS`)."""
+        try:
+            text = cdp.evaluate(tab.id, _PAGE_TEXT, _DEVTOOLS_TIMEOUT_S)
+        except cdp.DevToolsError as exc:
+            raise ToolFailed(f"cannot read the page {tab.url[:200]}: {exc}") from None
+        # The page's own scripts may have replaced innerText or slice: check and cut here.
+        return text[:_MAX_PAGE_CHARS] if isinstance(text, str) else ""
+
+    def agent_status(self) -> Mapping[str, Any]:
+        """What ``vm.done`` or ``vm.fail`` recorded last (``running`` before either)."""
+        return self._status()
 
     def _x(self, argv: list[str]) -> Any:
         # -I: no module from the user's home or site directory stands in for Xlib.

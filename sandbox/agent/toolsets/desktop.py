@@ -90,9 +90,6 @@ class DesktopToolset(Toolset):
             user=context.user,
         )
         self._files = FileTools(context.home, context.user)
-        self._tasks = TaskTools(
-            DesktopTaskHost(self._programs, env=env, home=context.home, user=context.user)
-        )
         self._a11y = A11yTools(cwd=context.home, env=env, user=context.user)
         # Beside the home, on the same disk quota (/home in the images).
         recordings = os.path.dirname(os.path.normpath(context.home))
@@ -101,6 +98,16 @@ class DesktopToolset(Toolset):
         )
         self._vnc = VncViewers(env=env, user=context.user)
         self.status: dict[str, Any] = {"status": "running"}
+        self._tasks = TaskTools(
+            DesktopTaskHost(
+                self._programs,
+                tree=self._a11y.accessibility_tree,
+                status=lambda: self.status,
+                env=env,
+                home=context.home,
+                user=context.user,
+            )
+        )
 
     @property
     def width(self) -> int:

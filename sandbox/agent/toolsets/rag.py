@@ -1,4 +1,5 @@
-"""The ``rag`` toolset: BM25 retrieval over a shared corpus and per-session collections.
+"""The ``rag`` toolset: BM25, dense and hybrid retrieval over a shared corpus and
+per-session collections.
 
 One rag container serves every worker of a server. The server opens a session
 per worker (``rag.open_session``) and passes its name as parameter ``session`` to
@@ -18,6 +19,13 @@ own index gave it, so a shared passage scores the same whether searched as
 ``default`` or ``all``; scores of the two collections are not comparable (a
 small collection's are near zero).
 
+Modes (parameter ``mode``): ``bm25`` ranks by FTS5's BM25; ``dense`` by the
+cosine of static-embedding vectors (`sandbox.agent.rag.embedder`), made for
+every passage when it is indexed and kept in the same file; ``hybrid`` fuses
+the two rankings of each collection by reciprocal rank (`fusion.hybrid`).
+Collections are still ranked each on its own and interleaved by rank, so a
+session's vectors never touch anyone else's results either.
+
 Output bounds: a hit's text is cut to ``max_chars`` when given, and the titles
 and texts of one reply together hold at most ``SANDBOX_RAG_RESPONSE_MAX_CHARS``
 (later hits are cut to what is left); a cut hit says ``"truncated": true``. The
@@ -36,6 +44,8 @@ Tools (declared in `sandbox/agent/tools/rag.py`, which checks their parameters):
 Settings (environment):
     SANDBOX_RAG_DB: The SQLite file (default ``/data/index.sqlite3``).
     SANDBOX_RAG_CORPUS: The JSONL corpus; the image's demo corpus when unset.
+    SANDBOX_RAG_MODEL: The embedding model's directory; the image's when unset.
+        Without one, ``dense`` and ``hybrid`` are refused and ``bm25`` is the default.
     SANDBOX_RAG_SCORE_BUDGET: Rows a query may score before its commonest words
         stop choosing candidates (default 3000; higher ranks better, slower).
     SANDBOX_RAG_SESSION_MAX_BYTES: UTF-8 bytes of titles and texts one session's
@@ -48,20 +58,20 @@ Settings (environment):
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, InvalidParams, Unavailable
 from ..params import Params
 from ..rag.builder import BuildHook, DefaultCollection
+from ..rag.embedder import load_embedder
+from ..rag.fusion import HYBRID_DEPTH, hybrid, merge_by_rank
+from ..rag.latency import Latencies
 from ..rag.output import ReplyBudget, context_text
 from ..rag.params import (
     MAX_SESSION_CHARS,
@@ -72,126 +82,29 @@ from ..rag.params import (
     required_session,
     search_terms,
 )
-from ..rag.query import SCORED_ROWS_BUDGET
 from ..rag.sessions import (
     CollectionFull,
     CollectionGone,
     SessionCollection,
     SessionCollections,
-    merge_by_rank,
 )
+from ..rag.settings import RagSettings
 from ..rag.store import DEFAULT_CID, Hit, IndexClosed, RagIndex, SessionRecord
 from ..registry import AgentContext, Tool, Toolset
 from ..tools import bind
-from ..tools.rag import MAX_DOCUMENTS_PER_CALL, TOOLS
+from ..tools.rag import DEFAULT_MODE, MODES, TOOLS
 
-DEFAULT_DB = "/data/index.sqlite3"
-DEMO_CORPUS = "/opt/rag/demo-corpus.jsonl"
-DEFAULT_SESSION_MAX_BYTES = 256 << 20
-DEFAULT_RESPONSE_MAX_CHARS = 8_000_000
-_LATENCY_WINDOW = 10_000
 _BATCH_THREADS = 4
 
 BUILD_HOOK: BuildHook | None = None
 """Called before each batch of the default build with (done, total); for tests."""
 
 
-@dataclass(frozen=True)
-class RagSettings:
-    """Where the index lives, what the default collection is built from, and bounds.
-
-    Attributes:
-        db: The SQLite file (``SANDBOX_RAG_DB``); session files go in the
-            directory ``<db>.sessions`` next to it.
-        corpus: The JSONL corpus (``SANDBOX_RAG_CORPUS``; else the image's demo
-            corpus if present; else None: the default collection stays empty).
-        score_budget: Rows a query may score before its commonest words stop
-            choosing candidates (``SANDBOX_RAG_SCORE_BUDGET``).
-        session_max_bytes: Title and text bytes one session's collection may
-            hold (``SANDBOX_RAG_SESSION_MAX_BYTES``).
-        index_max_documents: Documents per ``rag.index`` call
-            (``SANDBOX_RAG_INDEX_MAX_DOCUMENTS``, at most 100,000).
-        response_max_chars: Title and text characters per search reply
-            (``SANDBOX_RAG_RESPONSE_MAX_CHARS``).
-    """
-
-    db: str
-    corpus: str | None
-    score_budget: int = SCORED_ROWS_BUDGET
-    session_max_bytes: int = DEFAULT_SESSION_MAX_BYTES
-    index_max_documents: int = MAX_DOCUMENTS_PER_CALL
-    response_max_chars: int = DEFAULT_RESPONSE_MAX_CHARS
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> RagSettings:
-        """Read the settings from `environ`.
-
-        Raises:
-            ConfigError: A number setting is not a positive integer (or over its maximum).
-        """
-        corpus = environ.get("SANDBOX_RAG_CORPUS") or None
-        if corpus is None and os.path.isfile(DEMO_CORPUS):
-            corpus = DEMO_CORPUS
-        return cls(
-            db=environ.get("SANDBOX_RAG_DB") or DEFAULT_DB,
-            corpus=corpus,
-            score_budget=_positive(environ, "SANDBOX_RAG_SCORE_BUDGET", SCORED_ROWS_BUDGET),
-            session_max_bytes=_positive(
-                environ, "SANDBOX_RAG_SESSION_MAX_BYTES", DEFAULT_SESSION_MAX_BYTES
-            ),
-            index_max_documents=_positive(
-                environ,
-                "SANDBOX_RAG_INDEX_MAX_DOCUMENTS",
-                MAX_DOCUMENTS_PER_CALL,
-                maximum=MAX_DOCUMENTS_PER_CALL,
-            ),
-            response_max_chars=_positive(
-                environ, "SANDBOX_RAG_RESPONSE_MAX_CHARS", DEFAULT_RESPONSE_MAX_CHARS
-            ),
-        )
-
-
-def _positive(
-    environ: Mapping[str, str], name: str, default: int, *, maximum: int | None = None
-) -> int:
-    """The positive integer setting `name` of `environ`, or `default` when unset."""
-    raw = environ.get(name, "").strip()
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        value = 0
-    if value < 1 or (maximum is not None and value > maximum):
-        upper = f" of at most {maximum}" if maximum is not None else ""
-        raise ConfigError(f"{name} must be a positive integer{upper}, not {raw!r}")
-    return value
-
-
-class _Latencies:
-    """Query count and recent per-query latencies, shared by the serving threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._recent: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
-        self.count = 0
-
-    def add(self, seconds: float, queries: int = 1) -> None:
-        with self._lock:
-            self.count += queries
-            self._recent.extend([seconds * 1000 / queries] * queries)
-
-    def percentiles(self) -> dict[str, float | None]:
-        with self._lock:
-            ordered = sorted(self._recent)
-        if not ordered:
-            return {"p50": None, "p95": None}
-        return {
-            "p50": round(ordered[(len(ordered) - 1) // 2], 3),
-            "p95": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 3),
-        }
-
-
 Target = tuple[RagIndex, int]
 """A collection to search: the file that holds it and its collection number."""
+
+Search = tuple[int, list[str], Any]
+"""One query of a call: its position, its words, and its vector (None for bm25)."""
 
 
 class RagToolset(Toolset):
@@ -209,18 +122,23 @@ class RagToolset(Toolset):
 
     def __init__(self, settings: RagSettings, build_hook: BuildHook | None = None) -> None:
         self._settings = settings
+        self._embedder, self._no_model = load_embedder(settings.model)
         try:
             self._index = RagIndex(settings.db, score_budget=settings.score_budget)
             self._sessions = SessionCollections(
                 f"{settings.db}.sessions",
                 score_budget=settings.score_budget,
                 max_bytes=settings.session_max_bytes,
+                embedder=self._embedder,
             )
             self._adopt_session_files()
         except (sqlite3.Error, OSError) as exc:
             raise ConfigError(f"cannot open the rag index {settings.db}: {exc}") from None
-        self._default = DefaultCollection(self._index, settings.corpus, build_hook)
-        self._latencies = _Latencies()
+        self._default = DefaultCollection(
+            self._index, settings.corpus, build_hook, embedder=self._embedder
+        )
+        self._latencies = Latencies()
+        self._mode_latencies = {mode: Latencies() for mode in MODES}
         self._batch_threads = max(1, min(_BATCH_THREADS, os.cpu_count() or 1))
         self._batch_pool = ThreadPoolExecutor(
             max_workers=self._batch_threads, thread_name_prefix="rag-batch"
@@ -271,20 +189,31 @@ class RagToolset(Toolset):
         return self._default.status().as_dict()
 
     def search(self, params: Params) -> dict[str, Any]:
-        """``rag.search``: `query` (`top_k`, `collection`, `session`, `max_chars` optional)."""
+        """``rag.search``: `query` (`top_k`, `mode`, `collection`, `session`,
+        `max_chars` optional)."""
         started = time.perf_counter()
         raw = params.raw()
         terms = search_terms(raw["query"], "query")
         top_k, max_chars = raw["top_k"], raw.get("max_chars")
+        mode = self._mode(params)
         targets = self._targets(params)
-        hits = self._search_many([(0, terms)], targets, top_k)[0][1] if targets else []
+        hits: list[Hit] = []
+        if targets:
+            vector = self._query_vectors([raw["query"]], mode)[0]
+            hits = self._search_many([(0, terms, vector)], targets, top_k, mode)[0][1]
         results = ReplyBudget(self._settings.response_max_chars, max_chars).results(hits)
         self._latencies.add(time.perf_counter() - started)
+        self._mode_latencies[mode].add(time.perf_counter() - started)
         # `query` echoed as AgentFlow's result formatter reads it.
-        return {"query": raw["query"], "results": results, "context": context_text(results)}
+        return {
+            "query": raw["query"],
+            "mode": mode,
+            "results": results,
+            "context": context_text(results),
+        }
 
     def batch_search(self, params: Params) -> dict[str, Any]:
-        """``rag.batch_search``: `queries` (`top_k`, `collection`, `session`,
+        """``rag.batch_search``: `queries` (`top_k`, `mode`, `collection`, `session`,
         `max_chars` optional).
 
         A query that cannot be searched (no words, too long, not a string) gets an
@@ -294,24 +223,30 @@ class RagToolset(Toolset):
         raw = params.raw()
         queries: list[Any] = raw["queries"]
         top_k, max_chars = raw["top_k"], raw.get("max_chars")
+        mode = self._mode(params)
         targets = self._targets(params)
         found: list[list[Hit]] = [[] for _ in queries]
         errors: list[str | None] = [None] * len(queries)
-        searches: list[tuple[int, list[str]]] = []
+        valid: list[tuple[int, list[str]]] = []
         for number, query in enumerate(queries):
             try:
-                searches.append((number, search_terms(query, f"queries.{number}")))
+                valid.append((number, search_terms(query, f"queries.{number}")))
             except InvalidParams as exc:
                 errors[number] = exc.message
-        if targets and searches:
+        searches: list[Search] = []
+        if targets and valid:
+            vectors = self._query_vectors([queries[number] for number, _ in valid], mode)
+            pairs = zip(valid, vectors, strict=True)
+            searches = [(number, terms, vector) for (number, terms), vector in pairs]
+        if searches:
             # SQLite lets go of the GIL while it ranks, so a batch spreads over the CPUs.
             parts = [searches[n :: self._batch_threads] for n in range(self._batch_threads)]
             parts = [part for part in parts if part]
             futures = [
-                self._batch_pool.submit(self._search_many, part, targets, top_k)
+                self._batch_pool.submit(self._search_many, part, targets, top_k, mode)
                 for part in parts[1:]
             ]
-            done = self._search_many(parts[0], targets, top_k)
+            done = self._search_many(parts[0], targets, top_k, mode)
             for future in futures:
                 done.extend(future.result())
             for number, hits in done:
@@ -319,7 +254,9 @@ class RagToolset(Toolset):
         budget = ReplyBudget(self._settings.response_max_chars, max_chars)
         results = [budget.results(hits) for hits in found]
         self._latencies.add(time.perf_counter() - started, len(queries))
+        self._mode_latencies[mode].add(time.perf_counter() - started, len(queries))
         return {
+            "mode": mode,
             "results": results,
             "errors": errors,
             # AgentFlow's shape: one joined context per query.
@@ -328,7 +265,7 @@ class RagToolset(Toolset):
         }
 
     def _search_many(
-        self, searches: Sequence[tuple[int, list[str]]], targets: Sequence[Target], top_k: int
+        self, searches: Sequence[Search], targets: Sequence[Target], top_k: int, mode: str
     ) -> list[tuple[int, list[Hit]]]:
         """Each search's best `top_k` over `targets`, each target ranked by its own file."""
         with contextlib.ExitStack() as stack:
@@ -342,12 +279,58 @@ class RagToolset(Toolset):
                 (
                     number,
                     merge_by_rank(
-                        [store.search(conn, terms, [cid], top_k) for store, cid, conn in conns],
+                        [
+                            self._rank(store, conn, cid, terms, vector, top_k, mode)
+                            for store, cid, conn in conns
+                        ],
                         top_k,
                     ),
                 )
-                for number, terms in searches
+                for number, terms, vector in searches
             ]
+
+    @staticmethod
+    def _rank(
+        store: RagIndex,
+        conn: sqlite3.Connection,
+        cid: int,
+        terms: list[str],
+        vector: Any,
+        top_k: int,
+        mode: str,
+    ) -> list[Hit]:
+        """One collection's best `top_k` for one query, ranked as `mode` says."""
+        if mode == "bm25":
+            return store.search(conn, terms, [cid], top_k)
+        if mode == "dense":
+            return store.dense_search(conn, vector, cid, top_k)
+        # Both rankings deep, without texts; only the fused head is read.
+        depth = max(top_k, HYBRID_DEPTH)
+        fused = hybrid(
+            store.lexical_ranking(conn, terms, cid, depth, enough=top_k),
+            store.dense_ranking(vector, cid, depth),
+            top_k,
+        )
+        return store.passages(conn, fused)
+
+    def _mode(self, params: Params) -> str:
+        """The call's ``mode`` (the declaration checked its spelling); refuses a
+        mode that needs the model where there is none."""
+        mode = params.optional_string("mode")
+        if mode is None:
+            return DEFAULT_MODE if self._embedder is not None else "bm25"
+        if mode != "bm25" and self._embedder is None:
+            raise InvalidParams(
+                f"mode {mode!r} needs the embedding model, and {self._no_model}; use mode 'bm25'",
+                field="mode",
+            )
+        return mode
+
+    def _query_vectors(self, queries: Sequence[str], mode: str) -> list[Any]:
+        """The queries' vectors, or Nones when `mode` needs none."""
+        if mode == "bm25" or self._embedder is None:
+            return [None] * len(queries)
+        return list(self._embedder.embed(queries))
 
     def index(self, params: Params) -> dict[str, Any]:
         """``rag.index``: `documents` into the collection of `session`.
@@ -389,9 +372,13 @@ class RagToolset(Toolset):
         return {
             "default": {"documents": status.documents, "state": status.state},
             "session": session_stats,
+            "model": None if self._embedder is None else self._embedder.name,
             "index_bytes": self._index.size_bytes() + self._sessions.size_bytes(),
             "queries": self._latencies.count,
             "latency_ms": self._latencies.percentiles(),
+            "latency_ms_by_mode": {
+                mode: latencies.percentiles() for mode, latencies in self._mode_latencies.items()
+            },
         }
 
     def open_session(self, params: Params) -> dict[str, Any]:

@@ -26,13 +26,21 @@ SHOWN = ["enabled", "showing", "visible"]
 
 class FakeNode:
     def __init__(self, role: str, name: str = "", *children: FakeNode, **info: Any) -> None:
-        self.role, self.name, self.children = role, name, list(children)
+        self.role_name, self.name, self.children = role, name, list(children)
         self.extra = info
+        self.read = False
+
+    def states(self) -> list[str]:
+        return list(self.extra.get("states", SHOWN))
+
+    def role(self) -> str:
+        return self.role_name
 
     def info(self, max_text: int) -> dict[str, Any]:
+        self.read = True
         text = str(self.extra.get("text", ""))[:max_text]
         states = self.extra.get("states", SHOWN)
-        return {"role": self.role, "name": self.name, "text": text, "states": list(states),
+        return {"role": self.role_name, "name": self.name, "text": text, "states": list(states),
                 "position": [1, 2], "size": [30, 40]}  # fmt: skip
 
     def child_count(self) -> int:
@@ -80,6 +88,15 @@ def test_the_linear_form_has_one_line_per_shown_node_in_document_order() -> None
 def test_hidden_widgets_are_left_out_unless_asked_for() -> None:
     everything = tree_of(walk(editor(), caps(showing_only=False)))
     assert roles(everything)[-2:] == ["menu", "menu-item"]
+
+
+def test_a_hidden_widget_is_judged_by_role_and_states_alone() -> None:
+    """Its other fields are D-Bus round trips nobody needs: they are never asked."""
+    hidden = FakeNode("menu", "File", states=["enabled"])
+    shown = FakeNode("push button", "OK")
+    walk(FakeNode("desktop frame", "main", hidden, shown), caps())
+    assert hidden.read is False
+    assert shown.read is True
 
 
 def test_each_cap_cuts_the_tree_and_is_named() -> None:

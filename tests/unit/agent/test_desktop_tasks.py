@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from sandbox.agent.errors import InvalidParams, ToolFailed, ToolTimeout
 from sandbox.agent.tasks.evaluation import MAX_EVIDENCE_CHARS, evaluate
 from sandbox.agent.tasks.fields import Fields
 from sandbox.agent.tasks.getters import GETTERS
-from sandbox.agent.tasks.host import CommandOutput
+from sandbox.agent.tasks.host import BrowserTab, CommandOutput
 from sandbox.agent.tasks.metrics import METRICS
 from sandbox.agent.tasks.registry import Registry
 from sandbox.agent.tasks.steps import STEPS, run_steps
@@ -39,6 +40,10 @@ class FakeHost:
         self.clip = ""
         self.log: list[tuple[str, Any]] = []
         self.exit_codes: dict[str, int] = {}
+        self.tree = ""
+        self.tabs: list[BrowserTab] | None = None
+        self.pages: dict[str, str] = {}
+        self.status: dict[str, Any] = {"status": "running"}
 
     def run(self, command: str, timeout: float) -> CommandOutput:
         self.log.append(("run", command))
@@ -71,6 +76,31 @@ class FakeHost:
 
     def sleep(self, seconds: float) -> None:
         self.log.append(("sleep", seconds))
+
+    def accessibility_tree(self, options: Mapping[str, Any]) -> str:
+        self.log.append(("tree", dict(options)))
+        return self.tree
+
+    def browser_tabs(self) -> list[BrowserTab] | None:
+        return self.tabs
+
+    def page_text(self, tab: BrowserTab) -> str:
+        return self.pages[tab.id]
+
+    def agent_status(self) -> Mapping[str, Any]:
+        return self.status
+
+
+def _real_host(tmp_path: Path) -> DesktopTaskHost:
+    """The real host, with no programs behind it (its file and X code run here)."""
+    return DesktopTaskHost(
+        None,  # type: ignore[arg-type]
+        tree=lambda params: {"tree": ""},
+        status=lambda: {"status": "running"},
+        env={"PATH": "/usr/bin:/bin"},
+        home=str(tmp_path),
+        user=None,
+    )
 
 
 def b64(text: str) -> str:
@@ -333,8 +363,20 @@ def test_evidence_is_bounded() -> None:
         ),
         ({"func": "exact_match", "result": {"type": "teleporter"}}, "evaluator.result.type"),
         (
-            {"func": "exact_match", "result": {"type": "accessibility_tree"}},
+            {"func": "exact_match", "result": {"type": "page_info"}},
             "evaluator.result.type",
+        ),
+        (
+            {"func": "match", "result": {"type": "accessibility_tree", "format": "html"}},
+            "evaluator.result.format",
+        ),
+        (
+            {"func": "match", "result": {"type": "accessibility_tree", "max_nodes": 0}},
+            "evaluator.result.max_nodes",
+        ),
+        (
+            {"func": "match", "result": {"type": "chromium_page", "field": "cookies"}},
+            "evaluator.result.field",
         ),
         (
             {"func": ["exact_match", "exact_match"], "result": {"type": "clipboard"}},
@@ -363,8 +405,8 @@ def test_a_malformed_evaluator_is_refused_naming_the_field(
 
 
 def test_a_getter_not_supported_yet_says_so() -> None:
-    with pytest.raises(InvalidParams, match="'accessibility_tree' is not supported yet"):
-        evaluate(FakeHost(), {"func": "exact_match", "result": {"type": "accessibility_tree"}})
+    with pytest.raises(InvalidParams, match="'page_info' is not supported yet"):
+        evaluate(FakeHost(), {"func": "exact_match", "result": {"type": "page_info"}})
 
 
 def test_postconfig_steps_run_before_the_getters() -> None:
@@ -384,7 +426,7 @@ def test_postconfig_steps_run_before_the_getters() -> None:
 
 
 def test_the_host_reads_and_writes_files_with_a_program(tmp_path: Path) -> None:
-    host = DesktopTaskHost(None, env={"PATH": "/usr/bin:/bin"}, home=str(tmp_path), user=None)  # type: ignore[arg-type]
+    host = _real_host(tmp_path)
     host.write_file(str(tmp_path / "deep" / "dir" / "f.txt"), b"bytes\x00here")
     assert (tmp_path / "deep" / "dir" / "f.txt").read_bytes() == b"bytes\x00here"
     assert host.read_file(str(tmp_path / "deep" / "dir" / "f.txt"), 5) == b"bytes\x00"
@@ -489,7 +531,7 @@ def test_the_setup_stops_at_its_timeout_naming_the_step_it_did_not_reach() -> No
 
 
 def test_the_host_expands_the_home_in_paths(tmp_path: Path) -> None:
-    host = DesktopTaskHost(None, env={"PATH": "/usr/bin:/bin"}, home=str(tmp_path), user=None)  # type: ignore[arg-type]
+    host = _real_host(tmp_path)
     host.write_file("~/notes/a.txt", b"mine")
     assert (tmp_path / "notes" / "a.txt").read_bytes() == b"mine"
     assert host.read_file("~/notes/a.txt", 100) == b"mine"

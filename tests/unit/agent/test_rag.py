@@ -216,7 +216,7 @@ def test_top_k_bounds_the_results(client: AgentClient) -> None:
 def test_no_match_is_an_empty_answer(client: AgentClient) -> None:
     data = client.call("rag.search", query="xylophone zeppelin").data
 
-    assert data == {"query": "xylophone zeppelin", "results": [], "context": ""}
+    assert data == {"query": "xylophone zeppelin", "mode": "bm25", "results": [], "context": ""}
 
 
 def test_malformed_corpus_lines_are_skipped_and_counted(tmp_path: Path, db: Path) -> None:
@@ -470,6 +470,9 @@ def test_stats_count_queries_and_sizes(client: AgentClient) -> None:
     assert after["queries"] == before["queries"] + 3
     assert after["index_bytes"] > 100_000
     assert 0 < after["latency_ms"]["p50"] <= after["latency_ms"]["p95"]
+    by_mode = after["latency_ms_by_mode"]
+    assert 0 < by_mode["bm25"]["p50"] <= by_mode["bm25"]["p95"]
+    assert by_mode["dense"] == {"p50": None, "p95": None}, "no dense search ran"
 
 
 # -- batches -----------------------------------------------------------------------------

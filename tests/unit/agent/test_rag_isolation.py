@@ -16,8 +16,8 @@ import pytest
 from sandbox.agent.errors import ConfigError
 from sandbox.agent.rag.corpus import Document
 from sandbox.agent.rag.sessions import SessionCollections, document_bytes
+from sandbox.agent.rag.settings import RagSettings
 from sandbox.agent.rag.store import RagIndex
-from sandbox.agent.toolsets.rag import RagSettings
 
 from .harness import Agent, AgentClient
 from .test_rag import PLANTED, open_session, start_rag, stop, wait_ready, write_corpus
@@ -116,12 +116,17 @@ def test_a_sessions_large_index_blocks_no_one_else(
     real_add = RagIndex.add_documents
 
     def held_add(
-        conn: sqlite3.Connection, cid: int, documents: Sequence[Document], *, replace: bool
+        conn: sqlite3.Connection,
+        cid: int,
+        documents: Sequence[Document],
+        *,
+        replace: bool,
+        vectors: Any = None,
     ) -> int:
         if documents[0].doc_id.startswith("b"):
             entered.set()
             release.wait(60)
-        return real_add(conn, cid, documents, replace=replace)
+        return real_add(conn, cid, documents, replace=replace, vectors=vectors)
 
     monkeypatch.setattr(RagIndex, "add_documents", staticmethod(held_add))
     replies: list[Any] = []

@@ -1,4 +1,4 @@
-"""The kept screen videos: ids, tenants, a failed copy, the total bound."""
+"""The kept screen videos: ids, tenants, a failed copy, the total and age bounds."""
 
 from __future__ import annotations
 
@@ -60,3 +60,15 @@ def test_past_the_total_the_oldest_videos_go(tmp_path: Path) -> None:
     keep(store, "c", b"12345", at=3)
     assert sorted(video.session_id for video in store.find("t")) == ["b", "c"]
     assert not (tmp_path / f"{old}.mp4").exists()
+
+
+def test_videos_past_the_age_bound_go_when_kept_or_listed(tmp_path: Path) -> None:
+    now = [1000.0]
+    store = VideoStore(tmp_path, total_max_bytes=1 << 20, max_age_s=100, clock=lambda: now[0])
+    old = keep(store, "a", b"old", at=950)
+    keep(store, "b", b"new", at=1000)
+    assert sorted(video.session_id for video in store.find("t")) == ["a", "b"]
+    now[0] = 1060.0  # a stopped 110 s ago, b 60 s ago
+    assert [video.session_id for video in store.find("t")] == ["b"]
+    assert not (tmp_path / f"{old}.mp4").exists()
+    assert not (tmp_path / f"{old}.json").exists()

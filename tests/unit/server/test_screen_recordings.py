@@ -9,6 +9,7 @@ from typing import Any
 
 from sandbox.errors import ErrorCode
 from sandbox.sessions.pools import pool_key
+from tests.unit.fakes import FakeRuntime
 
 from .conftest import Harness, make_settings, open_harness
 
@@ -65,11 +66,12 @@ class FakeRecorder:
         }
 
 
-async def _open(tmp_path: Path, **settings: Any) -> Harness:
+async def _open(tmp_path: Path, runtime: FakeRuntime | None = None, **settings: Any) -> Harness:
     h = await open_harness(
         make_settings(
             screen_recording={"dir": tmp_path / "videos", **settings.pop("sr", {})}, **settings
-        )
+        ),
+        runtime,
     )
     h.runtime.images.add("sandbox/desktop:latest")
     return h
@@ -189,3 +191,26 @@ async def test_a_tenant_sees_and_deletes_only_its_own_recordings(tmp_path: Path)
 def test_recording_sessions_claim_from_the_same_pool() -> None:
     plain = {"memory": "1g", "screen_size": [1280, 800]}
     assert pool_key("vm", {**plain, "recording": True}) == pool_key("vm", plain)
+
+
+async def test_a_recording_started_before_a_restart_is_kept_when_its_session_goes(
+    tmp_path: Path,
+) -> None:
+    recorder = FakeRecorder(b"video-from-before-the-restart")
+    first = await _open(tmp_path, keep_sessions_on_shutdown=True)
+    recorder.install(first)
+    async with first.app.router.lifespan_context(first.app), first.client:
+        started = await first.post(
+            "/execute", {"worker_id": "w1", "action": "vm:start_recording", "params": {}}
+        )
+        assert started["code"] == 0, started
+    # A new server adopts the session; only the agent knows that it records.
+    second = await _open(tmp_path, runtime=first.runtime)
+    recorder.install(second)
+    async with second.app.router.lifespan_context(second.app), second.client:
+        await second.app.state.services.sessions.wait_for_recovery()
+        destroyed = await second.post("/session/destroy", {"worker_id": "w1"})
+        assert destroyed["data"]["count"] == 1, destroyed
+        assert not recorder.running
+        listed = (await second.client.get("/recordings")).json()["data"]
+        assert [video["size"] for video in listed["recordings"]] == [len(recorder.video)]

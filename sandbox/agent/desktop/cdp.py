@@ -1,0 +1,275 @@
+"""Chromium's page state through its DevTools port (127.0.0.1 inside the container).
+
+The image starts Chromium with ``--remote-debugging-port`` (images/desktop/
+chromium-flags). The page list comes from DevTools' HTTP endpoint
+(``/json/list``: id, url, title of every tab, most recently used first) and a
+page's text from one ``Runtime.evaluate`` over its WebSocket.
+
+Chromium is the session user's program and shows whatever page the session
+opened, and anything in the session may listen on the port first: every answer
+is hostile input. So this is a small client of its own over a plain socket:
+one deadline covers each exchange (a trickling peer cannot stretch it), every
+read is capped in bytes, only 127.0.0.1 is dialled (never an address the peer
+names), and a target id is used only if it looks like one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import socket
+import struct
+import time
+from typing import Any
+
+from ..tasks.host import BrowserTab
+
+DEVTOOLS_PORT = 9222
+"""Where the image's Chromium serves DevTools (images/desktop/chromium-flags)."""
+MAX_LIST_BYTES = 1 << 20
+"""Most bytes of the ``/json/list`` answer read."""
+MAX_MESSAGE_BYTES = 8 << 20
+"""Most bytes of WebSocket frames read for one evaluation."""
+MAX_FIELD_CHARS = 4096
+"""Most characters of a tab's url and title kept."""
+_HEADER_LIMIT = 16 << 10
+_TARGET_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_OP_CONTINUATION, _OP_TEXT, _OP_CLOSE = 0x0, 0x1, 0x8
+
+
+class DevToolsError(Exception):
+    """DevTools cannot be reached or answered something unusable (the message says)."""
+
+
+class NoDevTools(DevToolsError):
+    """Nothing listens on the DevTools port: Chromium is not running."""
+
+
+class _Peer:
+    """A TCP connection to 127.0.0.1 whose every read ends by one deadline."""
+
+    def __init__(self, port: int, deadline: float) -> None:
+        self._deadline = deadline
+        self._buffer = b""
+        try:
+            self._sock = socket.create_connection(("127.0.0.1", port), timeout=self._left())
+        except OSError as exc:
+            raise NoDevTools(
+                f"nothing answers on 127.0.0.1:{port} (is Chromium running?): {exc}"
+            ) from None
+
+    def __enter__(self) -> _Peer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+
+    def _left(self) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise DevToolsError("DevTools did not answer in time")
+        return left
+
+    def send(self, data: bytes) -> None:
+        self._sock.settimeout(self._left())
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise DevToolsError(f"cannot write to DevTools: {exc}") from None
+
+    def _fill(self, want: int) -> bool:
+        """Read once more (at most `want` bytes); False at the end of the stream."""
+        self._sock.settimeout(self._left())
+        try:
+            chunk = self._sock.recv(min(want, 1 << 16))
+        except TimeoutError:
+            raise DevToolsError("DevTools did not answer in time") from None
+        except OSError as exc:
+            raise DevToolsError(f"cannot read from DevTools: {exc}") from None
+        self._buffer += chunk
+        return bool(chunk)
+
+    def until(self, marker: bytes, limit: int) -> bytes:
+        """The bytes up to and including `marker`, which must come within `limit` bytes."""
+        while marker not in self._buffer:
+            if len(self._buffer) > limit:
+                raise DevToolsError(f"DevTools sent more than {limit} bytes of headers")
+            if not self._fill(limit + len(marker)):
+                raise DevToolsError("DevTools closed the connection early")
+        end = self._buffer.index(marker) + len(marker)
+        head, self._buffer = self._buffer[:end], self._buffer[end:]
+        return head
+
+    def exactly(self, count: int) -> bytes:
+        """The next `count` bytes."""
+        while len(self._buffer) < count:
+            if not self._fill(count - len(self._buffer)):
+                raise DevToolsError("DevTools closed the connection early")
+        data, self._buffer = self._buffer[:count], self._buffer[count:]
+        return data
+
+    def rest(self, limit: int) -> bytes:
+        """Everything until the peer closes, at most `limit` bytes."""
+        while len(self._buffer) <= limit:
+            if not self._fill(limit + 1 - len(self._buffer)):
+                return self._buffer
+        raise DevToolsError(f"DevTools sent more than {limit} bytes")
+
+
+def _status_and_headers(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise DevToolsError(f"DevTools answered {lines[0][:100]!r}, not HTTP")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+def _text(value: Any) -> str:
+    return value[:MAX_FIELD_CHARS] if isinstance(value, str) else ""
+
+
+def list_tabs(timeout: float, port: int = DEVTOOLS_PORT) -> list[BrowserTab]:
+    """Chromium's tabs, most recently used first.
+
+    Raises:
+        DevToolsError: DevTools is not there or answered something else than a list.
+    """
+    deadline = time.monotonic() + timeout
+    with _Peer(port, deadline) as peer:
+        peer.send(
+            f"GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        status, headers = _status_and_headers(peer.until(b"\r\n\r\n", _HEADER_LIMIT))
+        length = headers.get("content-length")
+        if length is None:
+            body = peer.rest(MAX_LIST_BYTES)
+        elif length.isdigit() and int(length) <= MAX_LIST_BYTES:
+            body = peer.exactly(int(length))
+        else:
+            raise DevToolsError(
+                f"DevTools' tab list has a Content-Length of {length[:40]!r}: "
+                f"it is read only up to {MAX_LIST_BYTES} bytes"
+            )
+    if status != 200:
+        raise DevToolsError(f"DevTools answered HTTP {status} to /json/list")
+    try:
+        targets = json.loads(body)
+    except ValueError:
+        raise DevToolsError("DevTools' tab list is not JSON") from None
+    if not isinstance(targets, list):
+        raise DevToolsError("DevTools' tab list is not a list")
+    tabs = []
+    for target in targets:
+        if not isinstance(target, dict) or target.get("type") != "page":
+            continue
+        target_id = target.get("id")
+        if isinstance(target_id, str) and _TARGET_ID.fullmatch(target_id):
+            tabs.append(BrowserTab(target_id, _text(target.get("url")), _text(target.get("title"))))
+    return tabs
+
+
+def evaluate(
+    tab_id: str,
+    expression: str,
+    timeout: float,
+    port: int = DEVTOOLS_PORT,
+    limit: int = MAX_MESSAGE_BYTES,
+) -> Any:
+    """The JSON value of `expression` evaluated in tab `tab_id`.
+
+    Raises:
+        DevToolsError: No such tab, a refused handshake, an exception in the page,
+            an answer over `limit` bytes or later than `timeout`.
+    """
+    if not _TARGET_ID.fullmatch(tab_id):
+        raise DevToolsError(f"{tab_id[:100]!r} is not a DevTools target id")
+    deadline = time.monotonic() + timeout
+    key = base64.b64encode(os.urandom(16)).decode()
+    with _Peer(port, deadline) as peer:
+        # No Origin header: DevTools refuses WebSocket clients that send one it
+        # was not told to allow.
+        peer.send(
+            f"GET /devtools/page/{tab_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        status, _ = _status_and_headers(peer.until(b"\r\n\r\n", _HEADER_LIMIT))
+        if status != 101:
+            raise DevToolsError(f"DevTools refused the page's WebSocket (HTTP {status})")
+        request = {
+            "id": 1,
+            "method": "Runtime.evaluate",
+            "params": {"expression": expression, "returnByValue": True},
+        }
+        peer.send(_frame(json.dumps(request).encode()))
+        budget = limit
+        while True:
+            message, budget = _message(peer, budget)
+            try:
+                answer = json.loads(message)
+            except ValueError:
+                raise DevToolsError("DevTools sent a message that is not JSON") from None
+            if isinstance(answer, dict) and answer.get("id") == 1:
+                return _result(answer)
+
+
+def _result(answer: dict[str, Any]) -> Any:
+    if "error" in answer:
+        raise DevToolsError(f"DevTools refused the evaluation: {str(answer['error'])[:300]}")
+    result = answer.get("result")
+    if not isinstance(result, dict):
+        raise DevToolsError("DevTools' answer has no result")
+    if "exceptionDetails" in result:
+        details = result["exceptionDetails"]
+        text = details.get("text", "") if isinstance(details, dict) else ""
+        raise DevToolsError(f"the page threw: {str(text)[:300]}")
+    value = result.get("result")
+    return value.get("value") if isinstance(value, dict) else None
+
+
+def _frame(payload: bytes) -> bytes:
+    """One masked, final text frame (clients must mask theirs)."""
+    mask = os.urandom(4)
+    size = len(payload)
+    if size < 126:
+        head = struct.pack("!BB", 0x80 | _OP_TEXT, 0x80 | size)
+    elif size < 1 << 16:
+        head = struct.pack("!BBH", 0x80 | _OP_TEXT, 0x80 | 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x80 | _OP_TEXT, 0x80 | 127, size)
+    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    return head + mask + masked
+
+
+def _message(peer: _Peer, budget: int) -> tuple[bytes, int]:
+    """The next whole text message (its frames joined) and the budget left after it."""
+    parts: list[bytes] = []
+    while True:
+        first, second = peer.exactly(2)
+        opcode, final = first & 0x0F, bool(first & 0x80)
+        size = second & 0x7F
+        if size == 126:
+            (size,) = struct.unpack("!H", peer.exactly(2))
+        elif size == 127:
+            (size,) = struct.unpack("!Q", peer.exactly(8))
+        mask = peer.exactly(4) if second & 0x80 else b""
+        if size > budget:
+            raise DevToolsError(f"DevTools sent more than {MAX_MESSAGE_BYTES} bytes")
+        budget -= size
+        payload = peer.exactly(size)
+        if mask:
+            payload = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+        if opcode == _OP_CLOSE:
+            raise DevToolsError("DevTools closed the page's WebSocket")
+        if opcode not in (_OP_TEXT, _OP_CONTINUATION):
+            continue  # ping, pong, binary: nothing the evaluation needs
+        parts.append(payload)
+        if final:
+            return b"".join(parts), budget

@@ -1,0 +1,242 @@
+"""The swarm runtime on a real single-node swarm (this engine as its manager).
+
+A real `sandbox serve` with ``SANDBOX_RUNTIME=swarm`` runs sessions as
+one-replica services and reaches their agents over the overlay networks through
+its relay. Every test removes what its server made (by label) in `finally`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from sandbox import Sandbox
+
+from .support import ServerProcess, created, start_server, wait_recovered
+from .swarm_support import (
+    manager_swarm,
+    remove_swarm_state_of,
+    services_of,
+    wait_containers_gone,
+)
+
+SHELL_IMAGE = f"{os.environ.get('SANDBOX_IMAGE_NAMESPACE', 'sandbox')}/shell:latest"
+SWARM_ENV = {"SANDBOX_RUNTIME": "swarm", "SANDBOX_CEILINGS__ALLOW_NETWORK": "true"}
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[docker.DockerClient]:
+    """The engine, a swarm manager for the module's duration."""
+    client = docker.from_env(timeout=60)
+    try:
+        with manager_swarm(client):
+            yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def swarm_server(engine: docker.DockerClient, tmp_path: Path) -> Iterator[ServerProcess]:
+    server = start_server(tmp_path, env=SWARM_ENV)
+    try:
+        yield server
+    finally:
+        server.stop()
+        remove_swarm_state_of(engine, server.server_id)
+
+
+def run(sb: Sandbox, command: str) -> dict[str, object]:
+    result = sb.execute_sync("bash:run", {"command": command})
+    assert result["code"] == 0, result
+    return dict(result["data"])
+
+
+def default_route(sb: Sandbox) -> bool:
+    """Whether the session's kernel has a default route (destination 0.0.0.0)."""
+    routes = str(run(sb, "cat /proc/net/route")["stdout"]).splitlines()[1:]
+    return any(line.split()[1] == "00000000" for line in routes)
+
+
+def test_a_session_is_a_one_replica_service_reached_over_the_overlay(
+    swarm_server: ServerProcess, engine: docker.DockerClient
+) -> None:
+    with Sandbox(server_url=swarm_server.url, worker_id="sw-a") as sb:
+        run(sb, "cd /tmp && export MARK=kept")
+        data = run(sb, 'echo "$MARK in $(pwd) as $(id -un)"; cat /run/sandbox/agent/token')
+        assert data["stdout"] == "kept in /tmp as sandbox\n"
+        assert "Permission denied" in str(data["stderr"])  # the token is the agent's alone
+
+        (name,) = services_of(engine, swarm_server.server_id)
+        spec = engine.services.get(name).attrs["Spec"]
+        assert spec["Mode"]["Replicated"]["Replicas"] == 1
+        assert spec["TaskTemplate"]["RestartPolicy"]["Condition"] == "none"
+        assert spec["Labels"]["sandbox.worker"] == "sw-a"
+        assert spec["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] > 0
+        assert spec["TaskTemplate"]["Resources"]["Limits"]["Pids"] == 512
+
+        assert sb.destroy_session_sync("bash")["status"] == "success"
+    assert services_of(engine, swarm_server.server_id) == []
+    assert engine.secrets.list(filters={"label": f"sandbox.server={swarm_server.server_id}"}) == []
+
+
+def test_without_network_a_session_has_no_route_out_and_with_network_it_has(
+    swarm_server: ServerProcess,
+) -> None:
+    with Sandbox(server_url=swarm_server.url, worker_id="sw-net") as sb:
+        assert not default_route(sb)
+        failed = run(sb, "curl -sS -m 3 -o /dev/null http://192.0.2.2:9 || echo unreachable")
+        assert "unreachable" in str(failed["stdout"])
+    with Sandbox(server_url=swarm_server.url, worker_id="sw-net2") as sb:
+        created(sb.create_session_sync("bash", {"network": True}), "bash")
+        assert default_route(sb)
+
+
+def test_no_session_can_open_the_relay(
+    swarm_server: ServerProcess, engine: docker.DockerClient
+) -> None:
+    with Sandbox(server_url=swarm_server.url, worker_id="sw-probe") as sb:
+        run(sb, "true")
+        label = [f"sandbox.server={swarm_server.server_id}", "sandbox.relay=1"]
+        (relay,) = engine.containers.list(filters={"label": label})
+        networks = relay.attrs["NetworkSettings"]["Networks"]
+        # The session (no network) shares the internal overlay with the relay: the
+        # relay's address there answers, and refuses the relay's port.
+        address = networks["sandbox-swarm-agents"]["IPAddress"]
+        probe = run(sb, f"timeout 3 bash -c 'echo > /dev/tcp/{address}/7400' || true")
+        assert "Connection refused" in str(probe["stderr"]), probe
+
+
+def test_pool_claims_and_adoption_after_a_crash_with_orphans_removed(
+    engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    first = start_server(tmp_path, env=SWARM_ENV)
+    try:
+        with Sandbox(server_url=first.url, worker_id="sw-pool") as sb:
+            warm = sb.warmup_sync(["bash"], pool_size=1, wait=True)
+            assert warm["code"] == 0, warm
+            assert len(services_of(engine, first.server_id)) == 1
+            started = time.monotonic()
+            created(sb.create_session_sync("bash"), "bash")
+            assert time.monotonic() - started < 1.0  # a claim, not a cold start
+            run(sb, "cd /tmp && echo survived > mark")
+            session_id = sb.list_sessions_sync()[0]["session_id"]
+        deadline = time.monotonic() + 60
+        while len(services_of(engine, first.server_id)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the pool refills beside the claimed member
+        assert len(services_of(engine, first.server_id)) == 2
+        first.stop(signal.SIGKILL)
+        # A service of this server that is no session, pool member or service: an orphan.
+        orphan = engine.services.create(
+            SHELL_IMAGE,
+            command=["sleep", "600"],
+            name=f"orphan-{first.server_id}",
+            labels={"sandbox.managed": "1", "sandbox.server": first.server_id},
+            restart_policy=docker.types.RestartPolicy(condition="none"),
+        )
+
+        second = start_server(tmp_path, server_id=first.server_id, env=SWARM_ENV)
+        try:
+            wait_recovered(second)
+            names = services_of(engine, first.server_id)
+            assert orphan.name not in names
+            with Sandbox(server_url=second.url, worker_id="sw-pool") as sb:
+                (session,) = sb.list_sessions_sync()
+                assert session["session_id"] == session_id
+                assert run(sb, "cat mark; pwd")["stdout"] == "survived\n/tmp\n"
+        finally:
+            assert second.stop_gracefully(), second.log()
+        assert services_of(engine, first.server_id) == []
+        assert wait_containers_gone(engine, first.server_id) == []
+    finally:
+        remove_swarm_state_of(engine, first.server_id)
+
+
+def test_a_full_cluster_is_a_session_error_within_the_scheduling_deadline(
+    engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    cores = int(engine.info()["NCPU"])
+    server = start_server(
+        tmp_path,
+        env={
+            **SWARM_ENV,
+            "SANDBOX_SWARM__RESERVATION_FRACTION": "1",
+            "SANDBOX_SWARM__SCHEDULE_TIMEOUT_S": "3",
+            "SANDBOX_CEILINGS__CPUS": str(cores),
+        },
+    )
+    try:
+        with Sandbox(server_url=server.url, worker_id="sw-big") as sb:
+            created(sb.create_session_sync("bash", {"cpus": cores}), "bash")
+        started = time.monotonic()
+        answer = httpx.post(
+            f"{server.url}/session/create",
+            json={"worker_id": "sw-big2", "resource_type": "bash", "config": {"cpus": cores}},
+            timeout=60,
+        ).json()
+        assert answer["code"] == 1003, answer
+        assert "full" in answer["message"]
+        assert time.monotonic() - started < 10
+        assert len(services_of(engine, server.server_id)) == 1  # the pending one is gone
+    finally:
+        server.stop()
+        remove_swarm_state_of(engine, server.server_id)
+
+
+def test_a_session_whose_container_dies_is_reported_and_replaced(
+    swarm_server: ServerProcess, engine: docker.DockerClient
+) -> None:
+    with Sandbox(server_url=swarm_server.url, worker_id="sw-dead") as sb:
+        run(sb, "true")
+        label = {"label": [f"sandbox.server={swarm_server.server_id}", "sandbox.worker=sw-dead"]}
+        (container,) = engine.containers.list(filters=label)
+        container.kill()
+        lost = sb.execute_sync("bash:run", {"command": "true"})
+        assert lost["code"] in (1003, 2001), lost
+        assert "gone" in str(lost["message"])
+        assert run(sb, "echo fresh")["stdout"] == "fresh\n"  # a new session
+        assert len(services_of(engine, swarm_server.server_id)) == 1
+
+
+def test_a_removed_relay_is_replaced_and_the_session_kept(
+    swarm_server: ServerProcess, engine: docker.DockerClient
+) -> None:
+    with Sandbox(server_url=swarm_server.url, worker_id="sw-relay") as sb:
+        run(sb, "export MARK=still-here")
+        label = [f"sandbox.server={swarm_server.server_id}", "sandbox.relay=1"]
+        (relay,) = engine.containers.list(filters={"label": label})
+        relay.remove(force=True)
+        codes = []
+        for _ in range(3):  # the calls that meet the dead relay fail (2001), then a new one
+            answer = sb.execute_sync("bash:run", {"command": 'echo "$MARK"'})
+            codes.append(answer["code"])
+            if answer["code"] == 0:
+                assert answer["data"]["stdout"] == "still-here\n"
+                break
+        assert codes[-1] == 0, codes
+        assert set(codes[:-1]) <= {2001}, codes
+        (replacement,) = engine.containers.list(filters={"label": label})
+        assert replacement.id != relay.id
+
+
+def test_the_shared_rag_service_is_a_service_too(
+    swarm_server: ServerProcess, engine: docker.DockerClient
+) -> None:
+    with Sandbox(server_url=swarm_server.url, worker_id="sw-rag") as sb:
+        documents = [{"id": "z1", "title": "Zebras", "text": "zebras graze on the savanna"}]
+        indexed = sb.execute_sync("rag:index", {"documents": documents})
+        assert indexed["code"] == 0, indexed
+        found = sb.execute_sync("rag:search", {"query": "zebras", "collection": "session"})
+        assert found["code"] == 0, found
+        assert [hit["id"] for hit in found["data"]["results"]] == ["z1"]
+    (name,) = services_of(engine, swarm_server.server_id)
+    labels = engine.services.get(name).attrs["Spec"]["Labels"]
+    assert labels["sandbox.service"] == "rag"
+    (volume,) = engine.volumes.list(filters={"label": f"sandbox.server={swarm_server.server_id}"})
+    assert volume.attrs["Labels"]["sandbox.service"] == "rag"  # the node made it, labelled

@@ -1,0 +1,159 @@
+"""The swarm relay, in-process: the agent client through a real relay to a real peer.
+
+The relay (`relay_server.Relay`) listens on 127.0.0.1 and allows 127.0.0.0/8, so
+the whole path (the client's `RelayBackend`, the request line, the relay's
+checks and its copying) runs over real sockets; only the overlay network is
+replaced by loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sandbox.runtime.agent import AgentClient, AgentUnreachable
+from sandbox.runtime.relay import RelayAddress, RelayBackend
+from sandbox.runtime.relay_server import MAX_LINE, Relay, check
+
+SECRET = "relay-secret"
+LOOPBACK = [ipaddress.IPv4Network("127.0.0.0/8")]
+
+
+async def _agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A peer answering every HTTP request with a small JSON body, keeping the connection."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            if length:
+                await reader.readexactly(length)
+            body = json.dumps({"ok": True, "data": {"echo": "hi"}}).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[tuple[int, int, list[int]]]:
+    """(agent port, relay port, connections the agent accepted)."""
+    accepted: list[int] = []
+
+    async def counting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        await _agent(reader, writer)
+
+    agent = await asyncio.start_server(counting, "127.0.0.1", 0)
+    agent_port = agent.sockets[0].getsockname()[1]
+    relay = Relay(SECRET, agent_port, LOOPBACK)
+    server = await asyncio.start_server(relay.handle, "127.0.0.1", 0)
+    relay_port = server.sockets[0].getsockname()[1]
+    try:
+        yield agent_port, relay_port, accepted
+    finally:
+        server.close()
+        agent.close()
+        await asyncio.sleep(0.1)  # the handlers see their peers close, and close too
+
+
+def _client(relay_port: int, secret: str = SECRET) -> AgentClient:
+    async def locate() -> RelayAddress:
+        return RelayAddress("127.0.0.1", relay_port, secret)
+
+    return AgentClient(network_backend=RelayBackend(locate), health_timeout_s=2.0)
+
+
+async def test_calls_go_through_the_relay_on_one_kept_alive_connection(
+    peers: tuple[int, int, list[int]],
+) -> None:
+    agent_port, relay_port, accepted = peers
+    client = _client(relay_port)
+    try:
+        url = f"http://127.0.0.1:{agent_port}"
+        for _ in range(3):
+            data = await client.call(url, "token", "bash.run", {}, 5.0)
+            assert data == {"echo": "hi"}
+        assert accepted == [1]
+    finally:
+        await client.aclose()
+
+
+async def test_a_wrong_secret_reaches_nothing(peers: tuple[int, int, list[int]]) -> None:
+    agent_port, relay_port, accepted = peers
+    client = _client(relay_port, secret="guessed")
+    try:
+        with pytest.raises(AgentUnreachable, match="secret"):
+            await client.call(f"http://127.0.0.1:{agent_port}", "token", "bash.run", {}, 5.0)
+        assert not await client.is_ready(f"http://127.0.0.1:{agent_port}")
+        assert accepted == []
+    finally:
+        await client.aclose()
+
+
+async def test_only_the_agent_port_is_relayed(peers: tuple[int, int, list[int]]) -> None:
+    agent_port, relay_port, _ = peers
+    client = _client(relay_port)
+    try:
+        with pytest.raises(AgentUnreachable, match="port"):
+            await client.call(f"http://127.0.0.1:{agent_port + 1}", "t", "bash.run", {}, 5.0)
+    finally:
+        await client.aclose()
+
+
+async def test_an_endless_first_line_is_cut_off(peers: tuple[int, int, list[int]]) -> None:
+    _, relay_port, accepted = peers
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay_port)
+    writer.write(b"x" * (MAX_LINE * 400))
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5.0) == b""  # closed, nothing relayed
+    writer.close()
+    assert accepted == []
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        (b"GET / HTTP/1.1\n", "malformed"),
+        (b"SANDBOX-RELAY nope 10.0.1.2 8765\n", "secret"),
+        (b"SANDBOX-RELAY s 10.0.1.2 22\n", "port"),
+        (b"SANDBOX-RELAY s 192.168.1.1 8765\n", "network"),
+        (b"SANDBOX-RELAY s ::1 8765\n", "address"),
+        (b"SANDBOX-RELAY s 10.0.1.2 http\n", "address"),
+    ],
+)
+def test_the_request_line_is_checked(line: bytes, why: str) -> None:
+    assert check(line, "s", 8765, [ipaddress.IPv4Network("10.0.1.0/24")]) == why
+
+
+def test_a_good_request_line_names_its_target() -> None:
+    line = b"SANDBOX-RELAY s 10.0.1.2 8765\n"
+    assert check(line, "s", 8765, [ipaddress.IPv4Network("10.0.1.0/24")]) == ("10.0.1.2", 8765)
+
+
+async def test_a_relay_that_does_not_answer_is_reported_once_per_connection() -> None:
+    gone = RelayAddress("127.0.0.1", 1, SECRET)  # nothing listens on port 1
+    reported: list[RelayAddress] = []
+
+    async def locate() -> RelayAddress:
+        return gone
+
+    client = AgentClient(network_backend=RelayBackend(locate, reported.append))
+    try:
+        with pytest.raises(AgentUnreachable):
+            await client.call("http://10.0.1.2:8765", "token", "bash.run", {}, 5.0)
+    finally:
+        await client.aclose()
+    assert reported == [gone]

@@ -1,0 +1,309 @@
+"""`SwarmRuntime` against a stand-in of a manager's API: what it asks Swarm for, and
+how it reads what Swarm says (task states, nodes, addresses). The real swarm is
+in tests/integration/test_swarm.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import docker.errors
+import pytest
+
+from sandbox.config import Settings
+from sandbox.errors import BackendError, ErrorCode
+from sandbox.runtime.base import (
+    AGENT_TOKEN_FILE,
+    LABEL_RESOURCE,
+    LABEL_SERVER,
+    ClusterFull,
+    ContainerSpec,
+)
+from sandbox.runtime.swarm import AGENT_PORT, SwarmRuntime, _mounts, _record, _service_name
+from sandbox.server.app import make_runtime
+
+NETWORK_IDS = {"sandbox-swarm-sessions": "net-egress", "sandbox-swarm-agents": "net-internal"}
+
+
+class FakeSwarmAPI:
+    """The low-level API calls the runtime makes, with tasks in a state the test sets."""
+
+    def __init__(self, task_state: str = "running", err: str = "") -> None:
+        self.task_state = task_state
+        self.err = err
+        self.node_state = "ready"
+        self.by_id: dict[str, dict[str, Any]] = {}
+        self.secret_data: dict[str, bytes] = {}
+        self.created: list[dict[str, Any]] = []
+
+    def info(self) -> dict[str, Any]:
+        return {"Swarm": {"LocalNodeState": "active", "ControlAvailable": True}}
+
+    def networks(self, names: list[str]) -> list[dict[str, Any]]:
+        return [{"Name": names[0], "Id": NETWORK_IDS[names[0]]}]
+
+    def inspect_network(self, network_id: str) -> dict[str, Any]:
+        internal = network_id == "net-internal"
+        subnet = "10.0.2.0/24" if internal else "10.0.1.0/24"
+        return {
+            "Id": network_id,
+            "Driver": "overlay",
+            "Attachable": True,
+            "Internal": internal,
+            "IPAM": {"Config": [{"Subnet": subnet}]},
+        }
+
+    def inspect_image(self, image: str) -> dict[str, Any]:
+        return {"Id": "sha256:feed"}
+
+    def create_secret(self, name: str, data: bytes, labels: dict[str, str]) -> dict[str, str]:
+        self.secret_data[name] = data
+        return {"ID": name}
+
+    def remove_secret(self, secret_id: str) -> None:
+        del self.secret_data[secret_id]
+
+    def create_service(self, **kwargs: Any) -> dict[str, str]:
+        self.created.append(kwargs)
+        service_id = f"svc{len(self.created)}"
+        task = kwargs["task_template"]
+        self.by_id[service_id] = {
+            "ID": service_id,
+            "Spec": {"Name": kwargs["name"], "Labels": kwargs["labels"], "TaskTemplate": task},
+        }
+        return {"ID": service_id}
+
+    def inspect_service(self, service_id: str) -> dict[str, Any]:
+        if service_id not in self.by_id:
+            raise docker.errors.NotFound("no such service")
+        return self.by_id[service_id]
+
+    def remove_service(self, service_id: str) -> None:
+        del self.by_id[service_id]
+
+    def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        if filters["service"] not in self.by_id:
+            return []
+        return [
+            {
+                "CreatedAt": "1",
+                "NodeID": "node1",
+                "Status": {"State": self.task_state, "Err": self.err},
+                "NetworksAttachments": [
+                    {"Network": {"ID": "net-other"}, "Addresses": ["10.9.0.9/24"]},
+                    {"Network": {"ID": "net-internal"}, "Addresses": ["10.0.2.7/24"]},
+                ],
+            }
+        ]
+
+    def services(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(self.by_id.values())
+
+    def secrets(self, filters: dict[str, Any]) -> list[dict[str, str]]:
+        return [{"ID": name} for name in self.secret_data]
+
+    def inspect_node(self, node_id: str) -> dict[str, Any]:
+        return {"Status": {"State": self.node_state}, "Description": {"Hostname": "node-a"}}
+
+
+class FakeClient:
+    def __init__(self, api: FakeSwarmAPI) -> None:
+        self.api = api
+
+    def close(self) -> None:
+        pass
+
+
+def _runtime(api: FakeSwarmAPI, **kwargs: Any) -> SwarmRuntime:
+    return SwarmRuntime(
+        server_id="srv", relay=False, client_factory=lambda: FakeClient(api), **kwargs
+    )
+
+
+def _spec(network: bool = False, resource: str = "bash") -> ContainerSpec:
+    return ContainerSpec(
+        image="ns/shell:latest",
+        name="sandbox-srv-bash-w1-001",
+        labels={LABEL_SERVER: "srv", LABEL_RESOURCE: resource},
+        environment={"A": "1"},
+        memory_bytes=3 << 30,
+        nano_cpus=2_000_000_000,
+        pids_limit=256,
+        network=network,
+        token="tok",
+        capabilities=("SETUID", "KILL"),
+        read_only=True,
+        tmpfs={"/home": "size=2147483648,exec,nosuid,nodev,mode=1777"},
+    )
+
+
+async def test_a_spec_becomes_a_one_replica_service_with_its_limits_and_secret() -> None:
+    api = FakeSwarmAPI()
+    runtime = _runtime(api, reservation_fraction=0.5, placement={"bash": ["node.labels.b==1"]})
+    try:
+        record = await runtime.start(_spec())
+    finally:
+        runtime.close()
+    assert record.running
+    assert record.agent_url == f"http://10.0.2.7:{AGENT_PORT}"  # the address on our network
+    (created,) = api.created
+    task = created["task_template"]
+    container = task["ContainerSpec"]
+    assert created["mode"] == {"replicated": {"Replicas": 1}}
+    assert task["RestartPolicy"]["Condition"] == "none"
+    assert container["Image"] == "sha256:feed"  # by id: no node pulls it
+    assert container["CapabilityDrop"] == ["ALL"]
+    assert container["CapabilityAdd"] == ["CAP_SETUID", "CAP_KILL"]
+    assert container["Env"] == ["A=1", "SANDBOX_AGENT_HOST=0.0.0.0", "SANDBOX_AGENT_PORT=8765"]
+    (secret,) = container["Secrets"]
+    assert secret["File"]["Name"] == AGENT_TOKEN_FILE
+    assert api.secret_data == {"sandbox-srv-bash-w1-001.token": b"tok"}
+    resources = task["Resources"]
+    assert resources["Limits"] == {"NanoCPUs": 2_000_000_000, "MemoryBytes": 3 << 30, "Pids": 256}
+    assert resources["Reservations"] == {"NanoCPUs": 1_000_000_000, "MemoryBytes": 3 << 29}
+    assert task["Placement"]["Constraints"] == ["node.labels.b==1"]
+    assert [network["Target"] for network in task["Networks"]] == ["net-internal"]
+
+
+async def test_secrets_no_service_uses_are_removed_at_start() -> None:
+    api = FakeSwarmAPI()
+    api.secret_data["left-by-a-crash.token"] = b"old"
+    runtime = _runtime(api)
+    try:
+        await runtime.start(_spec())
+    finally:
+        runtime.close()
+    assert list(api.secret_data) == ["sandbox-srv-bash-w1-001.token"]
+
+
+async def test_a_session_with_network_joins_the_egress_overlay() -> None:
+    api = FakeSwarmAPI()
+    runtime = _runtime(api)
+    try:
+        await runtime.start(_spec(network=True))
+    finally:
+        runtime.close()
+    (network,) = api.created[0]["task_template"]["Networks"]
+    assert network["Target"] == "net-egress"
+
+
+async def test_no_node_with_room_is_1003_within_the_deadline_and_nothing_is_left() -> None:
+    api = FakeSwarmAPI("pending", "no suitable node (insufficient resources on 1 node)")
+    runtime = _runtime(api, schedule_timeout_s=0.2)
+    try:
+        with pytest.raises(ClusterFull, match="full") as caught:
+            await runtime.start(_spec())
+    finally:
+        runtime.close()
+    assert caught.value.code == ErrorCode.SESSION_ERROR
+    assert "insufficient resources" in caught.value.message
+    assert api.by_id == {}
+    assert api.secret_data == {}
+
+
+async def test_a_node_without_the_image_is_named() -> None:
+    api = FakeSwarmAPI("rejected", "No such image: sha256:feed")
+    runtime = _runtime(api)
+    try:
+        with pytest.raises(BackendError, match="node node-a has no image ns/shell:latest"):
+            await runtime.start(_spec())
+    finally:
+        runtime.close()
+    assert api.by_id == {}
+
+
+async def test_a_task_on_a_node_that_is_down_is_lost() -> None:
+    api = FakeSwarmAPI()
+    runtime = _runtime(api)
+    try:
+        record = await runtime.start(_spec())
+        api.node_state = "down"
+        lost = await runtime.inspect(record.id)
+        await runtime.remove(record.id)
+        assert await runtime.inspect(record.id) is None
+        await runtime.remove(record.id)  # gone already: fine
+    finally:
+        runtime.close()
+    assert lost is not None
+    assert not lost.running
+    assert "node is down" in lost.describe_exit()
+    assert api.secret_data == {}
+
+
+def test_a_failed_task_reports_its_exit_code() -> None:
+    service = {"ID": "s", "Spec": {"Name": "n", "Labels": {"a": "b"}}}
+    task = {"Status": {"State": "failed", "ContainerStatus": {"ExitCode": 137}}}
+    record = _record(service, task, False, set())
+    assert (record.running, record.exit_code, record.labels) == (False, 137, {"a": "b"})
+    assert record.agent_url is None
+
+
+async def test_a_task_placed_but_never_started_fails_after_the_start_timeout() -> None:
+    api = FakeSwarmAPI("preparing")
+    runtime = _runtime(api, schedule_timeout_s=0.05, start_timeout_s=0.3)
+    try:
+        with pytest.raises(BackendError, match="did not start") as caught:
+            await runtime.start(_spec())
+    finally:
+        runtime.close()
+    assert not isinstance(caught.value, ClusterFull)  # it had a node: not a full cluster
+    assert api.by_id == {}
+
+
+def test_a_task_still_starting_is_not_running_yet() -> None:
+    service = {"ID": "s", "Spec": {"Name": "n"}}
+    record = _record(service, {"Status": {"State": "starting"}}, False, set())
+    assert (record.running, record.status, record.lost) == (False, "starting", False)
+    lost = _record(service, {"Status": {"State": "starting"}}, True, set())
+    assert lost.lost
+
+
+def test_service_names_fit_swarm_and_stay_distinct() -> None:
+    long_a = "sandbox-" + "w" * 120 + "-a"
+    long_b = "sandbox-" + "w" * 120 + "-b"
+    assert _service_name("sandbox-srv_1-bash-w.1") == "sandbox-srv-1-bash-w-1"
+    assert len(_service_name(long_a)) <= 57
+    assert _service_name(long_a) != _service_name(long_b)
+
+
+def test_volumes_and_tmpfs_become_mounts() -> None:
+    spec = ContainerSpec(
+        image="i",
+        name="n",
+        labels={LABEL_SERVER: "srv", "sandbox.service": "rag", "sandbox.token": "t"},
+        environment={},
+        memory_bytes=1 << 30,
+        nano_cpus=1,
+        pids_limit=16,
+        network=False,
+        volumes={"/srv/corpus": {"bind": "/corpus", "mode": "ro"}, "idx": {"bind": "/data"}},
+        tmpfs={"/home": "size=1024,exec"},
+    )
+    mounts = _mounts(spec)
+    assert [(m["Type"], m["Target"], m["ReadOnly"]) for m in mounts] == [
+        ("bind", "/corpus", True),
+        ("volume", "/data", False),
+        ("tmpfs", "/home", False),
+    ]
+    assert mounts[2]["TmpfsOptions"] == {"SizeBytes": 1024, "Mode": 0o1777}
+    # The volume the node makes is found by its server's label; the token is no label of it.
+    assert mounts[1]["VolumeOptions"]["Labels"] == {LABEL_SERVER: "srv", "sandbox.service": "rag"}
+
+
+def test_the_setting_picks_the_runtime() -> None:
+    docker_runtime = make_runtime(Settings(memory_budget="64g"))
+    swarm_runtime = make_runtime(Settings(runtime="swarm", memory_budget="64g"))
+    try:
+        assert docker_runtime.agent_transport == "unix"
+        assert docker_runtime.agent_network() is None
+        assert swarm_runtime.agent_transport == "tcp"
+        assert swarm_runtime.agent_network() is not None  # the relay
+    finally:
+        docker_runtime.close()
+        swarm_runtime.close()
+
+
+def test_swarm_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="reservation_fraction"):
+        Settings(runtime="swarm", swarm={"reservation_fraction": 2})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="runtime"):
+        Settings(runtime="kubernetes")  # type: ignore[arg-type]

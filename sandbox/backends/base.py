@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..agent.tools import TOOLSETS, ToolDeclaration
+from ..agent.tools.spec import WhenParam
 from ..config import MIN_CPUS, Ceilings, ResourceLimits, Settings, parse_memory
 from ..errors import InvalidParams
 from .declared import ToolParams, params_model
@@ -129,6 +130,8 @@ class ToolSpec:
     """Name of the tool in the in-container agent (``bash.run``)."""
     timeout_param: bool = False
     """Whether the tool takes a ``timeout`` parameter the agent enforces."""
+    observes: bool | WhenParam = False
+    """Whether its result is an observation itself (`ToolDeclaration.observes`)."""
 
     @classmethod
     def declared(cls, declaration: ToolDeclaration) -> ToolSpec:
@@ -140,7 +143,12 @@ class ToolSpec:
             declaration.description,
             agent_tool=declaration.agent_name,
             timeout_param=declaration.takes_timeout,
+            observes=declaration.observes,
         )
+
+    def observes_in(self, args: Mapping[str, Any]) -> bool:
+        """Whether the call with `args` is an observation itself."""
+        return self.observes if isinstance(self.observes, bool) else self.observes.holds(args)
 
     @property
     def full_name(self) -> str:
@@ -197,14 +205,17 @@ class ResourceType:
         del config  # resource types with per-session environment override this
         return dict(self.extra_environment)
 
-    def observations(self, tool: str, config: Mapping[str, Any]) -> tuple[Observation, ...]:
+    def observations(
+        self, tool: ToolSpec, args: Mapping[str, Any], config: Mapping[str, Any]
+    ) -> tuple[Observation, ...]:
         """What the server reads from the session after `tool` ran, for its result.
 
         Args:
-            tool: The tool's own name (``click``).
+            tool: The tool that ran.
+            args: Its call's parameters.
             config: The session's applied config.
         """
-        del tool, config  # resource types with observations override this
+        del tool, args, config  # resource types with observations override this
         return ()
 
     def service_setup(self, settings: Settings) -> tuple[dict[str, str], dict[str, dict[str, str]]]:

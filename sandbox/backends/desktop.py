@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..agent.tools.desktop import MAX_SCREEN_SIZE
 from ..agent.tools.desktop_tasks import MAX_STEPS, STEP_TYPES
-from .base import Observation, ResourceType, SessionConfig
+from .base import Observation, ResourceType, SessionConfig, ToolSpec
 
 FULL_IMAGE = "desktop-full"
 """The vm-full image (images/desktop-full): the desktop plus office, graphics, media
@@ -121,17 +121,18 @@ def _whole_number(value: Any) -> int | None:
     return None
 
 
-_OBSERVERS = frozenset({"screenshot", "accessibility_tree", "start_recording", "stop_recording"})
-"""Tools that are observations themselves, or record them: nothing more is read after them."""
 _SCREENSHOT = Observation("vm.screenshot", {}, "image", "screenshot")
 _TREE = Observation("vm.accessibility_tree", {"timeout": 10.0}, "tree", "accessibility_tree")
 _OBSERVED = {"screenshot": (_SCREENSHOT,), "a11y_tree": (_TREE,), "both": (_SCREENSHOT, _TREE)}
 
 
 class _VmResourceType(ResourceType):
-    def observations(self, tool: str, config: Mapping[str, Any]) -> tuple[Observation, ...]:
-        """The session's `observation` after every tool but the observing ones."""
-        if tool in _OBSERVERS:
+    def observations(
+        self, tool: ToolSpec, args: Mapping[str, Any], config: Mapping[str, Any]
+    ) -> tuple[Observation, ...]:
+        """The session's `observation` after every call but those that are observations
+        themselves, or record them (their declarations say which: `observes`)."""
+        if tool.observes_in(args):
             return ()
         return _OBSERVED.get(str(config.get("observation", "none")), ())
 

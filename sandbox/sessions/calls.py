@@ -95,7 +95,7 @@ class ToolCalls:
         try:
             data = await self._call(session, tool, args, effective)
             data = await self._recorded(session, tool, data)
-            data = await self._observe(session, tool, data)
+            data = await self._observe(session, tool, args, data)
         except SandboxError as exc:
             error = await self._diagnose(session, exc) if isinstance(exc, AgentUnreachable) else exc
             error.tool, error.session_id = tool.full_name, session.session_id
@@ -196,13 +196,13 @@ class ToolCalls:
         return data
 
     async def _observe(
-        self, session: Session, tool: ToolSpec, data: dict[str, Any]
+        self, session: Session, tool: ToolSpec, args: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
         """`data` with the observations the session asks for after `tool` (its
         config's ``observation``); one that fails is named in ``observation_error``
         and leaves the tool's own result as it was."""
         resource = self._ctx.registry.resource(tool.resource_type)
-        observations = resource.observations(tool.name, session.config)
+        observations = resource.observations(tool, args, session.config)
         if not observations or session.agent_url is None:
             return data
         for observation in observations:

@@ -23,8 +23,8 @@ def sb(server: ServerProcess) -> Iterator[Sandbox]:
         yield sandbox
 
 
-def act(sb: Sandbox, action: str, **params: Any) -> dict[str, Any]:
-    envelope = sb.execute_sync(action, params)
+def act(sb: Sandbox, tool: str, **params: Any) -> dict[str, Any]:
+    envelope = sb.execute_sync(tool, params)
     assert envelope["code"] == 0, envelope
     return dict(envelope["data"])
 
@@ -46,6 +46,14 @@ def test_every_action_returns_the_screen_and_the_tree_after_it(sb: Sandbox) -> N
     shot = act(sb, "vm:screenshot")
     assert "accessibility_tree" not in shot
     assert "screenshot" not in shot
+    # computer_use's screenshot is vm.screenshot: its image, and no second one.
+    used = act(sb, "vm:computer_use", action="screenshot")
+    assert Image.open(io.BytesIO(base64.b64decode(used["image"]))).size == (800, 600)
+    assert "screenshot" not in used
+    assert "accessibility_tree" not in used
+    moved = act(sb, "vm:computer_use", action="mouse_move", coordinate=[20, 20])
+    assert "screenshot" in moved
+    assert "accessibility_tree" in moved
 
 
 def test_a_session_without_observation_answers_as_before(sb: Sandbox) -> None:

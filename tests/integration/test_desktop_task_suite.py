@@ -210,6 +210,66 @@ def test_navigate_chromium_to_a_local_page(sb: Sandbox) -> None:
         },
     )
     assert tabs["score"] == 1.0
+    # The address bar as the tree shows it: Chromium hides file:// there, so the
+    # task gives it back as OSWorld's tasks do, with goto_prefix.
+    address = ok(
+        sb,
+        "vm:evaluate",
+        evaluator={
+            "func": "exact_match",
+            "result": {"type": "active_url_from_accessTree", "goto_prefix": "file://"},
+            "expected": {"type": "literal", "value": target},
+        },
+    )
+    assert address["score"] == 1.0, address["metrics"][0]["result"]
+    # page_info visits a page in a tab of its own and closes it again.
+    page = ok(
+        sb,
+        "vm:evaluate",
+        evaluator={
+            "func": ["check_include_exclude", "exact_match"],
+            "result": [
+                {"type": "page_info", "url": f"file://{HOME}/site/index.html"},
+                {"type": "open_tabs_info"},
+            ],
+            "expected": [
+                {"type": "rule", "rules": {"include": ["<p>Start here</p>", "'title': 'Start'"]}},
+                {"type": "literal", "value": [{"title": "Target", "url": target}]},
+            ],
+        },
+    )
+    assert page["score"] == 1.0, page
+
+    # chrome_close_tabs: a second tab opened (and listed: closing the last tab would
+    # end Chromium), then the first closed by its URL.
+    ok(
+        sb,
+        "vm:setup",
+        steps=[{"type": "chrome_open_tabs", "parameters": {"urls_to_open": ["about:blank"]}}],
+    )
+    blank = {"title": "about:blank", "url": "about:blank"}
+    assert eventually_scores(
+        sb,
+        {
+            "func": "check_include_exclude",
+            "result": {"type": "open_tabs_info"},
+            "expected": {"type": "rule", "rules": {"include": [str(blank)]}},
+        },
+    )
+    (done,) = ok(
+        sb,
+        "vm:setup",
+        steps=[{"type": "chrome_close_tabs", "parameters": {"urls_to_close": [target]}}],
+    )["steps"]
+    assert done == {"type": "chrome_close_tabs", "closed": [target], "not_open": []}
+    assert score(
+        sb,
+        {
+            "func": "exact_match",
+            "result": {"type": "open_tabs_info"},
+            "expected": {"type": "literal", "value": [blank]},
+        },
+    )
 
 
 def test_run_a_command_in_the_terminal(sb: Sandbox) -> None:

@@ -150,8 +150,8 @@ def test_bad_steps_and_evaluators_are_1002_naming_the_field(sb: Sandbox) -> None
         {"evaluator": {"func": "exact_match", "result": {"type": "page_info"}}},
     )
     assert envelope["code"] == ErrorCode.INVALID_PARAMS, envelope
-    assert envelope["data"]["field"] == "params.evaluator.result.type"
-    assert "not supported yet" in envelope["message"]
+    assert envelope["data"]["field"] == "params.evaluator.result.url"
+    assert "url" in envelope["message"]
 
     envelope = sb.execute_sync(
         "vm:setup", {"steps": [{"type": "execute", "parameters": {"command": "exit 3"}}]}

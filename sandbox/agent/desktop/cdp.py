@@ -23,6 +23,7 @@ import socket
 import struct
 import time
 from typing import Any
+from urllib.parse import quote
 
 from ..tasks.host import BrowserTab
 
@@ -35,6 +36,7 @@ MAX_MESSAGE_BYTES = 8 << 20
 MAX_FIELD_CHARS = 4096
 """Most characters of a tab's url and title kept."""
 _HEADER_LIMIT = 16 << 10
+_CLOSE_POLL_S = 0.1
 _TARGET_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _OP_CONTINUATION, _OP_TEXT, _OP_CLOSE = 0x0, 0x1, 0x8
 
@@ -134,45 +136,96 @@ def _text(value: Any) -> str:
     return value[:MAX_FIELD_CHARS] if isinstance(value, str) else ""
 
 
+def _request(method: str, path: str, timeout: float, port: int) -> tuple[int, bytes]:
+    """One plain HTTP exchange with DevTools: the status and at most `MAX_LIST_BYTES` of body."""
+    deadline = time.monotonic() + timeout
+    with _Peer(port, deadline) as peer:
+        peer.send(
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Content-Length: 0\r\nConnection: close\r\n\r\n".encode()
+        )
+        status, headers = _status_and_headers(peer.until(b"\r\n\r\n", _HEADER_LIMIT))
+        length = headers.get("content-length")
+        if length is None:
+            return status, peer.rest(MAX_LIST_BYTES)
+        if length.isdigit() and int(length) <= MAX_LIST_BYTES:
+            return status, peer.exactly(int(length))
+        raise DevToolsError(
+            f"DevTools' answer to {path[:60]} has a Content-Length of {length[:40]!r}: "
+            f"it is read only up to {MAX_LIST_BYTES} bytes"
+        )
+
+
+def _json(method: str, path: str, timeout: float, port: int) -> Any:
+    status, body = _request(method, path, timeout, port)
+    what = path.split("?")[0][:60]
+    if status != 200:
+        raise DevToolsError(f"DevTools answered HTTP {status} to {what}")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise DevToolsError(f"DevTools' answer to {what} is not JSON") from None
+
+
+def _tab(target: Any) -> BrowserTab | None:
+    """The tab `target` describes; None when it is no page or its id is not an id."""
+    if not isinstance(target, dict) or target.get("type") != "page":
+        return None
+    target_id = target.get("id")
+    if not isinstance(target_id, str) or not _TARGET_ID.fullmatch(target_id):
+        return None
+    return BrowserTab(target_id, _text(target.get("url")), _text(target.get("title")))
+
+
 def list_tabs(timeout: float, port: int = DEVTOOLS_PORT) -> list[BrowserTab]:
     """Chromium's tabs, most recently used first.
 
     Raises:
         DevToolsError: DevTools is not there or answered something else than a list.
     """
-    deadline = time.monotonic() + timeout
-    with _Peer(port, deadline) as peer:
-        peer.send(
-            f"GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "Connection: close\r\n\r\n".encode()
-        )
-        status, headers = _status_and_headers(peer.until(b"\r\n\r\n", _HEADER_LIMIT))
-        length = headers.get("content-length")
-        if length is None:
-            body = peer.rest(MAX_LIST_BYTES)
-        elif length.isdigit() and int(length) <= MAX_LIST_BYTES:
-            body = peer.exactly(int(length))
-        else:
-            raise DevToolsError(
-                f"DevTools' tab list has a Content-Length of {length[:40]!r}: "
-                f"it is read only up to {MAX_LIST_BYTES} bytes"
-            )
-    if status != 200:
-        raise DevToolsError(f"DevTools answered HTTP {status} to /json/list")
-    try:
-        targets = json.loads(body)
-    except ValueError:
-        raise DevToolsError("DevTools' tab list is not JSON") from None
+    targets = _json("GET", "/json/list", timeout, port)
     if not isinstance(targets, list):
-        raise DevToolsError("DevTools' tab list is not a list")
-    tabs = []
-    for target in targets:
-        if not isinstance(target, dict) or target.get("type") != "page":
-            continue
-        target_id = target.get("id")
-        if isinstance(target_id, str) and _TARGET_ID.fullmatch(target_id):
-            tabs.append(BrowserTab(target_id, _text(target.get("url")), _text(target.get("title"))))
-    return tabs
+        raise DevToolsError("DevTools' answer to /json/list is not a list")
+    return [tab for tab in map(_tab, targets) if tab is not None]
+
+
+def open_tab(url: str, timeout: float, port: int = DEVTOOLS_PORT) -> BrowserTab:
+    """A new tab loading `url` (DevTools takes only PUT for this, since Chromium 111).
+
+    Raises:
+        DevToolsError: DevTools is not there or did not answer with the new tab.
+    """
+    # The whole URL percent-encoded: DevTools decodes the query, and nothing in it
+    # can end the request line or add a header.
+    tab = _tab(_json("PUT", "/json/new?" + quote(url, safe=""), timeout, port))
+    if tab is None:
+        raise DevToolsError("DevTools' answer to /json/new is not a page with an id")
+    return tab
+
+
+def close_tab(tab_id: str, timeout: float, port: int = DEVTOOLS_PORT) -> None:
+    """Close the tab `tab_id`; returns once the tab list no longer has it (DevTools
+    answers before the tab is gone, and what runs next must not see it), or at
+    `timeout`.
+
+    Raises:
+        DevToolsError: DevTools is not there or refused (no such tab: HTTP 404).
+    """
+    if not _TARGET_ID.fullmatch(tab_id):
+        raise DevToolsError(f"{tab_id[:100]!r} is not a DevTools target id")
+    deadline = time.monotonic() + timeout
+    status, _ = _request("GET", f"/json/close/{tab_id}", timeout, port)
+    if status != 200:
+        raise DevToolsError(f"DevTools answered HTTP {status} to closing tab {tab_id}")
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            if all(tab.id != tab_id for tab in list_tabs(left, port)):
+                return
+        except NoDevTools:
+            return  # the last tab closed and Chromium with it
+        except DevToolsError:
+            return  # out of time, or a list that says nothing: the close was asked
+        time.sleep(min(_CLOSE_POLL_S, max(0.0, deadline - time.monotonic())))
 
 
 def evaluate(

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InvalidParams, ToolFailed
+from ..errors import ToolFailed
 from ..tools import desktop_a11y as a11y_tool
+from . import browser
 from .fields import Fields
 from .host import BrowserTab, TaskHost
 from .registry import Registry
@@ -168,13 +169,42 @@ def open_tabs_info(host: TaskHost, config: Fields) -> list[dict[str, str]] | Non
     return None if tabs is None else [{"title": tab.title, "url": tab.url} for tab in tabs]
 
 
-def _not_yet(host: TaskHost, config: Fields) -> Any:
-    del host
-    name = config.raw.get("type")
-    raise InvalidParams(
-        f"{config.at('type')}: the getter {name!r} is not supported yet", field=config.at("type")
+PAGE_TIMEOUT_S = 30.0
+"""Longest ``page_info`` waits for its page (its ``timeout``, at most this)."""
+
+
+@GETTERS.register("page_info")
+def page_info(host: TaskHost, config: Fields) -> dict[str, str] | None:
+    """``url`` loaded in a new Chromium tab, closed after: ``{title, url, content}``
+    (``content`` is the page's HTML, at most 1 MiB); ``timeout`` (30) bounds the wait
+    for the page to load, after which it is read as it is. None when Chromium is
+    not running."""
+    url = config.string("url")
+    if not url.strip():
+        raise config.refuse("url", "must not be empty")
+    timeout = config.number("timeout", PAGE_TIMEOUT_S, maximum=PAGE_TIMEOUT_S)
+    return host.open_page(url, timeout)
+
+
+@GETTERS.register("active_url_from_accessTree")
+def active_url_from_access_tree(host: TaskHost, config: Fields) -> str | None:
+    """The URL in Chromium's address bar, read from the accessibility tree (the active
+    window's when there are several): the bar hides ``https://`` and ``file://``, so
+    ``goto_prefix`` (default ``https://``) goes in front of a URL shown without a
+    scheme. None when no Chromium window shows one."""
+    prefix = config.string("goto_prefix", "https://")
+    tree = host.accessibility_tree(
+        {
+            "format": "xml",
+            "max_depth": a11y_tool.MAX_DEPTH,
+            "max_nodes": a11y_tool.MAX_NODES,
+            "max_children": a11y_tool.DEFAULT_MAX_CHILDREN,
+            "showing_only": True,
+            "timeout": TREE_TIMEOUT_S,
+        }
     )
-
-
-# Known OSWorld getters this desktop cannot serve yet: a clear 1002, not "unknown".
-GETTERS.register("page_info", "active_url_from_accessTree")(_not_yet)
+    try:
+        text = browser.address_bar_text(tree)
+    except ValueError as exc:
+        raise ToolFailed(str(exc)) from None
+    return None if text is None else browser.with_scheme(text, prefix)

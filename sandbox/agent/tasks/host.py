@@ -85,6 +85,15 @@ class TaskHost(Protocol):
         """The text of `tab`'s page (its body's ``innerText``, bounded)."""
         ...
 
+    def open_page(self, url: str, timeout: float) -> dict[str, str] | None:
+        """``{title, url, content}`` of `url` loaded in a new Chromium tab (closed after;
+        `content` is the HTML); None when no Chromium answers."""
+        ...
+
+    def close_tab(self, tab: BrowserTab) -> None:
+        """Close one of Chromium's tabs."""
+        ...
+
     def agent_status(self) -> Mapping[str, Any]:
         """What the agent last said of the task: ``{"status": "running" | "done" |
         "failed", "reason"?}`` (from ``vm.done`` and ``vm.fail``)."""

@@ -1,5 +1,6 @@
 """Setup steps by OSWorld's names: launch, open, upload_file, download, execute
-(command), sleep, activate_window, close_window, chrome_open_tabs.
+(command), sleep, activate_window, close_window, chrome_open_tabs,
+chrome_close_tabs.
 
 `run_steps` runs a list in order; the first that fails stops it and the error
 names it (``steps.2``). A step's parameters are checked before it runs.
@@ -17,6 +18,7 @@ from typing import Any
 
 from ..errors import InvalidParams, ToolError, ToolFailed, ToolTimeout
 from ..tools.desktop_tasks import MAX_SETUP_S, MAX_UPLOAD_BYTES
+from . import browser
 from .fields import Fields
 from .host import TaskHost, WindowAction
 from .registry import Registry
@@ -27,6 +29,9 @@ MAX_DOWNLOAD_BYTES = 256 << 20
 """Largest file a ``download`` step fetches (the session's disk quota binds too)."""
 MAX_TABS = 50
 """Most tabs one ``chrome_open_tabs`` step opens."""
+TABS_WAIT_S = 10.0
+"""Longest ``chrome_close_tabs`` waits for Chromium to list the tabs to close."""
+TABS_POLL_S = 0.5
 MAX_STEP_OUTPUT_CHARS = 4000
 """Most characters of each output stream an ``execute`` step reports."""
 
@@ -135,13 +140,13 @@ def _check_download(parameters: Fields) -> None:
             raise file.refuse("url", f"must be an http:// or https:// URL, not {url[:100]!r}")
 
 
-def _urls(parameters: Fields) -> list[str]:
-    urls = parameters.raw.get("urls_to_open")
+def _urls(parameters: Fields, name: str = "urls_to_open") -> list[str]:
+    urls = parameters.raw.get(name)
     if not isinstance(urls, list) or not urls or len(urls) > MAX_TABS:
-        raise parameters.refuse("urls_to_open", f"must be a list of 1 to {MAX_TABS} URLs")
+        raise parameters.refuse(name, f"must be a list of 1 to {MAX_TABS} URLs")
     for index, url in enumerate(urls):
         if not isinstance(url, str) or not url.strip() or url.startswith("-"):
-            raise parameters.refuse(f"urls_to_open.{index}", "must be a URL")
+            raise parameters.refuse(f"{name}.{index}", "must be a URL")
     return urls
 
 
@@ -156,6 +161,7 @@ _CHECKS: dict[str, Callable[[Fields], object]] = {
     "activate_window": _check_window,
     "close_window": _check_window,
     "chrome_open_tabs": _urls,
+    "chrome_close_tabs": lambda parameters: _urls(parameters, "urls_to_close"),
 }
 
 
@@ -256,6 +262,36 @@ def chrome_open_tabs(run: SetupRun, parameters: Fields) -> dict[str, Any]:
     DevTools port then serves the page getters)."""
     urls = _urls(parameters)
     return {"urls": urls, **run.host.launch(shlex.join(["chromium", *urls]))}
+
+
+@STEPS.register("chrome_close_tabs")
+def chrome_close_tabs(run: SetupRun, parameters: Fields) -> dict[str, Any]:
+    """Close, for each of ``urls_to_close``, the first Chromium tab showing it (URLs
+    compared as OSWorld does: `browser.same_url`). Waits up to 10 s for Chromium
+    (launched by a step before) to list them; a URL no tab shows is reported in
+    ``not_open``. No Chromium at all fails the step."""
+    urls = _urls(parameters, "urls_to_close")
+    deadline = time.monotonic() + min(TABS_WAIT_S, run.time_left())
+    while True:
+        tabs = run.host.browser_tabs()
+        listed = tabs is not None and all(
+            any(browser.same_url(tab.url, url) for tab in tabs) for url in urls
+        )
+        if listed or time.monotonic() >= deadline:
+            break
+        run.host.sleep(TABS_POLL_S)
+    if tabs is None:
+        raise ToolFailed("Chromium is not running: nothing answers on its DevTools port")
+    left, closed, not_open = list(tabs), [], []
+    for url in urls:
+        tab = next((tab for tab in left if browser.same_url(tab.url, url)), None)
+        if tab is None:
+            not_open.append(url)
+            continue
+        run.host.close_tab(tab)
+        left.remove(tab)
+        closed.append(tab.url)
+    return {"closed": closed, "not_open": not_open}
 
 
 @STEPS.register("execute", "command")

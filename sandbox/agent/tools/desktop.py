@@ -64,8 +64,11 @@ def _vm(
     *params: Param,
     rules: tuple[Rule, ...] = (),
     replay_fields: tuple[str, ...] = (),
+    observes: bool = False,
 ) -> ToolDeclaration:
-    return ToolDeclaration("vm", name, description, params, rules, replay_fields=replay_fields)
+    return ToolDeclaration(
+        "vm", name, description, params, rules, replay_fields=replay_fields, observes=observes
+    )
 
 
 TOOLS: tuple[ToolDeclaration, ...] = (
@@ -97,6 +100,7 @@ TOOLS: tuple[ToolDeclaration, ...] = (
             maximum=MAX_SCREEN_SIZE[1],
         ),
         Param("cursor", "boolean", "Draw the mouse pointer into the image.", default=False),
+        observes=True,
     ),
     _vm(
         "click",

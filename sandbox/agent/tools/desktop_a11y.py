@@ -61,6 +61,7 @@ TOOLS = (
             ),
             timeout("Seconds before the read stops; the call answers 2002."),
         ),
+        observes=True,
     ),
 )
 """The accessibility tools, appended to the ``vm`` tools."""

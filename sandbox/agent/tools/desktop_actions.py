@@ -9,7 +9,7 @@ handlers (`sandbox/agent/toolsets/_desktop_actions.py`).
 from __future__ import annotations
 
 from ..desktop.action_spaces import COMPUTER_13_ACTIONS, COMPUTER_USE_ACTIONS, SCROLL_DIRECTIONS
-from .spec import Param, ToolDeclaration
+from .spec import Param, ToolDeclaration, WhenParam
 
 MAX_SCROLL_AMOUNT = 200
 MAX_DURATION_S = 30
@@ -90,6 +90,8 @@ TOOLS = (
                 maximum=MAX_DURATION_S,
             ),
         ),
+        # Its screenshot action is vm.screenshot: the image is in the result already.
+        observes=WhenParam("action", ("screenshot",)),
     ),
 )
 """The action-space tools, appended to the ``vm`` tools."""

@@ -54,6 +54,7 @@ TOOLS = (
                 internal=True,
             ),
         ),
+        observes=True,
     ),
     ToolDeclaration(
         "vm",
@@ -62,6 +63,7 @@ TOOLS = (
         "/recordings/{recording_id} returns the MP4), `size`, `kept_bytes` and `complete` "
         "(all of it copied), `duration_s`, `truncated` (the size or time cap ended it), "
         "`ended_early` (ffmpeg had ended before, with its `log`).",
+        observes=True,
     ),
     ToolDeclaration(
         "vm",

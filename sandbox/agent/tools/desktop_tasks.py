@@ -24,6 +24,7 @@ STEP_TYPES = (
     "activate_window",
     "close_window",
     "chrome_open_tabs",
+    "chrome_close_tabs",
 )
 """The setup steps the agent runs, by OSWorld's names (``command`` is ``execute``)."""
 MAX_STEPS = 100
@@ -69,7 +70,8 @@ TOOLS = (
         "Prepare a task: run OSWorld-style setup steps in order (launch, open, "
         "upload_file with base64 `content`, download (url, path; needs network), "
         "execute/command, sleep, activate_window, close_window, chrome_open_tabs "
-        f"(urls_to_open); uploads at most {MAX_UPLOAD_BYTES >> 20} MiB per call). Returns "
+        "(urls_to_open), chrome_close_tabs (urls_to_close); uploads at most "
+        f"{MAX_UPLOAD_BYTES >> 20} MiB per call). Returns "
         "what each step did in `steps`; a failing step fails the call, naming it.",
         (_STEPS, timeout(f"Seconds the whole setup may take (at most {MAX_SETUP_S:g}).")),
     ),

@@ -142,6 +142,18 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class WhenParam:
+    """Calls whose parameter `name` is one of `values` (``action: screenshot``)."""
+
+    name: str
+    values: tuple[str, ...]
+
+    def holds(self, params: Mapping[str, Any]) -> bool:
+        """Whether the call with `params` is one of them."""
+        return params.get(self.name) in self.values
+
+
+@dataclass(frozen=True)
 class ToolDeclaration:
     """One tool, as both the server and the agent know it.
 
@@ -157,6 +169,10 @@ class ToolDeclaration:
             give again (the tool is deterministic in them), which ``sandbox
             trajectories replay`` compares; empty: a replay compares only the
             result's code (a screenshot, a timing, a search over a changing corpus).
+        observes: Its result is an observation of the session itself, or records
+            them (a screenshot, the tree, a screen recording): True for every call,
+            a `WhenParam` for the calls it picks. A session's ``observation`` option
+            adds nothing to such a call's result.
     """
 
     namespace: str
@@ -166,6 +182,7 @@ class ToolDeclaration:
     rules: tuple[Rule, ...] = ()
     internal: bool = False
     replay_fields: tuple[str, ...] = ()
+    observes: bool | WhenParam = False
     _names: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -177,6 +194,8 @@ class ToolDeclaration:
         for param in self.params:
             if param.list_into is not None and param.list_into not in self._names:
                 raise ValueError(f"{self.agent_name}: {param.name} lists into unknown name")
+        if isinstance(self.observes, WhenParam) and self.observes.name not in self._names:
+            raise ValueError(f"{self.agent_name}: observes names unknown {self.observes.name}")
 
     @property
     def agent_name(self) -> str:
@@ -187,6 +206,10 @@ class ToolDeclaration:
     def full_name(self) -> str:
         """The server's canonical name of the tool (``vm:click``)."""
         return f"{self.namespace}:{self.name}"
+
+    def observes_in(self, params: Mapping[str, Any]) -> bool:
+        """Whether the call with `params` is an observation (`observes`)."""
+        return self.observes if isinstance(self.observes, bool) else self.observes.holds(params)
 
     @property
     def takes_timeout(self) -> bool:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..desktop import cdp
+from ..desktop import cdp, cdp_page
 from ..errors import ToolFailed, ToolTimeout
 from ..identity import SessionUser, popen_kwargs
 from ..params import Params
@@ -195,6 +195,22 @@ class DesktopTaskHost:
             raise ToolFailed(f"cannot read the page {tab.url[:200]}: {exc}") from None
         # The page's own scripts may have replaced innerText or slice: check and cut here.
         return text[:_MAX_PAGE_CHARS] if isinstance(text, str) else ""
+
+    def open_page(self, url: str, timeout: float) -> dict[str, str] | None:
+        """`url` read in a tab of its own by DevTools (`cdp_page.read_page`)."""
+        try:
+            return cdp_page.read_page(url, timeout)
+        except cdp.NoDevTools:
+            return None
+        except cdp.DevToolsError as exc:
+            raise ToolFailed(f"cannot read the page {url[:200]}: {exc}") from None
+
+    def close_tab(self, tab: BrowserTab) -> None:
+        """Close `tab` by DevTools."""
+        try:
+            cdp.close_tab(tab.id, _DEVTOOLS_TIMEOUT_S)
+        except cdp.DevToolsError as exc:
+            raise ToolFailed(f"cannot close the tab {tab.url[:200]}: {exc}") from None
 
     def agent_status(self) -> Mapping[str, Any]:
         """What ``vm.done`` or ``vm.fail`` recorded last (``running`` before either)."""

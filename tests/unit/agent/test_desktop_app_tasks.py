@@ -11,6 +11,7 @@ import pytest
 
 from sandbox import cli
 from sandbox.agent.errors import InvalidParams, ToolFailed
+from sandbox.agent.tasks import browser
 from sandbox.agent.tasks.evaluation import evaluate
 from sandbox.agent.tasks.host import BrowserTab, CommandOutput
 from sandbox.agent.tasks.steps import MAX_DOWNLOAD_BYTES, run_steps
@@ -349,3 +350,146 @@ def test_chrome_open_tabs_refuses_what_is_not_a_url_list(urls: Any, field: str) 
         run_steps(host, [{"type": "chrome_open_tabs", "parameters": {"urls_to_open": urls}}])
     assert caught.value.field == field
     assert host.log == []
+
+
+# -- page_info, active_url_from_accessTree, chrome_close_tabs --------------------------------
+
+
+def test_page_info_reads_the_url_in_a_tab_of_its_own() -> None:
+    host = _host_with_tabs()
+    host.sites["https://example.org/"] = {
+        "title": "Example",
+        "url": "https://example.org/",
+        "content": "<html><h1>Example Domain</h1></html>",
+    }
+    evaluator = {
+        "func": "check_include_exclude",
+        "result": {"type": "page_info", "url": "https://example.org/", "timeout": 12},
+        "expected": {"type": "rule", "rules": {"include": ["Example Domain"]}},
+    }
+    assert _score(host, evaluator) == 1.0
+    assert ("open_page", ("https://example.org/", 12)) in host.log
+    host.tabs = None  # no Chromium: missing, 0
+    assert _score(host, evaluator) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({}, "evaluator.result.url"),
+        ({"url": " "}, "evaluator.result.url"),
+        ({"url": 3}, "evaluator.result.url"),
+        ({"url": "http://x/", "timeout": 31}, "evaluator.result.timeout"),
+    ],
+)
+def test_page_info_refuses_a_bad_config_naming_the_field(
+    config: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidParams) as caught:
+        evaluate(FakeHost(), {"func": "exact_match", "result": {"type": "page_info", **config}})
+    assert caught.value.field == field
+
+
+ACTIVE = ' st:active="true"'
+
+
+def _browser_tree(*windows: tuple[str, bool]) -> str:
+    """An XML tree as `vm.accessibility_tree` writes it: a Chromium window per
+    (address bar text, active), and an editor with an entry of the same name."""
+    st = 'xmlns:st="https://accessibility.ubuntu.example.org/ns/state"'
+    frames = "".join(
+        f'<frame name="w"{ACTIVE if active else ""}><tool-bar>'
+        f'<entry name="Address and search bar">{text}</entry></tool-bar></frame>'
+        for text, active in windows
+    )
+    return (
+        f"<desktop-frame {st}>"
+        '<application name="Mousepad"><frame><entry name="Address and search bar">'
+        "evil.example</entry></frame></application>"
+        f'<application name="Chromium">{frames}</application></desktop-frame>'
+    )
+
+
+def _active_url(host: FakeHost, **config: Any) -> Any:
+    answer = evaluate(
+        host,
+        {
+            "func": "exact_match",
+            "result": {"type": "active_url_from_accessTree", **config},
+            "expected": {"type": "literal", "value": "x"},
+        },
+    )
+    return answer["metrics"][0]["result"].get("value")
+
+
+def test_active_url_reads_chromiums_address_bar_with_the_prefix() -> None:
+    host = FakeHost()
+    host.tree = _browser_tree(("example.org/docs", False))
+    assert _active_url(host) == "https://example.org/docs"
+    assert _active_url(host, goto_prefix="http://www.") == "http://www.example.org/docs"
+    options = dict(host.log)["tree"]
+    assert options["format"] == "xml"
+    assert options["max_nodes"] == 10_000
+    # A URL that shows its scheme keeps it; a port is not a scheme.
+    host.tree = _browser_tree(("file:///home/sandbox/a.html", False))
+    assert _active_url(host) == "file:///home/sandbox/a.html"
+    host.tree = _browser_tree(("localhost:8000/x", False))
+    assert _active_url(host) == "https://localhost:8000/x"
+
+
+def test_active_url_prefers_the_active_window_and_is_missing_without_chromium() -> None:
+    host = FakeHost()
+    host.tree = _browser_tree(("first.org", False), ("second.org", True))
+    assert _active_url(host) == "https://second.org"
+    host.tree = _browser_tree()
+    assert _active_url(host) is None
+    host.tree = "<desktop-frame><application name='Chromium'>"
+    with pytest.raises(ToolFailed, match="not XML"):
+        _active_url(host)
+
+
+def test_chrome_close_tabs_closes_the_first_tab_showing_each_url() -> None:
+    host = FakeHost()
+    host.tabs = [
+        BrowserTab("A", "https://www.Example.org/", "Example"),
+        BrowserTab("B", "https://example.org/", "Example again"),
+        BrowserTab("C", "file:///home/sandbox/a.html", "A"),
+    ]
+    step = {
+        "type": "chrome_close_tabs",
+        "parameters": {"urls_to_close": ["https://example.org", "http://nowhere.org/"]},
+    }
+    (done,) = run_steps(host, [step], timeout=0.3)  # the wait is bounded by the setup's
+    assert done == {
+        "type": "chrome_close_tabs",
+        "closed": ["https://www.Example.org/"],
+        "not_open": ["http://nowhere.org/"],
+    }
+    assert [tab.id for tab in host.tabs] == ["B", "C"]
+    # It waited (bounded) for the tab that never came.
+    assert ("sleep", 0.5) in host.log
+
+
+def test_chrome_close_tabs_without_chromium_fails_and_bad_urls_are_refused() -> None:
+    step = {"type": "chrome_close_tabs", "parameters": {"urls_to_close": ["https://x.org"]}}
+    with pytest.raises(ToolFailed, match="Chromium is not running"):
+        run_steps(FakeHost(), [step], timeout=0.01)
+    with pytest.raises(InvalidParams) as caught:
+        run_steps(FakeHost(), [{"type": "chrome_close_tabs", "parameters": {"urls_to_close": []}}])
+    assert caught.value.field == "steps.0.parameters.urls_to_close"
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ("https://www.example.org/", "https://example.org", True),
+        ("example.org", "http://EXAMPLE.org/", True),
+        ("example.org", "https://example.org", False),
+        ("https://example.org/a", "https://example.org/a/", False),
+        ("https://example.org/?q=1", "https://example.org/?q=2", False),
+        ("about:blank", "about:blank", True),
+        ("http://[", "http://[", True),
+    ],
+)
+def test_urls_compare_as_osworld_matches_tabs(first: str, second: str, same: bool) -> None:
+    assert browser.same_url(first, second) is same

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sandbox.agent.desktop import cdp
+from sandbox.agent.desktop import cdp, cdp_page
 
 Serve = Callable[[socket.socket], None]
 
@@ -242,3 +242,107 @@ def test_a_refused_handshake_and_a_bad_target_id_are_errors(
         cdp.evaluate("ABC", "x", 5, port=devtools(serve))
     with pytest.raises(cdp.DevToolsError, match="not a DevTools target id"):
         cdp.evaluate("../browser", "x", 5, port=1)
+
+
+# -- tabs opened and closed; a page read once loaded (page_info) ----------------------------
+
+
+def test_open_tab_puts_the_url_percent_encoded_and_close_tab_closes_it(
+    devtools: Callable[[Serve], int],
+) -> None:
+    requests: list[bytes] = []
+
+    listed = [{"type": "page", "id": "N1", "url": "http://x/", "title": ""}]
+
+    def serve(conn: socket.socket) -> None:
+        request = _read_request(conn)
+        requests.append(request.split(b"\r\n")[0])
+        if request.startswith(b"PUT /json/new?"):
+            conn.sendall(_http(json.dumps(listed[0]).encode()))
+        elif request.startswith(b"GET /json/list "):
+            # Gone only on the second look: the close waits for it.
+            answer = json.dumps(listed if requests.count(requests[-1]) == 1 else [])
+            conn.sendall(_http(answer.encode()))
+        else:
+            conn.sendall(_http(b"Target is closing"))
+
+    port = devtools(serve)
+    tab = cdp.open_tab("http://x/?a=1 b#top\r\nEvil: 1", 5, port=port)
+    assert tab.id == "N1"
+    cdp.close_tab("N1", 5, port=port)
+    assert requests == [
+        b"PUT /json/new?http%3A%2F%2Fx%2F%3Fa%3D1%20b%23top%0D%0AEvil%3A%201 HTTP/1.1",
+        b"GET /json/close/N1 HTTP/1.1",
+        b"GET /json/list HTTP/1.1",
+        b"GET /json/list HTTP/1.1",
+    ]
+    with pytest.raises(cdp.DevToolsError, match="not a DevTools target id"):
+        cdp.close_tab("../json/new", 5, port=port)
+
+
+def test_open_tab_refuses_an_answer_that_is_no_page(devtools: Callable[[Serve], int]) -> None:
+    def serve(conn: socket.socket) -> None:
+        _read_request(conn)
+        conn.sendall(_http(json.dumps({"type": "page", "id": "../../x"}).encode()))
+
+    with pytest.raises(cdp.DevToolsError, match="not a page with an id"):
+        cdp.open_tab("about:blank", 5, port=devtools(serve))
+
+
+def _browser(pages: list[object], closed: list[bytes], tab_id: str = "P1") -> Serve:
+    """DevTools with one new tab whose evaluations answer `pages` in turn."""
+
+    def serve(conn: socket.socket) -> None:
+        request = _read_request(conn)
+        if request.startswith(b"PUT /json/new?"):
+            target = {"type": "page", "id": tab_id, "url": "", "title": ""}
+            conn.sendall(_http(json.dumps(target).encode()))
+        elif request.startswith(b"GET /json/close/"):
+            closed.append(request.split(b" ")[1])
+            conn.sendall(_http(b"Target is closing"))
+        elif request.startswith(b"GET /json/list "):
+            conn.sendall(_http(b"[]"))
+        else:
+            assert request.startswith(f"GET /devtools/page/{tab_id} ".encode())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
+            _read_frame(conn)
+            value = pages.pop(0) if pages else None
+            answer = {"id": 1, "result": {"result": {"type": "object", "value": value}}}
+            conn.sendall(_frame(json.dumps(answer).encode()))
+
+    return serve
+
+
+def test_read_page_waits_for_the_load_then_closes_its_tab(
+    devtools: Callable[[Serve], int],
+) -> None:
+    closed: list[bytes] = []
+    page = {"title": "Target", "url": "file:///t.html", "content": "<html>You made it</html>"}
+    port = devtools(_browser([None, None, page], closed))
+    assert cdp_page.read_page("file:///t.html", 5, port=port) == page
+    assert closed == [b"/json/close/P1"]
+
+
+def test_read_page_cuts_what_the_page_wrote_and_closes_the_tab_on_failure(
+    devtools: Callable[[Serve], int],
+) -> None:
+    closed: list[bytes] = []
+    huge = {"title": "t" * 10_000, "url": "u", "content": "c" * (cdp_page.MAX_CONTENT_CHARS + 9)}
+    port = devtools(_browser([huge], closed))
+    page = cdp_page.read_page("http://x/", 5, port=port)
+    assert len(page["title"]) == cdp.MAX_FIELD_CHARS
+    assert len(page["content"]) == cdp_page.MAX_CONTENT_CHARS
+
+    # A page whose scripts answer nonsense until the time is up: an error, tab closed.
+    port = devtools(_browser([{"title": 1}] * 100, closed, tab_id="P2"))
+    started = time.monotonic()
+    with pytest.raises(cdp.DevToolsError, match="gave no title"):
+        cdp_page.read_page("http://x/", 1, port=port)
+    assert time.monotonic() - started < 3
+    assert closed[-1] == b"/json/close/P2"
+
+
+def test_the_load_check_waits_past_the_blank_first_document() -> None:
+    assert 'location.href !== "about:blank"' in cdp_page._expression("http://x/", True)
+    assert "'complete' && true" in cdp_page._expression("about:blank", True)
+    assert "readyState" not in cdp_page._expression("http://x/", False)

@@ -43,6 +43,7 @@ class FakeHost:
         self.tree = ""
         self.tabs: list[BrowserTab] | None = None
         self.pages: dict[str, str] = {}
+        self.sites: dict[str, dict[str, str]] = {}
         self.status: dict[str, Any] = {"status": "running"}
 
     def run(self, command: str, timeout: float) -> CommandOutput:
@@ -86,6 +87,15 @@ class FakeHost:
 
     def page_text(self, tab: BrowserTab) -> str:
         return self.pages[tab.id]
+
+    def open_page(self, url: str, timeout: float) -> dict[str, str] | None:
+        self.log.append(("open_page", (url, timeout)))
+        return None if self.tabs is None else self.sites.get(url)
+
+    def close_tab(self, tab: BrowserTab) -> None:
+        self.log.append(("close_tab", tab.id))
+        assert self.tabs is not None
+        self.tabs.remove(tab)
 
     def agent_status(self) -> Mapping[str, Any]:
         return self.status
@@ -362,10 +372,7 @@ def test_evidence_is_bounded() -> None:
             "evaluator.func.1",
         ),
         ({"func": "exact_match", "result": {"type": "teleporter"}}, "evaluator.result.type"),
-        (
-            {"func": "exact_match", "result": {"type": "page_info"}},
-            "evaluator.result.type",
-        ),
+        ({"func": "exact_match", "result": {"type": "page_info"}}, "evaluator.result.url"),
         (
             {"func": "match", "result": {"type": "accessibility_tree", "format": "html"}},
             "evaluator.result.format",
@@ -402,11 +409,6 @@ def test_a_malformed_evaluator_is_refused_naming_the_field(
     with pytest.raises(InvalidParams) as caught:
         evaluate(host, evaluator)
     assert caught.value.field == field
-
-
-def test_a_getter_not_supported_yet_says_so() -> None:
-    with pytest.raises(InvalidParams, match="'page_info' is not supported yet"):
-        evaluate(FakeHost(), {"func": "exact_match", "result": {"type": "page_info"}})
 
 
 def test_postconfig_steps_run_before_the_getters() -> None:

@@ -7,7 +7,10 @@ from typing import Any
 import pytest
 
 from sandbox.agent import ConfigError, InvalidParams, Params
-from sandbox.agent.tools import Param, Rule, Shape, ToolDeclaration, bind
+from sandbox.agent.desktop import action_spaces
+from sandbox.agent.desktop.action_spaces import COMPUTER_13_PARAMETERS, COMPUTER_USE_ACTIONS
+from sandbox.agent.tools import TOOLSETS, Param, Rule, Shape, ToolDeclaration, bind
+from sandbox.agent.tools.spec import WhenParam
 
 POINT = ToolDeclaration(
     "vm",
@@ -173,3 +176,40 @@ def test_a_list_given_for_a_list_into_parameter_becomes_the_list_it_names() -> N
     assert caught.value.field == "command"
     with pytest.raises(ValueError, match="lists into unknown name"):
         ToolDeclaration("vm", "x", "", (Param("command", "string", list_into="nope"),))
+
+
+def test_the_observing_tools_are_declared_so() -> None:
+    declared = {d.name: d for d in TOOLSETS["desktop"]}
+    always = {name for name, d in declared.items() if d.observes is True}
+    assert always == {"screenshot", "accessibility_tree", "start_recording", "stop_recording"}
+    computer_use = declared["computer_use"]
+    assert computer_use.observes_in({"action": "screenshot"})
+    assert not computer_use.observes_in({"action": "left_click"})
+    assert not declared["computer_13"].observes_in({"action_type": "CLICK"})
+    assert not declared["click"].observes_in({"x": 1, "y": 1})
+
+
+def test_an_action_observes_exactly_when_all_its_steps_do() -> None:
+    declared = {d.name: d for d in TOOLSETS["desktop"]}
+    for action in COMPUTER_USE_ACTIONS:
+        params: dict[str, Any] = {"action": action, "coordinate": [1, 1], "text": "a"}
+        params |= {"scroll_direction": "up", "scroll_amount": 1, "duration": 0}
+        steps = action_spaces.computer_use(params, lambda: (0, 0))
+        observing = all(declared[step.tool].observes_in(step.params) for step in steps)
+        assert declared["computer_use"].observes_in(params) is observing, action
+    for action_type, taken in COMPUTER_13_PARAMETERS.items():
+        values = {"x": 1, "y": 1, "button": "left", "num_clicks": 1, "dx": 0, "dy": 1}
+        values |= {"text": "a", "key": "a", "keys": ["ctrl", "a"]}
+        steps = action_spaces.computer_13(
+            action_type, {name: values[name] for name in taken}, lambda: (0, 0)
+        )
+        # No computer_13 action is an observation: it declares none.
+        assert not any(declared[step.tool].observes_in(step.params) for step in steps), action_type
+    assert declared["computer_13"].observes is False
+
+
+def test_observes_must_name_a_declared_parameter() -> None:
+    with pytest.raises(ValueError, match="observes names unknown mode"):
+        ToolDeclaration(
+            "vm", "t", "d", (Param("action", "string", "a"),), observes=WhenParam("mode", ("x",))
+        )

@@ -259,6 +259,13 @@ class SwarmSettings(BaseModel):
     schedule_timeout_s: float = Field(default=15.0, gt=0)
     """How long a new service may wait for a node with room; past it the start
     fails with 1003 (the cluster is full) instead of staying pending."""
+    registry: str = Field(
+        default="", pattern=r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?)?$"
+    )
+    """Registry (``host:port``) every node pulls the session images from, filled by
+    ``sandbox images build --push REGISTRY``: services run ``<registry>/<image>``
+    (pinned to the digest the manager pushed, when it knows it). Empty: services run
+    the manager's image id, which must be loaded into every node."""
 
 
 def _default_screen_recording_dir() -> Path:

@@ -24,7 +24,9 @@ places it on a node with room. What differs, and why:
   the overlays itself (a stack) connects directly (``relay=False``).
 - A service runs the image by its id on the manager, so no node tries to pull
   it from a registry; a node that lacks it fails the task, and the start says
-  which node (load the image there: see the README's "Many hosts").
+  which node (load the image there: see the README's "Many hosts"). With a
+  registry (``registry``) it runs ``<registry>/<image>`` instead, pinned to the
+  digest the manager pushed, and each node pulls it.
 - A service waiting for a node with room is given `schedule_timeout_s`, then it
   is removed and the start fails with `ClusterFull` (1003), never left pending.
 - On engines before 27, a service can neither set ``no-new-privileges`` nor
@@ -103,6 +105,7 @@ class SwarmRuntime(DockerRuntime):
         reservation_fraction: Part of each limit reserved on the node.
         placement: Placement constraints per resource type.
         schedule_timeout_s: How long a service may wait for a node with room.
+        registry: ``host:port`` the nodes pull images from (empty: by id, loaded).
         start_timeout_s: How long its node may then take to start it.
         client_factory: Builds the `docker.DockerClient`; tests may inject one.
     """
@@ -120,6 +123,7 @@ class SwarmRuntime(DockerRuntime):
         reservation_fraction: float = 0.1,
         placement: dict[str, list[str]] | None = None,
         schedule_timeout_s: float = 15.0,
+        registry: str = "",
         start_timeout_s: float = 60.0,
         client_factory: Callable[[], Any] | None = None,
     ) -> None:
@@ -132,6 +136,7 @@ class SwarmRuntime(DockerRuntime):
         self._reservation = reservation_fraction
         self._placement = placement or {}
         self._schedule_timeout_s = schedule_timeout_s
+        self._registry = registry
         self._start_timeout_s = start_timeout_s
         self._network_ids: dict[bool, str] = {}
         self._subnets: list[str] = []
@@ -376,7 +381,7 @@ class SwarmRuntime(DockerRuntime):
 
     def _create_blocking(self, spec: ContainerSpec) -> str:
         api = self._docker().api
-        image = str(api.inspect_image(spec.image)["Id"])  # by id: no node pulls it
+        image = self._image_reference_blocking(spec.image)
         name = _service_name(spec.name)
         secret_refs = []
         if spec.token is not None:
@@ -403,6 +408,22 @@ class SwarmRuntime(DockerRuntime):
                 with contextlib.suppress(docker.errors.APIError):
                     api.remove_secret(ref["SecretID"])
             raise
+
+    def _image_reference_blocking(self, image: str) -> str:
+        """What a service runs: the image's id (no node pulls it), or with a registry
+        ``<registry>/<image>``, by the digest the manager pushed when it has one."""
+        api = self._docker().api
+        if not self._registry:
+            return str(api.inspect_image(image)["Id"])
+        reference = f"{self._registry}/{image}"
+        name, _, tag = reference.rpartition(":")
+        repository = name if "/" not in tag else reference  # a tag, not the port
+        try:
+            digests = api.inspect_image(reference).get("RepoDigests") or []
+        except docker.errors.ImageNotFound:
+            return reference  # pushed from elsewhere: the tag
+        pinned = [str(d) for d in digests if str(d).startswith(f"{repository}@")]
+        return pinned[0] if pinned else reference
 
     def _service_kwargs(
         self, spec: ContainerSpec, name: str, image: str, secret_refs: list[Any]

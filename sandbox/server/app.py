@@ -176,6 +176,7 @@ def make_runtime(settings: Settings) -> Runtime:
             reservation_fraction=swarm.reservation_fraction,
             placement=swarm.placement,
             schedule_timeout_s=swarm.schedule_timeout_s,
+            registry=swarm.registry,
             start_timeout_s=settings.container_start_timeout_s,
         )
     return DockerRuntime(threads=settings.docker_threads, session_network=settings.session_network)

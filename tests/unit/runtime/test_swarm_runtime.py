@@ -307,3 +307,59 @@ def test_swarm_settings_are_checked() -> None:
         Settings(runtime="swarm", swarm={"reservation_fraction": 2})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="runtime"):
         Settings(runtime="kubernetes")  # type: ignore[arg-type]
+
+
+class FakeRegistryAPI(FakeSwarmAPI):
+    """The manager after `sandbox images build --push reg:5000`: the pushed tag has a digest."""
+
+    def __init__(self, digests: list[str] | None) -> None:
+        super().__init__()
+        self.digests = digests
+
+    def inspect_image(self, image: str) -> dict[str, Any]:
+        if image.startswith("reg:5000/"):
+            if self.digests is None:
+                raise docker.errors.ImageNotFound("no such image")
+            return {"Id": "sha256:feed", "RepoDigests": self.digests}
+        return super().inspect_image(image)
+
+
+@pytest.mark.parametrize(
+    ("digests", "expected"),
+    [
+        # Pinned to what the manager pushed there (not another registry's digest).
+        (
+            ["other:1/ns/shell@sha256:0ther", "reg:5000/ns/shell@sha256:beef"],
+            "reg:5000/ns/shell@sha256:beef",
+        ),
+        ([], "reg:5000/ns/shell:latest"),  # tagged, never pushed from here
+        (None, "reg:5000/ns/shell:latest"),  # pushed from elsewhere
+    ],
+)
+async def test_with_a_registry_nodes_pull_the_image_by_the_pushed_digest(
+    digests: list[str] | None, expected: str
+) -> None:
+    api = FakeRegistryAPI(digests)
+    runtime = _runtime(api, registry="reg:5000")
+    try:
+        await runtime.start(_spec())
+    finally:
+        runtime.close()
+    (created,) = api.created
+    assert created["task_template"]["ContainerSpec"]["Image"] == expected
+
+
+def test_the_registry_setting_reaches_the_runtime() -> None:
+    settings = Settings.model_validate({"runtime": "swarm", "swarm": {"registry": "10.0.0.1:5000"}})
+    runtime = make_runtime(settings)
+    try:
+        assert isinstance(runtime, SwarmRuntime)
+        assert runtime._registry == "10.0.0.1:5000"
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize("bad", ["http://reg:5000", "reg:5000/ns", "-reg", "reg:port"])
+def test_a_registry_that_is_not_host_port_is_refused_naming_the_setting(bad: str) -> None:
+    with pytest.raises(ValueError, match="registry"):
+        Settings.model_validate({"runtime": "swarm", "swarm": {"registry": bad}})

@@ -7,6 +7,7 @@ its relay. Every test removes what its server made (by label) in `finally`.
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import time
@@ -18,8 +19,9 @@ import httpx
 import pytest
 
 from sandbox import Sandbox
+from tests.unit.agent.test_desktop_png import decode_png
 
-from .support import ServerProcess, created, start_server, wait_recovered
+from .support import ServerProcess, created, ok, start_server, wait_recovered, worker
 from .swarm_support import (
     manager_swarm,
     remove_swarm_state_of,
@@ -240,3 +242,24 @@ def test_the_shared_rag_service_is_a_service_too(
     assert labels["sandbox.service"] == "rag"
     (volume,) = engine.volumes.list(filters={"label": f"sandbox.server={swarm_server.server_id}"})
     assert volume.attrs["Labels"]["sandbox.service"] == "rag"  # the node made it, labelled
+
+
+def test_a_vm_session_on_the_swarm_shows_its_desktop_through_shared_memory(
+    swarm_server: ServerProcess, engine: docker.DockerClient
+) -> None:
+    with worker(swarm_server, "swarm-vm") as sb:
+        created(sb.create_session_sync("vm", {"screen_size": [800, 600]}), "vm")
+        launched = ok(sb, "vm:launch", command="xterm", wait_for_window=True)
+        assert launched["window"], launched
+        data = ok(sb, "vm:screenshot")
+        width, height, rows = decode_png(base64.b64decode(data["image"]))
+        assert (width, height) == (800, 600)
+        assert len({row for row in rows}) > 10  # an xterm on the desktop, not a blank screen
+        # The agent (root) and Xvfb (the session user) share the MIT-SHM segment in the
+        # service's IPC namespace, as on one engine; /dev/shm is a tmpfs there too.
+        (container,) = engine.containers.list(filters={"label": f"sandbox.worker={sb.worker_id}"})
+        table = container.exec_run(["cat", "/proc/sysvipc/shm"], user="0").output.decode()
+        attached = [int(line.split()[6]) for line in table.splitlines()[1:] if line.strip()]
+        assert any(count >= 2 for count in attached), table
+        mounts = container.exec_run(["cat", "/proc/mounts"], user="0").output.decode()
+        assert any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts.splitlines())

@@ -98,6 +98,8 @@ class SwarmRuntime(DockerRuntime):
         server_id: Stamped on the relay container (one relay per server).
         session_network: Overlay network of sessions with network.
         internal_network: Internal overlay network of sessions without network.
+        session_subnet: CIDR to create `session_network` with (empty: Swarm's default).
+        internal_subnet: CIDR to create `internal_network` with (empty: Swarm's default).
         encrypted: Create the overlays with IPsec between nodes.
         relay: Reach the agents through the relay (False: the server is on the
             overlay networks itself).
@@ -117,6 +119,8 @@ class SwarmRuntime(DockerRuntime):
         server_id: str,
         session_network: str = "sandbox-swarm-sessions",
         internal_network: str = "sandbox-swarm-agents",
+        session_subnet: str = "",
+        internal_subnet: str = "",
         encrypted: bool = False,
         relay: bool = True,
         relay_image: str = "sandbox/shell:latest",
@@ -130,6 +134,7 @@ class SwarmRuntime(DockerRuntime):
         super().__init__(threads=threads, client_factory=client_factory)
         self._server_id = server_id
         self._networks = {True: session_network, False: internal_network}
+        self._subnet_of = {True: session_subnet, False: internal_subnet}
         self._encrypted = encrypted
         self._use_relay = relay
         self._relay_image = relay_image
@@ -190,7 +195,9 @@ class SwarmRuntime(DockerRuntime):
         ids: dict[bool, str] = {}
         subnets: list[str] = []
         for with_egress, name in self._networks.items():
-            attrs = self._ensure_overlay_blocking(name, internal=not with_egress)
+            attrs = self._ensure_overlay_blocking(
+                name, internal=not with_egress, subnet=self._subnet_of[with_egress]
+            )
             ids[with_egress] = str(attrs["Id"])
             subnets += [
                 str(config["Subnet"])
@@ -218,11 +225,19 @@ class SwarmRuntime(DockerRuntime):
                 with contextlib.suppress(docker.errors.NotFound):
                     api.remove_secret(secret["ID"])
 
-    def _ensure_overlay_blocking(self, name: str, *, internal: bool) -> dict[str, Any]:
+    def _ensure_overlay_blocking(
+        self, name: str, *, internal: bool, subnet: str = ""
+    ) -> dict[str, Any]:
         api = self._docker().api
         found = [n for n in api.networks(names=[name]) if n.get("Name") == name]
         if not found:
             options = {"encrypted": ""} if self._encrypted else None
+            # Without a subnet Swarm hands out a /24: ~250 sessions on this network.
+            ipam = (
+                docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+                if subnet
+                else None
+            )
             with contextlib.suppress(docker.errors.APIError):  # made meanwhile: checked below
                 api.create_network(
                     name,
@@ -230,6 +245,7 @@ class SwarmRuntime(DockerRuntime):
                     attachable=True,
                     internal=internal,
                     options=options,
+                    ipam=ipam,
                     labels={LABEL_MANAGED: "1"},
                 )
             found = [n for n in api.networks(names=[name]) if n.get("Name") == name]

@@ -170,6 +170,8 @@ def make_runtime(settings: Settings) -> Runtime:
             server_id=settings.server_id,
             session_network=swarm.session_network,
             internal_network=swarm.internal_network,
+            session_subnet=swarm.session_subnet,
+            internal_subnet=swarm.internal_subnet,
             encrypted=swarm.encrypted,
             relay=swarm.relay,
             relay_image=swarm.relay_image or f"{settings.image_namespace}/shell:latest",

@@ -363,3 +363,46 @@ def test_the_registry_setting_reaches_the_runtime() -> None:
 def test_a_registry_that_is_not_host_port_is_refused_naming_the_setting(bad: str) -> None:
     with pytest.raises(ValueError, match="registry"):
         Settings.model_validate({"runtime": "swarm", "swarm": {"registry": bad}})
+
+
+class FakeNoNetworksAPI(FakeSwarmAPI):
+    """A swarm where the overlays do not exist yet: the runtime creates them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.networks_made: dict[str, dict[str, Any]] = {}
+
+    def networks(self, names: list[str]) -> list[dict[str, Any]]:
+        made = names[0] in self.networks_made
+        return [{"Name": names[0], "Id": NETWORK_IDS[names[0]]}] if made else []
+
+    def create_network(self, name: str, **kwargs: Any) -> dict[str, str]:
+        self.networks_made[name] = kwargs
+        return {"Id": NETWORK_IDS[name]}
+
+
+async def test_the_overlays_are_created_with_the_subnets_asked_for_or_swarms_default() -> None:
+    api = FakeNoNetworksAPI()
+    runtime = _runtime(api, internal_subnet="10.20.0.0/18")
+    try:
+        await runtime.start(_spec())
+    finally:
+        runtime.close()
+    internal = api.networks_made["sandbox-swarm-agents"]
+    assert internal["internal"] is True
+    assert [pool["Subnet"] for pool in internal["ipam"]["Config"]] == ["10.20.0.0/18"]
+    assert api.networks_made["sandbox-swarm-sessions"]["ipam"] is None  # Swarm's /24
+
+
+def test_the_subnet_settings_reach_the_runtime_and_bad_ones_name_the_setting() -> None:
+    settings = Settings.model_validate(
+        {"runtime": "swarm", "swarm": {"session_subnet": "10.21.0.0/18"}}
+    )
+    runtime = make_runtime(settings)
+    try:
+        assert isinstance(runtime, SwarmRuntime)
+        assert runtime._subnet_of == {True: "10.21.0.0/18", False: ""}
+    finally:
+        runtime.close()
+    with pytest.raises(ValueError, match=r"internal_subnet[\s\S]*'10.20.0.0/33' is not a subnet"):
+        Settings.model_validate({"runtime": "swarm", "swarm": {"internal_subnet": "10.20.0.0/33"}})

@@ -92,6 +92,10 @@ def _server_pid(port: int) -> int:
     raise RuntimeError(f"no server process on port {port}")
 
 
+def _start_time(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime
@@ -131,7 +135,7 @@ def measure_scale(nodes: int, sessions: int, parallel: int) -> ScaleResult:
     """Hold `sessions` bash sessions over a swarm of `nodes` nodes; see the module."""
     result = ScaleResult(nodes, sessions, parallel)
     client = docker.from_env(timeout=300)
-    (engine_pid,) = _pids_named("dockerd")  # before the nodes' own dockerds start
+    engine_pid = min(_pids_named("dockerd"), key=_start_time)  # not a node's, started later
     server_id = f"bench-scale-{secrets.token_hex(3)}"
     shell = f"{NAMESPACE}/shell:latest"
     try:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .backends import RESOURCE_TYPES
-from .config import Settings
+from .config import Settings, SwarmSettings
 from .errors import SandboxError
 from .profiles import ProfileError, read_profile
 from .recording.commands import add_trajectory_commands
@@ -83,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("resources", nargs="*", metavar="RESOURCE")
     build.add_argument("-c", "--config", type=Path, help=_CONFIG_HELP)
+    build.add_argument(
+        "--push",
+        nargs="?",
+        const="",
+        metavar="REGISTRY",
+        help="then push each image to REGISTRY (host:port; default: the setting "
+        "swarm.registry) as REGISTRY/<namespace>/<name>:latest",
+    )
     build.set_defaults(run=_images_build)
     add_trajectory_commands(commands)
     return parser
@@ -285,6 +293,14 @@ def _images_build(args: argparse.Namespace) -> int:
         )
     wanted = args.resources or sorted(known)
     image_names = sorted({known.get(name) or optional[name] for name in wanted})
+    registry = None if args.push is None else args.push or settings.swarm.registry
+    if registry == "":
+        raise ValueError("--push needs a REGISTRY (host:port) or the setting swarm.registry")
+    if registry is not None:
+        try:
+            SwarmSettings(registry=registry)  # the same check as the setting's
+        except ValidationError:
+            raise ValueError(f"--push: {registry!r} is not a registry's host:port") from None
 
     async def build_all() -> None:
         runtime = DockerRuntime(threads=4)
@@ -295,6 +311,9 @@ def _images_build(args: argparse.Namespace) -> int:
                 print(f"==> building {images.tag(name)}", flush=True)
                 await images.build(name, _printer(name))
                 print(f"==> {images.tag(name)} ready in {time.monotonic() - started:.1f}s")
+                if registry is not None:
+                    pushed = await runtime.push_image(images.tag(name), registry, _printer(name))
+                    print(f"==> pushed {pushed}", flush=True)
         finally:
             runtime.close()
 

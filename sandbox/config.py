@@ -8,6 +8,7 @@ AgentFlow's server config files, which `sandbox.agentflow_config` translates.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -239,6 +240,13 @@ class SwarmSettings(BaseModel):
     internal_network: str = Field(default="sandbox-swarm-agents", min_length=1)
     """Attachable, internal overlay network of sessions without network: no egress,
     nothing on it but the sessions and the server's relay."""
+    session_subnet: str = ""
+    """Subnet (CIDR) to create `session_network` with, e.g. ``10.20.0.0/18`` (16,382
+    addresses, one per session with network); empty: Swarm's default pool gives a /24,
+    room for ~250. Used only when the server creates the network."""
+    internal_subnet: str = ""
+    """Subnet (CIDR) to create `internal_network` with, as `session_subnet` (sessions
+    without network, and the rag service)."""
     encrypted: bool = False
     """Create the overlay networks with IPsec encryption between nodes
     (``--opt encrypted``); costs CPU on every packet that crosses nodes."""
@@ -259,6 +267,25 @@ class SwarmSettings(BaseModel):
     schedule_timeout_s: float = Field(default=15.0, gt=0)
     """How long a new service may wait for a node with room; past it the start
     fails with 1003 (the cluster is full) instead of staying pending."""
+    registry: str = Field(
+        default="", pattern=r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?)?$"
+    )
+    """Registry (``host:port``) every node pulls the session images from, filled by
+    ``sandbox images build --push REGISTRY``: services run ``<registry>/<image>``
+    (pinned to the digest the manager pushed, when it knows it). Empty: services run
+    the manager's image id, which must be loaded into every node."""
+
+    @field_validator("session_subnet", "internal_subnet")
+    @classmethod
+    def _a_subnet(cls, value: str) -> str:
+        if value:
+            try:
+                network = ipaddress.ip_network(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a subnet like '10.20.0.0/18'") from None
+            if network.num_addresses < 8:
+                raise ValueError(f"{value!r} is too small for an overlay network")
+        return value
 
 
 def _default_screen_recording_dir() -> Path:

@@ -3,6 +3,7 @@
 
     python scripts/bench_swarm.py                # writes the "swarm" section of docs/benchmarks.md
     python scripts/bench_swarm.py --calls 200 --creates 8 --no-write
+    python scripts/bench_swarm.py --nodes 3 --sessions 100   # the "swarm-scale" section
 
 Two servers run side by side, one per runtime (the swarm one needs this engine to
 be a swarm manager: `docker swarm init`), and every measurement alternates
@@ -10,6 +11,14 @@ between them, so the 2 shared cores' noise falls on both alike. Measured:
 `bash:run` of `true` through the server (client to envelope), a cold `bash`
 `session/create` and a claim from a warm `bash` pool (both server-side, the
 envelope's ``execution_time_ms``).
+
+With ``--nodes N`` it measures scale instead: N-1 more engines on this machine
+(Docker engines in containers, `tests/integration/swarm_nodes_support.py`, as
+the multi-node tests start them) join this engine's swarm, one swarm server
+holds ``--sessions`` `bash` sessions open at once (small limits), and the run
+counts errors, where the sessions were placed, the create and `bash:run`
+latencies, memory per session, the manager's CPU per create and the relay's
+memory per connection (see `scale`).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench import _table, percentiles, server_at, write_section
+from bench_swarm_scale import measure_scale, scale_report
 
 from sandbox import Sandbox
 
@@ -146,8 +156,18 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200, help="timed tool calls per runtime")
     parser.add_argument("--creates", type=int, default=12, help="cold creates and claims each")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--nodes", type=int, default=0, help="scale mode: nodes in all")
+    parser.add_argument("--sessions", type=int, default=100, help="scale mode: sessions")
+    parser.add_argument("--parallel", type=int, default=8, help="scale mode: creates at once")
     args = parser.parse_args()
     command = "python scripts/bench_swarm.py " + shlex.join(sys.argv[1:])
+    if args.nodes:
+        result = measure_scale(args.nodes, args.sessions, args.parallel)
+        body = scale_report(result)
+        print(body)
+        if not args.no_write:
+            write_section("swarm-scale", body, command.strip())
+        return 0 if not result.errors else 1
     with (
         server_at(None, {**POOL_ENV, "SANDBOX_RUNTIME": "docker"}) as docker_url,
         server_at(None, {**POOL_ENV, "SANDBOX_RUNTIME": "swarm"}) as swarm_url,

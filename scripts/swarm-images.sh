@@ -8,7 +8,8 @@
 #   SANDBOX_IMAGE_NAMESPACE=myns scripts/swarm-images.sh tcp://10.0.0.7:2376
 #
 # Images: <namespace>/shell, /desktop and /rag (those that exist here). With a
-# registry instead, tag and push them there and give the nodes that registry.
+# registry instead: `sandbox images build --push HOST:PORT` and the setting
+# swarm.registry (scripts/swarm-registry.sh runs one on the manager).
 set -euo pipefail
 namespace="${SANDBOX_IMAGE_NAMESPACE:-sandbox}"
 if [ "$#" -eq 0 ]; then

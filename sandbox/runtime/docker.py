@@ -312,6 +312,33 @@ class DockerRuntime:
 
         await self._run(blocking)
 
+    async def push_image(
+        self, image: str, registry: str, on_progress: Callable[[str], None] | None = None
+    ) -> str:
+        """Tag `image` as ``<registry>/<image>`` and push it there; returns that reference.
+
+        Raises:
+            BackendError: The image is missing or the registry refused or was unreachable.
+        """
+
+        def blocking() -> str:
+            api = self._docker().api
+            reference = f"{registry}/{image}"
+            repository, _, tag = reference.rpartition(":")
+            try:
+                api.tag(image, repository, tag)
+                stream = api.push(repository, tag=tag, stream=True, decode=True)
+                for event in stream:
+                    if event.get("error"):
+                        raise BackendError(f"pushing {reference} failed: {event['error']}")
+                    if on_progress is not None and event.get("status") and not event.get("id"):
+                        on_progress(str(event["status"]))
+            except docker.errors.APIError as error:
+                raise BackendError(f"pushing {reference} failed: {error.explanation}") from error
+            return reference
+
+        return await self._run(blocking)
+
     def _image_present(self, tag: str) -> bool:
         try:
             self._docker().api.inspect_image(tag)

@@ -24,7 +24,9 @@ places it on a node with room. What differs, and why:
   the overlays itself (a stack) connects directly (``relay=False``).
 - A service runs the image by its id on the manager, so no node tries to pull
   it from a registry; a node that lacks it fails the task, and the start says
-  which node (load the image there: see the README's "Many hosts").
+  which node (load the image there: see the README's "Many hosts"). With a
+  registry (``registry``) it runs ``<registry>/<image>`` instead, pinned to the
+  digest the manager pushed, and each node pulls it.
 - A service waiting for a node with room is given `schedule_timeout_s`, then it
   is removed and the start fails with `ClusterFull` (1003), never left pending.
 - On engines before 27, a service can neither set ``no-new-privileges`` nor
@@ -96,6 +98,8 @@ class SwarmRuntime(DockerRuntime):
         server_id: Stamped on the relay container (one relay per server).
         session_network: Overlay network of sessions with network.
         internal_network: Internal overlay network of sessions without network.
+        session_subnet: CIDR to create `session_network` with (empty: Swarm's default).
+        internal_subnet: CIDR to create `internal_network` with (empty: Swarm's default).
         encrypted: Create the overlays with IPsec between nodes.
         relay: Reach the agents through the relay (False: the server is on the
             overlay networks itself).
@@ -103,6 +107,7 @@ class SwarmRuntime(DockerRuntime):
         reservation_fraction: Part of each limit reserved on the node.
         placement: Placement constraints per resource type.
         schedule_timeout_s: How long a service may wait for a node with room.
+        registry: ``host:port`` the nodes pull images from (empty: by id, loaded).
         start_timeout_s: How long its node may then take to start it.
         client_factory: Builds the `docker.DockerClient`; tests may inject one.
     """
@@ -114,24 +119,29 @@ class SwarmRuntime(DockerRuntime):
         server_id: str,
         session_network: str = "sandbox-swarm-sessions",
         internal_network: str = "sandbox-swarm-agents",
+        session_subnet: str = "",
+        internal_subnet: str = "",
         encrypted: bool = False,
         relay: bool = True,
         relay_image: str = "sandbox/shell:latest",
         reservation_fraction: float = 0.1,
         placement: dict[str, list[str]] | None = None,
         schedule_timeout_s: float = 15.0,
+        registry: str = "",
         start_timeout_s: float = 60.0,
         client_factory: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__(threads=threads, client_factory=client_factory)
         self._server_id = server_id
         self._networks = {True: session_network, False: internal_network}
+        self._subnet_of = {True: session_subnet, False: internal_subnet}
         self._encrypted = encrypted
         self._use_relay = relay
         self._relay_image = relay_image
         self._reservation = reservation_fraction
         self._placement = placement or {}
         self._schedule_timeout_s = schedule_timeout_s
+        self._registry = registry
         self._start_timeout_s = start_timeout_s
         self._network_ids: dict[bool, str] = {}
         self._subnets: list[str] = []
@@ -185,7 +195,9 @@ class SwarmRuntime(DockerRuntime):
         ids: dict[bool, str] = {}
         subnets: list[str] = []
         for with_egress, name in self._networks.items():
-            attrs = self._ensure_overlay_blocking(name, internal=not with_egress)
+            attrs = self._ensure_overlay_blocking(
+                name, internal=not with_egress, subnet=self._subnet_of[with_egress]
+            )
             ids[with_egress] = str(attrs["Id"])
             subnets += [
                 str(config["Subnet"])
@@ -213,11 +225,19 @@ class SwarmRuntime(DockerRuntime):
                 with contextlib.suppress(docker.errors.NotFound):
                     api.remove_secret(secret["ID"])
 
-    def _ensure_overlay_blocking(self, name: str, *, internal: bool) -> dict[str, Any]:
+    def _ensure_overlay_blocking(
+        self, name: str, *, internal: bool, subnet: str = ""
+    ) -> dict[str, Any]:
         api = self._docker().api
         found = [n for n in api.networks(names=[name]) if n.get("Name") == name]
         if not found:
             options = {"encrypted": ""} if self._encrypted else None
+            # Without a subnet Swarm hands out a /24: ~250 sessions on this network.
+            ipam = (
+                docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+                if subnet
+                else None
+            )
             with contextlib.suppress(docker.errors.APIError):  # made meanwhile: checked below
                 api.create_network(
                     name,
@@ -225,6 +245,7 @@ class SwarmRuntime(DockerRuntime):
                     attachable=True,
                     internal=internal,
                     options=options,
+                    ipam=ipam,
                     labels={LABEL_MANAGED: "1"},
                 )
             found = [n for n in api.networks(names=[name]) if n.get("Name") == name]
@@ -376,7 +397,7 @@ class SwarmRuntime(DockerRuntime):
 
     def _create_blocking(self, spec: ContainerSpec) -> str:
         api = self._docker().api
-        image = str(api.inspect_image(spec.image)["Id"])  # by id: no node pulls it
+        image = self._image_reference_blocking(spec.image)
         name = _service_name(spec.name)
         secret_refs = []
         if spec.token is not None:
@@ -403,6 +424,22 @@ class SwarmRuntime(DockerRuntime):
                 with contextlib.suppress(docker.errors.APIError):
                     api.remove_secret(ref["SecretID"])
             raise
+
+    def _image_reference_blocking(self, image: str) -> str:
+        """What a service runs: the image's id (no node pulls it), or with a registry
+        ``<registry>/<image>``, by the digest the manager pushed when it has one."""
+        api = self._docker().api
+        if not self._registry:
+            return str(api.inspect_image(image)["Id"])
+        reference = f"{self._registry}/{image}"
+        name, _, tag = reference.rpartition(":")
+        repository = name if "/" not in tag else reference  # a tag, not the port
+        try:
+            digests = api.inspect_image(reference).get("RepoDigests") or []
+        except docker.errors.ImageNotFound:
+            return reference  # pushed from elsewhere: the tag
+        pinned = [str(d) for d in digests if str(d).startswith(f"{repository}@")]
+        return pinned[0] if pinned else reference
 
     def _service_kwargs(
         self, spec: ContainerSpec, name: str, image: str, secret_refs: list[Any]

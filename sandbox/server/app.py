@@ -170,12 +170,15 @@ def make_runtime(settings: Settings) -> Runtime:
             server_id=settings.server_id,
             session_network=swarm.session_network,
             internal_network=swarm.internal_network,
+            session_subnet=swarm.session_subnet,
+            internal_subnet=swarm.internal_subnet,
             encrypted=swarm.encrypted,
             relay=swarm.relay,
             relay_image=swarm.relay_image or f"{settings.image_namespace}/shell:latest",
             reservation_fraction=swarm.reservation_fraction,
             placement=swarm.placement,
             schedule_timeout_s=swarm.schedule_timeout_s,
+            registry=swarm.registry,
             start_timeout_s=settings.container_start_timeout_s,
         )
     return DockerRuntime(threads=settings.docker_threads, session_network=settings.session_network)

@@ -7,19 +7,25 @@ its relay. Every test removes what its server made (by label) in `finally`.
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import os
+import secrets
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import docker
+import docker.errors
 import httpx
 import pytest
 
 from sandbox import Sandbox
+from tests.unit.agent.test_desktop_png import decode_png
 
-from .support import ServerProcess, created, start_server, wait_recovered
+from .support import ServerProcess, created, ok, start_server, wait_recovered, worker
 from .swarm_support import (
     manager_swarm,
     remove_swarm_state_of,
@@ -240,3 +246,60 @@ def test_the_shared_rag_service_is_a_service_too(
     assert labels["sandbox.service"] == "rag"
     (volume,) = engine.volumes.list(filters={"label": f"sandbox.server={swarm_server.server_id}"})
     assert volume.attrs["Labels"]["sandbox.service"] == "rag"  # the node made it, labelled
+
+
+def test_a_vm_session_on_the_swarm_shows_its_desktop_through_shared_memory(
+    swarm_server: ServerProcess, engine: docker.DockerClient
+) -> None:
+    with worker(swarm_server, "swarm-vm") as sb:
+        created(sb.create_session_sync("vm", {"screen_size": [800, 600]}), "vm")
+        launched = ok(sb, "vm:launch", command="xterm", wait_for_window=True)
+        assert launched["window"], launched
+        data = ok(sb, "vm:screenshot")
+        width, height, rows = decode_png(base64.b64decode(data["image"]))
+        assert (width, height) == (800, 600)
+        assert len({row for row in rows}) > 10  # an xterm on the desktop, not a blank screen
+        # The agent (root) and Xvfb (the session user) share the MIT-SHM segment in the
+        # service's IPC namespace, as on one engine; /dev/shm is a tmpfs there too.
+        (container,) = engine.containers.list(filters={"label": f"sandbox.worker={sb.worker_id}"})
+        table = container.exec_run(["cat", "/proc/sysvipc/shm"], user="0").output.decode()
+        attached = [int(line.split()[6]) for line in table.splitlines()[1:] if line.strip()]
+        assert any(count >= 2 for count in attached), table
+        mounts = container.exec_run(["cat", "/proc/mounts"], user="0").output.decode()
+        assert any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts.splitlines())
+
+
+def test_the_overlays_are_made_with_the_subnets_of_the_settings(
+    engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    suffix = secrets.token_hex(3)
+    networks = {"sessions": f"sandbox-test-egress-{suffix}", "agents": f"sandbox-test-{suffix}"}
+    server = start_server(
+        tmp_path,
+        env={
+            **SWARM_ENV,
+            "SANDBOX_SWARM__SESSION_NETWORK": networks["sessions"],
+            "SANDBOX_SWARM__INTERNAL_NETWORK": networks["agents"],
+            "SANDBOX_SWARM__SESSION_SUBNET": "10.232.0.0/20",
+            "SANDBOX_SWARM__INTERNAL_SUBNET": "10.231.0.0/20",
+        },
+    )
+    try:
+        with Sandbox(server_url=server.url, worker_id="subnet") as sb:
+            assert run(sb, "echo reached")["stdout"] == "reached\n"
+            (service,) = engine.services.list(
+                filters={"label": f"sandbox.server={server.server_id}"}
+            )
+            (task,) = service.tasks()
+            (attachment,) = task["NetworksAttachments"]
+            (address,) = attachment["Addresses"]
+            assert ipaddress.ip_interface(address).ip in ipaddress.ip_network("10.231.0.0/20")
+        for kind, subnet in (("sessions", "10.232.0.0/20"), ("agents", "10.231.0.0/20")):
+            ipam = engine.networks.get(networks[kind]).attrs["IPAM"]["Config"]
+            assert [config["Subnet"] for config in ipam] == [subnet]
+    finally:
+        server.stop()
+        remove_swarm_state_of(engine, server.server_id)
+        for name in networks.values():
+            with suppress(docker.errors.APIError):
+                engine.networks.get(name).remove()

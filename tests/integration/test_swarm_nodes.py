@@ -12,149 +12,29 @@ server's services, the node containers and their volumes, the nodes in the swarm
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-import docker.errors
 import httpx
 import pytest
 
 from sandbox import Sandbox
 
 from .support import start_server
+from .swarm_nodes_support import NAMESPACE, Node, wait_for, worker_nodes
 from .swarm_support import manager_swarm, remove_swarm_state_of, wait_containers_gone
 
-NAMESPACE = os.environ.get("SANDBOX_IMAGE_NAMESPACE", "sandbox")
 SHELL_IMAGE = f"{NAMESPACE}/shell:latest"
-NODE_IMAGE = f"{NAMESPACE}/swarm-node:latest"
-NODE_LABEL = "sandbox.test-swarm-node"
-NODE_CONTEXT = Path(__file__).parent / "swarm_node"
 WORKERS = 2
-_CAPABILITY_NAMES = {24: "SYS_RESOURCE", 21: "SYS_ADMIN", 12: "NET_ADMIN", 16: "SYS_MODULE"}
-
-
-def _missing_capabilities() -> list[str]:
-    """Capabilities this process (as root beside the engine) lacks and a node cannot get."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("CapBnd:"):
-            bounding = int(line.split()[1], 16)
-            return [name for bit, name in _CAPABILITY_NAMES.items() if not bounding >> bit & 1]
-    return []
-
-
-_MISSING_CAPABILITIES = _missing_capabilities()
-
-
-@dataclass
-class Node:
-    """A worker engine in a container, joined to the swarm."""
-
-    container: docker.models.containers.Container
-    node_id: str
-
-
-def _wait(what: str, check: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:g}s")
-        time.sleep(0.5)
-
-
-def _start_node(client: docker.DockerClient, index: int, token: str, manager: str) -> Node:
-    name = f"sandbox-swarm-node-{index}-{os.getpid()}"
-    # The host engine's storage driver is the one this kernel and filesystem allow.
-    command = ["--storage-driver", str(client.info()["Driver"])]
-    if not _MISSING_CAPABILITIES or Path("/sys/fs/cgroup/cgroup.controllers").exists():
-        host_config = client.api.create_host_config(privileged=True)  # the usual way
-    else:
-        # `--privileged` asks for every capability and fails where the host's engine
-        # lacks one: ask for all it has instead, and give the node the host's cgroup
-        # v1 hierarchy, its containers' groups under a parent of their own.
-        command.append(f"--cgroup-parent=/{name}")
-        host_config = client.api.create_host_config(
-            cap_add=["ALL"],
-            cap_drop=_MISSING_CAPABILITIES,
-            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-            devices=["/dev/fuse"],
-            binds={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
-        )
-        host_config.update(
-            MaskedPaths=[], ReadonlyPaths=[]
-        )  # --security-opt systempaths=unconfined
-    created = client.api.create_container(
-        NODE_IMAGE, command, name=name, labels={NODE_LABEL: "1"}, host_config=host_config
-    )
-    client.api.start(created["Id"])
-    container = client.containers.get(created["Id"])
-
-    def engine_up() -> bool:
-        return int(container.exec_run(["docker", "info"]).exit_code) == 0
-
-    _wait(f"the engine of {container.name}", engine_up, 60)
-    container.reload()
-    address = container.attrs["NetworkSettings"]["IPAddress"]
-    joined = container.exec_run(
-        ["docker", "swarm", "join", "--token", token, "--advertise-addr", address, manager]
-    )
-    assert joined.exit_code == 0, joined.output
-    # docker save | docker exec -i node docker load: the image keeps its id.
-    with subprocess.Popen(["docker", "save", SHELL_IMAGE], stdout=subprocess.PIPE) as save:
-        load = subprocess.run(
-            ["docker", "exec", "-i", str(container.name), "docker", "load"],
-            stdin=save.stdout,
-            capture_output=True,
-            check=False,
-            timeout=300,
-        )
-    assert save.returncode == 0
-    assert load.returncode == 0, load.stderr
-    info = container.exec_run(["docker", "info", "--format", "{{.Swarm.NodeID}}"])
-    return Node(container, info.output.decode().strip())
 
 
 @pytest.fixture(scope="module")
 def nodes() -> Iterator[tuple[docker.DockerClient, list[Node]]]:
     client = docker.from_env(timeout=120)
-    started: list[Node] = []
     try:
-        with manager_swarm(client):
-            try:
-                client.images.get(NODE_IMAGE)
-            except docker.errors.ImageNotFound:
-                client.images.build(path=str(NODE_CONTEXT), tag=NODE_IMAGE, rm=True)
-            swarm = client.swarm.attrs
-            token = swarm["JoinTokens"]["Worker"]
-            manager = f"{client.info()['Swarm']['NodeAddr']}:2377"
-            try:
-                with ThreadPoolExecutor(WORKERS) as pool:
-                    futures = [
-                        pool.submit(_start_node, client, i, token, manager) for i in range(WORKERS)
-                    ]
-                    started.extend(future.result() for future in futures)
-                yield client, started
-            finally:
-                for container in client.containers.list(all=True, filters={"label": NODE_LABEL}):
-                    container.remove(force=True, v=True)
-                for node in client.nodes.list():
-                    if node.attrs["Spec"].get("Role") == "worker" and (
-                        node.id in {n.node_id for n in started}
-                        or (
-                            node.attrs["Status"]["State"] == "down"
-                            and node.attrs["Description"]["Hostname"].startswith(
-                                tuple(n.container.id[:12] for n in started)
-                            )
-                        )
-                    ):
-                        with suppress(docker.errors.APIError):
-                            node.remove(force=True)
+        with manager_swarm(client), worker_nodes(client, WORKERS, [SHELL_IMAGE]) as started:
+            yield client, started
     finally:
         client.close()
 
@@ -190,7 +70,7 @@ def test_sessions_spread_over_nodes_and_a_killed_node_loses_only_its_own(
         def down() -> bool:
             return str(client.nodes.get(victim.node_id).attrs["Status"]["State"]) == "down"
 
-        _wait("the killed node marked down", down, 90)
+        wait_for("the killed node marked down", down, 90)
         for name in lost:
             answer = httpx.post(
                 f"{server.url}/execute",

@@ -242,3 +242,20 @@ def test_building_an_unknown_resource_type_names_the_known_ones(
     assert "unknown resource type(s) gpu" in error
     assert "known: " in error
     assert "bash" in error
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--push"], "--push needs a REGISTRY (host:port) or the setting swarm.registry"),
+        (
+            ["--push", "https://reg:5000"],
+            "--push: 'https://reg:5000' is not a registry's host:port",
+        ),
+    ],
+)
+def test_push_without_a_usable_registry_is_refused_before_building(
+    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["images", "build", "bash", *arguments]) == 1
+    assert message in capsys.readouterr().err

@@ -311,14 +311,14 @@ def test_images_build_takes_vm_full_by_name_only(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(ImageService, "build", build)
     monkeypatch.setattr(cli, "_settings", lambda args: Settings())
-    cli._images_build(argparse.Namespace(resources=["vm-full"], config=None))
+    cli._images_build(argparse.Namespace(resources=["vm-full"], config=None, push=None))
     assert built == [FULL_IMAGE]
     built.clear()
-    cli._images_build(argparse.Namespace(resources=[], config=None))
+    cli._images_build(argparse.Namespace(resources=[], config=None, push=None))
     assert FULL_IMAGE not in built
     assert "desktop" in built
     with pytest.raises(ValueError, match="vm-full"):
-        cli._images_build(argparse.Namespace(resources=["vm-fuller"], config=None))
+        cli._images_build(argparse.Namespace(resources=["vm-fuller"], config=None, push=None))
 
 
 # -- chrome_open_tabs -------------------------------------------------------------------------

@@ -307,3 +307,102 @@ def test_swarm_settings_are_checked() -> None:
         Settings(runtime="swarm", swarm={"reservation_fraction": 2})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="runtime"):
         Settings(runtime="kubernetes")  # type: ignore[arg-type]
+
+
+class FakeRegistryAPI(FakeSwarmAPI):
+    """The manager after `sandbox images build --push reg:5000`: the pushed tag has a digest."""
+
+    def __init__(self, digests: list[str] | None) -> None:
+        super().__init__()
+        self.digests = digests
+
+    def inspect_image(self, image: str) -> dict[str, Any]:
+        if image.startswith("reg:5000/"):
+            if self.digests is None:
+                raise docker.errors.ImageNotFound("no such image")
+            return {"Id": "sha256:feed", "RepoDigests": self.digests}
+        return super().inspect_image(image)
+
+
+@pytest.mark.parametrize(
+    ("digests", "expected"),
+    [
+        # Pinned to what the manager pushed there (not another registry's digest).
+        (
+            ["other:1/ns/shell@sha256:0ther", "reg:5000/ns/shell@sha256:beef"],
+            "reg:5000/ns/shell@sha256:beef",
+        ),
+        ([], "reg:5000/ns/shell:latest"),  # tagged, never pushed from here
+        (None, "reg:5000/ns/shell:latest"),  # pushed from elsewhere
+    ],
+)
+async def test_with_a_registry_nodes_pull_the_image_by_the_pushed_digest(
+    digests: list[str] | None, expected: str
+) -> None:
+    api = FakeRegistryAPI(digests)
+    runtime = _runtime(api, registry="reg:5000")
+    try:
+        await runtime.start(_spec())
+    finally:
+        runtime.close()
+    (created,) = api.created
+    assert created["task_template"]["ContainerSpec"]["Image"] == expected
+
+
+def test_the_registry_setting_reaches_the_runtime() -> None:
+    settings = Settings.model_validate({"runtime": "swarm", "swarm": {"registry": "10.0.0.1:5000"}})
+    runtime = make_runtime(settings)
+    try:
+        assert isinstance(runtime, SwarmRuntime)
+        assert runtime._registry == "10.0.0.1:5000"
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize("bad", ["http://reg:5000", "reg:5000/ns", "-reg", "reg:port"])
+def test_a_registry_that_is_not_host_port_is_refused_naming_the_setting(bad: str) -> None:
+    with pytest.raises(ValueError, match="registry"):
+        Settings.model_validate({"runtime": "swarm", "swarm": {"registry": bad}})
+
+
+class FakeNoNetworksAPI(FakeSwarmAPI):
+    """A swarm where the overlays do not exist yet: the runtime creates them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.networks_made: dict[str, dict[str, Any]] = {}
+
+    def networks(self, names: list[str]) -> list[dict[str, Any]]:
+        made = names[0] in self.networks_made
+        return [{"Name": names[0], "Id": NETWORK_IDS[names[0]]}] if made else []
+
+    def create_network(self, name: str, **kwargs: Any) -> dict[str, str]:
+        self.networks_made[name] = kwargs
+        return {"Id": NETWORK_IDS[name]}
+
+
+async def test_the_overlays_are_created_with_the_subnets_asked_for_or_swarms_default() -> None:
+    api = FakeNoNetworksAPI()
+    runtime = _runtime(api, internal_subnet="10.20.0.0/18")
+    try:
+        await runtime.start(_spec())
+    finally:
+        runtime.close()
+    internal = api.networks_made["sandbox-swarm-agents"]
+    assert internal["internal"] is True
+    assert [pool["Subnet"] for pool in internal["ipam"]["Config"]] == ["10.20.0.0/18"]
+    assert api.networks_made["sandbox-swarm-sessions"]["ipam"] is None  # Swarm's /24
+
+
+def test_the_subnet_settings_reach_the_runtime_and_bad_ones_name_the_setting() -> None:
+    settings = Settings.model_validate(
+        {"runtime": "swarm", "swarm": {"session_subnet": "10.21.0.0/18"}}
+    )
+    runtime = make_runtime(settings)
+    try:
+        assert isinstance(runtime, SwarmRuntime)
+        assert runtime._subnet_of == {True: "10.21.0.0/18", False: ""}
+    finally:
+        runtime.close()
+    with pytest.raises(ValueError, match=r"internal_subnet[\s\S]*'10.20.0.0/33' is not a subnet"):
+        Settings.model_validate({"runtime": "swarm", "swarm": {"internal_subnet": "10.20.0.0/33"}})

@@ -232,6 +232,16 @@ async def test_the_docker_socket_is_not_there(sb: Sandbox) -> None:
     assert data["stdout"] == "2\n0\n"
 
 
+async def test_no_setuid_or_setgid_program_is_left_to_run(sb: Sandbox) -> None:
+    """Nothing the session runs can gain an identity, even without no-new-privileges."""
+    find = "find / -xdev -type f -perm /6000 2>/dev/null; echo end"
+    data = await run(sb, find)
+    assert data["stdout"] == "end\n", data
+    assert (await sb.client.create_session("vm"))["code"] == 0
+    desktop = await sb.execute("vm:run_command", {"command": find, "timeout": 30})
+    assert desktop["data"]["stdout"] == "end\n", desktop
+
+
 REACH = """
 import socket
 for target in TARGETS:

@@ -21,6 +21,7 @@ turns into the column ``images``, a list of decoded images.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -309,12 +310,14 @@ async def _image_files(
         path = out / name
         if name not in summary.image_files and not path.exists():
             envelope = await client.get_trajectory_image(sha256)
-            if envelope.code != 0:
+            content = envelope.data.get("content") if envelope.code == 0 else None
+            # A content address is a promise: bytes that do not hash to it are not kept.
+            if not isinstance(content, bytes) or hashlib.sha256(content).hexdigest() != sha256:
                 summary.missing_images.add(sha256)
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-            partial.write_bytes(envelope.data["content"])
+            partial.write_bytes(content)
             partial.replace(path)
         names.append(name)
         summary.image_files.add(name)

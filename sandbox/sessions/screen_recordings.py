@@ -132,10 +132,22 @@ class ScreenRecordings:
                     if remaining <= 0:
                         break
                     length = min(MAX_READ_BYTES, limit - copied)
-                    chunk = await self._call(
-                        session, _READ, {"offset": copied, "length": length}, remaining
-                    )
-                    data = _decoded(chunk.get("data"), length)
+                    try:
+                        chunk = await self._call(
+                            session, _READ, {"offset": copied, "length": length}, remaining
+                        )
+                        data = _decoded(chunk.get("data"), length)
+                    except SandboxError as exc:
+                        if not copied:
+                            raise
+                        # What came is kept (complete: false), as past a bound.
+                        log.warning(
+                            "copying the video of %s stopped at %d bytes: %s",
+                            session.session_id,
+                            copied,
+                            exc.message,
+                        )
+                        break
                     await asyncio.to_thread(file.write, data)
                     copied += len(data)
                     if chunk.get("eof") is True or not data:

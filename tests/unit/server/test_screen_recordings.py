@@ -161,6 +161,27 @@ async def test_a_hostile_agent_cannot_make_the_server_keep_more_than_the_cap(
         assert kept.stat().st_size == 2 * MIB
 
 
+async def test_an_agent_failing_midway_leaves_the_part_already_copied(tmp_path: Path) -> None:
+    h = await _open(tmp_path)
+    recorder = FakeRecorder(b"x" * (9 * MIB))
+    recorder.install(h)
+    reads = recorder.read
+
+    async def read_then_garbage(params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("offset"):  # the second chunk is not base64
+            return {"data": "%%%", "eof": False}
+        return await reads(params)
+
+    h.agents.handlers["vm.recording_read"] = read_then_garbage
+    async with h.app.router.lifespan_context(h.app), h.client:
+        await h.post("/execute", {"worker_id": "w1", "action": "vm:start_recording"})
+        stopped = await h.post("/execute", {"worker_id": "w1", "action": "vm:stop_recording"})
+        assert stopped["code"] == 0, stopped
+        assert (stopped["data"]["kept_bytes"], stopped["data"]["complete"]) == (8 * MIB, False)
+        (kept,) = (tmp_path / "videos").glob("*.mp4")
+        assert kept.read_bytes() == recorder.video[: 8 * MIB]
+
+
 async def test_a_tenant_sees_and_deletes_only_its_own_recordings(tmp_path: Path) -> None:
     h = await _open(tmp_path, api_keys=KEYS)
     recorder = FakeRecorder(b"alpha's screen")

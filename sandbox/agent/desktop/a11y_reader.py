@@ -37,7 +37,8 @@ from typing import Any, Protocol, TypeVar
 _T = TypeVar("_T")
 
 _NOT_SHOWN_KEPT = frozenset({"application", "desktop frame"})
-"""Roles that are never ``showing`` yet hold every window: kept whatever their states."""
+"""Roles that are never ``showing`` yet hold every window: the desktop's children
+(depth 1) of these roles are kept whatever their states."""
 
 
 class Node(Protocol):
@@ -71,14 +72,15 @@ class _Walk:
         self.truncated = {"depth": False, "nodes": False, "children": False, "time": False}
 
     def visit(self, node: Node, depth: int) -> dict[str, Any] | None:
-        # States first, the role only when not showing: a hidden widget's other
-        # fields are never asked for (each is a D-Bus round trip, and pages and
+        # States first, the role only for a desktop's child that is not showing
+        # (an application): a hidden widget's other fields, and deeper down its
+        # role, are never asked for (each is a D-Bus round trip, and pages and
         # menus hide many).
         if (
             depth > 0
             and self.showing_only
             and "showing" not in node.states()
-            and node.role() not in _NOT_SHOWN_KEPT
+            and (depth > 1 or node.role() not in _NOT_SHOWN_KEPT)
         ):
             return None  # an unmapped widget: it and all below it are off the screen
         info = node.info(self.max_text)

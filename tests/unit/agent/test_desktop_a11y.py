@@ -29,11 +29,13 @@ class FakeNode:
         self.role_name, self.name, self.children = role, name, list(children)
         self.extra = info
         self.read = False
+        self.role_asked = False
 
     def states(self) -> list[str]:
         return list(self.extra.get("states", SHOWN))
 
     def role(self) -> str:
+        self.role_asked = True
         return self.role_name
 
     def info(self, max_text: int) -> dict[str, Any]:
@@ -97,6 +99,18 @@ def test_a_hidden_widget_is_judged_by_role_and_states_alone() -> None:
     walk(FakeNode("desktop frame", "main", hidden, shown), caps())
     assert hidden.read is False
     assert shown.read is True
+
+
+def test_only_the_desktops_children_are_kept_hidden_for_their_role() -> None:
+    """An application is never showing yet holds its windows; deeper down, a hidden
+    widget is off the screen whatever its role, which is then never asked."""
+    deep = FakeNode("application", "embedded", FakeNode("push button", "Go"), states=[])
+    app = FakeNode("application", "mousepad", FakeNode("frame", "Editor", deep), states=[])
+    hidden_frame = FakeNode("frame", "gone", states=[])
+    tree = tree_of(walk(FakeNode("desktop frame", "main", app, hidden_frame), caps()))
+    assert roles(tree) == ["desktop-frame", "application", "frame"]
+    assert app.role_asked is True
+    assert deep.role_asked is False
 
 
 def test_each_cap_cuts_the_tree_and_is_named() -> None:

@@ -250,7 +250,7 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
 
     big = _full_hd_shots(url, max(50, calls // 2))
     a11y = _a11y_tree(url, max(20, calls // 10))
-    a11y_chromium, chromium_mib = _a11y_tree_with_chromium(url, max(20, calls // 10))
+    a11y_chromium, chromium_mib, _ = _a11y_tree_with_chromium(url, max(20, calls // 10))
     workers = 4
     loaded_shots, loaded_clicks, wall_s = _parallel_desktops(url, workers, rounds=30)
 
@@ -366,9 +366,10 @@ _BENCH_PAGE = (
 )
 
 
-def _a11y_tree_with_chromium(url: str, count: int) -> tuple[dict[str, float], float]:
+def _a11y_tree_with_chromium(url: str, count: int) -> tuple[dict[str, float], float, int]:
     """`vm:accessibility_tree` with mousepad and Chromium (a local page) open; the
-    desktop's memory then."""
+    desktop's memory then, and how many nodes the tree read holds (a larger
+    Chromium window, e.g. an extra bar or bubble, costs round trips)."""
     import base64
 
     client = docker.from_env()
@@ -394,10 +395,11 @@ def _a11y_tree_with_chromium(url: str, count: int) -> tuple[dict[str, float], fl
             time.sleep(0.5)
         time.sleep(1.0)
         samples = timed(lambda: ok("vm:accessibility_tree"), count)
+        nodes = int(str(ok("vm:accessibility_tree")["nodes"]))
         memory = _memory_mib(container)
         sb.destroy_session_sync("vm")
     client.close()
-    return percentiles(samples), memory
+    return percentiles(samples), memory, nodes
 
 
 def bench_vm_apps(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
@@ -424,7 +426,7 @@ def bench_vm_apps(url: str, args: argparse.Namespace) -> tuple[str, dict[str, fl
     client.close()
     count = max(20, args.calls // 10)
     editor = _a11y_tree(url, count)
-    with_chromium, chromium_mib = _a11y_tree_with_chromium(url, count)
+    with_chromium, chromium_mib, chromium_nodes = _a11y_tree_with_chromium(url, count)
     rows = [
         (f"cold `vm` create + first screenshot, {name}", percentiles(cold[name])) for name in urls
     ]
@@ -448,7 +450,8 @@ def bench_vm_apps(url: str, args: argparse.Namespace) -> tuple[str, dict[str, fl
             "",
             f"Idle desktop memory, no application started (5 s after creation): "
             f"**{idle[0]:.1f} MiB**; with mousepad and Chromium (one local page) open: "
-            f"{chromium_mib:.0f} MiB. Cold creates alternate between the servers, "
+            f"{chromium_mib:.0f} MiB, and the tree read then holds {chromium_nodes} nodes. "
+            "Cold creates alternate between the servers, "
             "one create each in turn.",
             "",
             "Goals: "

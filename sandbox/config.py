@@ -235,26 +235,30 @@ class SwarmSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     session_network: str = Field(default="sandbox-swarm-sessions", min_length=1)
-    """Attachable overlay network of sessions with network (egress through each
-    node's ``docker_gwbridge``), created when missing; the server's relay joins it."""
+    """With `relay` off only (the server on the overlays itself, which cannot join an
+    overlay per session): the attachable overlay network every session with network
+    shares (egress through each node's ``docker_gwbridge``), created when missing.
+    Through the relay, each session has an overlay of its own instead."""
     internal_network: str = Field(default="sandbox-swarm-agents", min_length=1)
-    """Attachable, internal overlay network of sessions without network: no egress,
-    nothing on it but the sessions and the server's relay."""
+    """With `relay` off only: the attachable, internal overlay every session without
+    network shares (no egress). Through the relay, each has its own."""
     session_subnet: str = ""
-    """Subnet (CIDR) to create `session_network` with, e.g. ``10.20.0.0/18`` (16,382
-    addresses, one per session with network); empty: Swarm's default pool gives a /24,
-    room for ~250. Used only when the server creates the network."""
+    """With `relay` off only: subnet (CIDR) to create `session_network` with, e.g.
+    ``10.20.0.0/18`` (16,382 addresses, one per session with network); empty: Swarm's
+    default pool gives a /24, room for ~250. Used only when the server creates the
+    network. (A session's own overlay gets a /24 of Swarm's default pool.)"""
     internal_subnet: str = ""
-    """Subnet (CIDR) to create `internal_network` with, as `session_subnet` (sessions
-    without network, and the rag service)."""
+    """With `relay` off only: subnet (CIDR) to create `internal_network` with, as
+    `session_subnet` (sessions without network, and the rag service)."""
     encrypted: bool = False
     """Create the overlay networks with IPsec encryption between nodes
     (``--opt encrypted``); costs CPU on every packet that crosses nodes."""
     relay: bool = True
-    """Reach the agents through a relay container on the manager: joined to both
-    overlay networks, published on 127.0.0.1 only, and opened by a per-server
-    secret. Turn it off when the server itself runs on the overlay networks
-    (``docker stack deploy``): it then connects to the agents directly."""
+    """Reach the agents through a relay container on the manager: joined to each
+    session's own overlay network, published on 127.0.0.1 only, and opened by a
+    per-server secret. Turn it off when the server itself runs on the overlay
+    networks (``docker stack deploy``): it then connects to the agents directly,
+    and the sessions share the two overlays above."""
     relay_image: str = ""
     """Image of the relay (any with ``python3``); empty: ``<image_namespace>/shell:latest``."""
     reservation_fraction: float = Field(default=0.1, ge=0.0, le=1.0)

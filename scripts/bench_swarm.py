@@ -10,7 +10,8 @@ be a swarm manager: `docker swarm init`), and every measurement alternates
 between them, so the 2 shared cores' noise falls on both alike. Measured:
 `bash:run` of `true` through the server (client to envelope), a cold `bash`
 `session/create` and a claim from a warm `bash` pool (both server-side, the
-envelope's ``execution_time_ms``).
+envelope's ``execution_time_ms``), and the destroy of each cold session (client to
+envelope).
 
 With ``--nodes N`` it measures scale instead: N-1 more engines on this machine
 (Docker engines in containers, `tests/integration/swarm_nodes_support.py`, as
@@ -46,7 +47,7 @@ SETTLE_S = 1.0
 
 def measure(urls: dict[str, str], calls: int, creates: int) -> dict[str, dict[str, list[float]]]:
     samples: dict[str, dict[str, list[float]]] = {
-        runtime: {"run": [], "cold": [], "claim": []} for runtime in RUNTIMES
+        runtime: {"run": [], "cold": [], "destroy": [], "claim": []} for runtime in RUNTIMES
     }
     with contextlib.ExitStack() as stack:
         clients = {
@@ -73,7 +74,9 @@ def measure(urls: dict[str, str], calls: int, creates: int) -> dict[str, dict[st
                 envelope = sb.client.create_session_sync("bash")
                 assert envelope["code"] == 0, envelope
                 samples[runtime]["cold"].append(float(envelope["meta"]["execution_time_ms"]))
-                sb.destroy_session_sync("bash")
+                started = time.perf_counter()
+                assert sb.destroy_session_sync("bash")["status"] == "success"
+                samples[runtime]["destroy"].append((time.perf_counter() - started) * 1000)
         for sb in clients.values():
             ready = sb.warmup_sync(["bash"], pool_size=creates, wait=True)
             assert ready["code"] == 0, ready
@@ -108,11 +111,12 @@ def report(samples: dict[str, dict[str, list[float]]]) -> str:
     labels = {
         "run": "`bash:run` of `true` through the server (client to envelope)",
         "cold": "cold `session/create` of `bash` (server-side)",
+        "destroy": "`session/destroy` of that cold `bash` (client to envelope)",
         "claim": "claim from a full `bash` pool (server-side)",
     }
     rows = [
         (f"{runtime}: {labels[kind]}", stats[runtime][kind])
-        for kind in ("run", "cold", "claim")
+        for kind in ("run", "cold", "destroy", "claim")
         for runtime in RUNTIMES
     ]
     cold = stats["swarm"]["cold"]["p50"] / stats["docker"]["cold"]["p50"]

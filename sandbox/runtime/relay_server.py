@@ -3,16 +3,18 @@
 A server on a swarm manager's host cannot reach an overlay network: no host
 process can. So the swarm runtime runs this program (standard library only; its
 source is handed to ``python3 -c`` in any image that has Python) in one small
-container on the manager, joined to both overlay networks and published on
-127.0.0.1 only. The server opens a TCP connection to it and sends one line:
+container on the manager, joined to each session's overlay network and published
+on 127.0.0.1 only. The server opens a TCP connection to it and sends one line:
 
     SANDBOX-RELAY <secret> <ip> <port>\\n
 
 The relay checks the secret (constant time), that the port is the agents' port
-and that the address lies in one of the overlay networks it was given, connects,
+and that the address lies in one of the networks it has joined (its interfaces'
+own subnets, read from ``/proc/net/route``, but the bridge it listens on: the
+runtime joins it to each session's overlay and takes it out again), connects,
 answers ``OK\\n`` and from then on copies bytes both ways. Anything else is
-answered ``NO <why>\\n`` and closed. Sessions share networks with the relay and
-may connect to it, but without the secret they reach nothing through it.
+answered ``NO <why>\\n`` and closed. Each session shares its network with the
+relay and may connect to it, but without the secret it reaches nothing through it.
 
 What a peer sends before the secret is checked is bounded: one line of at most
 `MAX_LINE` bytes within `HEADER_TIMEOUT_S` seconds, and at most
@@ -28,6 +30,7 @@ import ipaddress
 import os
 import socket
 import sys
+from collections.abc import Callable
 
 MAX_LINE = 256
 HEADER_TIMEOUT_S = 5.0
@@ -41,6 +44,8 @@ KEEPALIVE_PROBES = 3
 USER_TIMEOUT_MS = 10_000
 CHUNK = 1 << 16
 MAGIC = "SANDBOX-RELAY"
+MAX_ROUTES_BYTES = 16 << 20
+"""Of ``/proc/net/route`` (128 bytes a line): room for every /24 of 10.0.0.0/8."""
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -92,9 +97,10 @@ def check(
     line: bytes,
     secret: str,
     port: int,
-    networks: list[ipaddress.IPv4Network],
+    joined: Callable[[ipaddress.IPv4Address], bool],
 ) -> tuple[str, int] | str:
-    """The (ip, port) `line` asks for, or why it is refused."""
+    """The (ip, port) `line` asks for, or why it is refused; `joined` (whether an
+    address lies in a network the relay may connect into) is asked last."""
     parts = line.decode("ascii", "replace").split()
     if len(parts) != 4 or parts[0] != MAGIC:
         return "malformed"
@@ -107,18 +113,65 @@ def check(
         return "address"
     if asked != port:
         return "port"
-    if not any(address in network for network in networks):
+    if not joined(address):
         return "network"
     return str(address), asked
 
 
-class Relay:
-    """Serves relay connections (see the module docstring)."""
+def joins(routes: str, listening: str, address: ipaddress.IPv4Address) -> bool:
+    """Whether `address` lies in the subnet of one of this container's interfaces
+    (``/proc/net/route`` text: its routes with no gateway), not counting the
+    interface `listening` is on. Plain integers: at 10,000 sessions the table has
+    10,000 lines, and it is read at every new connection."""
+    listen = _route_int(ipaddress.IPv4Address(listening))
+    wanted = _route_int(address)
+    bridge: set[str] = set()
+    found: set[str] = set()
+    for line in routes.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 8 or fields[2] != "00000000":  # via a gateway: not a subnet of ours
+            continue
+        try:
+            destination, mask = int(fields[1], 16), int(fields[7], 16)
+        except ValueError:
+            continue
+        if mask == 0:
+            continue
+        if listen & mask == destination:
+            bridge.add(fields[0])
+        if wanted & mask == destination:
+            found.add(fields[0])
+    return bool(found - bridge)
 
-    def __init__(self, secret: str, port: int, networks: list[ipaddress.IPv4Network]) -> None:
+
+def _route_int(address: ipaddress.IPv4Address) -> int:
+    """`address` as ``/proc/net/route`` writes one: its bytes read in the host's order."""
+    return int.from_bytes(address.packed, sys.byteorder)
+
+
+def read_routes() -> str:
+    """This container's ``/proc/net/route`` (a line per network it is on)."""
+    with open("/proc/net/route", encoding="ascii", errors="replace") as file:
+        return file.read(MAX_ROUTES_BYTES)
+
+
+class Relay:
+    """Serves relay connections (see the module docstring).
+
+    Args:
+        secret: What the first line must carry.
+        port: The only port it connects to.
+        joined: Whether an address lies in a network it may connect into now, asked
+            on every connection (a session's overlay is joined just before its
+            service starts, and left when it goes).
+    """
+
+    def __init__(
+        self, secret: str, port: int, joined: Callable[[ipaddress.IPv4Address], bool]
+    ) -> None:
         self._secret = secret
         self._port = port
-        self._networks = networks
+        self._joined = joined
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -136,7 +189,7 @@ class Relay:
             if len(line) > MAX_LINE or not line.endswith(b"\n"):
                 writer.close()
                 return
-            target = check(line, self._secret, self._port, self._networks)
+            target = check(line, self._secret, self._port, self._joined)
             if isinstance(target, str):
                 await self._refuse(writer, target)
                 return
@@ -179,9 +232,8 @@ def route_address() -> str:
         return str(probe.getsockname()[0])
 
 
-async def serve(listen_port: int, relay: Relay) -> None:
-    """Serve forever on the container's bridge address."""
-    address = route_address()
+async def serve(listen_port: int, relay: Relay, address: str) -> None:
+    """Serve forever on `address`, the container's bridge address."""
     server = await asyncio.start_server(relay.handle, address, listen_port, backlog=1024)
     print(f"sandbox relay listening on {address}:{listen_port}", file=sys.stderr, flush=True)
     async with server:
@@ -190,17 +242,13 @@ async def serve(listen_port: int, relay: Relay) -> None:
 
 def main() -> None:
     """Read the settings from the environment and serve."""
-    networks = [
-        ipaddress.IPv4Network(cidr, strict=False)
-        for cidr in os.environ["SANDBOX_RELAY_NETWORKS"].split(",")
-        if cidr
-    ]
+    address = route_address()
     relay = Relay(
         os.environ["SANDBOX_RELAY_SECRET"],
         int(os.environ["SANDBOX_RELAY_AGENT_PORT"]),
-        networks,
+        lambda target: joins(read_routes(), address, target),
     )
-    asyncio.run(serve(int(os.environ["SANDBOX_RELAY_PORT"]), relay))
+    asyncio.run(serve(int(os.environ["SANDBOX_RELAY_PORT"]), relay, address))
 
 
 if __name__ == "__main__":

@@ -8,19 +8,22 @@ container, the same limits, and a reservation of part of them so the scheduler
 places it on a node with room. What differs, and why:
 
 - Agents are reached over TCP on overlay networks, not over Unix sockets (a
-  socket file cannot cross nodes). Sessions with network join an attachable
-  overlay (egress through the node's ``docker_gwbridge``); sessions without
-  join an *internal* attachable overlay: no egress, but they share it with the
-  other sessions without network and with the relay (``network_mode: none`` on
-  one engine shares nothing). The agents ask for their token on every call, so
-  a neighbour reaches nothing of another session's agent.
+  socket file cannot cross nodes). Through the relay, every service gets an
+  attachable overlay of its own, made before it and removed after it: internal
+  (no egress) for a session without network, else with egress through the
+  node's ``docker_gwbridge``. Only the session and the relay are on it, so no
+  session reaches another's ports (as ``network_mode: none`` and a bridge
+  without inter-container traffic keep them apart on one engine). A server on
+  the overlays itself (a stack, no relay) cannot join a network per session: its
+  sessions share the two overlays of the settings, and only the agents' tokens
+  keep them apart.
 - The token is a Swarm secret mounted at `AGENT_TOKEN_FILE` (root's, 0400), made
   per service and removed with it: nothing is written on a node's disk by the
   server. (The agent cannot delete it as it does on one engine; the directory
   above is root's 0700 in the images, so the session user cannot read it.)
 - A server on the manager's host cannot reach an overlay network: it talks to the
   agents through the relay (`relay_server`), one small container on the manager
-  joined to both overlays and published on 127.0.0.1 only. A server that runs on
+  joined to every session's overlay and published on 127.0.0.1 only. A server that runs on
   the overlays itself (a stack) connects directly (``relay=False``).
 - A service runs the image by its id on the manager, so no node tries to pull
   it from a registry; a node that lacks it fails the task, and the start says
@@ -70,6 +73,11 @@ log = logging.getLogger(__name__)
 AGENT_PORT = 8765
 """The port every agent listens on, on its overlay address."""
 LABEL_RELAY = "sandbox.relay"
+LABEL_OVERLAY = "sandbox.overlay"
+"""On a service's own overlay network (the server and managed labels too)."""
+_OVERLAY_GONE_S = 20.0
+"""How long a removed service's overlay may stay in use (its task stopping, the
+relay's attachment going) before its removal is left to the next start's prune."""
 RELAY_PORT = 7400
 """The relay's port inside its container (published on 127.0.0.1, any host port)."""
 _POLL_S = 0.02
@@ -144,7 +152,7 @@ class SwarmRuntime(DockerRuntime):
         self._registry = registry
         self._start_timeout_s = start_timeout_s
         self._network_ids: dict[bool, str] = {}
-        self._subnets: list[str] = []
+        self._prepared = False
         self._relay: RelayAddress | None = None
         self._relay_container: str | None = None
         self._setup_lock = asyncio.Lock()
@@ -168,12 +176,12 @@ class SwarmRuntime(DockerRuntime):
 
     async def _ready(self) -> None:
         """The overlay networks exist, and the relay runs (once per runtime)."""
-        if self._network_ids and (self._relay is not None or not self._use_relay):
+        if self._prepared and (self._relay is not None or not self._use_relay):
             return
         async with self._setup_lock:
-            if not self._network_ids:
-                self._network_ids = await self._run(self._ensure_overlays_blocking)
-                await self._run(self._prune_secrets_blocking)
+            if not self._prepared:
+                await self._run(self._prepare_blocking)
+                self._prepared = True
             if self._use_relay and self._relay is None:
                 self._relay = await self._run(self._start_relay_blocking)
 
@@ -184,28 +192,106 @@ class SwarmRuntime(DockerRuntime):
             raise BackendError("the swarm runtime runs without a relay (swarm.relay is off)")
         return self._relay
 
-    def _ensure_overlays_blocking(self) -> dict[bool, str]:
-        client = self._docker()
-        info = client.api.info().get("Swarm") or {}
+    def _prepare_blocking(self) -> None:
+        """Check the engine is a manager; make the shared overlays when there is no
+        relay; remove what an earlier run of this server left unused."""
+        info = self._docker().api.info().get("Swarm") or {}
         if info.get("LocalNodeState") != "active" or not info.get("ControlAvailable"):
             raise BackendError(
                 "runtime swarm needs this host's Docker engine to be a swarm manager "
                 "(`docker swarm init`); it is not (setting runtime)"
             )
-        ids: dict[bool, str] = {}
-        subnets: list[str] = []
-        for with_egress, name in self._networks.items():
-            attrs = self._ensure_overlay_blocking(
-                name, internal=not with_egress, subnet=self._subnet_of[with_egress]
-            )
-            ids[with_egress] = str(attrs["Id"])
-            subnets += [
-                str(config["Subnet"])
-                for config in ((attrs.get("IPAM") or {}).get("Config") or [])
-                if config.get("Subnet")
-            ]
-        self._subnets = subnets
-        return ids
+        if not self._use_relay:
+            self._network_ids = {
+                with_egress: str(
+                    self._ensure_overlay_blocking(
+                        name, internal=not with_egress, subnet=self._subnet_of[with_egress]
+                    )["Id"]
+                )
+                for with_egress, name in self._networks.items()
+            }
+        self._prune_secrets_blocking()
+        self._prune_overlays_blocking()
+
+    def _own_overlays_blocking(self) -> list[str]:
+        """Ids of the per-service overlays this server made."""
+        labels = [f"{LABEL_MANAGED}=1", f"{LABEL_SERVER}={self._server_id}", f"{LABEL_OVERLAY}=1"]
+        return [str(n["Id"]) for n in self._docker().api.networks(filters={"label": labels})]
+
+    def _prune_overlays_blocking(self) -> None:
+        """Remove this server's per-service overlays that no service uses: an earlier
+        run died between making one and making its service, or before removing it."""
+        api = self._docker().api
+        mine = [f"{LABEL_MANAGED}=1", f"{LABEL_SERVER}={self._server_id}"]
+        used = {
+            str(target)
+            for service in api.services(filters={"label": mine})
+            for target in _network_targets(service)
+        }
+        for network_id in self._own_overlays_blocking():
+            if network_id not in used:
+                with contextlib.suppress(docker.errors.APIError):  # still in use: next time
+                    api.remove_network(network_id)
+
+    def _create_overlay_blocking(self, name: str, *, internal: bool) -> str:
+        """A service's own overlay, joined by the relay (when there is one)."""
+        api = self._docker().api
+        network = api.create_network(
+            name,
+            driver="overlay",
+            attachable=True,
+            internal=internal,
+            options={"encrypted": ""} if self._encrypted else None,
+            labels={LABEL_MANAGED: "1", LABEL_SERVER: self._server_id, LABEL_OVERLAY: "1"},
+            check_duplicate=True,
+        )
+        network_id = str(network["Id"])
+        try:
+            relay = self._relay_container
+            if relay is not None:
+                try:
+                    api.connect_container_to_network(relay, network_id)
+                except docker.errors.APIError as exc:
+                    # A relay removed meanwhile (gone), or its replacement, which names
+                    # itself before it joins every overlay (joined already): fine.
+                    if exc.status_code not in (403, 404, 409):
+                        raise
+        except BaseException:
+            self._remove_overlay_blocking(network_id)
+            raise
+        return network_id
+
+    def _remove_overlay_blocking(self, network_id: str) -> None:
+        """Remove a service's own overlay (never a shared one): the relay leaves it
+        (this run's, or one an earlier run left), then it is removed once the
+        service's task has let go of it."""
+        api = self._docker().api
+        try:
+            labels = api.inspect_network(network_id).get("Labels") or {}
+        except docker.errors.NotFound:
+            return
+        if labels.get(LABEL_OVERLAY) != "1" or labels.get(LABEL_SERVER) != self._server_id:
+            return
+        relays = [f"{LABEL_MANAGED}=1", f"{LABEL_SERVER}={self._server_id}", f"{LABEL_RELAY}=1"]
+        for relay in api.containers(all=True, filters={"label": relays}):
+            with contextlib.suppress(docker.errors.APIError):
+                api.disconnect_container_from_network(relay["Id"], network_id, force=True)
+        deadline = time.monotonic() + _OVERLAY_GONE_S
+        while True:
+            try:
+                api.remove_network(network_id)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if time.monotonic() >= deadline:
+                    log.warning(
+                        "overlay %s is still in use (%s); left to the next prune",
+                        network_id[:12],
+                        exc,
+                    )
+                    return
+            time.sleep(_SCHEDULE_POLL_S * 4)
 
     def _prune_secrets_blocking(self) -> None:
         """Remove token secrets of this server that no service uses: an earlier run
@@ -296,7 +382,6 @@ class SwarmRuntime(DockerRuntime):
                 "SANDBOX_RELAY_SECRET": secret,
                 "SANDBOX_RELAY_PORT": str(RELAY_PORT),
                 "SANDBOX_RELAY_AGENT_PORT": str(AGENT_PORT),
-                "SANDBOX_RELAY_NETWORKS": ",".join(self._subnets),
             },
             ports=[RELAY_PORT],
             host_config=host_config,
@@ -306,14 +391,18 @@ class SwarmRuntime(DockerRuntime):
             api.start(container_id)
             port = _published_port(api.inspect_container(container_id))
             _wait_listening(api, container_id)
-            # Only now: it listens on its bridge address, never on these.
-            for network_id in self._network_ids.values():
-                api.connect_container_to_network(container_id, network_id)
+            # Only now: it listens on its bridge address, never on these. Named first,
+            # so an overlay made from here on is joined by its creator.
+            self._relay_container = container_id
+            for network_id in self._own_overlays_blocking():
+                # Removed meanwhile, or joined by its creator already: fine.
+                with contextlib.suppress(docker.errors.APIError):
+                    api.connect_container_to_network(container_id, network_id)
         except BaseException:
+            self._relay_container = None
             with contextlib.suppress(docker.errors.APIError):
                 api.remove_container(container_id, force=True)
             raise
-        self._relay_container = container_id
         log.info("swarm relay %s listens on 127.0.0.1:%d", container_id[:12], port)
         return RelayAddress("127.0.0.1", port, secret)
 
@@ -399,30 +488,37 @@ class SwarmRuntime(DockerRuntime):
         api = self._docker().api
         image = self._image_reference_blocking(spec.image)
         name = _service_name(spec.name)
+        own_overlay = self._use_relay
+        if own_overlay:
+            network_id = self._create_overlay_blocking(name, internal=not spec.network)
+        else:
+            network_id = self._network_ids[spec.network]
         secret_refs = []
-        if spec.token is not None:
-            secret = api.create_secret(
-                f"{name}.token",
-                spec.token.encode(),
-                labels={LABEL_MANAGED: "1", LABEL_SERVER: spec.labels.get(LABEL_SERVER, "")},
-            )
-            secret_refs.append(
-                docker.types.SecretReference(
-                    secret["ID"],
-                    f"{name}.token",
-                    filename=AGENT_TOKEN_FILE,
-                    uid="0",
-                    gid="0",
-                    mode=0o444,
-                )
-            )
         try:
-            kwargs = self._service_kwargs(spec, name, image, secret_refs)
+            if spec.token is not None:
+                secret = api.create_secret(
+                    f"{name}.token",
+                    spec.token.encode(),
+                    labels={LABEL_MANAGED: "1", LABEL_SERVER: spec.labels.get(LABEL_SERVER, "")},
+                )
+                secret_refs.append(
+                    docker.types.SecretReference(
+                        secret["ID"],
+                        f"{name}.token",
+                        filename=AGENT_TOKEN_FILE,
+                        uid="0",
+                        gid="0",
+                        mode=0o444,
+                    )
+                )
+            kwargs = self._service_kwargs(spec, name, image, secret_refs, network_id)
             return str(api.create_service(**kwargs)["ID"])
         except BaseException:
             for ref in secret_refs:
                 with contextlib.suppress(docker.errors.APIError):
                     api.remove_secret(ref["SecretID"])
+            if own_overlay:
+                self._remove_overlay_blocking(network_id)
             raise
 
     def _image_reference_blocking(self, image: str) -> str:
@@ -442,7 +538,12 @@ class SwarmRuntime(DockerRuntime):
         return pinned[0] if pinned else reference
 
     def _service_kwargs(
-        self, spec: ContainerSpec, name: str, image: str, secret_refs: list[Any]
+        self,
+        spec: ContainerSpec,
+        name: str,
+        image: str,
+        secret_refs: list[Any],
+        network_id: str,
     ) -> dict[str, Any]:
         container = docker.types.ContainerSpec(
             image=image,
@@ -474,7 +575,7 @@ class SwarmRuntime(DockerRuntime):
             resources=resources,
             restart_policy=docker.types.RestartPolicy(condition="none"),
             placement=docker.types.Placement(constraints=self._placement.get(resource) or None),
-            networks=[docker.types.NetworkAttachmentConfig(self._network_ids[spec.network])],
+            networks=[docker.types.NetworkAttachmentConfig(network_id)],
         )
         return {
             "task_template": task,
@@ -485,7 +586,8 @@ class SwarmRuntime(DockerRuntime):
         }
 
     async def remove(self, container_id: str) -> None:
-        """Remove the service and its token's secret; one already gone is fine."""
+        """Remove the service, its token's secret and its own overlay; one already
+        gone is fine."""
         await self._run(self._remove_service_blocking, container_id)
 
     def _remove_service_blocking(self, service_id: str) -> None:
@@ -500,6 +602,8 @@ class SwarmRuntime(DockerRuntime):
         for ref in refs.get("Secrets") or []:
             with contextlib.suppress(docker.errors.NotFound):
                 api.remove_secret(ref["SecretID"])
+        for network_id in _network_targets(service):
+            self._remove_overlay_blocking(network_id)
 
     async def inspect(self, container_id: str) -> ContainerRecord | None:
         """The service's record, from its task (and its node), or None when it is gone."""
@@ -537,7 +641,7 @@ class SwarmRuntime(DockerRuntime):
                 node_down = ((node.get("Status") or {}).get("State")) != "ready"
             except docker.errors.NotFound:
                 node_down = True
-        return _record(service, task, node_down, set(self._network_ids.values())), task
+        return _record(service, task, node_down), task
 
     async def logs_tail(self, container_id: str, lines: int = 20) -> str:
         """The service's last log lines, or '' if unavailable."""
@@ -636,11 +740,16 @@ def _mounts(spec: ContainerSpec) -> list[Any]:
     return mounts
 
 
+def _network_targets(service: dict[str, Any]) -> list[str]:
+    """Ids of the networks a service's spec attaches it to."""
+    task = (service.get("Spec") or {}).get("TaskTemplate") or {}
+    return [str(n["Target"]) for n in task.get("Networks") or [] if n.get("Target")]
+
+
 def _record(
     service: dict[str, Any],
     task: dict[str, Any] | None,
     node_down: bool,
-    networks: set[str],
 ) -> ContainerRecord:
     spec = service.get("Spec") or {}
     status = (task or {}).get("Status") or {}
@@ -658,7 +767,7 @@ def _record(
         status=state,
         exit_code=None if exit_code is None else int(exit_code),
         oom_killed=False,  # a task says only its exit code (137 when killed)
-        agent_url=_agent_url(task, networks),
+        agent_url=_agent_url(task, set(_network_targets(service))),
         lost=node_down,
     )
 

@@ -63,8 +63,9 @@ def _containers(client: docker.DockerClient, label: str) -> list[dict[str, objec
 
 
 def remove_swarm_state_of(client: docker.DockerClient, server_id: str, wait: float = 30) -> None:
-    """Remove the server's services, their secrets, its relay and volumes; wait for
-    the services' containers to go first (a volume in use cannot be removed)."""
+    """Remove the server's services, their secrets, its relay, volumes and overlays;
+    wait for the services' containers to go first (a volume or network in use cannot
+    be removed)."""
     label = f"sandbox.server={server_id}"
     for service in client.services.list(filters={"label": label}):
         with suppress(docker.errors.NotFound):
@@ -89,6 +90,9 @@ def remove_swarm_state_of(client: docker.DockerClient, server_id: str, wait: flo
     for volume in client.volumes.list(filters={"label": label}):  # a rag service's index
         with suppress(docker.errors.APIError):
             volume.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):  # sessions' own overlays
+        with suppress(docker.errors.APIError):
+            network.remove()
     # The server's own state on this host: its (empty) socket directory, claim key and
     # claim records.
     for path in Path("/tmp/sandbox-agents").glob(f"{server_id}*"):
@@ -96,6 +100,12 @@ def remove_swarm_state_of(client: docker.DockerClient, server_id: str, wait: flo
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+def networks_of(client: docker.DockerClient, server_id: str) -> list[str]:
+    """Names of the networks the server made (each session's own overlay)."""
+    found = client.networks.list(filters={"label": f"sandbox.server={server_id}"})
+    return sorted(str(network.name) for network in found)
 
 
 def wait_containers_gone(

@@ -28,6 +28,7 @@ from tests.unit.agent.test_desktop_png import decode_png
 from .support import ServerProcess, created, ok, start_server, wait_recovered, worker
 from .swarm_support import (
     manager_swarm,
+    networks_of,
     remove_swarm_state_of,
     services_of,
     wait_containers_gone,
@@ -112,9 +113,10 @@ def test_no_session_can_open_the_relay(
         label = [f"sandbox.server={swarm_server.server_id}", "sandbox.relay=1"]
         (relay,) = engine.containers.list(filters={"label": label})
         networks = relay.attrs["NetworkSettings"]["Networks"]
-        # The session (no network) shares the internal overlay with the relay: the
-        # relay's address there answers, and refuses the relay's port.
-        address = networks["sandbox-swarm-agents"]["IPAddress"]
+        # The session (no network) shares its own overlay with the relay: the relay's
+        # address there answers, and refuses the relay's port.
+        (overlay,) = networks_of(engine, swarm_server.server_id)
+        address = networks[overlay]["IPAddress"]
         probe = run(sb, f"timeout 3 bash -c 'echo > /dev/tcp/{address}/7400' || true")
         assert "Connection refused" in str(probe["stderr"]), probe
 
@@ -146,6 +148,19 @@ def test_pool_claims_and_adoption_after_a_crash_with_orphans_removed(
             labels={"sandbox.managed": "1", "sandbox.server": first.server_id},
             restart_policy=docker.types.RestartPolicy(condition="none"),
         )
+        # An overlay of this server that no service uses (it died before making one).
+        stray = engine.networks.create(
+            f"stray-{first.server_id}",
+            driver="overlay",
+            attachable=True,
+            internal=True,
+            labels={
+                "sandbox.managed": "1",
+                "sandbox.server": first.server_id,
+                "sandbox.overlay": "1",
+            },
+        )
+        assert len(networks_of(engine, first.server_id)) == 3  # with the two services'
 
         second = start_server(tmp_path, server_id=first.server_id, env=SWARM_ENV)
         try:
@@ -156,10 +171,12 @@ def test_pool_claims_and_adoption_after_a_crash_with_orphans_removed(
                 (session,) = sb.list_sessions_sync()
                 assert session["session_id"] == session_id
                 assert run(sb, "cat mark; pwd")["stdout"] == "survived\n/tmp\n"
+                assert stray.name not in networks_of(engine, first.server_id)
         finally:
             assert second.stop_gracefully(), second.log()
         assert services_of(engine, first.server_id) == []
         assert wait_containers_gone(engine, first.server_id) == []
+        assert networks_of(engine, first.server_id) == []
     finally:
         remove_swarm_state_of(engine, first.server_id)
 
@@ -269,7 +286,7 @@ def test_a_vm_session_on_the_swarm_shows_its_desktop_through_shared_memory(
         assert any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts.splitlines())
 
 
-def test_the_overlays_are_made_with_the_subnets_of_the_settings(
+def test_through_the_relay_the_shared_overlays_of_the_settings_are_not_made(
     engine: docker.DockerClient, tmp_path: Path
 ) -> None:
     suffix = secrets.token_hex(3)
@@ -280,26 +297,77 @@ def test_the_overlays_are_made_with_the_subnets_of_the_settings(
             **SWARM_ENV,
             "SANDBOX_SWARM__SESSION_NETWORK": networks["sessions"],
             "SANDBOX_SWARM__INTERNAL_NETWORK": networks["agents"],
-            "SANDBOX_SWARM__SESSION_SUBNET": "10.232.0.0/20",
             "SANDBOX_SWARM__INTERNAL_SUBNET": "10.231.0.0/20",
         },
     )
     try:
         with Sandbox(server_url=server.url, worker_id="subnet") as sb:
             assert run(sb, "echo reached")["stdout"] == "reached\n"
-            (service,) = engine.services.list(
-                filters={"label": f"sandbox.server={server.server_id}"}
-            )
-            (task,) = service.tasks()
-            (attachment,) = task["NetworksAttachments"]
-            (address,) = attachment["Addresses"]
-            assert ipaddress.ip_interface(address).ip in ipaddress.ip_network("10.231.0.0/20")
-        for kind, subnet in (("sessions", "10.232.0.0/20"), ("agents", "10.231.0.0/20")):
-            ipam = engine.networks.get(networks[kind]).attrs["IPAM"]["Config"]
-            assert [config["Subnet"] for config in ipam] == [subnet]
+            address = overlay_address(engine, server.server_id, "subnet")
+            assert ipaddress.ip_address(address) not in ipaddress.ip_network("10.231.0.0/20")
+        for name in networks.values():
+            with pytest.raises(docker.errors.NotFound):
+                engine.networks.get(name)
     finally:
         server.stop()
         remove_swarm_state_of(engine, server.server_id)
         for name in networks.values():
             with suppress(docker.errors.APIError):
                 engine.networks.get(name).remove()
+
+
+def overlay_address(engine: docker.DockerClient, server_id: str, worker_id: str) -> str:
+    """The address of the worker's session on its overlay network."""
+    filters = {"label": [f"sandbox.server={server_id}", f"sandbox.worker={worker_id}"]}
+    (service,) = engine.services.list(filters=filters)
+    (task,) = service.tasks()
+    (attachment,) = task["NetworksAttachments"]
+    (address,) = attachment["Addresses"]
+    return str(ipaddress.ip_interface(address).ip)
+
+
+def test_sessions_cannot_reach_each_other_and_their_overlays_go_with_them(
+    swarm_server: ServerProcess, engine: docker.DockerClient
+) -> None:
+    server_id = swarm_server.server_id
+    mark = f"mark-{secrets.token_hex(8)}"
+    serve = (
+        f"mkdir -p /tmp/www && echo {mark} > /tmp/www/mark && cd /tmp/www && "
+        "(nohup python3 -m http.server 8080 >/dev/null 2>&1 &) ; sleep 1; echo started"
+    )
+    fetch = "curl -sS -m 3 http://{}:{}/mark || echo unreachable"
+    with (
+        Sandbox(server_url=swarm_server.url, worker_id="sw-iso-a") as a,
+        Sandbox(server_url=swarm_server.url, worker_id="sw-iso-b") as b,
+        Sandbox(server_url=swarm_server.url, worker_id="sw-iso-c") as c,
+    ):
+        assert run(a, serve)["stdout"] == "started\n"
+        run(b, "true")
+        created(c.create_session_sync("bash", {"network": True}), "bash")
+        address = overlay_address(engine, server_id, "sw-iso-a")
+        assert run(a, fetch.format(address, 8080))["stdout"] == f"{mark}\n"  # it serves
+        for port in (8080, 8765):  # its server, and its agent
+            # Without network: no route to it at all.
+            probe = run(b, fetch.format(address, port))
+            assert str(probe["stdout"]).splitlines() == ["unreachable"], probe
+            # With network: out through its node, where the address is not the session's
+            # (it may be anything's outside, so only the mark tells).
+            probe = run(c, fetch.format(address, port))
+            assert mark not in str(probe["stdout"]), probe
+        # Each session is alone on an overlay of its own, which the relay joined.
+        overlays = networks_of(engine, server_id)
+        assert len(overlays) == 3
+        internal = {name: engine.networks.get(name).attrs["Internal"] for name in overlays}
+        assert sorted(internal.values()) == [False, True, True]
+        label = [f"sandbox.server={server_id}", "sandbox.relay=1"]
+        (relay,) = engine.containers.list(filters={"label": label})
+        assert sorted(relay.attrs["NetworkSettings"]["Networks"]) == sorted(["bridge", *overlays])
+        for sb in (a, b, c):
+            assert run(sb, "echo still here")["stdout"] == "still here\n"
+            assert sb.destroy_session_sync("bash")["status"] == "success"
+    assert services_of(engine, server_id) == []
+    # Removed from the swarm by then; this engine drops its copy a moment later.
+    deadline = time.monotonic() + 15
+    while networks_of(engine, server_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert networks_of(engine, server_id) == []

@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
 
 from sandbox.runtime.agent import AgentClient, AgentUnreachable
 from sandbox.runtime.relay import RelayAddress, RelayBackend
-from sandbox.runtime.relay_server import MAX_LINE, Relay, check
+from sandbox.runtime.relay_server import MAX_LINE, Relay, check, joins
 
 SECRET = "relay-secret"
-LOOPBACK = [ipaddress.IPv4Network("127.0.0.0/8")]
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+OVERLAY = ipaddress.IPv4Network("10.0.1.0/24")
 
 
 async def _agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -58,7 +60,7 @@ async def peers() -> AsyncIterator[tuple[int, int, list[int]]]:
 
     agent = await asyncio.start_server(counting, "127.0.0.1", 0)
     agent_port = agent.sockets[0].getsockname()[1]
-    relay = Relay(SECRET, agent_port, LOOPBACK)
+    relay = Relay(SECRET, agent_port, LOOPBACK.__contains__)
     server = await asyncio.start_server(relay.handle, "127.0.0.1", 0)
     relay_port = server.sockets[0].getsockname()[1]
     try:
@@ -135,12 +137,12 @@ async def test_an_endless_first_line_is_cut_off(peers: tuple[int, int, list[int]
     ],
 )
 def test_the_request_line_is_checked(line: bytes, why: str) -> None:
-    assert check(line, "s", 8765, [ipaddress.IPv4Network("10.0.1.0/24")]) == why
+    assert check(line, "s", 8765, OVERLAY.__contains__) == why
 
 
 def test_a_good_request_line_names_its_target() -> None:
     line = b"SANDBOX-RELAY s 10.0.1.2 8765\n"
-    assert check(line, "s", 8765, [ipaddress.IPv4Network("10.0.1.0/24")]) == ("10.0.1.2", 8765)
+    assert check(line, "s", 8765, OVERLAY.__contains__) == ("10.0.1.2", 8765)
 
 
 async def test_a_relay_that_does_not_answer_is_reported_once_per_connection() -> None:
@@ -157,3 +159,58 @@ async def test_a_relay_that_does_not_answer_is_reported_once_per_connection() ->
     finally:
         await client.aclose()
     assert reported == [gone]
+
+
+async def test_the_relay_follows_the_networks_it_joins_and_leaves() -> None:
+    agent = await asyncio.start_server(_agent, "127.0.0.1", 0)
+    agent_port = agent.sockets[0].getsockname()[1]
+    joined: list[ipaddress.IPv4Network] = []
+    relay = Relay(SECRET, agent_port, lambda address: any(address in n for n in joined))
+    server = await asyncio.start_server(relay.handle, "127.0.0.1", 0)
+    client = _client(server.sockets[0].getsockname()[1])
+    url = f"http://127.0.0.1:{agent_port}"
+    try:
+        with pytest.raises(AgentUnreachable, match="network"):
+            await client.call(url, "token", "bash.run", {}, 5.0)
+        joined.append(LOOPBACK)  # the runtime joined the relay to the session's overlay
+        assert await client.call(url, "token", "bash.run", {}, 5.0) == {"echo": "hi"}
+        await client.aclose()
+        joined.clear()  # ...and took it out again: asked anew, it is refused
+        client = _client(server.sockets[0].getsockname()[1])
+        with pytest.raises(AgentUnreachable, match="network"):
+            await client.call(url, "token", "bash.run", {}, 5.0)
+    finally:
+        await client.aclose()
+        server.close()
+        agent.close()
+        await asyncio.sleep(0.1)
+
+
+# /proc/net/route of a relay (x86, little-endian): its bridge 172.17.0.0/16 with the
+# default route, and two sessions' overlays 10.0.5.0/24 and 10.0.9.0/24.
+ROUTES = """\
+Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth0\t00000000\t010011AC\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+eth1\t0005000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+eth2\t0009000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+eth2\t0000000B\t0109000A\t0003\t0\t0\t0\t000000FF\t0\t0\t0
+"""
+
+
+@pytest.mark.skipif(sys.byteorder != "little", reason="the sample is a little-endian host's")
+@pytest.mark.parametrize(
+    ("address", "joined"),
+    [
+        ("10.0.5.7", True),  # a session's overlay
+        ("10.0.9.250", True),  # another's
+        ("10.0.6.1", False),  # no network of the relay's
+        ("172.17.0.5", False),  # its bridge: never
+        ("11.0.0.9", False),  # routed through a gateway: not a network it is on
+    ],
+)
+def test_the_relay_connects_only_into_the_subnets_of_its_interfaces_but_the_bridge(
+    address: str, joined: bool
+) -> None:
+    assert joins(ROUTES, "172.17.0.3", ipaddress.IPv4Address(address)) is joined
+    assert not joins(ROUTES.splitlines()[0], "172.17.0.3", ipaddress.IPv4Address(address))

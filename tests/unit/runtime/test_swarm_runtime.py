@@ -22,6 +22,8 @@ from sandbox.runtime.swarm import AGENT_PORT, SwarmRuntime, _mounts, _record, _s
 from sandbox.server.app import make_runtime
 
 NETWORK_IDS = {"sandbox-swarm-sessions": "net-egress", "sandbox-swarm-agents": "net-internal"}
+ADDRESSES = {"net-": "10.0.2.7/24", "ovl-": "10.0.5.7/24"}
+"""A task's address on a shared overlay, or on its own."""
 
 
 class FakeSwarmAPI:
@@ -34,14 +36,46 @@ class FakeSwarmAPI:
         self.by_id: dict[str, dict[str, Any]] = {}
         self.secret_data: dict[str, bytes] = {}
         self.created: list[dict[str, Any]] = []
+        self.overlays: dict[str, dict[str, Any]] = {}
+        self.relay_joined: list[str] = []
+        self.in_use_for = 0
+        """How many removals of an overlay fail as in use before one succeeds."""
 
     def info(self) -> dict[str, Any]:
         return {"Swarm": {"LocalNodeState": "active", "ControlAvailable": True}}
 
-    def networks(self, names: list[str]) -> list[dict[str, Any]]:
+    def networks(
+        self, names: list[str] | None = None, filters: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        if filters is not None:
+            wanted = dict(label.split("=", 1) for label in filters["label"])
+            return [
+                {"Id": network_id}
+                for network_id, attrs in self.overlays.items()
+                if wanted.items() <= attrs["Labels"].items()
+            ]
+        assert names is not None
         return [{"Name": names[0], "Id": NETWORK_IDS[names[0]]}]
 
+    def create_network(self, name: str, **kwargs: Any) -> dict[str, str]:
+        network_id = f"ovl-{name}"
+        assert network_id not in self.overlays, "made twice"
+        self.overlays[network_id] = {"Id": network_id, "Labels": kwargs["labels"], **kwargs}
+        return {"Id": network_id}
+
+    def remove_network(self, network_id: str) -> None:
+        if network_id not in self.overlays:
+            raise docker.errors.NotFound("no such network")
+        if self.in_use_for > 0:
+            self.in_use_for -= 1
+            raise docker.errors.APIError("network has active endpoints")
+        del self.overlays[network_id]
+
     def inspect_network(self, network_id: str) -> dict[str, Any]:
+        if network_id.startswith("ovl-"):
+            if network_id not in self.overlays:
+                raise docker.errors.NotFound("no such network")
+            return self.overlays[network_id]
         internal = network_id == "net-internal"
         subnet = "10.0.2.0/24" if internal else "10.0.1.0/24"
         return {
@@ -83,6 +117,8 @@ class FakeSwarmAPI:
     def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
         if filters["service"] not in self.by_id:
             return []
+        task_template = self.by_id[filters["service"]]["Spec"]["TaskTemplate"]
+        targets = [network["Target"] for network in task_template["Networks"]]
         return [
             {
                 "CreatedAt": "1",
@@ -90,7 +126,10 @@ class FakeSwarmAPI:
                 "Status": {"State": self.task_state, "Err": self.err},
                 "NetworksAttachments": [
                     {"Network": {"ID": "net-other"}, "Addresses": ["10.9.0.9/24"]},
-                    {"Network": {"ID": "net-internal"}, "Addresses": ["10.0.2.7/24"]},
+                    *(
+                        {"Network": {"ID": target}, "Addresses": [ADDRESSES[target[:4]]]}
+                        for target in targets
+                    ),
                 ],
             }
         ]
@@ -104,6 +143,40 @@ class FakeSwarmAPI:
     def inspect_node(self, node_id: str) -> dict[str, Any]:
         return {"Status": {"State": self.node_state}, "Description": {"Hostname": "node-a"}}
 
+    # The relay's container: it starts, says it listens, and joins networks.
+
+    def containers(self, all: bool, filters: dict[str, Any]) -> list[dict[str, str]]:
+        return [{"Id": "relay"}] if self.relay_joined else []
+
+    def create_host_config(self, **kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+    def create_container(self, image: str, **kwargs: Any) -> dict[str, str]:
+        return {"Id": "relay"}
+
+    def start(self, container_id: str) -> None:
+        pass
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        ports = {"7400/tcp": [{"HostPort": "40000"}]}
+        return {"State": {"Status": "running"}, "NetworkSettings": {"Ports": ports}}
+
+    def logs(self, container_id: str, tail: int) -> bytes:
+        return b"sandbox relay listening on 172.17.0.3:7400\n"
+
+    def remove_container(self, container_id: str, force: bool) -> None:
+        pass
+
+    def connect_container_to_network(self, container_id: str, network_id: str) -> None:
+        assert container_id == "relay"
+        self.relay_joined.append(network_id)
+
+    def disconnect_container_from_network(
+        self, container_id: str, network_id: str, force: bool
+    ) -> None:
+        assert container_id == "relay"
+        self.relay_joined.remove(network_id)
+
 
 class FakeClient:
     def __init__(self, api: FakeSwarmAPI) -> None:
@@ -113,9 +186,9 @@ class FakeClient:
         pass
 
 
-def _runtime(api: FakeSwarmAPI, **kwargs: Any) -> SwarmRuntime:
+def _runtime(api: FakeSwarmAPI, relay: bool = False, **kwargs: Any) -> SwarmRuntime:
     return SwarmRuntime(
-        server_id="srv", relay=False, client_factory=lambda: FakeClient(api), **kwargs
+        server_id="srv", relay=relay, client_factory=lambda: FakeClient(api), **kwargs
     )
 
 
@@ -232,7 +305,7 @@ async def test_a_task_on_a_node_that_is_down_is_lost() -> None:
 def test_a_failed_task_reports_its_exit_code() -> None:
     service = {"ID": "s", "Spec": {"Name": "n", "Labels": {"a": "b"}}}
     task = {"Status": {"State": "failed", "ContainerStatus": {"ExitCode": 137}}}
-    record = _record(service, task, False, set())
+    record = _record(service, task, False)
     assert (record.running, record.exit_code, record.labels) == (False, 137, {"a": "b"})
     assert record.agent_url is None
 
@@ -251,9 +324,9 @@ async def test_a_task_placed_but_never_started_fails_after_the_start_timeout() -
 
 def test_a_task_still_starting_is_not_running_yet() -> None:
     service = {"ID": "s", "Spec": {"Name": "n"}}
-    record = _record(service, {"Status": {"State": "starting"}}, False, set())
+    record = _record(service, {"Status": {"State": "starting"}}, False)
     assert (record.running, record.status, record.lost) == (False, "starting", False)
-    lost = _record(service, {"Status": {"State": "starting"}}, True, set())
+    lost = _record(service, {"Status": {"State": "starting"}}, True)
     assert lost.lost
 
 
@@ -372,7 +445,12 @@ class FakeNoNetworksAPI(FakeSwarmAPI):
         super().__init__()
         self.networks_made: dict[str, dict[str, Any]] = {}
 
-    def networks(self, names: list[str]) -> list[dict[str, Any]]:
+    def networks(
+        self, names: list[str] | None = None, filters: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        if filters is not None:
+            return []
+        assert names is not None
         made = names[0] in self.networks_made
         return [{"Name": names[0], "Id": NETWORK_IDS[names[0]]}] if made else []
 
@@ -406,3 +484,64 @@ def test_the_subnet_settings_reach_the_runtime_and_bad_ones_name_the_setting() -
         runtime.close()
     with pytest.raises(ValueError, match=r"internal_subnet[\s\S]*'10.20.0.0/33' is not a subnet"):
         Settings.model_validate({"runtime": "swarm", "swarm": {"internal_subnet": "10.20.0.0/33"}})
+
+
+# Through the relay (the default), every service has an overlay of its own.
+
+OWN = {"sandbox.managed": "1", "sandbox.server": "srv", "sandbox.overlay": "1"}
+
+
+@pytest.mark.parametrize("network", [False, True])
+async def test_each_session_has_an_overlay_of_its_own_that_goes_with_it(network: bool) -> None:
+    api = FakeSwarmAPI()
+    runtime = _runtime(api, relay=True)
+    try:
+        record = await runtime.start(_spec(network=network))
+        overlay = "ovl-sandbox-srv-bash-w1-001"
+        made = api.overlays[overlay]
+        assert (made["driver"], made["attachable"], made["Labels"]) == ("overlay", True, OWN)
+        assert made["internal"] is not network  # without network: no egress
+        (attached,) = api.created[0]["task_template"]["Networks"]
+        assert attached["Target"] == overlay
+        assert api.relay_joined == [overlay]  # the relay reaches the agent there...
+        assert record.agent_url == f"http://10.0.5.7:{AGENT_PORT}"  # ...at that address
+        api.in_use_for = 3  # the task lets go of the network a little after its service
+        await runtime.remove(record.id)
+    finally:
+        runtime.close()
+    assert api.overlays == {}
+    assert api.relay_joined == []
+    assert api.secret_data == {}
+
+
+async def test_a_service_that_cannot_start_leaves_no_overlay() -> None:
+    api = FakeSwarmAPI("pending", "no suitable node")
+    runtime = _runtime(api, relay=True, schedule_timeout_s=0.1)
+    try:
+        with pytest.raises(ClusterFull):
+            await runtime.start(_spec())
+    finally:
+        runtime.close()
+    assert (api.by_id, api.overlays, api.relay_joined) == ({}, {}, [])
+
+
+async def test_after_a_restart_the_relay_joins_the_sessions_overlays_and_orphans_go() -> None:
+    api = FakeSwarmAPI()
+    first = _runtime(api, relay=True)
+    try:
+        kept = await first.start(_spec())
+    finally:
+        first.close()
+    api.create_network("left-by-a-crash", labels=OWN)  # made, then the server died
+    api.create_network("another-servers", labels={**OWN, "sandbox.server": "other"})
+    api.relay_joined.clear()  # the old relay is gone with its server
+    second = _runtime(api, relay=True)
+    try:
+        adopted = await second.inspect(kept.id)
+        await second.relay_address()
+    finally:
+        second.close()
+    assert adopted is not None
+    assert adopted.agent_url == f"http://10.0.5.7:{AGENT_PORT}"
+    assert sorted(api.overlays) == ["ovl-another-servers", "ovl-sandbox-srv-bash-w1-001"]
+    assert api.relay_joined == ["ovl-sandbox-srv-bash-w1-001"]

@@ -5,8 +5,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from sandbox.agent.desktop.keymap import Keymap
 from sandbox.agent.desktop.xlib import Frame, MappingChange
+from sandbox.agent.errors import InvalidParams
+from sandbox.agent.params import Params
+from sandbox.agent.toolsets.desktop import DesktopToolset
 
 A, CAP_A, RETURN, SHIFT_L, CONTROL_L, C = 0x61, 0x41, 0xFF0D, 0xFFE1, 0xFFE3, 0x63
 # keycode: (unshifted, shifted); 40 and 41 are spare.
@@ -94,3 +99,16 @@ class FakeDesktop:
 
     def close(self) -> None:
         self.closed = True
+
+
+def call(tools: DesktopToolset, name: str, **params: Any) -> dict[str, Any]:
+    """Run the desktop toolset's tool `name` (``click``) with `params`."""
+    handlers = {tool.name: tool.handler for tool in tools.tools()}
+    return handlers[f"vm.{name}"](Params(params))
+
+
+def refused(tools: DesktopToolset, name: str, **params: Any) -> InvalidParams:
+    """The parameter error tool `name` raises for `params`."""
+    with pytest.raises(InvalidParams) as caught:
+        call(tools, name, **params)
+    return caught.value

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.agent import AgentContext, InvalidParams, Params
+from sandbox.agent import AgentContext, InvalidParams
 from sandbox.agent.desktop.action_spaces import (
     COMPUTER_13_ACTIONS,
     COMPUTER_USE_ACTIONS,
@@ -24,7 +24,7 @@ from sandbox.agent.desktop.action_spaces import (
 from sandbox.agent.desktop.session import DesktopSettings
 from sandbox.agent.toolsets.desktop import DesktopToolset
 
-from .desktop_fakes import FakeDesktop
+from .desktop_fakes import FakeDesktop, call, refused
 
 POINTER = (5, 6)
 
@@ -248,17 +248,6 @@ def tools(tmp_path: Path, desktop: FakeDesktop) -> Iterator[DesktopToolset]:
     desktop.display.sent.clear()
     yield toolset
     toolset.close()
-
-
-def call(tools: DesktopToolset, name: str, **params: Any) -> dict[str, Any]:
-    handlers = {tool.name: tool.handler for tool in tools.tools()}
-    return handlers[f"vm.{name}"](Params(params))
-
-
-def refused(tools: DesktopToolset, name: str, **params: Any) -> InvalidParams:
-    with pytest.raises(InvalidParams) as caught:
-        call(tools, name, **params)
-    return caught.value
 
 
 def test_a_computer_13_click_sends_what_vm_click_sends(

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from sandbox.agent import AgentContext, InvalidParams, Params
+from sandbox.agent import AgentContext
 from sandbox.agent.desktop.observation import fit_within
 from sandbox.agent.desktop.session import DesktopSettings
 from sandbox.agent.desktop.xlib import Frame
 from sandbox.agent.tools.desktop import MAX_FILE_BYTES
 from sandbox.agent.toolsets.desktop import DesktopToolset
 
-from .desktop_fakes import FakeDesktop
+from .desktop_fakes import FakeDesktop, call, refused
 
 GREY = (90, 90, 90)
 
@@ -45,17 +45,6 @@ def tools(tmp_path: Path, desktop: FakeDesktop) -> Iterator[DesktopToolset]:
     toolset = DesktopToolset(context, DesktopSettings(), desktop=desktop)  # type: ignore[arg-type]
     yield toolset
     toolset.close()
-
-
-def call(tools: DesktopToolset, name: str, **params: Any) -> dict[str, Any]:
-    handlers = {tool.name: tool.handler for tool in tools.tools()}
-    return handlers[f"vm.{name}"](Params(params))
-
-
-def refused(tools: DesktopToolset, name: str, **params: Any) -> InvalidParams:
-    with pytest.raises(InvalidParams) as caught:
-        call(tools, name, **params)
-    return caught.value
 
 
 def image_of(data: dict[str, Any]) -> Image.Image:

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from sandbox.agent import AgentContext, InvalidParams, Params, ToolFailed
+from sandbox.agent import AgentContext, ToolFailed
 from sandbox.agent.desktop.session import DesktopError, DesktopSettings, parse_size
 from sandbox.agent.desktop.xlib import XDisplay, XError
 from sandbox.agent.tools.desktop import TOOLS as DECLARED
 from sandbox.agent.toolsets.desktop import DesktopToolset
 
-from .desktop_fakes import FakeDesktop, FakeDisplay
+from .desktop_fakes import FakeDesktop, FakeDisplay, call, refused
 
 
 @pytest.fixture
@@ -42,17 +42,6 @@ def tools(tmp_path: Path, desktop: FakeDesktop) -> Iterator[DesktopToolset]:
     desktop.display.sent.clear()
     yield toolset
     toolset.close()
-
-
-def call(tools: DesktopToolset, name: str, **params: Any) -> dict[str, Any]:
-    handlers = {tool.name: tool.handler for tool in tools.tools()}
-    return handlers[f"vm.{name}"](Params(params))
-
-
-def refused(tools: DesktopToolset, name: str, **params: Any) -> InvalidParams:
-    with pytest.raises(InvalidParams) as caught:
-        call(tools, name, **params)
-    return caught.value
 
 
 def test_every_declared_tool_is_there(tools: DesktopToolset) -> None:

@@ -47,6 +47,10 @@ LABEL_TOKEN = "sandbox.token"
 (root-equivalent) but not inside the container, unlike its environment."""
 LABEL_UID = "sandbox.uid"
 """The session uid the server gave a session container (`sessions.uids`)."""
+LABEL_RELAY = "sandbox.relay"
+"""On the swarm runtime's relay container."""
+LABEL_OVERLAY = "sandbox.overlay"
+"""On a swarm service's own overlay network (the server and managed labels too)."""
 
 AGENT_SOCKET_DIR = "/run/sandbox/agent"
 """Where every container finds the host directory holding its agent's Unix socket

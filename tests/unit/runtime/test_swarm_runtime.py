@@ -4,6 +4,8 @@ in tests/integration/test_swarm.py."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import docker.errors
@@ -18,7 +20,8 @@ from sandbox.runtime.base import (
     ClusterFull,
     ContainerSpec,
 )
-from sandbox.runtime.swarm import AGENT_PORT, SwarmRuntime, _mounts, _record, _service_name
+from sandbox.runtime.swarm import SwarmRuntime
+from sandbox.runtime.swarm_services import AGENT_PORT, service_mounts, service_name, service_record
 from sandbox.server.app import make_runtime
 
 NETWORK_IDS = {"sandbox-swarm-sessions": "net-egress", "sandbox-swarm-agents": "net-internal"}
@@ -305,7 +308,7 @@ async def test_a_task_on_a_node_that_is_down_is_lost() -> None:
 def test_a_failed_task_reports_its_exit_code() -> None:
     service = {"ID": "s", "Spec": {"Name": "n", "Labels": {"a": "b"}}}
     task = {"Status": {"State": "failed", "ContainerStatus": {"ExitCode": 137}}}
-    record = _record(service, task, False)
+    record = service_record(service, task, False)
     assert (record.running, record.exit_code, record.labels) == (False, 137, {"a": "b"})
     assert record.agent_url is None
 
@@ -324,18 +327,18 @@ async def test_a_task_placed_but_never_started_fails_after_the_start_timeout() -
 
 def test_a_task_still_starting_is_not_running_yet() -> None:
     service = {"ID": "s", "Spec": {"Name": "n"}}
-    record = _record(service, {"Status": {"State": "starting"}}, False)
+    record = service_record(service, {"Status": {"State": "starting"}}, False)
     assert (record.running, record.status, record.lost) == (False, "starting", False)
-    lost = _record(service, {"Status": {"State": "starting"}}, True)
+    lost = service_record(service, {"Status": {"State": "starting"}}, True)
     assert lost.lost
 
 
 def test_service_names_fit_swarm_and_stay_distinct() -> None:
     long_a = "sandbox-" + "w" * 120 + "-a"
     long_b = "sandbox-" + "w" * 120 + "-b"
-    assert _service_name("sandbox-srv_1-bash-w.1") == "sandbox-srv-1-bash-w-1"
-    assert len(_service_name(long_a)) <= 57
-    assert _service_name(long_a) != _service_name(long_b)
+    assert service_name("sandbox-srv_1-bash-w.1") == "sandbox-srv-1-bash-w-1"
+    assert len(service_name(long_a)) <= 57
+    assert service_name(long_a) != service_name(long_b)
 
 
 def test_volumes_and_tmpfs_become_mounts() -> None:
@@ -351,7 +354,7 @@ def test_volumes_and_tmpfs_become_mounts() -> None:
         volumes={"/srv/corpus": {"bind": "/corpus", "mode": "ro"}, "idx": {"bind": "/data"}},
         tmpfs={"/home": "size=1024,exec"},
     )
-    mounts = _mounts(spec)
+    mounts = service_mounts(spec)
     assert [(m["Type"], m["Target"], m["ReadOnly"]) for m in mounts] == [
         ("bind", "/corpus", True),
         ("volume", "/data", False),
@@ -545,3 +548,79 @@ async def test_after_a_restart_the_relay_joins_the_sessions_overlays_and_orphans
     assert adopted.agent_url == f"http://10.0.5.7:{AGENT_PORT}"
     assert sorted(api.overlays) == ["ovl-another-servers", "ovl-sandbox-srv-bash-w1-001"]
     assert api.relay_joined == ["ovl-sandbox-srv-bash-w1-001"]
+
+
+# The relay starts once for every caller, whoever stops waiting for it.
+
+
+class FakeSlowRelayAPI(FakeSwarmAPI):
+    """A relay that says it listens `listens_after_s` after it is made; the first one
+    made fails to start when `fail_first`."""
+
+    def __init__(self, listens_after_s: float, fail_first: bool = False) -> None:
+        super().__init__()
+        self.listens_after_s = listens_after_s
+        self.fail_next = fail_first
+        self.relays_made = 0
+        self.made_at = 0.0
+
+    def create_container(self, image: str, **kwargs: Any) -> dict[str, str]:
+        self.relays_made += 1
+        if self.fail_next:
+            self.fail_next = False
+            raise docker.errors.APIError("no such image: ns/shell:latest")
+        self.made_at = time.monotonic()
+        return super().create_container(image, **kwargs)
+
+    def logs(self, container_id: str, tail: int) -> bytes:
+        if time.monotonic() - self.made_at < self.listens_after_s:
+            return b""
+        return super().logs(container_id, tail)
+
+
+async def test_callers_that_stop_waiting_neither_cancel_nor_restart_the_relays_start() -> None:
+    api = FakeSlowRelayAPI(listens_after_s=0.3)
+    runtime = _runtime(api, relay=True)
+    try:
+        for _ in range(3):  # health checks whose deadline passes mid-start
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(runtime.relay_address(), 0.05)
+        first, second = await asyncio.gather(runtime.relay_address(), runtime.relay_address())
+        again = await runtime.relay_address()
+    finally:
+        runtime.close()
+    assert first == second == again
+    assert api.relays_made == 1
+
+
+async def test_a_failed_relay_start_fails_its_callers_and_only_a_later_call_retries() -> None:
+    api = FakeSlowRelayAPI(listens_after_s=0.1, fail_first=True)
+    runtime = _runtime(api, relay=True)
+    try:
+        waiting = await asyncio.gather(
+            runtime.relay_address(), runtime.relay_address(), return_exceptions=True
+        )
+        assert [type(result) for result in waiting] == [BackendError, BackendError]
+        assert "no such image" in str(waiting[0])
+        assert api.relays_made == 1  # one start, reported to both
+        address = await runtime.relay_address()  # a later call starts again
+    finally:
+        runtime.close()
+    assert address.port == 40000
+    assert api.relays_made == 2
+
+
+async def test_a_relay_that_stops_answering_is_replaced_once() -> None:
+    api = FakeSlowRelayAPI(listens_after_s=0.0)
+    runtime = _runtime(api, relay=True)
+    try:
+        old = await runtime.relay_address()
+        runtime._relay_lost(old)
+        runtime._relay_lost(old)  # two connections saw it: still one replacement
+        new = await runtime.relay_address()
+        runtime._relay_lost(old)  # a late report about the old one: the new one stays
+        assert await runtime.relay_address() is new
+    finally:
+        runtime.close()
+    assert new is not old
+    assert api.relays_made == 2

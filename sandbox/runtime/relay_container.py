@@ -65,12 +65,8 @@ class RelayContainer:
             BackendError: It exited, or did not listen within `LISTEN_TIMEOUT_S`.
         """
         api = self._api()
+        self.remove_all()
         labels = {LABEL_MANAGED: "1", LABEL_SERVER: self._server_id, LABEL_RELAY: "1"}
-        for old in api.containers(
-            all=True, filters={"label": [f"{k}={v}" for k, v in labels.items()]}
-        ):
-            with contextlib.suppress(docker.errors.NotFound):
-                api.remove_container(old["Id"], force=True)
         secret = secrets.token_urlsafe(24)
         host_config = api.create_host_config(
             port_bindings={RELAY_PORT: ("127.0.0.1", None)},
@@ -114,6 +110,16 @@ class RelayContainer:
             raise
         log.info("swarm relay %s listens on 127.0.0.1:%d", container_id[:12], port)
         return RelayAddress("127.0.0.1", port, secret)
+
+    def remove_all(self) -> None:
+        """Remove every relay of this server: one an earlier run left (so that the
+        overlays it was on can be pruned), or this run's lost one."""
+        api = self._api()
+        labels = [f"{LABEL_MANAGED}=1", f"{LABEL_SERVER}={self._server_id}", f"{LABEL_RELAY}=1"]
+        for old in api.containers(all=True, filters={"label": labels}):
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_container(old["Id"], force=True)
+        self.container_id = None
 
     def remove(self) -> None:
         """Remove this run's relay, if it started (a restarted server starts a new one)."""

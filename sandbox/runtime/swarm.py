@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import docker.errors
@@ -70,8 +70,12 @@ from .swarm_services import (
 log = logging.getLogger(__name__)
 
 _SCHEDULE_POLL_S = 0.05
-"""Between looks at a new service's task: each look is two API calls, and a pool
-refill must not keep the engine busy while other sessions' calls run."""
+"""Between looks at a new service's task while it waits for a node: each look is an
+API call, and a pool refill must not keep the engine busy while other sessions'
+calls run."""
+_START_POLL_S = 0.02
+"""Between looks once a node has the task: it runs within a few tenths of a second,
+and every look saved there is a wait saved on the create."""
 
 
 class SwarmRuntime(DockerRuntime):
@@ -128,7 +132,12 @@ class SwarmRuntime(DockerRuntime):
         self._registry = registry
         self._start_timeout_s = start_timeout_s
         self._network_ids: dict[bool, str] = {}
-        self._overlays = SwarmOverlays(self._api, server_id=server_id, encrypted=encrypted)
+        self._overlays = SwarmOverlays(
+            self._api,
+            server_id=server_id,
+            encrypted=encrypted,
+            relay=lambda: self._relay.container_id,
+        )
         self._relay = RelayContainer(
             self._api, server_id=server_id, image=relay_image, overlays=self._overlays
         )
@@ -136,6 +145,9 @@ class SwarmRuntime(DockerRuntime):
         self._relay_start: SharedStart[RelayAddress] = SharedStart(
             self._start_relay, "starting the swarm relay"
         )
+        self._background: set[asyncio.Task[None]] = set()
+        """Spare overlays being made, and removed services' overlays being removed."""
+        self._overlays_to_remove: set[str] = set()
 
     def _api(self) -> Any:
         return self._docker().api
@@ -177,11 +189,13 @@ class SwarmRuntime(DockerRuntime):
         return await self._run(self._relay.start)
 
     async def _set_up(self) -> None:
-        await self._run(self._set_up_blocking)
+        for network_id in await self._run(self._set_up_blocking):
+            self._remove_overlay_in_background(network_id)
 
-    def _set_up_blocking(self) -> None:
+    def _set_up_blocking(self) -> list[str]:
         """Check the engine is a manager; make the shared overlays when there is no
-        relay; remove what an earlier run of this server left unused."""
+        relay; remove the secrets an earlier run of this server left unused. Returns
+        the overlays it left unused, to be removed."""
         info = self._api().info().get("Swarm") or {}
         if info.get("LocalNodeState") != "active" or not info.get("ControlAvailable"):
             raise BackendError(
@@ -195,8 +209,12 @@ class SwarmRuntime(DockerRuntime):
                 )
                 for with_egress, name in self._networks.items()
             }
+        else:
+            # An earlier run's relay keeps its overlays in use: it goes first (the new
+            # relay is started afterwards anyway).
+            self._relay.remove_all()
         self._prune_secrets_blocking()
-        self._overlays.prune_unused()
+        return self._overlays.find_orphans()
 
     def _prune_secrets_blocking(self) -> None:
         """Remove token secrets of this server that no service uses: an earlier run
@@ -214,11 +232,20 @@ class SwarmRuntime(DockerRuntime):
                     api.remove_secret(secret["ID"])
 
     def close(self) -> None:
-        """Remove the relay (a restarted server starts a new one), then close."""
+        """Remove the relay (a restarted server starts a new one) and the spare
+        overlays, then close."""
+        for task in self._background:
+            with contextlib.suppress(RuntimeError):  # its loop closed already: it is over
+                task.cancel()
         self._relay_start.cancel()
         self._setup.cancel()
         if self._client is not None:
-            with contextlib.suppress(Exception):  # closing: nothing left to report to
+            for network_id in list(self._overlays_to_remove):  # their tasks were cancelled
+                with contextlib.suppress(Exception):  # closing: nothing left to report to
+                    self._overlays.remove_own(network_id)
+            with contextlib.suppress(Exception):
+                self._overlays.remove_spares()  # before the relay: it leaves each as usual
+            with contextlib.suppress(Exception):
                 self._relay.remove()
         super().close()
 
@@ -233,23 +260,52 @@ class SwarmRuntime(DockerRuntime):
                 error named: a missing image, say).
         """
         await self._ready()
-        service_id = await self._run(self._create_blocking, spec)
         try:
-            return await self._scheduled(service_id, spec)
-        except BaseException:
-            await self.remove(service_id)
-            raise
+            service_id = await self._run(self._create_blocking, spec)
+            try:
+                return await self._scheduled(service_id, spec)
+            except BaseException:
+                await self.remove(service_id)
+                raise
+        finally:
+            if self._use_relay:
+                # Only now: the spare's join would slow this task's start on its node.
+                self._fill_spares(internal=not spec.network)
+
+    def _fill_spares(self, *, internal: bool) -> None:
+        """Make spare overlays of the kind in the background, up to the count kept."""
+
+        async def fill() -> None:
+            while await self._run(self._overlays.add_spare, internal=internal):
+                pass
+
+        self._in_background(fill(), "could not make a spare overlay")
+
+    def _in_background(self, work: Coroutine[Any, Any, None], failure: str) -> None:
+        """Run `work` as a task of the runtime's (cancelled at `close`), its failure logged."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._background.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("%s: %s", failure, task.exception())
+
+        task.add_done_callback(done)
 
     async def _scheduled(self, service_id: str, spec: ContainerSpec) -> ContainerRecord:
         """Until the service's task runs: `schedule_timeout_s` to reach a node (else the
         cluster is full), then `start_timeout_s` for the node to start it."""
         deadline = time.monotonic() + self._schedule_timeout_s
         placed = False
+        service = await self._run(self._api().inspect_service, service_id)
         while True:
-            # The node's state is not asked here: a node just given a task is up.
-            record, task = await self._run(self._record_blocking, service_id, False)
+            # One call a look: the service's spec does not change, and the node's state
+            # is not asked here (a node just given a task is up).
+            task = await self._run(self._newest_task_blocking, service_id)
             state = task_state(task)
-            if record is not None and record.running and record.agent_url is not None:
+            record = service_record(service, task, False)
+            if record.running and record.agent_url is not None:
                 return record
             if state in FAILED:
                 raise BackendError(await self._run(self._task_failure_blocking, spec, task))
@@ -269,7 +325,11 @@ class SwarmRuntime(DockerRuntime):
                     "reservation: try later, ask for less, or add nodes "
                     "(settings swarm.schedule_timeout_s, swarm.reservation_fraction)"
                 )
-            await asyncio.sleep(_SCHEDULE_POLL_S)
+            await asyncio.sleep(_START_POLL_S if placed else _SCHEDULE_POLL_S)
+
+    def _newest_task_blocking(self, service_id: str) -> dict[str, Any] | None:
+        tasks = self._api().tasks(filters={"service": service_id})
+        return max(tasks, key=lambda t: str(t.get("CreatedAt", "")), default=None)
 
     def _task_failure_blocking(self, spec: ContainerSpec, task: dict[str, Any] | None) -> str:
         status = (task or {}).get("Status") or {}
@@ -298,9 +358,7 @@ class SwarmRuntime(DockerRuntime):
         name = service_name(spec.name)
         own_overlay = self._use_relay
         if own_overlay:
-            network_id = self._overlays.create_own(
-                name, internal=not spec.network, relay=self._relay.container_id
-            )
+            network_id = self._overlays.take_own(internal=not spec.network)
         else:
             network_id = self._network_ids[spec.network]
         secret_refs = []
@@ -347,23 +405,34 @@ class SwarmRuntime(DockerRuntime):
         return pinned[0] if pinned else reference
 
     async def remove(self, container_id: str) -> None:
-        """Remove the service, its token's secret and its own overlay; one already
-        gone is fine."""
-        await self._run(self._remove_service_blocking, container_id)
+        """Remove the service and its token's secret; one already gone is fine. Its
+        own overlay is removed in the background: the relay's leaving would wait for
+        the engine's other network work (a spare being joined), and the task lets go
+        of the network only a moment after its service is gone anyway."""
+        for network_id in await self._run(self._remove_service_blocking, container_id):
+            self._remove_overlay_in_background(network_id)
 
-    def _remove_service_blocking(self, service_id: str) -> None:
+    def _remove_overlay_in_background(self, network_id: str) -> None:
+        self._overlays_to_remove.add(network_id)
+        self._in_background(self._remove_overlay(network_id), "could not remove an overlay")
+
+    async def _remove_overlay(self, network_id: str) -> None:
+        await self._run(self._overlays.remove_own, network_id)
+        self._overlays_to_remove.discard(network_id)
+
+    def _remove_service_blocking(self, service_id: str) -> list[str]:
+        """Remove the service and its secrets; returns the networks it was on."""
         api = self._api()
         try:
             service = api.inspect_service(service_id)
         except docker.errors.NotFound:
-            return
+            return []
         with contextlib.suppress(docker.errors.NotFound):
             api.remove_service(service_id)
         for secret_id in secret_ids(service):
             with contextlib.suppress(docker.errors.NotFound):
                 api.remove_secret(secret_id)
-        for network_id in network_targets(service):
-            self._overlays.remove_own(network_id)
+        return network_targets(service)
 
     async def inspect(self, container_id: str) -> ContainerRecord | None:
         """The service's record, from its task (and its node), or None when it is gone."""
@@ -392,8 +461,7 @@ class SwarmRuntime(DockerRuntime):
             service = api.inspect_service(service_id)
         except docker.errors.NotFound:
             return None, None
-        tasks = api.tasks(filters={"service": service_id})
-        task = max(tasks, key=lambda t: str(t.get("CreatedAt", "")), default=None)
+        task = self._newest_task_blocking(service_id)
         node_down = False
         if check_node and task is not None and task.get("NodeID"):
             try:

@@ -9,6 +9,13 @@ apart on one engine). A server on the overlays itself (a stack, no relay)
 cannot join a network per session: its sessions share two overlays, and only
 the agents' tokens keep them apart.
 
+A new overlay is cheap to make (~4 ms) but slow to join: the first endpoint on a
+node builds the network there (namespace, bridge, VXLAN device), ~0.7 s for the
+relay on this project's 2-core test machine, which a cold start would wait for.
+So a few spare overlays of each kind are made and joined by the relay ahead of
+time (`add_spare`), and a start takes one (`take_own`). A spare is never
+reused: each is one session's, removed with its service.
+
 Every method makes blocking Docker calls: the runtime runs them in its threads.
 """
 
@@ -16,6 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import secrets
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +42,9 @@ log = logging.getLogger(__name__)
 OVERLAY_GONE_S = 20.0
 """How long a removed service's overlay may stay in use (its task stopping, the
 relay's attachment going) before its removal is left to the next start's prune."""
+SPARES_PER_KIND = 2
+"""Spare overlays kept ready per kind (internal, with egress): enough for creates
+one after another; a burst beyond it makes its own, as without spares."""
 _RETRY_REMOVE_S = 0.2
 
 
@@ -42,37 +55,105 @@ class SwarmOverlays:
         api: The manager engine's low-level API client (called for each use).
         server_id: Stamped on every overlay of a service of this server.
         encrypted: Create the overlays with IPsec between nodes.
+        relay: The relay's container, if one runs: it joins each new overlay.
     """
 
-    def __init__(self, api: Callable[[], Any], *, server_id: str, encrypted: bool) -> None:
+    def __init__(
+        self,
+        api: Callable[[], Any],
+        *,
+        server_id: str,
+        encrypted: bool,
+        relay: Callable[[], str | None],
+    ) -> None:
         self._api = api
+        self._relay = relay
         self._server_id = server_id
         self._options = {"encrypted": ""} if encrypted else None
+        self._name_prefix = "sandbox-ovl-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", server_id)[:40]
+        self._lock = threading.Lock()
+        self._spares: dict[bool, list[str]] = {True: [], False: []}
+        """Spare overlay ids by `internal`, oldest first."""
+        self._making: dict[bool, int] = {True: 0, False: 0}
+        self._closed = False
+        self._orphans: set[str] = set()
 
     def _mine(self) -> list[str]:
         return [f"{LABEL_MANAGED}=1", f"{LABEL_SERVER}={self._server_id}"]
 
     def own_ids(self) -> list[str]:
-        """Ids of the per-service overlays this server made."""
+        """Ids of the per-service overlays this server made (but an earlier run's that
+        `find_orphans` found), which the relay joins."""
         labels = [*self._mine(), f"{LABEL_OVERLAY}=1"]
-        return [str(n["Id"]) for n in self._api().networks(filters={"label": labels})]
+        found = [str(n["Id"]) for n in self._api().networks(filters={"label": labels})]
+        with self._lock:
+            return [network_id for network_id in found if network_id not in self._orphans]
 
-    def prune_unused(self) -> None:
-        """Remove this server's per-service overlays that no service uses: an earlier
-        run died between making one and making its service, or before removing it."""
+    def find_orphans(self) -> list[str]:
+        """This server's per-service overlays that no service uses, made by an earlier
+        run that died before its service was made or before removing them (spares,
+        too); from now on the relay does not join them. Called before this run makes
+        any: remove them with `remove_own`, which may wait for the earlier relay's
+        attachments to go."""
         api = self._api()
         used = {
             target
             for service in api.services(filters={"label": self._mine()})
             for target in network_targets(service)
         }
-        for network_id in self.own_ids():
-            if network_id not in used:
-                with contextlib.suppress(docker.errors.APIError):  # still in use: next time
-                    api.remove_network(network_id)
+        labels = [*self._mine(), f"{LABEL_OVERLAY}=1"]
+        found = [str(n["Id"]) for n in api.networks(filters={"label": labels})]
+        orphans = [network_id for network_id in found if network_id not in used]
+        with self._lock:
+            self._orphans.update(orphans)
+        return orphans
 
-    def create_own(self, name: str, *, internal: bool, relay: str | None) -> str:
-        """A service's own overlay, joined by the `relay` container when there is one."""
+    def take_own(self, *, internal: bool) -> str:
+        """A spare overlay of the kind asked for (joined by the relay already), else a
+        new one (see `create_own`)."""
+        with self._lock:
+            if self._spares[internal]:
+                return self._spares[internal].pop(0)
+        return self.create_own(self._new_name(), internal=internal)
+
+    def add_spare(self, *, internal: bool) -> bool:
+        """Make one more spare of the kind unless `SPARES_PER_KIND` are there or being
+        made; returns whether it made one."""
+        with self._lock:
+            if self._closed or len(self._spares[internal]) + self._making[internal] >= (
+                SPARES_PER_KIND
+            ):
+                return False
+            self._making[internal] += 1
+        try:
+            network_id = self.create_own(self._new_name(), internal=internal)
+        finally:
+            with self._lock:
+                self._making[internal] -= 1
+        with self._lock:
+            if not self._closed:
+                self._spares[internal].append(network_id)
+                return True
+        self.remove_own(network_id)  # closed meanwhile: nobody will take it
+        return False
+
+    def remove_spares(self) -> None:
+        """Remove every spare, and any made from now on (the server is closing)."""
+        with self._lock:
+            self._closed = True
+            spares = [*self._spares[True], *self._spares[False]]
+            self._spares = {True: [], False: []}
+        for network_id in spares:
+            with contextlib.suppress(docker.errors.APIError):
+                self.remove_own(network_id)
+
+    def _new_name(self) -> str:
+        return f"{self._name_prefix}-{secrets.token_hex(5)}"
+
+    def create_own(self, name: str, *, internal: bool) -> str:
+        """A service's own overlay, joined by the relay when there is one. Asked only
+        once the network exists: a relay that replaces another meanwhile names
+        itself before it joins every overlay, so one of the two joins it."""
         api = self._api()
         network = api.create_network(
             name,
@@ -85,6 +166,7 @@ class SwarmOverlays:
         )
         network_id = str(network["Id"])
         try:
+            relay = self._relay()
             if relay is not None:
                 try:
                     api.connect_container_to_network(relay, network_id)
@@ -117,9 +199,9 @@ class SwarmOverlays:
         while True:
             try:
                 api.remove_network(network_id)
-                return
+                break
             except docker.errors.NotFound:
-                return
+                break
             except docker.errors.APIError as exc:
                 if time.monotonic() >= deadline:
                     log.warning(
@@ -129,6 +211,8 @@ class SwarmOverlays:
                     )
                     return
             time.sleep(_RETRY_REMOVE_S)
+        with self._lock:
+            self._orphans.discard(network_id)
 
     def ensure_shared(self, name: str, *, internal: bool, subnet: str = "") -> str:
         """The id of the shared overlay `name`, made if missing (with `subnet`, else

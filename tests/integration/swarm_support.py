@@ -103,9 +103,22 @@ def remove_swarm_state_of(client: docker.DockerClient, server_id: str, wait: flo
 
 
 def networks_of(client: docker.DockerClient, server_id: str) -> list[str]:
-    """Names of the networks the server made (each session's own overlay)."""
+    """Names of the networks the server made (each session's own overlay, and the
+    spares it keeps ready)."""
     found = client.networks.list(filters={"label": f"sandbox.server={server_id}"})
     return sorted(str(network.name) for network in found)
+
+
+def session_overlays_of(client: docker.DockerClient, server_id: str) -> list[str]:
+    """Names of the server's networks that a service of the server is on (not spares)."""
+    services = client.api.services(filters={"label": f"sandbox.server={server_id}"})
+    used = {
+        str(network["Target"])
+        for service in services
+        for network in service["Spec"]["TaskTemplate"].get("Networks") or []
+    }
+    found = client.networks.list(filters={"label": f"sandbox.server={server_id}"})
+    return sorted(str(network.name) for network in found if network.id in used)
 
 
 def wait_containers_gone(
@@ -117,6 +130,19 @@ def wait_containers_gone(
     deadline = time.monotonic() + wait
     while True:
         left = [str(c.get("Names")) for c in _containers(client, label)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def wait_networks_gone(
+    client: docker.DockerClient, server_id: str, names: set[str] | None = None, wait: float = 15
+) -> list[str]:
+    """The server's networks (of `names`, if given) still there after up to `wait` s: a
+    network removed from the swarm goes from this engine a moment later."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = [name for name in networks_of(client, server_id) if names is None or name in names]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.2)

@@ -31,7 +31,9 @@ from .swarm_support import (
     networks_of,
     remove_swarm_state_of,
     services_of,
+    session_overlays_of,
     wait_containers_gone,
+    wait_networks_gone,
 )
 
 SHELL_IMAGE = f"{os.environ.get('SANDBOX_IMAGE_NAMESPACE', 'sandbox')}/shell:latest"
@@ -115,7 +117,7 @@ def test_no_session_can_open_the_relay(
         networks = relay.attrs["NetworkSettings"]["Networks"]
         # The session (no network) shares its own overlay with the relay: the relay's
         # address there answers, and refuses the relay's port.
-        (overlay,) = networks_of(engine, swarm_server.server_id)
+        (overlay,) = session_overlays_of(engine, swarm_server.server_id)
         address = networks[overlay]["IPAddress"]
         probe = run(sb, f"timeout 3 bash -c 'echo > /dev/tcp/{address}/7400' || true")
         assert "Connection refused" in str(probe["stderr"]), probe
@@ -160,7 +162,8 @@ def test_pool_claims_and_adoption_after_a_crash_with_orphans_removed(
                 "sandbox.overlay": "1",
             },
         )
-        assert len(networks_of(engine, first.server_id)) == 3  # with the two services'
+        assert len(session_overlays_of(engine, first.server_id)) == 2  # the two services'
+        assert stray.name in networks_of(engine, first.server_id)
 
         second = start_server(tmp_path, server_id=first.server_id, env=SWARM_ENV)
         try:
@@ -176,7 +179,7 @@ def test_pool_claims_and_adoption_after_a_crash_with_orphans_removed(
             assert second.stop_gracefully(), second.log()
         assert services_of(engine, first.server_id) == []
         assert wait_containers_gone(engine, first.server_id) == []
-        assert networks_of(engine, first.server_id) == []
+        assert wait_networks_gone(engine, first.server_id) == []
     finally:
         remove_swarm_state_of(engine, first.server_id)
 
@@ -355,19 +358,34 @@ def test_sessions_cannot_reach_each_other_and_their_overlays_go_with_them(
             probe = run(c, fetch.format(address, port))
             assert mark not in str(probe["stdout"]), probe
         # Each session is alone on an overlay of its own, which the relay joined.
-        overlays = networks_of(engine, server_id)
+        overlays = session_overlays_of(engine, server_id)
         assert len(overlays) == 3
         internal = {name: engine.networks.get(name).attrs["Internal"] for name in overlays}
         assert sorted(internal.values()) == [False, True, True]
         label = [f"sandbox.server={server_id}", "sandbox.relay=1"]
         (relay,) = engine.containers.list(filters={"label": label})
-        assert sorted(relay.attrs["NetworkSettings"]["Networks"]) == sorted(["bridge", *overlays])
+        assert {"bridge", *overlays} <= set(relay.attrs["NetworkSettings"]["Networks"])
         for sb in (a, b, c):
             assert run(sb, "echo still here")["stdout"] == "still here\n"
             assert sb.destroy_session_sync("bash")["status"] == "success"
     assert services_of(engine, server_id) == []
-    # Removed from the swarm by then; this engine drops its copy a moment later.
-    deadline = time.monotonic() + 15
-    while networks_of(engine, server_id) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert networks_of(engine, server_id) == []
+    # Removed a moment later, once the tasks let go of them (the spares stay).
+    assert wait_networks_gone(engine, server_id, set(overlays)) == []
+
+
+def test_with_encrypted_overlays_a_session_runs_on_an_encrypted_overlay(
+    engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    server = start_server(tmp_path, env={**SWARM_ENV, "SANDBOX_SWARM__ENCRYPTED": "true"})
+    try:
+        with Sandbox(server_url=server.url, worker_id="sw-sealed") as sb:
+            assert run(sb, "echo sealed")["stdout"] == "sealed\n"
+            (overlay,) = session_overlays_of(engine, server.server_id)
+            options = engine.networks.get(overlay).attrs["Options"]
+            assert "encrypted" in options, options
+            # The spares made meanwhile are encrypted too.
+            for name in networks_of(engine, server.server_id):
+                assert "encrypted" in engine.networks.get(name).attrs["Options"], name
+    finally:
+        server.stop()
+        remove_swarm_state_of(engine, server.server_id)

@@ -21,7 +21,14 @@ from sandbox.runtime.base import (
     ContainerSpec,
 )
 from sandbox.runtime.swarm import SwarmRuntime
-from sandbox.runtime.swarm_services import AGENT_PORT, service_mounts, service_name, service_record
+from sandbox.runtime.swarm_overlays import SPARES_PER_KIND
+from sandbox.runtime.swarm_services import (
+    AGENT_PORT,
+    network_targets,
+    service_mounts,
+    service_name,
+    service_record,
+)
 from sandbox.server.app import make_runtime
 
 NETWORK_IDS = {"sandbox-swarm-sessions": "net-egress", "sandbox-swarm-agents": "net-internal"}
@@ -69,6 +76,8 @@ class FakeSwarmAPI:
     def remove_network(self, network_id: str) -> None:
         if network_id not in self.overlays:
             raise docker.errors.NotFound("no such network")
+        if network_id in self.relay_joined:
+            raise docker.errors.APIError("network has active endpoints")
         if self.in_use_for > 0:
             self.in_use_for -= 1
             raise docker.errors.APIError("network has active endpoints")
@@ -168,7 +177,7 @@ class FakeSwarmAPI:
         return b"sandbox relay listening on 172.17.0.3:7400\n"
 
     def remove_container(self, container_id: str, force: bool) -> None:
-        pass
+        self.relay_joined.clear()  # its endpoints go with it
 
     def connect_container_to_network(self, container_id: str, network_id: str) -> None:
         assert container_id == "relay"
@@ -500,21 +509,72 @@ async def test_each_session_has_an_overlay_of_its_own_that_goes_with_it(network:
     runtime = _runtime(api, relay=True)
     try:
         record = await runtime.start(_spec(network=network))
-        overlay = "ovl-sandbox-srv-bash-w1-001"
+        (attached,) = api.created[0]["task_template"]["Networks"]
+        overlay = attached["Target"]
         made = api.overlays[overlay]
         assert (made["driver"], made["attachable"], made["Labels"]) == ("overlay", True, OWN)
         assert made["internal"] is not network  # without network: no egress
-        (attached,) = api.created[0]["task_template"]["Networks"]
-        assert attached["Target"] == overlay
-        assert api.relay_joined == [overlay]  # the relay reaches the agent there...
+        assert overlay in api.relay_joined  # the relay reaches the agent there...
         assert record.agent_url == f"http://10.0.5.7:{AGENT_PORT}"  # ...at that address
+        await _background_done(runtime)
         api.in_use_for = 3  # the task lets go of the network a little after its service
         await runtime.remove(record.id)
+        await _background_done(runtime)
+        assert overlay not in api.overlays
+        assert overlay not in api.relay_joined
+    finally:
+        runtime.close()
+    assert api.overlays == {}  # the spares went with the runtime
+    assert api.relay_joined == []
+    assert api.secret_data == {}
+
+
+async def _background_done(runtime: SwarmRuntime) -> None:
+    """Until the runtime's background work (spare overlays made, overlays removed) is done."""
+    while runtime._background:
+        await asyncio.gather(*runtime._background)
+
+
+@pytest.mark.parametrize("network", [False, True])
+async def test_a_start_takes_a_spare_overlay_the_relay_joined_and_another_is_made(
+    network: bool,
+) -> None:
+    api = FakeSwarmAPI()
+    runtime = _runtime(api, relay=True)
+    try:
+        first = await runtime.start(_spec(network=network))
+        await _background_done(runtime)
+        spares = set(api.overlays) - set(network_targets(api.by_id[first.id]))
+        assert len(spares) == SPARES_PER_KIND
+        assert spares <= set(api.relay_joined)
+        assert {api.overlays[spare]["internal"] for spare in spares} == {not network}
+        second = await runtime.start(_spec(network=network))
+        (taken,) = network_targets(api.by_id[second.id])
+        assert taken in spares  # made and joined before this start
+        await _background_done(runtime)
+        assert len(api.overlays) == 2 + SPARES_PER_KIND  # the two sessions' and the spares
+    finally:
+        runtime.close()
+    assert set(api.overlays) == set(network_targets(api.by_id[first.id])) | {taken}
+
+
+async def test_a_spare_made_while_the_runtime_closes_is_removed() -> None:
+    api = FakeSwarmAPI()
+    runtime = _runtime(api, relay=True)
+    make = api.create_network
+
+    def closing_meanwhile(name: str, **kwargs: Any) -> dict[str, str]:
+        made = make(name, **kwargs)
+        runtime.close()  # while a fill's thread makes the network
+        return made
+
+    try:
+        await runtime.relay_address()
+        api.create_network = closing_meanwhile  # type: ignore[method-assign]
+        assert not runtime._overlays.add_spare(internal=True)
     finally:
         runtime.close()
     assert api.overlays == {}
-    assert api.relay_joined == []
-    assert api.secret_data == {}
 
 
 async def test_a_service_that_cannot_start_leaves_no_overlay() -> None:
@@ -533,6 +593,7 @@ async def test_after_a_restart_the_relay_joins_the_sessions_overlays_and_orphans
     first = _runtime(api, relay=True)
     try:
         kept = await first.start(_spec())
+        await _background_done(first)
     finally:
         first.close()
     api.create_network("left-by-a-crash", labels=OWN)  # made, then the server died
@@ -542,12 +603,14 @@ async def test_after_a_restart_the_relay_joins_the_sessions_overlays_and_orphans
     try:
         adopted = await second.inspect(kept.id)
         await second.relay_address()
+        await _background_done(second)
+        (overlay,) = network_targets(api.by_id[kept.id])
+        assert api.relay_joined == [overlay]
     finally:
         second.close()
     assert adopted is not None
     assert adopted.agent_url == f"http://10.0.5.7:{AGENT_PORT}"
-    assert sorted(api.overlays) == ["ovl-another-servers", "ovl-sandbox-srv-bash-w1-001"]
-    assert api.relay_joined == ["ovl-sandbox-srv-bash-w1-001"]
+    assert sorted(api.overlays) == sorted(["ovl-another-servers", overlay])
 
 
 # The relay starts once for every caller, whoever stops waiting for it.
@@ -624,3 +687,19 @@ async def test_a_relay_that_stops_answering_is_replaced_once() -> None:
         runtime.close()
     assert new is not old
     assert api.relays_made == 2
+
+
+async def test_a_crashed_runs_relay_goes_before_the_prune_so_its_spares_go_too() -> None:
+    api = FakeSwarmAPI()
+    crashed = _runtime(api, relay=True)
+    kept = await crashed.start(_spec())
+    await _background_done(crashed)
+    assert len(api.overlays) == 1 + SPARES_PER_KIND  # joined by the relay left running
+    restarted = _runtime(api, relay=True)
+    try:
+        await restarted.relay_address()
+        await _background_done(restarted)
+    finally:
+        restarted.close()
+        crashed._pool.shutdown()  # its threads only: the crash left the rest behind
+    assert set(api.overlays) == set(network_targets(api.by_id[kept.id]))

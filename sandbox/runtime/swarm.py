@@ -58,6 +58,7 @@ from .swarm_overlays import SwarmOverlays
 from .swarm_services import (
     FAILED,
     STARTING,
+    image_reference,
     network_targets,
     secret_ids,
     service_kwargs,
@@ -66,6 +67,7 @@ from .swarm_services import (
     task_state,
     token_secret_reference,
 )
+from .swarm_tasks import newest_task, node_is_down, task_failure
 
 log = logging.getLogger(__name__)
 
@@ -302,13 +304,13 @@ class SwarmRuntime(DockerRuntime):
         while True:
             # One call a look: the service's spec does not change, and the node's state
             # is not asked here (a node just given a task is up).
-            task = await self._run(self._newest_task_blocking, service_id)
+            task = await self._run(newest_task, self._api(), service_id)
             state = task_state(task)
             record = service_record(service, task, False)
             if record.running and record.agent_url is not None:
                 return record
             if state in FAILED:
-                raise BackendError(await self._run(self._task_failure_blocking, spec, task))
+                raise BackendError(await self._run(task_failure, self._api(), spec.image, task))
             if not placed and state in STARTING:
                 placed = True
                 deadline = time.monotonic() + self._start_timeout_s
@@ -327,34 +329,9 @@ class SwarmRuntime(DockerRuntime):
                 )
             await asyncio.sleep(_START_POLL_S if placed else _SCHEDULE_POLL_S)
 
-    def _newest_task_blocking(self, service_id: str) -> dict[str, Any] | None:
-        tasks = self._api().tasks(filters={"service": service_id})
-        return max(tasks, key=lambda t: str(t.get("CreatedAt", "")), default=None)
-
-    def _task_failure_blocking(self, spec: ContainerSpec, task: dict[str, Any] | None) -> str:
-        status = (task or {}).get("Status") or {}
-        error = str(status.get("Err") or status.get("Message") or status.get("State"))
-        node = self._node_name_blocking(str((task or {}).get("NodeID") or ""))
-        if "no such image" in error.lower():
-            return (
-                f"node {node} has no image {spec.image}: load it there "
-                "(`docker save IMAGE | docker -H NODE load`) or push it to the swarm's "
-                "registry (`sandbox images build --push`)"
-            )
-        return f"the service's task failed on node {node}: {error}"
-
-    def _node_name_blocking(self, node_id: str) -> str:
-        if not node_id:
-            return "(none)"
-        try:
-            node = self._api().inspect_node(node_id)
-        except docker.errors.NotFound:
-            return node_id[:12]
-        return str(((node.get("Description") or {}).get("Hostname")) or node_id[:12])
-
     def _create_blocking(self, spec: ContainerSpec) -> str:
         api = self._api()
-        image = self._image_reference_blocking(spec.image)
+        image = image_reference(api, spec.image, self._registry)
         name = service_name(spec.name)
         own_overlay = self._use_relay
         if own_overlay:
@@ -387,22 +364,6 @@ class SwarmRuntime(DockerRuntime):
             if own_overlay:
                 self._overlays.remove_own(network_id)
             raise
-
-    def _image_reference_blocking(self, image: str) -> str:
-        """What a service runs: the image's id (no node pulls it), or with a registry
-        ``<registry>/<image>``, by the digest the manager pushed when it has one."""
-        api = self._api()
-        if not self._registry:
-            return str(api.inspect_image(image)["Id"])
-        reference = f"{self._registry}/{image}"
-        name, _, tag = reference.rpartition(":")
-        repository = name if "/" not in tag else reference  # a tag, not the port
-        try:
-            digests = api.inspect_image(reference).get("RepoDigests") or []
-        except docker.errors.ImageNotFound:
-            return reference  # pushed from elsewhere: the tag
-        pinned = [str(d) for d in digests if str(d).startswith(f"{repository}@")]
-        return pinned[0] if pinned else reference
 
     async def remove(self, container_id: str) -> None:
         """Remove the service and its token's secret; one already gone is fine. Its
@@ -461,15 +422,8 @@ class SwarmRuntime(DockerRuntime):
             service = api.inspect_service(service_id)
         except docker.errors.NotFound:
             return None, None
-        task = self._newest_task_blocking(service_id)
-        node_down = False
-        if check_node and task is not None and task.get("NodeID"):
-            try:
-                node = api.inspect_node(task["NodeID"])
-                node_down = ((node.get("Status") or {}).get("State")) != "ready"
-            except docker.errors.NotFound:
-                node_down = True
-        return service_record(service, task, node_down), task
+        task = newest_task(api, service_id)
+        return service_record(service, task, check_node and node_is_down(api, task)), task
 
     async def logs_tail(self, container_id: str, lines: int = 20) -> str:
         """The service's last log lines, or '' if unavailable."""

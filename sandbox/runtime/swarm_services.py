@@ -2,7 +2,8 @@
 
 A `ContainerSpec` becomes the keyword arguments of one ``create_service`` call
 (`service_kwargs`); a service and its newest task read back as a
-`ContainerRecord` (`service_record`). No Docker call is made here.
+`ContainerRecord` (`service_record`). The one Docker call made here is the
+image's (`image_reference`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import re
 from typing import Any
 
+import docker.errors
 import docker.types
 
 from .base import (
@@ -44,6 +46,23 @@ def service_name(name: str) -> str:
         return safe
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
     return f"{safe[: _MAX_NAME - 11].rstrip('-')}-{digest}"
+
+
+def image_reference(api: Any, image: str, registry: str) -> str:
+    """What a service runs: the image's id on the manager (no node pulls it), or with
+    a `registry` ``<registry>/<image>``, by the digest the manager pushed when it has
+    one. Blocking: one call on the manager's low-level API client `api`."""
+    if not registry:
+        return str(api.inspect_image(image)["Id"])
+    reference = f"{registry}/{image}"
+    name, _, tag = reference.rpartition(":")
+    repository = name if "/" not in tag else reference  # a tag, not the port
+    try:
+        digests = api.inspect_image(reference).get("RepoDigests") or []
+    except docker.errors.ImageNotFound:
+        return reference  # pushed from elsewhere: the tag
+    pinned = [str(d) for d in digests if str(d).startswith(f"{repository}@")]
+    return pinned[0] if pinned else reference
 
 
 def token_secret_reference(secret_id: str, secret_name: str) -> Any:

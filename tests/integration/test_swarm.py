@@ -376,6 +376,10 @@ def test_sessions_cannot_reach_each_other_and_their_overlays_go_with_them(
 def test_with_encrypted_overlays_a_session_runs_on_an_encrypted_overlay(
     engine: docker.DockerClient, tmp_path: Path
 ) -> None:
+    """On one node: nothing crosses nodes, so no IPsec state is needed. Between nodes
+    it is not tested: this machine's kernel has no IPsec ESP (no ``CONFIG_INET_ESP``,
+    no modules; ``ip xfrm state add ... proto esp`` answers "Requested type not
+    found"), and the test swarm's other nodes run on the same kernel."""
     server = start_server(tmp_path, env={**SWARM_ENV, "SANDBOX_SWARM__ENCRYPTED": "true"})
     try:
         with Sandbox(server_url=server.url, worker_id="sw-sealed") as sb:

@@ -42,7 +42,11 @@ class Services:
     """Stores the calls of recorded sessions (None: this app records nothing)."""
 
 
-def get_services(request: Request) -> Services:
+# The dependencies are `async def` though they never wait: FastAPI runs a plain
+# `def` dependency in its thread pool, a thread hop on every request.
+
+
+async def get_services(request: Request) -> Services:
     """The services the lifespan stored on the app."""
     services: Services = request.app.state.services
     return services
@@ -112,7 +116,7 @@ def tenant_of_scope(settings: Settings, scope: Scope) -> str | None:
     return tenant_of_token(settings, None)
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
@@ -152,7 +156,7 @@ def ensure_admin(settings: Settings, tenant: str, what: str) -> None:
         )
 
 
-def require_admin(request: Request, tenant: TenantDep) -> str:
+async def require_admin(request: Request, tenant: TenantDep) -> str:
     """The caller's tenant when it is an operator (see `ensure_admin`), else 403."""
     ensure_admin(request.app.state.services.settings, tenant, f"call {request.url.path}")
     return tenant

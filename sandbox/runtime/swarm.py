@@ -50,10 +50,10 @@ from typing import Any
 
 import docker.errors
 import docker.types
-from httpcore import AsyncNetworkBackend
 
 from ..errors import BackendError
 from . import relay_server
+from .agent_http import TcpConnect
 from .base import (
     AGENT_TOKEN_FILE,
     LABEL_MANAGED,
@@ -162,7 +162,7 @@ class SwarmRuntime(DockerRuntime):
         """TCP on the overlay networks."""
         return "tcp"
 
-    def agent_network(self) -> AsyncNetworkBackend | None:
+    def agent_network(self) -> TcpConnect | None:
         """Through the relay, unless the server is on the overlays itself."""
         return RelayBackend(self.relay_address, self._relay_lost) if self._use_relay else None
 

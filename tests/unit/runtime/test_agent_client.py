@@ -2,8 +2,8 @@
 
 Each reply an impostor could send behind an agent's socket must end in a clear
 2001 or 2002 within the call's deadline, and the client must keep serving the
-next call. The peer is a real asyncio server (TCP and Unix socket), so httpx's
-whole read path is exercised, not a mock transport.
+next call. The peer is a real asyncio server (TCP and Unix socket), so the client's whole
+read path (`agent_http`) is exercised, not a mock transport.
 """
 
 from __future__ import annotations
@@ -227,15 +227,25 @@ async def test_a_gzip_bomb_is_refused_without_being_inflated(
     await _still_usable(client, agent)
 
 
-@pytest.mark.parametrize("reply", ["huge_declared", "huge_chunked"])
-async def test_a_200_mb_reply_stops_at_the_cap_which_the_error_names(
-    client: AgentClient, agent: HostileAgent, reply: str
+async def test_a_200_mb_reply_is_refused_by_its_length_which_the_error_names(
+    client: AgentClient, agent: HostileAgent
 ) -> None:
     with pytest.raises(BackendError) as caught:
-        await _call(client, agent, reply)
+        await _call(client, agent, "huge_declared")
     assert caught.value.code is ErrorCode.BACKEND_ERROR
     assert f"exceeded {64 << 20} bytes" in caught.value.message
     assert "agent_reply_max_bytes" in caught.value.message
+    await _still_usable(client, agent)
+
+
+async def test_a_reply_of_no_stated_length_is_refused_unread(
+    client: AgentClient, agent: HostileAgent
+) -> None:
+    # Agents always send a Content-Length; a chunked 200 MB is not read at all.
+    with pytest.raises(BackendError) as caught:
+        await _call(client, agent, "huge_chunked")
+    assert caught.value.code is ErrorCode.BACKEND_ERROR
+    assert "without a Content-Length" in caught.value.message
     await _still_usable(client, agent)
 
 
@@ -243,7 +253,7 @@ async def test_the_cap_is_the_configured_one(agent: HostileAgent) -> None:
     small = AgentClient(reply_max_bytes=1024, grace_s=_GRACE_S)
     try:
         with pytest.raises(BackendError, match="exceeded 1024 bytes"):
-            await _call(small, agent, "huge_chunked")
+            await _call(small, agent, "huge_declared")
         await _still_usable(small, agent)
     finally:
         await small.aclose()

@@ -10,8 +10,9 @@ calls them in turns, block by block, so that they share the machine's moods.
     python scripts/bench_call_path.py                     # a fresh server of this checkout
     python scripts/bench_call_path.py --url http://127.0.0.1:8791 --url http://127.0.0.1:8792
 
-The calls: ``bash:run`` of ``true``, ``rag:stats`` (the service does next to
-nothing: the path alone) and a bm25 ``rag:search`` over the benchmark corpus.
+The calls: ``bash:run`` of ``true``, ``rag:stats`` (the service only reads its
+file sizes and latency counters) and a bm25 ``rag:search`` over the benchmark
+corpus.
 """
 
 from __future__ import annotations

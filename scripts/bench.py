@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -250,7 +251,8 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
 
     big = _full_hd_shots(url, max(50, calls // 2))
     a11y = _a11y_tree(url, max(20, calls // 10))
-    a11y_chromium, chromium_mib, _ = _a11y_tree_with_chromium(url, max(20, calls // 10))
+    chromium = _a11y_tree_with_chromium(url, max(20, calls // 10))
+    a11y_chromium, chromium_mib = percentiles(chromium.samples), chromium.memory_mib
     workers = 4
     loaded_shots, loaded_clicks, wall_s = _parallel_desktops(url, workers, rounds=30)
 
@@ -366,10 +368,22 @@ _BENCH_PAGE = (
 )
 
 
-def _a11y_tree_with_chromium(url: str, count: int) -> tuple[dict[str, float], float, int]:
-    """`vm:accessibility_tree` with mousepad and Chromium (a local page) open; the
-    desktop's memory then, and how many nodes the tree read holds (a larger
-    Chromium window, e.g. an extra bar or bubble, costs round trips)."""
+@dataclass
+class _ChromiumTrees:
+    """`vm:accessibility_tree` with mousepad and Chromium open, in one session: the
+    client's samples, the agent's own ``read_ms`` of each, the desktop's memory and
+    the tree's size."""
+
+    samples: list[float]
+    read_ms: list[float]
+    memory_mib: float
+    nodes: int
+
+
+def _a11y_tree_with_chromium(url: str, count: int) -> _ChromiumTrees:
+    """`vm:accessibility_tree` with mousepad and Chromium (a local page) open, in a new
+    session (a larger Chromium window, e.g. an extra bar or bubble, costs round trips,
+    so the node count is kept)."""
     import base64
 
     client = docker.from_env()
@@ -394,12 +408,18 @@ def _a11y_tree_with_chromium(url: str, count: int) -> tuple[dict[str, float], fl
             assert time.monotonic() < deadline, "the page never reached the tree"
             time.sleep(0.5)
         time.sleep(1.0)
-        samples = timed(lambda: ok("vm:accessibility_tree"), count)
+        samples: list[float] = []
+        read_ms: list[float] = []
+        for _ in range(count):
+            started = time.perf_counter()
+            data = ok("vm:accessibility_tree")
+            samples.append((time.perf_counter() - started) * 1000)
+            read_ms.append(float(str(data["read_ms"])))
         nodes = int(str(ok("vm:accessibility_tree")["nodes"]))
         memory = _memory_mib(container)
         sb.destroy_session_sync("vm")
     client.close()
-    return percentiles(samples), memory, nodes
+    return _ChromiumTrees(samples, read_ms, memory, nodes)
 
 
 def bench_vm_apps(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
@@ -426,16 +446,31 @@ def bench_vm_apps(url: str, args: argparse.Namespace) -> tuple[str, dict[str, fl
     client.close()
     count = max(20, args.calls // 10)
     editor = _a11y_tree(url, count)
-    with_chromium, chromium_mib, chromium_nodes = _a11y_tree_with_chromium(url, count)
+    # The tree read with Chromium open varies more between sessions than within one
+    # (its ~1,800 round trips wait on whichever of the 2 cores the programs get): its
+    # goal is judged on the median of the sessions' p50s, one session per --creates.
+    sessions = [_a11y_tree_with_chromium(url, count) for _ in range(max(1, args.creates))]
+    session_p50s = [statistics.median(session.samples) for session in sessions]
+    with_chromium = percentiles([sample for session in sessions for sample in session.samples])
+    agent_reads = percentiles([read for session in sessions for read in session.read_ms])
+    tree_p50 = statistics.median(session_p50s)
     rows = [
         (f"cold `vm` create + first screenshot, {name}", percentiles(cold[name])) for name in urls
     ]
     rows += [
         ("`vm:accessibility_tree` (linear), mousepad open", editor),
-        ("`vm:accessibility_tree` (linear), mousepad and Chromium open", with_chromium),
+        (
+            f"`vm:accessibility_tree` (linear), mousepad and Chromium open, "
+            f"{len(sessions)} sessions",
+            with_chromium,
+        ),
+        ("the same reads in the agent (`read_ms`: reader and checks)", agent_reads),
     ]
     goals = [
-        ("tree with the editor and Chromium p50 <= 150 ms", with_chromium["p50"] <= 150),
+        (
+            "tree with the editor and Chromium p50 <= 150 ms (median of the sessions' p50s)",
+            tree_p50 <= 150,
+        ),
         (
             "cold create to first screenshot p50 <= 1000 ms",
             percentiles(cold["this image"])["p50"] <= 1000,
@@ -450,16 +485,22 @@ def bench_vm_apps(url: str, args: argparse.Namespace) -> tuple[str, dict[str, fl
             "",
             f"Idle desktop memory, no application started (5 s after creation): "
             f"**{idle[0]:.1f} MiB**; with mousepad and Chromium (one local page) open: "
-            f"{chromium_mib:.0f} MiB, and the tree read then holds {chromium_nodes} nodes. "
-            "Cold creates alternate between the servers, "
-            "one create each in turn.",
+            f"{sessions[0].memory_mib:.0f} MiB, and the tree read then holds "
+            f"{', '.join(str(session.nodes) for session in sessions)} nodes. "
+            "Per session, the tree with Chromium read in p50 "
+            f"{', '.join(f'{p50:.1f}' for p50 in session_p50s)} ms: median **{tree_p50:.1f} ms**."
+            + (
+                " Cold creates alternate between the servers, one create each in turn."
+                if args.against
+                else ""
+            ),
             "",
             "Goals: "
             + "; ".join(f"{goal}: {'met' if met else 'NOT met'}" for goal, met in goals)
             + ".",
         ]
     )
-    return text, {"tree_chromium_p50": with_chromium["p50"], "idle_mib": idle[0]}
+    return text, {"tree_chromium_p50": tree_p50, "idle_mib": idle[0]}
 
 
 def _parallel_desktops(
@@ -1196,7 +1237,12 @@ def main() -> int:
     parser.add_argument("sections", nargs="*", help=f"some of: {', '.join(SECTIONS)}")
     parser.add_argument("--url", help="benchmark this running server instead of starting one")
     parser.add_argument("--calls", type=int, default=300, help="timed tool calls")
-    parser.add_argument("--creates", type=int, default=10, help="timed cold creates")
+    parser.add_argument(
+        "--creates",
+        type=int,
+        default=10,
+        help="timed cold creates (vm-apps: also how many sessions read the tree with Chromium)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
         "--against", help="vm-apps: also time cold creates on this server (another image)"

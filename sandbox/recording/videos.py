@@ -7,11 +7,13 @@ so a listed video is never half written. The ids are the server's own
 (``<session id>.<n>``), never a caller's path. Past `total_max_bytes` the
 oldest videos are deleted, and so is a video older than `max_age_s` (checked
 whenever a video is kept or the videos are listed). Methods do blocking file
-I/O: call them in a thread.
+I/O: call them in a thread; `writing`, used on the event loop while a video is
+copied, moves its own file I/O to a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -19,7 +21,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -75,27 +77,41 @@ class VideoStore:
         self._clock = clock
         self._lock = threading.Lock()
 
-    @contextlib.contextmanager
-    def writing(self, session_id: str) -> Iterator[tuple[str, BinaryIO]]:
+    @contextlib.asynccontextmanager
+    async def writing(self, session_id: str) -> AsyncIterator[tuple[str, BinaryIO]]:
         """A new recording id of `session_id` and a file to write its video to.
 
         The file is the recording's once `keep` is called for the id; it is
-        removed if the block raises or the video is never kept.
+        removed if the block raises or the video is never kept. The caller is on
+        the event loop: reserving, placing and removing the files run in a
+        thread here, and the caller writes to the file in a thread too.
         """
+        recording_id, temp, file = await asyncio.to_thread(self._reserve, session_id)
+        try:
+            yield recording_id, file
+            await asyncio.to_thread(self._place, recording_id, temp, file)
+        except BaseException:
+            await asyncio.to_thread(self._abandon, recording_id, temp, file)
+            raise
+
+    def _reserve(self, session_id: str) -> tuple[str, Path, BinaryIO]:
+        """A new recording id, its metadata file taken, and a temporary file open."""
         with self._lock:
             self.root.mkdir(parents=True, exist_ok=True)
             recording_id = self._next_id(session_id)
             # Reserve the id: the next one of this session is another.
             (self.root / f"{recording_id}.json").write_text("{}")
         fd, temp = tempfile.mkstemp(prefix=".partial-", suffix=".mp4", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                yield recording_id, file
-            os.replace(temp, self.root / f"{recording_id}.mp4")
-        except BaseException:
-            os.unlink(temp)
-            (self.root / f"{recording_id}.json").unlink(missing_ok=True)
-            raise
+        return recording_id, Path(temp), os.fdopen(fd, "wb")
+
+    def _place(self, recording_id: str, temp: Path, file: BinaryIO) -> None:
+        file.close()
+        os.replace(temp, self.root / f"{recording_id}.mp4")
+
+    def _abandon(self, recording_id: str, temp: Path, file: BinaryIO) -> None:
+        file.close()
+        temp.unlink(missing_ok=True)
+        (self.root / f"{recording_id}.json").unlink(missing_ok=True)
 
     def keep(self, video: Video) -> None:
         """Record `video`'s metadata (its file is in place), then enforce the total."""

@@ -125,7 +125,7 @@ class ScreenRecordings:
         deadline = time.monotonic() + self._settings.copy_timeout_s
         complete = False
         copied = 0
-        with self.store.writing(session.session_id) as (recording_id, file):
+        async with self.store.writing(session.session_id) as (recording_id, file):
             try:
                 while copied < limit:
                     remaining = deadline - time.monotonic()

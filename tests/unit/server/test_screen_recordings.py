@@ -4,8 +4,14 @@ session, copied out (bounded) when stopped or destroyed, kept, listed, tenant-ch
 from __future__ import annotations
 
 import base64
+import os
+import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from sandbox.errors import ErrorCode
 from sandbox.sessions.pools import pool_key
@@ -143,6 +149,49 @@ async def test_stop_recording_keeps_the_video_and_answers_its_id(tmp_path: Path)
         assert again["code"] == 0, again
         assert "params.max_bytes" in again["meta"]["warnings"][0]
         assert recorder.started[-1]["max_bytes"] == 512 * MIB
+
+
+def file_io_on_the_loop(monkeypatch: pytest.MonkeyPatch, root: Path) -> list[str]:
+    """The file operations on `root` that run on this (the event loop's) thread, as
+    they happen: what a video store does there blocks every other request."""
+    loop_thread = threading.get_ident()
+    seen: list[str] = []
+
+    def watched(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            paths = [*args, kwargs.get("dir")]
+            touches_root = any(str(path).startswith(str(root)) for path in paths)
+            if touches_root and threading.get_ident() == loop_thread:
+                seen.append(name)
+            return call(*args, **kwargs)
+
+        return wrapper
+
+    for owner, name in [
+        (Path, "mkdir"),
+        (Path, "exists"),
+        (Path, "write_text"),
+        (Path, "unlink"),
+        (tempfile, "mkstemp"),
+        (os, "replace"),
+    ]:
+        monkeypatch.setattr(owner, name, watched(name, getattr(owner, name)))
+    return seen
+
+
+async def test_copying_a_video_out_does_no_file_io_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = await _open(tmp_path)
+    recorder = FakeRecorder(b"video-bytes")
+    recorder.install(h)
+    async with h.app.router.lifespan_context(h.app), h.client:
+        await h.post("/execute", {"worker_id": "w1", "action": "vm:start_recording"})
+        on_the_loop = file_io_on_the_loop(monkeypatch, tmp_path / "videos")
+        stopped = await h.post("/execute", {"worker_id": "w1", "action": "vm:stop_recording"})
+        assert stopped["code"] == 0, stopped
+        assert on_the_loop == []
+        assert (tmp_path / "videos" / f"{stopped['data']['recording_id']}.mp4").is_file()
 
 
 async def test_a_hostile_agent_cannot_make_the_server_keep_more_than_the_cap(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +75,47 @@ async def test_videos_past_the_age_bound_go_when_kept_or_listed(tmp_path: Path) 
     assert [video.session_id for video in store.find("t")] == ["b"]
     assert not (tmp_path / f"{old}.mp4").exists()
     assert not (tmp_path / f"{old}.json").exists()
+
+
+def leave(path: Path, content: bytes, *, age_s: float = 0.0) -> Path:
+    """A file as a killed or running copy leaves it, last changed `age_s` ago."""
+    path.write_bytes(content)
+    changed = time.time() - age_s
+    os.utime(path, (changed, changed))
+    return path
+
+
+async def test_the_files_of_copies_under_way_count_towards_the_total(tmp_path: Path) -> None:
+    store = VideoStore(tmp_path, total_max_bytes=20)
+    old = await keep(store, "a", b"12345", at=1)
+    leave(tmp_path / ".partial-copying.mp4", b"x" * 8)
+    leave(tmp_path / "b.1.json", b"{}")  # an id reserved, its video just placed
+    leave(tmp_path / "b.1.mp4", b"y" * 6)
+    await keep(store, "c", b"1", at=3)  # 5 + 8 + 2 + 6 + 1 bytes: past the total
+    assert [video.session_id for video in store.find("t")] == ["c"]
+    assert not (tmp_path / f"{old}.mp4").exists()
+    # Copies under way are never cut short by the total.
+    assert (tmp_path / ".partial-copying.mp4").exists()
+    assert (tmp_path / "b.1.mp4").exists()
+
+
+async def test_what_dead_copies_left_is_deleted_once_abandoned(tmp_path: Path) -> None:
+    store = VideoStore(tmp_path, total_max_bytes=1 << 20, abandoned_after_s=600)
+    kept = await keep(store, "a", b"kept", at=time.time())
+    dead = [
+        leave(tmp_path / ".partial-killed.mp4", b"x" * 100, age_s=700),
+        leave(tmp_path / "b.1.json", b"{}", age_s=700),  # reserved, never kept
+        leave(tmp_path / "b.1.mp4", b"y" * 100, age_s=700),
+        leave(tmp_path / "c.1.json", b"not json", age_s=700),
+        leave(tmp_path / "c.1.mp4", b"z" * 100, age_s=700),
+        leave(tmp_path / "d.1.mp4", b"w" * 100, age_s=700),  # its metadata gone
+        leave(tmp_path / "e.1.json", json.dumps({"recording_id": "other"}).encode(), age_s=700),
+    ]
+    running = [
+        leave(tmp_path / ".partial-running.mp4", b"x" * 100, age_s=10),
+        leave(tmp_path / "f.1.json", b"{}", age_s=10),
+    ]
+    assert [video.recording_id for video in store.find("t")] == [kept]
+    assert [path.name for path in dead if path.exists()] == []
+    assert all(path.exists() for path in running)
+    assert (tmp_path / f"{kept}.mp4").read_bytes() == b"kept"

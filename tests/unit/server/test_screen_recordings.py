@@ -17,7 +17,7 @@ from sandbox.errors import ErrorCode
 from sandbox.sessions.pools import pool_key
 from tests.unit.fakes import FakeRuntime
 
-from .conftest import Harness, make_settings, open_harness
+from .conftest import DeletedOnSecondLook, Harness, make_settings, open_harness
 
 KEYS = {"alpha": "alpha-key-123", "beta": "beta-key-456"}
 MIB = 1 << 20
@@ -192,6 +192,37 @@ async def test_copying_a_video_out_does_no_file_io_on_the_event_loop(
         assert stopped["code"] == 0, stopped
         assert on_the_loop == []
         assert (tmp_path / "videos" / f"{stopped['data']['recording_id']}.mp4").is_file()
+
+
+async def test_a_video_deleted_as_its_download_starts_is_sent_whole_or_not_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = await _open(tmp_path)
+    recorder = FakeRecorder(b"video-bytes")
+    recorder.install(h)
+    async with h.app.router.lifespan_context(h.app), h.client:
+        await h.post("/execute", {"worker_id": "w1", "action": "vm:start_recording"})
+        stopped = await h.post("/execute", {"worker_id": "w1", "action": "vm:stop_recording"})
+        recording_id = stopped["data"]["recording_id"]
+        videos = h.app.state.services.sessions.videos
+        find = videos.get
+
+        def found_then_deleted(tenant: str, recording_id: str) -> Any:
+            found = find(tenant, recording_id)
+            return found and (found[0], DeletedOnSecondLook(found[1]))
+
+        monkeypatch.setattr(videos, "get", found_then_deleted)
+        got = await h.client.get(f"/recordings/{recording_id}")
+        # Opened before it went: sent whole (a 404 envelope would do as well; a 500 not).
+        assert (got.status_code, got.content) == (200, b"video-bytes")
+        assert got.headers["content-length"] == str(len(b"video-bytes"))
+        assert got.headers["content-disposition"] == f'attachment; filename="{recording_id}.mp4"'
+
+        # Deleted before: the envelope an unknown recording gets.
+        (tmp_path / "videos" / f"{recording_id}.json").unlink()
+        gone = await h.client.get(f"/recordings/{recording_id}")
+        assert gone.status_code == 404
+        assert gone.json()["code"] == ErrorCode.TOOL_NOT_FOUND
 
 
 async def test_a_hostile_agent_cannot_make_the_server_keep_more_than_the_cap(

@@ -37,6 +37,7 @@ from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from ...agent.tools.desktop_vnc import VNC_STREAM
 from ...config import Settings
 from ...errors import SandboxError, SessionError, ToolNotFound
 from ...runtime.agent import AgentStream
@@ -51,8 +52,6 @@ public = APIRouter(prefix="/ui", tags=["ui"])
 router = APIRouter(prefix="/ui", tags=["ui"])
 log = logging.getLogger(__name__)
 
-VNC_STREAM = "vnc"
-"""The agent's stream serving the screen over RFB."""
 CONTROL_PROTOCOL_PREFIX = "sandbox-control."
 """A viewer offers its grant of control as the WebSocket subprotocol
 ``sandbox-control.<grant>`` (beside noVNC's ``binary``): in a header, never in

@@ -7,7 +7,7 @@ import base64
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,50 +179,56 @@ def file_io_on_the_loop(monkeypatch: pytest.MonkeyPatch, root: Path) -> list[str
     return seen
 
 
-async def test_copying_a_video_out_does_no_file_io_on_the_event_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+async def recording(tmp_path: Path) -> AsyncIterator[Harness]:
+    """A server on which worker w1 records its screen now (the video: b"video-bytes")."""
     h = await _open(tmp_path)
-    recorder = FakeRecorder(b"video-bytes")
-    recorder.install(h)
+    FakeRecorder(b"video-bytes").install(h)
     async with h.app.router.lifespan_context(h.app), h.client:
-        await h.post("/execute", {"worker_id": "w1", "action": "vm:start_recording"})
-        on_the_loop = file_io_on_the_loop(monkeypatch, tmp_path / "videos")
-        stopped = await h.post("/execute", {"worker_id": "w1", "action": "vm:stop_recording"})
-        assert stopped["code"] == 0, stopped
-        assert on_the_loop == []
-        assert (tmp_path / "videos" / f"{stopped['data']['recording_id']}.mp4").is_file()
+        started = await h.post("/execute", {"worker_id": "w1", "action": "vm:start_recording"})
+        assert started["code"] == 0, started
+        yield h
+
+
+async def stop(h: Harness) -> str:
+    """Stop w1's recording; the kept video's id."""
+    stopped = await h.post("/execute", {"worker_id": "w1", "action": "vm:stop_recording"})
+    assert stopped["code"] == 0, stopped
+    return str(stopped["data"]["recording_id"])
+
+
+async def test_copying_a_video_out_does_no_file_io_on_the_event_loop(
+    recording: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_the_loop = file_io_on_the_loop(monkeypatch, tmp_path / "videos")
+    recording_id = await stop(recording)
+    assert on_the_loop == []
+    assert (tmp_path / "videos" / f"{recording_id}.mp4").read_bytes() == b"video-bytes"
 
 
 async def test_a_video_deleted_as_its_download_starts_is_sent_whole_or_not_found(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    recording: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    h = await _open(tmp_path)
-    recorder = FakeRecorder(b"video-bytes")
-    recorder.install(h)
-    async with h.app.router.lifespan_context(h.app), h.client:
-        await h.post("/execute", {"worker_id": "w1", "action": "vm:start_recording"})
-        stopped = await h.post("/execute", {"worker_id": "w1", "action": "vm:stop_recording"})
-        recording_id = stopped["data"]["recording_id"]
-        videos = h.app.state.services.sessions.videos
-        find = videos.get
+    recording_id = await stop(recording)
+    videos = recording.app.state.services.sessions.videos
+    find = videos.get
 
-        def found_then_deleted(tenant: str, recording_id: str) -> Any:
-            found = find(tenant, recording_id)
-            return found and (found[0], DeletedOnSecondLook(found[1]))
+    def found_then_deleted(tenant: str, recording_id: str) -> Any:
+        found = find(tenant, recording_id)
+        return found and (found[0], DeletedOnSecondLook(found[1]))
 
-        monkeypatch.setattr(videos, "get", found_then_deleted)
-        got = await h.client.get(f"/recordings/{recording_id}")
-        # Opened before it went: sent whole (a 404 envelope would do as well; a 500 not).
-        assert (got.status_code, got.content) == (200, b"video-bytes")
-        assert got.headers["content-length"] == str(len(b"video-bytes"))
-        assert got.headers["content-disposition"] == f'attachment; filename="{recording_id}.mp4"'
+    monkeypatch.setattr(videos, "get", found_then_deleted)
+    got = await recording.client.get(f"/recordings/{recording_id}")
+    # Opened before it went: sent whole (a 404 envelope would do as well; a 500 not).
+    assert (got.status_code, got.content) == (200, b"video-bytes")
+    assert got.headers["content-length"] == str(len(b"video-bytes"))
+    assert got.headers["content-disposition"] == f'attachment; filename="{recording_id}.mp4"'
 
-        # Deleted before: the envelope an unknown recording gets.
-        (tmp_path / "videos" / f"{recording_id}.json").unlink()
-        gone = await h.client.get(f"/recordings/{recording_id}")
-        assert gone.status_code == 404
-        assert gone.json()["code"] == ErrorCode.TOOL_NOT_FOUND
+    # Deleted before: the envelope an unknown recording gets.
+    (tmp_path / "videos" / f"{recording_id}.json").unlink()
+    gone = await recording.client.get(f"/recordings/{recording_id}")
+    assert gone.status_code == 404
+    assert gone.json()["code"] == ErrorCode.TOOL_NOT_FOUND
 
 
 async def test_a_hostile_agent_cannot_make_the_server_keep_more_than_the_cap(

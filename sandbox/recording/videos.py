@@ -10,9 +10,9 @@ whenever a video is kept or the videos are listed). Files that hold no kept
 video (a copy under way, or what a failed or killed copy left: a ``.partial-``
 file, an id reserved as ``{}``, unreadable metadata, a video without any) count
 towards the total, and are deleted once `abandoned_after_s` has passed since
-they last changed. Methods do blocking file
-I/O: call them in a thread; `writing`, used on the event loop while a video is
-copied, moves its own file I/O to a thread.
+they last changed. Methods do blocking file I/O: call them in a thread;
+`writing`, used on the event loop while a video is copied, moves its own file
+I/O to a thread.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ Timings on a shared 2-core machine are noisy: compare the ratios within one run.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -191,23 +192,33 @@ def _memory_mib(container: docker.models.containers.Container) -> float:
     return float(memory["usage"] - inactive) / (1 << 20)
 
 
+def _ok(sb: Sandbox, action: str, **params: object) -> dict[str, object]:
+    """Run `action` in the worker's session; its data (a failure stops the bench)."""
+    envelope = sb.execute_sync(action, params)
+    assert envelope["code"] == 0, envelope
+    return dict(envelope["data"])
+
+
+def _desktop(
+    sb: Sandbox, client: docker.DockerClient, screen_size: tuple[int, int] = (1280, 800)
+) -> docker.models.containers.Container:
+    """Create the worker's vm session; its container."""
+    created = sb.client.create_session_sync("vm", {"screen_size": list(screen_size)})
+    assert created["code"] == 0, created
+    label = f"sandbox.session={created['data']['session_id']}"
+    (container,) = client.containers.list(filters={"label": label})
+    return container
+
+
 def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
     """Desktop sessions: screenshot and click latency, cold start, idle memory."""
     calls, creates = args.calls, args.creates
     client = docker.from_env()
     settle_s = 5.0
     with Sandbox(server_url=url, worker_id=f"bench-vm-{secrets.token_hex(3)}") as sb:
-
-        def ok(action: str, **params: object) -> dict[str, object]:
-            envelope = sb.execute_sync(action, params)
-            assert envelope["code"] == 0, envelope
-            return dict(envelope["data"])
-
+        ok = functools.partial(_ok, sb)
         # Idle memory first, on a desktop nothing has touched yet but its creation.
-        created = sb.client.create_session_sync("vm", {"screen_size": [1280, 800]})
-        assert created["code"] == 0, created
-        session_id = created["data"]["session_id"]
-        (container,) = client.containers.list(filters={"label": f"sandbox.session={session_id}"})
+        container = _desktop(sb, client)
         time.sleep(settle_s)
         idle_mib = _memory_mib(container)
 
@@ -315,11 +326,7 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
 def _full_hd_shots(url: str, count: int) -> dict[str, dict[str, float]]:
     """Screenshots of a 1920x1080 desktop with an xterm open: PNG, JPEG, JPEG downscaled."""
     with Sandbox(server_url=url, worker_id=f"bench-vm-hd-{secrets.token_hex(3)}") as sb:
-
-        def ok(action: str, **params: object) -> None:
-            envelope = sb.execute_sync(action, params)
-            assert envelope["code"] == 0, envelope
-
+        ok = functools.partial(_ok, sb)
         created = sb.client.create_session_sync("vm", {"screen_size": [1920, 1080]})
         assert created["code"] == 0, created
         ok("vm:launch", command="xterm", wait_for_window=True)
@@ -346,12 +353,7 @@ def _full_hd_shots(url: str, count: int) -> dict[str, dict[str, float]]:
 def _a11y_tree(url: str, count: int) -> dict[str, float]:
     """`vm:accessibility_tree` of a desktop where the GTK editor mousepad holds some text."""
     with Sandbox(server_url=url, worker_id=f"bench-vm-a11y-{secrets.token_hex(3)}") as sb:
-
-        def ok(action: str, **params: object) -> dict[str, object]:
-            envelope = sb.execute_sync(action, params)
-            assert envelope["code"] == 0, envelope
-            return dict(envelope["data"])
-
+        ok = functools.partial(_ok, sb)
         ok("vm:launch", command="mousepad", wait_for_window=True)
         ok("vm:type", text="The quick brown fox jumps over the lazy dog.\n" * 5)
         time.sleep(1.0)
@@ -388,16 +390,8 @@ def _a11y_tree_with_chromium(url: str, count: int) -> _ChromiumTrees:
 
     client = docker.from_env()
     with Sandbox(server_url=url, worker_id=f"bench-vm-apps-{secrets.token_hex(3)}") as sb:
-
-        def ok(action: str, **params: object) -> dict[str, object]:
-            envelope = sb.execute_sync(action, params)
-            assert envelope["code"] == 0, envelope
-            return dict(envelope["data"])
-
-        created = sb.client.create_session_sync("vm", {"screen_size": [1280, 800]})
-        assert created["code"] == 0, created
-        session_id = created["data"]["session_id"]
-        (container,) = client.containers.list(filters={"label": f"sandbox.session={session_id}"})
+        ok = functools.partial(_ok, sb)
+        container = _desktop(sb, client)
         page = base64.b64encode(_BENCH_PAGE.encode()).decode()
         ok("vm:upload_file", path="/home/sandbox/bench.html", content_base64=page)
         ok("vm:launch", command="mousepad", wait_for_window=True)
@@ -922,18 +916,8 @@ def bench_screen_recording(url: str, args: argparse.Namespace) -> tuple[str, dic
     for size in ((1280, 800), (1920, 1080)):
         for scene, typed in scenes.items():
             with Sandbox(server_url=url, worker_id=f"bench-rec-{secrets.token_hex(3)}") as sb:
-
-                def ok(action: str, sb: Sandbox = sb, **params: object) -> dict[str, object]:
-                    envelope = sb.execute_sync(action, params)
-                    assert envelope["code"] == 0, envelope
-                    return dict(envelope["data"])
-
-                created = sb.client.create_session_sync("vm", {"screen_size": list(size)})
-                assert created["code"] == 0, created
-                session_id = created["data"]["session_id"]
-                (container,) = client.containers.list(
-                    filters={"label": f"sandbox.session={session_id}"}
-                )
+                ok = functools.partial(_ok, sb)
+                container = _desktop(sb, client, size)
                 ok("vm:launch", command="xterm -geometry 120x50", wait_for_window=True)
                 time.sleep(0.5)
                 if typed:
@@ -1082,12 +1066,7 @@ def bench_vnc(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]
     rows: list[str] = []
     results: dict[str, float] = {}
     with Sandbox(server_url=url, worker_id=f"bench-vnc-{secrets.token_hex(3)}") as sb:
-
-        def ok(action: str, **params: object) -> dict[str, object]:
-            envelope = sb.execute_sync(action, params)
-            assert envelope["code"] == 0, envelope
-            return dict(envelope["data"])
-
+        ok = functools.partial(_ok, sb)
         started = time.monotonic()
         created = sb.client.create_session_sync("vm", {"screen_size": [1280, 800]})
         create_ms = 1000 * (time.monotonic() - started)

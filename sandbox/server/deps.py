@@ -22,6 +22,7 @@ from ..runtime.images import ImageService
 from ..sessions.manager import SessionManager
 from ..sessions.registry import ToolRegistry
 from .context import worker_var
+from .live_view import LiveViews
 from .metrics import ServerMetrics
 from .ui_auth import COOKIE_NAME, READ_METHODS, tenant_of_cookie
 
@@ -36,6 +37,8 @@ class Services:
     images: ImageService
     sessions: SessionManager
     request_shutdown: Callable[[], None]
+    live_views: LiveViews
+    """What the ``/ui`` live views of all browsers share (limits, the grant secret)."""
     started_at: float = field(default_factory=time.time)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     recorder: Recorder | None = None

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -568,7 +568,7 @@ def _queries(corpus: Path, count: int, seed: int = 7) -> list[str]:
     """Queries of 3-6 words drawn from random passages, as a user might type them."""
     rng = random.Random(seed)
     lines = corpus.read_text().splitlines()
-    queries = []
+    queries: list[str] = []
     while len(queries) < count:
         words = re.findall(r"[a-z]{4,}", json.loads(rng.choice(lines))["text"].lower())
         if len(words) >= 6:
@@ -788,17 +788,19 @@ def bench_recording(url: str, args: argparse.Namespace) -> tuple[str, dict[str, 
                 assert created["code"] == 0, created
             samples: dict[bool, list[float]] = {False: [], True: []}
 
-            def call(sb: Sandbox, action: str = action, params: dict[str, object] = params) -> None:
+            def call(
+                sb: Sandbox, action: str = action, params: Mapping[str, object] = params
+            ) -> None:
                 envelope = sb.execute_sync(action, params)
                 assert envelope["code"] == 0, envelope
 
             for sb in (plain, recorded):
-                timed(lambda sb=sb: call(sb), 10)
+                timed(functools.partial(call, sb), 10)
             # Interleaved, alternating who goes first: the host's noise hits both alike.
             for index in range(count):
                 order = ((plain, False), (recorded, True))
                 for sb, record in order if index % 2 else order[::-1]:
-                    samples[record] += timed(lambda sb=sb: call(sb), 1)
+                    samples[record] += timed(functools.partial(call, sb), 1)
             off, on = percentiles(samples[False]), percentiles(samples[True])
             rows += [(f"`{action}`, recording off", off), (f"`{action}`, recording on", on)]
             deltas[action] = on["p50"] - off["p50"]

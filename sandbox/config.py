@@ -32,6 +32,8 @@ from .agent.tools.desktop_recording import (
     DEFAULT_MAX_SECONDS,
     MAX_FPS,
 )
+from .agent.tools.desktop_vnc import MAX_SECONDS as MAX_VIEW_SECONDS
+from .agent.tools.desktop_vnc import MAX_VIEWERS
 from .errors import InvalidParams
 from .profiles import read_profile
 
@@ -334,11 +336,12 @@ class LiveViewSettings(BaseModel):
     novnc_dir: Path = Path("/usr/share/novnc")
     """Where Debian's ``novnc`` package put noVNC (served at ``/ui/novnc/``);
     without it there the page shows refreshed screenshots."""
-    viewers_per_session: int = Field(default=2, ge=1, le=4)
-    """Most noVNC viewers of one session at once (its agent allows at most 4)."""
+    viewers_per_session: int = Field(default=2, ge=1, le=MAX_VIEWERS)
+    """Most noVNC viewers of one session at once (its agent allows at most
+    `MAX_VIEWERS`, 4)."""
     viewers: int = Field(default=16, ge=1)
     """Most noVNC viewers of all sessions at once."""
-    max_seconds: float = Field(default=3600.0, gt=0, le=4 * 3600)
+    max_seconds: float = Field(default=3600.0, gt=0, le=MAX_VIEW_SECONDS)
     """Longest one noVNC view lasts; the page connects again after it."""
     control_grant_s: float = Field(default=60.0, gt=0, le=3600)
     """How long a grant of control (``POST /ui/control/{session_id}``) may wait

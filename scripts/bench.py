@@ -13,6 +13,7 @@ Timings on a shared 2-core machine are noisy: compare the ratios within one run.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -29,9 +30,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -190,23 +192,33 @@ def _memory_mib(container: docker.models.containers.Container) -> float:
     return float(memory["usage"] - inactive) / (1 << 20)
 
 
+def _ok(sb: Sandbox, action: str, **params: object) -> dict[str, object]:
+    """Run `action` in the worker's session; its data (a failure stops the bench)."""
+    envelope = sb.execute_sync(action, params)
+    assert envelope["code"] == 0, envelope
+    return dict(envelope["data"])
+
+
+def _desktop(
+    sb: Sandbox, client: docker.DockerClient, screen_size: tuple[int, int] = (1280, 800)
+) -> docker.models.containers.Container:
+    """Create the worker's vm session; its container."""
+    created = sb.client.create_session_sync("vm", {"screen_size": list(screen_size)})
+    assert created["code"] == 0, created
+    label = f"sandbox.session={created['data']['session_id']}"
+    (container,) = client.containers.list(filters={"label": label})
+    return container
+
+
 def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
     """Desktop sessions: screenshot and click latency, cold start, idle memory."""
     calls, creates = args.calls, args.creates
     client = docker.from_env()
     settle_s = 5.0
     with Sandbox(server_url=url, worker_id=f"bench-vm-{secrets.token_hex(3)}") as sb:
-
-        def ok(action: str, **params: object) -> dict[str, object]:
-            envelope = sb.execute_sync(action, params)
-            assert envelope["code"] == 0, envelope
-            return dict(envelope["data"])
-
+        ok = functools.partial(_ok, sb)
         # Idle memory first, on a desktop nothing has touched yet but its creation.
-        created = sb.client.create_session_sync("vm", {"screen_size": [1280, 800]})
-        assert created["code"] == 0, created
-        session_id = created["data"]["session_id"]
-        (container,) = client.containers.list(filters={"label": f"sandbox.session={session_id}"})
+        container = _desktop(sb, client)
         time.sleep(settle_s)
         idle_mib = _memory_mib(container)
 
@@ -250,7 +262,8 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
 
     big = _full_hd_shots(url, max(50, calls // 2))
     a11y = _a11y_tree(url, max(20, calls // 10))
-    a11y_chromium, chromium_mib, _ = _a11y_tree_with_chromium(url, max(20, calls // 10))
+    chromium = _a11y_tree_with_chromium(url, max(20, calls // 10))
+    a11y_chromium, chromium_mib = percentiles(chromium.samples), chromium.memory_mib
     workers = 4
     loaded_shots, loaded_clicks, wall_s = _parallel_desktops(url, workers, rounds=30)
 
@@ -313,11 +326,7 @@ def bench_vm(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]
 def _full_hd_shots(url: str, count: int) -> dict[str, dict[str, float]]:
     """Screenshots of a 1920x1080 desktop with an xterm open: PNG, JPEG, JPEG downscaled."""
     with Sandbox(server_url=url, worker_id=f"bench-vm-hd-{secrets.token_hex(3)}") as sb:
-
-        def ok(action: str, **params: object) -> None:
-            envelope = sb.execute_sync(action, params)
-            assert envelope["code"] == 0, envelope
-
+        ok = functools.partial(_ok, sb)
         created = sb.client.create_session_sync("vm", {"screen_size": [1920, 1080]})
         assert created["code"] == 0, created
         ok("vm:launch", command="xterm", wait_for_window=True)
@@ -344,12 +353,7 @@ def _full_hd_shots(url: str, count: int) -> dict[str, dict[str, float]]:
 def _a11y_tree(url: str, count: int) -> dict[str, float]:
     """`vm:accessibility_tree` of a desktop where the GTK editor mousepad holds some text."""
     with Sandbox(server_url=url, worker_id=f"bench-vm-a11y-{secrets.token_hex(3)}") as sb:
-
-        def ok(action: str, **params: object) -> dict[str, object]:
-            envelope = sb.execute_sync(action, params)
-            assert envelope["code"] == 0, envelope
-            return dict(envelope["data"])
-
+        ok = functools.partial(_ok, sb)
         ok("vm:launch", command="mousepad", wait_for_window=True)
         ok("vm:type", text="The quick brown fox jumps over the lazy dog.\n" * 5)
         time.sleep(1.0)
@@ -366,24 +370,28 @@ _BENCH_PAGE = (
 )
 
 
-def _a11y_tree_with_chromium(url: str, count: int) -> tuple[dict[str, float], float, int]:
-    """`vm:accessibility_tree` with mousepad and Chromium (a local page) open; the
-    desktop's memory then, and how many nodes the tree read holds (a larger
-    Chromium window, e.g. an extra bar or bubble, costs round trips)."""
+@dataclass
+class _ChromiumTrees:
+    """`vm:accessibility_tree` with mousepad and Chromium open, in one session: the
+    client's samples, the agent's own ``read_ms`` of each, the desktop's memory and
+    the tree's size."""
+
+    samples: list[float]
+    read_ms: list[float]
+    memory_mib: float
+    nodes: int
+
+
+def _a11y_tree_with_chromium(url: str, count: int) -> _ChromiumTrees:
+    """`vm:accessibility_tree` with mousepad and Chromium (a local page) open, in a new
+    session (a larger Chromium window, e.g. an extra bar or bubble, costs round trips,
+    so the node count is kept)."""
     import base64
 
     client = docker.from_env()
     with Sandbox(server_url=url, worker_id=f"bench-vm-apps-{secrets.token_hex(3)}") as sb:
-
-        def ok(action: str, **params: object) -> dict[str, object]:
-            envelope = sb.execute_sync(action, params)
-            assert envelope["code"] == 0, envelope
-            return dict(envelope["data"])
-
-        created = sb.client.create_session_sync("vm", {"screen_size": [1280, 800]})
-        assert created["code"] == 0, created
-        session_id = created["data"]["session_id"]
-        (container,) = client.containers.list(filters={"label": f"sandbox.session={session_id}"})
+        ok = functools.partial(_ok, sb)
+        container = _desktop(sb, client)
         page = base64.b64encode(_BENCH_PAGE.encode()).decode()
         ok("vm:upload_file", path="/home/sandbox/bench.html", content_base64=page)
         ok("vm:launch", command="mousepad", wait_for_window=True)
@@ -394,12 +402,18 @@ def _a11y_tree_with_chromium(url: str, count: int) -> tuple[dict[str, float], fl
             assert time.monotonic() < deadline, "the page never reached the tree"
             time.sleep(0.5)
         time.sleep(1.0)
-        samples = timed(lambda: ok("vm:accessibility_tree"), count)
+        samples: list[float] = []
+        read_ms: list[float] = []
+        for _ in range(count):
+            started = time.perf_counter()
+            data = ok("vm:accessibility_tree")
+            samples.append((time.perf_counter() - started) * 1000)
+            read_ms.append(float(str(data["read_ms"])))
         nodes = int(str(ok("vm:accessibility_tree")["nodes"]))
         memory = _memory_mib(container)
         sb.destroy_session_sync("vm")
     client.close()
-    return percentiles(samples), memory, nodes
+    return _ChromiumTrees(samples, read_ms, memory, nodes)
 
 
 def bench_vm_apps(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
@@ -426,16 +440,31 @@ def bench_vm_apps(url: str, args: argparse.Namespace) -> tuple[str, dict[str, fl
     client.close()
     count = max(20, args.calls // 10)
     editor = _a11y_tree(url, count)
-    with_chromium, chromium_mib, chromium_nodes = _a11y_tree_with_chromium(url, count)
+    # The tree read with Chromium open varies more between sessions than within one
+    # (its ~1,800 round trips wait on whichever of the 2 cores the programs get): its
+    # goal is judged on the median of the sessions' p50s, one session per --creates.
+    sessions = [_a11y_tree_with_chromium(url, count) for _ in range(max(1, args.creates))]
+    session_p50s = [statistics.median(session.samples) for session in sessions]
+    with_chromium = percentiles([sample for session in sessions for sample in session.samples])
+    agent_reads = percentiles([read for session in sessions for read in session.read_ms])
+    tree_p50 = statistics.median(session_p50s)
     rows = [
         (f"cold `vm` create + first screenshot, {name}", percentiles(cold[name])) for name in urls
     ]
     rows += [
         ("`vm:accessibility_tree` (linear), mousepad open", editor),
-        ("`vm:accessibility_tree` (linear), mousepad and Chromium open", with_chromium),
+        (
+            f"`vm:accessibility_tree` (linear), mousepad and Chromium open, "
+            f"{len(sessions)} sessions",
+            with_chromium,
+        ),
+        ("the same reads in the agent (`read_ms`: reader and checks)", agent_reads),
     ]
     goals = [
-        ("tree with the editor and Chromium p50 <= 150 ms", with_chromium["p50"] <= 150),
+        (
+            "tree with the editor and Chromium p50 <= 150 ms (median of the sessions' p50s)",
+            tree_p50 <= 150,
+        ),
         (
             "cold create to first screenshot p50 <= 1000 ms",
             percentiles(cold["this image"])["p50"] <= 1000,
@@ -450,16 +479,22 @@ def bench_vm_apps(url: str, args: argparse.Namespace) -> tuple[str, dict[str, fl
             "",
             f"Idle desktop memory, no application started (5 s after creation): "
             f"**{idle[0]:.1f} MiB**; with mousepad and Chromium (one local page) open: "
-            f"{chromium_mib:.0f} MiB, and the tree read then holds {chromium_nodes} nodes. "
-            "Cold creates alternate between the servers, "
-            "one create each in turn.",
+            f"{sessions[0].memory_mib:.0f} MiB, and the tree read then holds "
+            f"{', '.join(str(session.nodes) for session in sessions)} nodes. "
+            "Per session, the tree with Chromium read in p50 "
+            f"{', '.join(f'{p50:.1f}' for p50 in session_p50s)} ms: median **{tree_p50:.1f} ms**."
+            + (
+                " Cold creates alternate between the servers, one create each in turn."
+                if args.against
+                else ""
+            ),
             "",
             "Goals: "
             + "; ".join(f"{goal}: {'met' if met else 'NOT met'}" for goal, met in goals)
             + ".",
         ]
     )
-    return text, {"tree_chromium_p50": with_chromium["p50"], "idle_mib": idle[0]}
+    return text, {"tree_chromium_p50": tree_p50, "idle_mib": idle[0]}
 
 
 def _parallel_desktops(
@@ -533,7 +568,7 @@ def _queries(corpus: Path, count: int, seed: int = 7) -> list[str]:
     """Queries of 3-6 words drawn from random passages, as a user might type them."""
     rng = random.Random(seed)
     lines = corpus.read_text().splitlines()
-    queries = []
+    queries: list[str] = []
     while len(queries) < count:
         words = re.findall(r"[a-z]{4,}", json.loads(rng.choice(lines))["text"].lower())
         if len(words) >= 6:
@@ -753,17 +788,19 @@ def bench_recording(url: str, args: argparse.Namespace) -> tuple[str, dict[str, 
                 assert created["code"] == 0, created
             samples: dict[bool, list[float]] = {False: [], True: []}
 
-            def call(sb: Sandbox, action: str = action, params: dict[str, object] = params) -> None:
+            def call(
+                sb: Sandbox, action: str = action, params: Mapping[str, object] = params
+            ) -> None:
                 envelope = sb.execute_sync(action, params)
                 assert envelope["code"] == 0, envelope
 
             for sb in (plain, recorded):
-                timed(lambda sb=sb: call(sb), 10)
+                timed(functools.partial(call, sb), 10)
             # Interleaved, alternating who goes first: the host's noise hits both alike.
             for index in range(count):
                 order = ((plain, False), (recorded, True))
                 for sb, record in order if index % 2 else order[::-1]:
-                    samples[record] += timed(lambda sb=sb: call(sb), 1)
+                    samples[record] += timed(functools.partial(call, sb), 1)
             off, on = percentiles(samples[False]), percentiles(samples[True])
             rows += [(f"`{action}`, recording off", off), (f"`{action}`, recording on", on)]
             deltas[action] = on["p50"] - off["p50"]
@@ -881,18 +918,8 @@ def bench_screen_recording(url: str, args: argparse.Namespace) -> tuple[str, dic
     for size in ((1280, 800), (1920, 1080)):
         for scene, typed in scenes.items():
             with Sandbox(server_url=url, worker_id=f"bench-rec-{secrets.token_hex(3)}") as sb:
-
-                def ok(action: str, sb: Sandbox = sb, **params: object) -> dict[str, object]:
-                    envelope = sb.execute_sync(action, params)
-                    assert envelope["code"] == 0, envelope
-                    return dict(envelope["data"])
-
-                created = sb.client.create_session_sync("vm", {"screen_size": list(size)})
-                assert created["code"] == 0, created
-                session_id = created["data"]["session_id"]
-                (container,) = client.containers.list(
-                    filters={"label": f"sandbox.session={session_id}"}
-                )
+                ok = functools.partial(_ok, sb)
+                container = _desktop(sb, client, size)
                 ok("vm:launch", command="xterm -geometry 120x50", wait_for_window=True)
                 time.sleep(0.5)
                 if typed:
@@ -1041,12 +1068,7 @@ def bench_vnc(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]
     rows: list[str] = []
     results: dict[str, float] = {}
     with Sandbox(server_url=url, worker_id=f"bench-vnc-{secrets.token_hex(3)}") as sb:
-
-        def ok(action: str, **params: object) -> dict[str, object]:
-            envelope = sb.execute_sync(action, params)
-            assert envelope["code"] == 0, envelope
-            return dict(envelope["data"])
-
+        ok = functools.partial(_ok, sb)
         started = time.monotonic()
         created = sb.client.create_session_sync("vm", {"screen_size": [1280, 800]})
         create_ms = 1000 * (time.monotonic() - started)
@@ -1196,7 +1218,12 @@ def main() -> int:
     parser.add_argument("sections", nargs="*", help=f"some of: {', '.join(SECTIONS)}")
     parser.add_argument("--url", help="benchmark this running server instead of starting one")
     parser.add_argument("--calls", type=int, default=300, help="timed tool calls")
-    parser.add_argument("--creates", type=int, default=10, help="timed cold creates")
+    parser.add_argument(
+        "--creates",
+        type=int,
+        default=10,
+        help="timed cold creates (vm-apps: also how many sessions read the tree with Chromium)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
         "--against", help="vm-apps: also time cold creates on this server (another image)"

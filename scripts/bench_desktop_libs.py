@@ -192,7 +192,7 @@ def inside(rounds: int) -> int:
     shutil.copytree(f"{INSIDE_ROOT}/sandbox_agent", f"{AGENT_COPY}/sandbox_agent")
     subprocess.run([sys.executable, "-m", "compileall", "-q", AGENT_COPY], check=True)
     sys.path.insert(0, AGENT_COPY)
-    from sandbox_agent.desktop.early import xvfb_command  # type: ignore[import-not-found]
+    from sandbox_agent.desktop.early import xvfb_command
 
     # The image's /tmp links into the session's home, which the agent makes at start.
     os.makedirs("/home/.tmp/.X11-unix", exist_ok=True)
@@ -239,10 +239,10 @@ class Bench:
     """The measurements, on one ctypes and one python3-xlib connection to ``:0``."""
 
     def __init__(self, rounds: int) -> None:
-        from sandbox_agent.desktop.xlib import XDisplay  # type: ignore[import-not-found]
-        from Xlib import X  # type: ignore[import-not-found]
+        from sandbox_agent.desktop.xlib import XDisplay
+        from Xlib import X
         from Xlib import display as xdisplay
-        from Xlib.ext import xtest  # type: ignore[import-not-found]
+        from Xlib.ext import xtest
 
         self.rounds = rounds
         self.X, self.xtest = X, xtest
@@ -341,9 +341,9 @@ class Bench:
             return reply.root_x, reply.root_y
 
         for name in ("_NET_CLIENT_LIST", "_NET_ACTIVE_WINDOW"):
-            pair = (lambda name=name: ours.window_property(ours.root, name), property_lib(name))
-            _same(pair, f"{name} property")
-            a, b = _alternate(pair, self.rounds)
+            both = (lambda name=name: ours.window_property(ours.root, name), property_lib(name))
+            _same(both, f"{name} property")
+            a, b = _alternate(both, self.rounds)
             job = f"read {name} of the root"
             rows += [(job, "ctypes (agent)", a, ""), (job, "python3-xlib", b, "")]
         for job, pair in [
@@ -358,7 +358,7 @@ class Bench:
     # -- the screen -------------------------------------------------------------------
 
     def capture_rows(self) -> list[tuple[str, str, list[float], str]]:
-        from PIL import Image  # type: ignore[import-not-found]
+        from PIL import Image
         from sandbox_agent.desktop.png import bgrx_to_png, rgb_to_png
 
         ours, root, X = self.ours, self.root, self.X
@@ -390,7 +390,7 @@ class Bench:
         pixels, stride = frame.pixels, frame.stride
 
         def png_ours() -> bytes:
-            return bgrx_to_png(pixels, width, height, stride=stride)
+            return bytes(bgrx_to_png(pixels, width, height, stride=stride))
 
         def pil_image() -> Any:
             return Image.frombuffer("RGB", (width, height), pixels, "raw", "BGRX", stride, 1)
@@ -411,7 +411,7 @@ class Bench:
             return bytes(rgb)
 
         def png_slices() -> bytes:
-            return rgb_to_png(rgb_slices(), width, height)
+            return bytes(rgb_to_png(rgb_slices(), width, height))
 
         def rgb_lib() -> bytes:
             return bytes(pil_image().tobytes())

@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +49,11 @@ from sandbox.agent.params import Params  # noqa: E402
 from sandbox.agent.rag.settings import RagSettings  # noqa: E402
 from sandbox.agent.tools.rag import TOOLS  # noqa: E402
 from sandbox.agent.toolsets.rag import RagToolset  # noqa: E402
+
+# The demo corpus's maker reads Debian control files too; it stays standard-library
+# only (the rag image's build runs it), so this imports it, never the reverse.
+sys.path.insert(0, str(ROOT / "images" / "rag"))
+from make_demo_corpus import parse_control  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sandbox" / "bench"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -158,30 +162,12 @@ class Package:
     description: str
 
 
-def stanzas(text: str) -> Iterator[dict[str, str]]:
-    """The stanzas of a Debian control file."""
-    fields: dict[str, str] = {}
-    key = ""
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                yield fields
-            fields, key = {}, ""
-        elif line[0] in " \t" and key:
-            fields[key] += "\n" + line
-        elif ":" in line:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    if fields:
-        yield fields
-
-
 def packages(text: str) -> list[Package]:
     """Packages with a description of their own, sorted by name."""
     found: dict[str, Package] = {}
     bodies: dict[str, int] = {}
     summaries: dict[str, int] = {}
-    for fields in stanzas(text):
+    for fields in parse_control(text):
         description = fields.get("Description-en") or fields.get("Description") or ""
         name = fields.get("Package", "")
         summary, _, long = description.partition("\n")

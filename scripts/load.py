@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import secrets
 import shlex
 import sys
@@ -101,7 +102,11 @@ class Tally:
 
 
 async def _call(
-    sb: Sandbox, tally: Tally, tool: str, params: dict[str, Any], check: Callable[[dict], bool]
+    sb: Sandbox,
+    tally: Tally,
+    tool: str,
+    params: dict[str, Any],
+    check: Callable[[dict[str, Any]], bool],
 ) -> None:
     started = time.perf_counter()
     try:
@@ -153,7 +158,7 @@ async def _worker(
                     tally,
                     probe.tool,
                     probe.params(value),
-                    lambda data, probe=probe, value=value: probe.check(value, data),
+                    functools.partial(probe.check, value),
                 )
             wall.append(time.perf_counter() - started)
             await sb.client.disconnect()
@@ -202,7 +207,7 @@ def report(
         )
     calls = args.workers * args.calls
     total_errors = sum(tally.errors.values())
-    by_code = Counter()
+    by_code: Counter[str] = Counter()
     for key, count in tally.errors.items():
         by_code[key.split(" ")[-1]] += count
     errors_line = (

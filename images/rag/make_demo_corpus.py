@@ -281,7 +281,8 @@ def changelog_passages(root: Path) -> Iterator[Passage]:
             text = _read_text(path)
         except (OSError, EOFError, gzip.BadGzipFile):
             continue
-        package, version, lines = "", "", []
+        package, version = "", ""
+        lines: list[str] = []
         for line in [*text.splitlines(), ""]:
             match = heading.match(line)
             if match or line.startswith(" -- "):

@@ -3,7 +3,7 @@
 Their logic is in `sandbox.recording.export` and `sandbox.recording.replay`; this
 module reads the command line and maps outcomes to exit codes (export: 0 or 1;
 replay: 0 all the same, 1 a step differs, 2 it could not run: the file is no
-trajectory, no fresh session, no server).
+trajectory, no fresh session, no server, or a step's params were redacted).
 """
 
 from __future__ import annotations
@@ -157,7 +157,8 @@ def _trajectories_export(args: argparse.Namespace) -> int:
 
 
 def _trajectories_replay(args: argparse.Namespace) -> int:
-    """Exit 0 when every step gave the same, 1 when one differs, 2 when it could not run."""
+    """Exit 0 when every step gave the same, 1 when one differs, 2 when it could not run
+    (or one of its steps: redacted params)."""
     from ..errors import SandboxError
     from .replay import ReplayError, TrajectoryFileError, read_steps, replay
 
@@ -181,6 +182,8 @@ def _trajectories_replay(args: argparse.Namespace) -> int:
             return 2
         finally:
             await client.close()
+        if report.not_replayed:
+            return 2
         return 0 if report.identical else 1
 
     return asyncio.run(run())

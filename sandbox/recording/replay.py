@@ -6,7 +6,9 @@ compares the result's code; a tool that declares `ToolDeclaration.replay_fields`
 (``bash:run``: stdout, stderr, exit_code, cwd) also compares those fields, since
 it gives them again for the same calls. What a tool cannot give again (a
 screenshot, a timing) is never compared: the declaration is the one place that
-says which is which.
+says which is which. A step whose params were redacted when recorded (a secret
+stored as ``[redacted]``) is not run: the placeholder is no value to send a
+tool. It is reported as not replayed, naming the fields, and the replay goes on.
 
 The input is an export (its directory, ``metadata.jsonl`` or ``metadata.parquet``)
 or the server's own JSONL (``GET /trajectories/{id}``). A file that is not one (a
@@ -77,13 +79,16 @@ class ReplayReport:
     differing: int = 0
     """Steps whose code or a compared field differs."""
     uncompared: int = 0
-    """Steps whose fields were not compared (no replay fields, or redacted params)."""
+    """Steps whose fields were not compared (their tool declares no replay fields)."""
+    not_replayed: int = 0
+    """Steps not run: their params were redacted when recorded."""
     sessions: list[str] = field(default_factory=list)
     """The recorded sessions replayed."""
 
     @property
     def identical(self) -> bool:
-        return self.differing == 0
+        """Every step ran and gave the same."""
+        return self.differing == 0 and self.not_replayed == 0
 
 
 @cache
@@ -198,13 +203,12 @@ def compare(step: RecordedStep, code: int, data: Any) -> list[Difference] | None
 
     Returns:
         The differences (empty: the same), or None when only the code could be
-        compared and it is the same (the tool declares no replay fields, or the
-        recorded params were redacted, so the call could not be the same).
+        compared and it is the same (the tool declares no replay fields).
     """
     if code != step.code:
         return [Difference("code", step.code, code)]
     fields = replay_fields().get(step.tool, ())
-    if not fields or _redacted(step.params):
+    if not fields:
         return None
     recorded = step.data if isinstance(step.data, Mapping) else {}
     replayed = data if isinstance(data, Mapping) else {}
@@ -215,12 +219,19 @@ def compare(step: RecordedStep, code: int, data: Any) -> list[Difference] | None
     ]
 
 
-def _redacted(value: Any) -> bool:
+def redacted_fields(value: Any, at: str = "params") -> list[str]:
+    """Where `value` holds the recorder's placeholder (``params.env.API_TOKEN``)."""
     if isinstance(value, dict):
-        return any(_redacted(item) for item in value.values())
+        return [
+            found for key, item in value.items() for found in redacted_fields(item, f"{at}.{key}")
+        ]
     if isinstance(value, list):
-        return any(_redacted(item) for item in value)
-    return bool(value == REDACTED)
+        return [
+            found
+            for index, item in enumerate(value)
+            for found in redacted_fields(item, f"{at}[{index}]")
+        ]
+    return [at] if value == REDACTED else []
 
 
 def _shown(value: Any) -> str:
@@ -276,15 +287,33 @@ async def replay(
         out.write(f"{session_id} ({resource_type}, {len(session)} steps) as worker {worker}\n")
         try:
             for step in session:
+                redacted = redacted_fields(step.params)
+                if redacted:
+                    _report_not_replayed(step, redacted, report, out)
+                    continue
                 result = await client.execute(step.tool, step.params, worker_id=worker)
                 _report_step(step, compare(step, result.code, result.data), report, out)
         finally:
             await client.destroy_session(resource_type, worker_id=worker)
     out.write(
         f"{report.steps} steps in {len(report.sessions)} sessions: {report.differing} differ, "
-        f"{report.uncompared} compared by code only\n"
+        f"{report.uncompared} compared by code only"
+        + (f", {report.not_replayed} not replayed (redacted params)" if report.not_replayed else "")
+        + "\n"
     )
     return report
+
+
+def _report_not_replayed(
+    step: RecordedStep, redacted: list[str], report: ReplayReport, out: IO[str]
+) -> None:
+    report.steps += 1
+    report.not_replayed += 1
+    out.write(
+        f"  #{step.seq:<4} {step.tool:<22} NOT REPLAYED (line {step.line}): "
+        f"{', '.join(redacted)} redacted when recorded; the value is not in the file\n"
+    )
+    out.flush()
 
 
 def _report_step(
@@ -299,8 +328,7 @@ def _report_step(
             out.write(f"        {difference}\n")
     elif found is None:
         report.uncompared += 1
-        why = "params redacted" if _redacted(step.params) else "no replay fields declared"
-        out.write(f"{where} same code ({why})\n")
+        out.write(f"{where} same code (no replay fields declared)\n")
     else:
         out.write(f"{where} same\n")
     out.flush()  # a long replay shows each step as it goes, through a pipe too

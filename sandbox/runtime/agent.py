@@ -1,18 +1,17 @@
 """HTTP client of the in-container agents.
 
 An agent answers at ``http://host:port`` (containers with network) or at
-``unix:///path/agent.sock`` (containers without). One `httpx.AsyncClient` serves
-every TCP agent, keeping connections alive per address with TCP_NODELAY set
-(without it each small response would wait ~40 ms for a delayed ACK); each Unix
-socket gets a client of its own (`_UnixAgent`), dropped with `forget`. The
-agent's error kinds become this package's errors here.
+``unix:///path/agent.sock`` (containers without). Requests go on connections
+kept alive per agent (`agent_http`, TCP with TCP_NODELAY); a Unix socket's are
+pinned to the socket (`_UnixAgent`) and dropped with `forget`. The agent's error
+kinds, and the wire's failures, become this package's errors here.
 
 Whatever runs in a container may have replaced its agent, so every reply is read
 as hostile input: one deadline bounds the whole exchange (a peer trickling one
 byte at a time cannot stretch it, as it could a per-read timeout), the body is
-streamed against a byte cap, only uncompressed bodies are accepted (a gzip bomb
-never gets inflated), and the JSON must be an object, its nesting bounded by the
-parser's recursion limit.
+refused past a byte cap before it is read, only uncompressed bodies with a
+stated length are accepted (a gzip bomb never gets inflated), and the JSON
+must be an object, its nesting bounded by the parser's recursion limit.
 
 The socket path itself is the container's to write (its agent creates the
 socket in a host directory mounted into it), so a compromised agent could put a
@@ -35,15 +34,24 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import stat
+from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlencode
-
-import httpcore
-import httpx
+from urllib.parse import urlencode, urlsplit
 
 from ..errors import BackendError, InvalidParams, SandboxError, SandboxTimeout
+from .agent_http import (
+    HEAD_MAX_BYTES,
+    AgentConnections,
+    Reply,
+    Streams,
+    TcpConnect,
+    body_length,
+    open_tcp,
+    parse_head,
+    read_head,
+    request_bytes,
+)
 
 # The agent enforces a call's timeout itself and answers with partial output;
 # the grace only catches an agent that stopped answering (or never meant to).
@@ -58,7 +66,7 @@ _MAX_MESSAGE_CHARS = 4096
 DEFAULT_REPLY_MAX_BYTES = 64 << 20
 _STREAM_UPGRADE = "sandbox-stream"
 """The agent's ``Upgrade`` protocol for streams (`sandbox.agent.handler.STREAM_UPGRADE`)."""
-STREAM_READ_LIMIT = 64 << 10
+STREAM_READ_LIMIT = HEAD_MAX_BYTES
 """Largest answer head to a stream request, and the stream reader's buffer."""
 
 
@@ -79,7 +87,6 @@ class AgentClient:
             ``agent_reply_max_bytes``); a larger one fails the call with 2001.
         grace_s: How long past a call's own timeout its reply may take.
         health_timeout_s: How long a health check may take in all.
-        transport: Replaces the network transport (tests).
         network_backend: How TCP connections to agents are made, when not
             directly (a swarm's agents are reached through its relay: `relay`).
     """
@@ -91,53 +98,51 @@ class AgentClient:
         reply_max_bytes: int = DEFAULT_REPLY_MAX_BYTES,
         grace_s: float = _HTTP_GRACE_S,
         health_timeout_s: float = _HEALTH_TIMEOUT_S,
-        transport: httpx.AsyncBaseTransport | None = None,
-        network_backend: httpcore.AsyncNetworkBackend | None = None,
+        network_backend: TcpConnect | None = None,
     ) -> None:
-        limits = httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=60,
-        )
         self.reply_max_bytes = reply_max_bytes
         self._grace_s = grace_s
         self._health_timeout_s = health_timeout_s
         self._unix: dict[str, _UnixAgent] = {}
         self._relayed = network_backend is not None
-        self._http = httpx.AsyncClient(
-            transport=transport or _tcp_transport(limits, network_backend),
-            timeout=httpx.Timeout(30.0, connect=_CONNECT_S),
-        )
+        self._connect_tcp = network_backend or open_tcp
+        self._connections = AgentConnections(max_connections)
 
     async def aclose(self) -> None:
-        """Close every pooled connection."""
+        """Close every kept connection."""
         unix, self._unix = list(self._unix.values()), {}
         for agent in unix:
-            await agent.aclose()
-        await self._http.aclose()
+            agent.close()
+        await self._connections.aclose()
 
     async def forget(self, url: str) -> None:
         """Close the connections to an agent that is gone (Unix sockets only)."""
+        self._drop_unix(url)
+
+    def _drop_unix(self, url: str) -> None:
         agent = self._unix.pop(url.removeprefix(_UNIX), None)
         if agent is not None:
-            await agent.aclose()
+            self._connections.drop(url)
+            agent.close()
 
-    async def _route(self, url: str) -> tuple[httpx.AsyncClient, str]:
-        """The client reaching `url` and the base URL to use with it.
+    def _connector(self, url: str) -> Callable[[], Awaitable[Streams]]:
+        """How to open a new connection to the agent at `url`.
 
         Raises:
             AgentUnreachable: `url`'s socket is not there yet, or is not a socket.
         """
         if not url.startswith(_UNIX):
-            return self._http, url
+            address = urlsplit(url)
+            host, port = address.hostname or "", address.port or 80
+            return lambda: self._connect_tcp(host, port)
         path = url.removeprefix(_UNIX)
         agent = self._unix.get(path)
         if agent is not None and not agent.is_current():
-            await self.forget(url)  # its connections lead to an agent that is gone
+            self._drop_unix(url)  # its connections lead to an agent that is gone
             agent = None
         if agent is None:
             agent = self._unix[path] = _UnixAgent(path)
-        return agent.client, "http://agent"
+        return agent.connect
 
     async def call(
         self, url: str, token: str, tool: str, params: dict[str, Any], timeout: float
@@ -161,11 +166,11 @@ class AgentClient:
             status, raw = await self._exchange(
                 url, "POST", f"/call/{tool}", params, headers, deadline, self.reply_max_bytes
             )
-        except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+        except asyncio.TimeoutError as exc:
             raise SandboxTimeout(
                 f"the agent did not answer within {timeout:g}s (+{self._grace_s:g}s grace)"
             ) from exc
-        except httpx.TransportError as exc:
+        except (OSError, asyncio.IncompleteReadError) as exc:
             raise AgentUnreachable(f"the sandbox agent is unreachable ({exc!r})") from exc
         body = _parse_reply(raw, status)
         if body.get("ok") is True:
@@ -206,7 +211,7 @@ class AgentClient:
                 self._health_timeout_s,
                 _HEALTH_MAX_BYTES,
             )
-        except (asyncio.TimeoutError, httpx.HTTPError, BackendError):
+        except (asyncio.TimeoutError, OSError, asyncio.IncompleteReadError, BackendError):
             return False
         return status == 200
 
@@ -224,27 +229,22 @@ class AgentClient:
 
         Raises:
             asyncio.TimeoutError: The deadline passed (the connection is closed, not reused).
-            httpx.TransportError: Connecting or reading failed.
-            BackendError: The reply is encoded or larger than `max_bytes`.
+            OSError, asyncio.IncompleteReadError: Connecting or reading failed.
+            BackendError: The reply is encoded, chunked or larger than `max_bytes`.
         """
-        http, base = await self._route(url)
-        request = http.build_request(
-            method,
-            f"{base}{path}",
-            json=payload,
-            headers=headers,
-            timeout=httpx.Timeout(deadline, connect=_CONNECT_S),
-        )
+        connect = self._connector(url)
+        body = None if payload is None else json.dumps(payload).encode()
+        request = request_bytes(method, path, headers, body)
 
-        async def exchange() -> tuple[int, bytes]:
-            response = await http.send(request, stream=True)
-            try:
-                return response.status_code, await _read_capped(response, max_bytes)
-            finally:
-                await response.aclose()
+        async def connect_in_time() -> Streams:
+            return await asyncio.wait_for(connect(), _CONNECT_S)
 
-        # One deadline over sending and the whole body (asyncio.timeout is 3.11+).
-        return await asyncio.wait_for(exchange(), deadline)
+        async def exchange() -> Reply:
+            return await self._connections.exchange(url, connect_in_time, request, max_bytes)
+
+        # One deadline over connecting, sending and the whole body.
+        reply = await asyncio.wait_for(exchange(), deadline)
+        return reply.status, reply.body
 
 
 class AgentStream:
@@ -287,20 +287,18 @@ async def open_stream(
                 f"Upgrade: {_STREAM_UPGRADE}\r\n\r\n"
             ).encode("latin-1")
         )
-        head, body = await asyncio.wait_for(_read_head(reader), timeout)
+        status, body = await asyncio.wait_for(_read_upgrade_answer(reader), timeout)
     except asyncio.TimeoutError as exc:
         await stream.aclose()
         raise SandboxTimeout(
             f"the agent did not open its {name} stream within {timeout:g}s"
         ) from exc
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+    except (OSError, asyncio.IncompleteReadError) as exc:
         await stream.aclose()
         raise AgentUnreachable(f"the agent closed its {name} stream before answering") from exc
     except BackendError:
         await stream.aclose()
         raise
-    status_line = head.split(b"\r\n", 1)[0].split(b" ", 2)
-    status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
     if status == 101:
         return stream
     await stream.aclose()
@@ -308,33 +306,30 @@ async def open_stream(
     raise _agent_error(error if isinstance(error, dict) else {}, f"stream {name}")
 
 
-async def _connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _connect(url: str) -> Streams:
     """A new connection to the agent at `url` (a Unix socket pinned as in `_UnixAgent`)."""
     if not url.startswith(_UNIX):
-        address = httpx.URL(url)
-        return await asyncio.open_connection(
-            address.host, address.port or 80, limit=STREAM_READ_LIMIT
-        )
+        address = urlsplit(url)
+        return await open_tcp(address.hostname or "", address.port or 80)
     fd = _pin_socket(url.removeprefix(_UNIX))
     try:
-        return await asyncio.open_unix_connection(f"/proc/self/fd/{fd}", limit=STREAM_READ_LIMIT)
+        return await _open_pinned(fd)
     finally:
         os.close(fd)
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    """An answer's head, and its body unless it is an upgrade (both bounded)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    if head.startswith(b"HTTP/1.1 101 "):
-        return head, b""
-    length = 0
-    for line in head.split(b"\r\n"):
-        key, _, value = line.partition(b":")
-        if key.strip().lower() == b"content-length" and value.strip().isdigit():
-            length = int(value.strip())
-    if length > STREAM_READ_LIMIT:
-        raise BackendError(f"the agent's answer exceeded {STREAM_READ_LIMIT} bytes")
-    return head, await reader.readexactly(length)
+async def _open_pinned(fd: int) -> Streams:
+    """A connection to the socket `fd` pins (by its inode, never by a name again)."""
+    return await asyncio.open_unix_connection(f"/proc/self/fd/{fd}", limit=HEAD_MAX_BYTES)
+
+
+async def _read_upgrade_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The status of the answer to a stream request, and its body unless it is an
+    upgrade (both bounded)."""
+    status, headers = parse_head(await read_head(reader))
+    if status == 101:
+        return status, b""
+    return status, await reader.readexactly(body_length(headers, STREAM_READ_LIMIT))
 
 
 def _pin_socket(path: str) -> int:
@@ -358,26 +353,6 @@ def _pin_socket(path: str) -> int:
     return fd
 
 
-_NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-
-
-def _tcp_transport(
-    limits: httpx.Limits, network_backend: httpcore.AsyncNetworkBackend | None
-) -> httpx.AsyncHTTPTransport:
-    """Keep-alive TCP with Nagle off, connecting through `network_backend` if given."""
-    transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=_NODELAY)
-    if network_backend is not None:
-        # httpx takes no network backend of its own; the httpcore pool under it does.
-        transport._pool = httpcore.AsyncConnectionPool(
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            socket_options=_NODELAY,
-            network_backend=network_backend,
-        )
-    return transport
-
-
 class _UnixAgent:
     """The connections to one agent's Unix socket, pinned to the socket's inode.
 
@@ -391,11 +366,10 @@ class _UnixAgent:
         self._fd = _pin_socket(path)
         pinned = os.fstat(self._fd)
         self._inode = (pinned.st_dev, pinned.st_ino)
-        self.client = httpx.AsyncClient(
-            # No TLS on a Unix socket: skip loading a certificate store per agent.
-            transport=httpx.AsyncHTTPTransport(uds=f"/proc/self/fd/{self._fd}", verify=False),
-            timeout=httpx.Timeout(30.0, connect=_CONNECT_S),
-        )
+
+    async def connect(self) -> Streams:
+        """A new connection to the pinned socket."""
+        return await _open_pinned(self._fd)
 
     def is_current(self) -> bool:
         """Whether the path still names the socket this client is pinned to."""
@@ -405,40 +379,10 @@ class _UnixAgent:
             return False
         return (now.st_dev, now.st_ino) == self._inode
 
-    async def aclose(self) -> None:
-        """Close the connections, then the descriptor that pins the socket."""
-        try:
-            await self.client.aclose()
-        finally:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-
-
-async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
-    """The raw body, refused when encoded or over `max_bytes` (checked as it arrives)."""
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding != "identity":
-        raise BackendError(
-            f"the agent sent a {encoding[:40]!r}-encoded reply; the server accepts only "
-            "unencoded replies from agents"
-        )
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(max_bytes)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_raw():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(max_bytes)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(max_bytes: int) -> BackendError:
-    return BackendError(
-        f"the agent's reply exceeded {max_bytes} bytes (setting agent_reply_max_bytes)"
-    )
+    def close(self) -> None:
+        """Let go of the socket (connections already open stay usable until closed)."""
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
 
 
 def _parse_reply(raw: bytes, status: int) -> dict[str, Any]:

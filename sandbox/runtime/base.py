@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from httpcore import AsyncNetworkBackend
-
 from ..errors import BackendError, SessionError
+from .agent_http import TcpConnect
 
 AgentTransport = Literal["unix", "tcp"]
 """How the server reaches agents: a Unix socket in a host directory mounted into
@@ -184,7 +183,7 @@ class Runtime(Protocol):
         ``tcp``: agents listen on TCP and their record's ``agent_url`` is ``http://``."""
         ...
 
-    def agent_network(self) -> AsyncNetworkBackend | None:
+    def agent_network(self) -> TcpConnect | None:
         """How the agent client makes TCP connections to agents; None: directly."""
         ...
 

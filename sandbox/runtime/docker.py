@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 import requests.exceptions
-from httpcore import AsyncNetworkBackend
 
 from ..errors import BackendError
+from .agent_http import TcpConnect
 from .base import (
     AGENT_CAPABILITIES,
     AGENT_SOCKET_DIR,
@@ -89,7 +89,7 @@ class DockerRuntime:
         """Unix sockets in host directories: see `sockets`."""
         return "unix"
 
-    def agent_network(self) -> AsyncNetworkBackend | None:
+    def agent_network(self) -> TcpConnect | None:
         """None: no agent is reached over TCP."""
         return None
 

@@ -39,9 +39,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import docker.errors
-from httpcore import AsyncNetworkBackend
 
 from ..errors import BackendError
+from .agent_http import TcpConnect
 from .base import (
     LABEL_MANAGED,
     LABEL_SERVER,
@@ -159,7 +159,7 @@ class SwarmRuntime(DockerRuntime):
         """TCP on the overlay networks."""
         return "tcp"
 
-    def agent_network(self) -> AsyncNetworkBackend | None:
+    def agent_network(self) -> TcpConnect | None:
         """Through the relay, unless the server is on the overlays itself."""
         return RelayBackend(self.relay_address, self._relay_lost) if self._use_relay else None
 

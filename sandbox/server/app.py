@@ -34,6 +34,7 @@ from .dedup import RequestDeduplication
 from .deps import Services, require_api_key, tenant_of_scope
 from .envelope import TraceMiddleware, install_error_handlers
 from .limits import BodySizeLimit
+from .live_view import LiveViews
 from .metrics import ServerMetrics
 from .routes import execute, init, metrics, recordings, sessions, system, trajectories, ui, ui_vnc
 
@@ -140,6 +141,7 @@ def _lifespan(
             images=images,
             sessions=manager,
             request_shutdown=request_shutdown,
+            live_views=LiveViews.start(settings.live_view),
             metrics=server_metrics,
             recorder=recorder,
         )

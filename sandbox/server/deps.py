@@ -22,6 +22,7 @@ from ..runtime.images import ImageService
 from ..sessions.manager import SessionManager
 from ..sessions.registry import ToolRegistry
 from .context import worker_var
+from .live_view import LiveViews
 from .metrics import ServerMetrics
 from .ui_auth import COOKIE_NAME, READ_METHODS, tenant_of_cookie
 
@@ -36,13 +37,19 @@ class Services:
     images: ImageService
     sessions: SessionManager
     request_shutdown: Callable[[], None]
+    live_views: LiveViews
+    """What the ``/ui`` live views of all browsers share (limits, the grant secret)."""
     started_at: float = field(default_factory=time.time)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     recorder: Recorder | None = None
     """Stores the calls of recorded sessions (None: this app records nothing)."""
 
 
-def get_services(request: Request) -> Services:
+# The dependencies are `async def` though they never wait: FastAPI runs a plain
+# `def` dependency in its thread pool, a thread hop on every request.
+
+
+async def get_services(request: Request) -> Services:
     """The services the lifespan stored on the app."""
     services: Services = request.app.state.services
     return services
@@ -112,7 +119,7 @@ def tenant_of_scope(settings: Settings, scope: Scope) -> str | None:
     return tenant_of_token(settings, None)
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
@@ -152,7 +159,7 @@ def ensure_admin(settings: Settings, tenant: str, what: str) -> None:
         )
 
 
-def require_admin(request: Request, tenant: TenantDep) -> str:
+async def require_admin(request: Request, tenant: TenantDep) -> str:
     """The caller's tenant when it is an operator (see `ensure_admin`), else 403."""
     ensure_admin(request.app.state.services.settings, tenant, f"call {request.url.path}")
     return tenant

@@ -45,7 +45,7 @@ from .lifecycle import SessionLifecycle
 from .pools import WarmPools
 from .recovery import Recovery
 from .registry import ToolRegistry
-from .screen_recordings import ScreenRecordings
+from .screen_recordings import ScreenRecordings, abandoned_after_s
 from .service_sessions import ServiceSessions
 from .services import SharedServices
 from .table import Clock, Session, SessionTable
@@ -114,6 +114,7 @@ class SessionManager:
                     settings.screen_recording.dir,
                     settings.screen_recording.total_max_bytes,
                     settings.screen_recording.max_age_s,
+                    abandoned_after_s(settings.screen_recording),
                 ),
             ),
         )

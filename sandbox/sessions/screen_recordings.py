@@ -36,6 +36,13 @@ _SLACK_BYTES = 1 << 20
 """What a video may exceed ``max_bytes`` by (ffmpeg's last fragment; the agent's limit)."""
 _CALL_TIMEOUT_S = 20.0
 """How long starting or stopping ffmpeg may take (it waits 10 s for ffmpeg to end)."""
+_DISCARD_TIMEOUT_S = 5.0
+
+
+def abandoned_after_s(settings: ScreenRecordingSettings) -> float:
+    """How long the store's files of a copy stay unchanged before the copy is dead:
+    longer than the copy and the discard after it may take, with a minute to spare."""
+    return settings.copy_timeout_s + _DISCARD_TIMEOUT_S + 60.0
 
 
 class ScreenRecordings:
@@ -125,7 +132,7 @@ class ScreenRecordings:
         deadline = time.monotonic() + self._settings.copy_timeout_s
         complete = False
         copied = 0
-        with self.store.writing(session.session_id) as (recording_id, file):
+        async with self.store.writing(session.session_id) as (recording_id, file):
             try:
                 while copied < limit:
                     remaining = deadline - time.monotonic()
@@ -156,7 +163,9 @@ class ScreenRecordings:
             finally:
                 # Free the session's disk quota either way.
                 try:
-                    await self._call(session, _READ, {"length": 0, "discard": True}, 5.0)
+                    await self._call(
+                        session, _READ, {"length": 0, "discard": True}, _DISCARD_TIMEOUT_S
+                    )
                 except SandboxError:
                     log.warning("could not discard the video in %s", session.session_id)
         fps = answer.get("fps")

@@ -92,6 +92,18 @@ def ok(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return dict(envelope["data"])
 
 
+def execute(client: httpx.Client, worker: str, action: str, **params: Any) -> dict[str, Any]:
+    """`action` run as `worker`; its data (any other code fails the test)."""
+    return ok(client, "/execute", {"worker_id": worker, "action": action, "params": params})
+
+
+def new_desktop(client: httpx.Client, worker: str) -> str:
+    """A new desktop of `worker`, `SCREEN` in size; its session id."""
+    config = {"screen_size": list(SCREEN)}
+    body = {"worker_id": worker, "resource_type": "vm", "config": config}
+    return str(ok(client, "/session/create", body)["session_id"])
+
+
 def until(what: str, check: Callable[[], T | None], timeout: float = 20) -> T:
     """`check()` once it is truthy, polled until `timeout`."""
     deadline = time.monotonic() + timeout
@@ -185,26 +197,10 @@ def test_the_page_shows_a_tenant_its_own_data_only(
             desk = ok(alpha, "/session/create", {"worker_id": "ui-alpha", "resource_type": "vm"})
         finally:
             ok(alpha, "/warmup", {"resources": ["vm"], "pool_size": {"vm": 0}})
-        ok(
-            alpha,
-            "/execute",
-            {
-                "worker_id": "ui-alpha",
-                "action": "vm:launch",
-                "params": {"command": "xterm", "wait_for_window": True},
-            },
-        )
-        ok(alpha, "/execute", {"worker_id": "ui-alpha", "action": "vm:screenshot"})
-        ok(alpha, "/execute", {"worker_id": "ui-alpha", "action": "vm:cursor_position"})
-        shell = ok(
-            beta,
-            "/execute",
-            {
-                "worker_id": "ui-beta-secret",
-                "action": "bash:run",
-                "params": {"command": "echo beta-only"},
-            },
-        )
+        execute(alpha, "ui-alpha", "vm:launch", command="xterm", wait_for_window=True)
+        execute(alpha, "ui-alpha", "vm:screenshot")
+        execute(alpha, "ui-alpha", "vm:cursor_position")
+        shell = execute(beta, "ui-beta-secret", "bash:run", command="echo beta-only")
         beta_session = client_session(beta, "ui-beta-secret")
 
         log_in(browser, server, "alpha")
@@ -264,33 +260,12 @@ def test_a_trajectory_is_a_step_list_with_screenshots_walked_by_keyboard(
     server: ServerProcess, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     with api(server, "alpha") as alpha:
-        desk = ok(
-            alpha,
-            "/session/create",
-            {
-                "worker_id": "ui-steps",
-                "resource_type": "vm",
-                "config": {"screen_size": list(SCREEN)},
-            },
-        )
-        session_id = desk["session_id"]
+        session_id = new_desktop(alpha, "ui-steps")
         launch = {"command": "xterm -geometry 60x12+60+60", "wait_for_window": True}
-        ok(alpha, "/execute", {"worker_id": "ui-steps", "action": "vm:launch", "params": launch})
-        shot = ok(alpha, "/execute", {"worker_id": "ui-steps", "action": "vm:screenshot"})
-        moved = ok(
-            alpha,
-            "/execute",
-            {"worker_id": "ui-steps", "action": "vm:move", "params": {"x": 10, "y": 20}},
-        )
-        ok(
-            alpha,
-            "/execute",
-            {
-                "worker_id": "ui-steps",
-                "action": "vm:screenshot",
-                "params": {"format": "jpeg", "max_width": 400},
-            },
-        )
+        execute(alpha, "ui-steps", "vm:launch", **launch)
+        shot = execute(alpha, "ui-steps", "vm:screenshot")
+        moved = execute(alpha, "ui-steps", "vm:move", x=10, y=20)
+        execute(alpha, "ui-steps", "vm:screenshot", format="jpeg", max_width=400)
 
         log_in(browser, server, "alpha")
         visit(browser, server, f"/trajectory/{session_id}")
@@ -346,33 +321,19 @@ def test_the_live_view_follows_the_screen_and_is_neither_input_nor_a_call(
     server: ServerProcess, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     with api(server, "alpha") as alpha:
-        desk = ok(
-            alpha,
-            "/session/create",
-            {
-                "worker_id": "ui-live",
-                "resource_type": "vm",
-                "config": {"screen_size": list(SCREEN)},
-            },
-        )
-        session_id = desk["session_id"]
+        session_id = new_desktop(alpha, "ui-live")
         log_in(browser, server, "alpha")
         visit(browser, server, f"/live/{session_id}")
         before = until("the first screen", lambda: live_pixel(browser, 400, 300))
         assert not near(before, RED), before
 
         # A vm: call changes the screen: a red xterm over the middle of it.
-        ok(
+        execute(
             alpha,
-            "/execute",
-            {
-                "worker_id": "ui-live",
-                "action": "vm:launch",
-                "params": {
-                    "command": "xterm -bg red -geometry 200x80+0+0",
-                    "wait_for_window": True,
-                },
-            },
+            "ui-live",
+            "vm:launch",
+            command="xterm -bg red -geometry 200x80+0+0",
+            wait_for_window=True,
         )
         try:
             until("red in the live view", lambda: near(live_pixel(browser, 400, 300), RED))
@@ -411,14 +372,8 @@ def test_the_live_view_follows_the_screen_and_is_neither_input_nor_a_call(
         ActionChains(browser).click(screen).send_keys("exit\n").perform()
         time.sleep(1)
         assert steps_of(alpha, session_id) == 1
-        windows = ok(
-            alpha,
-            "/execute",
-            {
-                "worker_id": "ui-live",
-                "action": "vm:run_command",
-                "params": {"command": "xdotool search --class xterm"},
-            },
+        windows = execute(
+            alpha, "ui-live", "vm:run_command", command="xdotool search --class xterm"
         )
         assert windows["stdout"].strip(), "the xterm is still open: no input reached it"
         until("the red xterm still", lambda: near(live_pixel(browser, 400, 300), RED), 5)

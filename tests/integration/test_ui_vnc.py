@@ -23,11 +23,10 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, Request
 
 from .support import ServerProcess, checked, start_server
-from .test_ui import KEYS, api, log_in, ok, shoot, text_of, until, visit
+from .test_ui import KEYS, api, execute, log_in, new_desktop, ok, shoot, text_of, until, visit
 from .test_ui import browser as browser  # the same headless chromium fixture
 
 NOVNC = Path("/usr/share/novnc/core/rfb.js")
-SCREEN = (800, 600)
 
 
 @pytest.fixture(scope="module")
@@ -99,15 +98,9 @@ def test_novnc_shows_the_screen_and_sends_input_only_under_control(
     with api(server, "alpha") as alpha, api(server, "beta") as beta:
 
         def call(action: str, **params: object) -> dict[str, object]:
-            body = {"worker_id": worker, "action": action, "params": params}
-            return ok(alpha, "/execute", body)
+            return execute(alpha, worker, action, **params)
 
-        desk = ok(
-            alpha,
-            "/session/create",
-            {"worker_id": worker, "resource_type": "vm", "config": {"screen_size": list(SCREEN)}},
-        )
-        session_id = desk["session_id"]
+        session_id = new_desktop(alpha, worker)
         log_in(browser, server, "alpha")
         visit(browser, server, f"/live/{session_id}")
         until("noVNC's view", lambda: text_of(browser, "live-status") == "noVNC: view only")

@@ -27,12 +27,9 @@ from collections.abc import Mapping, Sequence
 
 from ..errors import InvalidParams, ToolFailed, Unavailable
 from ..identity import SessionUser, popen_kwargs, prefer_for_oom
+from ..tools.desktop_vnc import MAX_SECONDS, MAX_VIEWERS
 
 X11VNC = ("x11vnc",)
-MAX_VIEWERS = 4
-"""Most x11vnc processes (viewers) at once in one session."""
-MAX_SECONDS = 4 * 3600.0
-"""Longest a viewer may watch in one connection."""
 
 
 class VncViewers:

@@ -34,6 +34,7 @@ from ..params import Params
 from ..registry import AgentContext, StreamOpener, Tool, ToolHandler, Toolset
 from ..tools import bind
 from ..tools.desktop import TOOLS
+from ..tools.desktop_vnc import VNC_STREAM
 from ._desktop_a11y import A11yTools
 from ._desktop_actions import ActionSpaceTools
 from ._desktop_files import FileTools
@@ -138,7 +139,7 @@ class DesktopToolset(Toolset):
 
     def streams(self) -> Mapping[str, StreamOpener]:
         """``vnc``: the screen over RFB, one x11vnc per viewer, started on demand."""
-        return {"vnc": self._vnc.open}
+        return {VNC_STREAM: self._vnc.open}
 
     def _on_screen(self, name: str, handler: ToolHandler) -> ToolHandler:
         """`handler` on a live X connection, once the window manager runs if it needs it."""

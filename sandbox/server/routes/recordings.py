@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from ...errors import ToolNotFound
 from ...protocol import WORKER_ID_PATTERN
 from ...recording.videos import RECORDING_ID_PATTERN
 from ..deps import ServicesDep, TenantDep
 from ..envelope import new_meta, respond, success
+from ..files import open_file_response
 
 router = APIRouter(prefix="/recordings", tags=["recordings"])
 
@@ -46,21 +47,26 @@ def list_recordings(
     return respond(success(data, new_meta(tool="recordings")))
 
 
-@router.get("/{recording_id}", response_class=FileResponse)
+@router.get("/{recording_id}", response_class=StreamingResponse)
 def get_recording(
     recording_id: RecordingId, services: ServicesDep, tenant: TenantDep
-) -> FileResponse:
+) -> StreamingResponse:
     """One recording's MP4 video (a session id gives that session's latest)."""
     found = services.sessions.videos.get(tenant, recording_id)
-    if found is None or not found[1].is_file():
+    if found is None:
         raise _unknown(recording_id)
     video, path = found
-    return FileResponse(
+    response = open_file_response(
         path,
         media_type="video/mp4",
-        filename=f"{video.recording_id}.mp4",
-        headers={"X-Recording-ID": video.recording_id},
+        headers={
+            "Content-Disposition": f'attachment; filename="{video.recording_id}.mp4"',
+            "X-Recording-ID": video.recording_id,
+        },
     )
+    if response is None:  # deleted since it was listed
+        raise _unknown(recording_id)
+    return response
 
 
 @router.delete("/{recording_id}")

@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from ...errors import InvalidParams, SessionError, ToolNotFound
 from ...protocol import WORKER_ID_PATTERN
 from ...recording import Recorder
 from ..deps import Services, ServicesDep, TenantDep
 from ..envelope import new_meta, respond, success
+from ..files import open_file_response
 
 router = APIRouter(prefix="/trajectories", tags=["trajectories"])
 
@@ -59,16 +60,21 @@ def list_trajectories(
     return respond(success(data, new_meta(tool="trajectories")))
 
 
-@router.get("/images/{sha256}", response_class=FileResponse)
-def get_trajectory_image(sha256: str, services: ServicesDep, tenant: TenantDep) -> FileResponse:
+@router.get("/images/{sha256}", response_class=StreamingResponse)
+def get_trajectory_image(
+    sha256: str, services: ServicesDep, tenant: TenantDep
+) -> StreamingResponse:
     """One recorded image, by the SHA-256 its steps reference it by."""
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise InvalidParams("sha256: must be 64 lower-case hex digits", field="sha256")
     path = _recorder(services).image(tenant, sha256)
-    if path is None:
+    response = None
+    if path is not None:
+        media_type = _MEDIA_TYPES.get(path.suffix.lstrip("."), "application/octet-stream")
+        response = open_file_response(path, media_type=media_type)
+    if response is None:  # never stored, or pruned since it was found
         raise ToolNotFound(f"no recorded image {sha256} in this API key's trajectories")
-    media_type = _MEDIA_TYPES.get(path.suffix.lstrip("."), "application/octet-stream")
-    return FileResponse(path, media_type=media_type)
+    return response
 
 
 @router.get("/{session_id}", response_class=StreamingResponse)

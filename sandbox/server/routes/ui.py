@@ -16,7 +16,6 @@ last use.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import functools
@@ -39,8 +38,6 @@ router = APIRouter(prefix="/ui", tags=["ui"])
 LIVE_VIEW_TOOL = "vm:screenshot"
 """The one tool the live view runs (what sessions it names have a screen)."""
 _LIVE_VIEW_TIMEOUT_S = 10.0
-_LIVE_VIEWS_AT_ONCE = 4
-"""Screenshots the live views of all browsers may be taking at once."""
 _ASSETS = {"ui.js": "text/javascript", "ui.css": "text/css"}
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -131,18 +128,9 @@ def sessions(services: ServicesDep, tenant: TenantDep) -> JSONResponse:
     return respond(success(data, new_meta(tool="ui")))
 
 
-def _live_views(request: Request) -> asyncio.Semaphore:
-    state = request.app.state
-    if not hasattr(state, "ui_live_views"):
-        state.ui_live_views = asyncio.Semaphore(_LIVE_VIEWS_AT_ONCE)
-    semaphore: asyncio.Semaphore = state.ui_live_views
-    return semaphore
-
-
 @router.get("/screen/{session_id}", response_class=Response)
 async def screen(
     session_id: str,
-    request: Request,
     services: ServicesDep,
     tenant: TenantDep,
     max_width: Annotated[int, Query(ge=64, le=MAX_SCREEN_SIZE[0])] = 1280,
@@ -156,7 +144,7 @@ async def screen(
             session_id=session_id,
         )
     params = {"format": "jpeg", "quality": quality, "max_width": max_width}
-    async with _live_views(request):
+    async with services.live_views.screenshots:
         data = await services.sessions.look(found[0], LIVE_VIEW_TOOL, params, _LIVE_VIEW_TIMEOUT_S)
     headers = {**_HEADERS, "Cache-Control": "no-store"}
     return Response(_jpeg(data.get("image")), media_type="image/jpeg", headers=headers)

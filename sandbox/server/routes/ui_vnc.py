@@ -26,17 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Request, WebSocket
+from fastapi import APIRouter, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from ...agent.tools.desktop_vnc import VNC_STREAM
 from ...config import Settings
 from ...errors import SandboxError, SessionError, ToolNotFound
 from ...runtime.agent import AgentStream
@@ -51,8 +48,6 @@ public = APIRouter(prefix="/ui", tags=["ui"])
 router = APIRouter(prefix="/ui", tags=["ui"])
 log = logging.getLogger(__name__)
 
-VNC_STREAM = "vnc"
-"""The agent's stream serving the screen over RFB."""
 CONTROL_PROTOCOL_PREFIX = "sandbox-control."
 """A viewer offers its grant of control as the WebSocket subprotocol
 ``sandbox-control.<grant>`` (beside noVNC's ``binary``): in a header, never in
@@ -70,44 +65,6 @@ CLOSE_BUSY = 4429
 CLOSE_BACKEND = 4502
 CLOSE_PROTOCOL = 1008
 CLOSE_DONE = 1000
-
-
-class LiveViewers:
-    """Counts the open noVNC views, per session and in all, against the settings."""
-
-    def __init__(self, per_session: int, total: int) -> None:
-        self._per_session = per_session
-        self._total = total
-        self._open: Counter[str] = Counter()
-
-    @contextlib.contextmanager
-    def claim(self, session_id: str) -> Iterator[bool]:
-        """Hold a viewer's place while inside; yields False when none is free."""
-        free = self._open.total() < self._total and self._open[session_id] < self._per_session
-        if free:
-            self._open[session_id] += 1
-        try:
-            yield free
-        finally:
-            if free:
-                self._open[session_id] -= 1
-                if not self._open[session_id]:
-                    del self._open[session_id]
-
-
-def _viewers(state: Any, settings: Settings) -> LiveViewers:
-    if not hasattr(state, "ui_vnc_viewers"):
-        live = settings.live_view
-        state.ui_vnc_viewers = LiveViewers(live.viewers_per_session, live.viewers)
-    viewers: LiveViewers = state.ui_vnc_viewers
-    return viewers
-
-
-def _grant_secret(state: Any) -> bytes:
-    if not hasattr(state, "ui_grant_secret"):
-        state.ui_grant_secret = secrets.token_bytes(32)
-    secret: bytes = state.ui_grant_secret
-    return secret
 
 
 def _own_session(services: Services, tenant: str, session_id: str) -> Session:
@@ -149,15 +106,13 @@ def novnc(path: str, services: ServicesDep) -> FileResponse:
 
 
 @router.post("/control/{session_id}")
-def control(
-    session_id: str, request: Request, services: ServicesDep, tenant: TenantDep
-) -> JSONResponse:
+def control(session_id: str, services: ServicesDep, tenant: TenantDep) -> JSONResponse:
     """A short-lived grant to open a live view that sends input (needs the API key):
     offer it as the WebSocket subprotocol ``sandbox-control.<grant>``."""
     # The cookie authenticates reads only, so `tenant` came from the API key itself.
     _own_session(services, tenant, session_id)
     ttl = services.settings.live_view.control_grant_s
-    grant = issue_grant(_grant_secret(request.app.state), tenant, session_id, ttl)
+    grant = issue_grant(services.live_views.grant_secret, tenant, session_id, ttl)
     log.info("control of the live view of %s granted to tenant %s", session_id, tenant)
     data = {"session_id": session_id, "grant": grant, "expires_in_s": ttl}
     return respond(success(data, new_meta(tool="ui", session_id=session_id)))
@@ -197,7 +152,7 @@ async def vnc(websocket: WebSocket, session_id: str) -> None:
         return
     offered = list(websocket.scope.get("subprotocols") or [])
     grant = _grant_of(offered)
-    secret = _grant_secret(websocket.app.state)
+    secret = services.live_views.grant_secret
     view_only = not (grant and grant_valid(secret, grant, tenant, session_id))
     # A browser that offered subprotocols fails a handshake that picks none.
     await websocket.accept(subprotocol="binary" if "binary" in offered else None)
@@ -209,7 +164,7 @@ async def vnc(websocket: WebSocket, session_id: str) -> None:
     except SessionError as exc:
         await websocket.close(CLOSE_NO_SESSION, _reason(exc.message))
         return
-    with _viewers(websocket.app.state, settings).claim(session_id) as free:
+    with services.live_views.viewers.claim(session_id) as free:
         if not free:
             await websocket.close(CLOSE_BUSY, "too many live views (setting live_view.viewers*)")
             return
@@ -294,4 +249,4 @@ def _reason(text: str) -> str:
     return text.encode()[:123].decode(errors="ignore")
 
 
-__all__ = ["LiveViewers", "bridge", "public", "router"]
+__all__ = ["bridge", "public", "router"]

@@ -346,3 +346,46 @@ def test_the_load_check_waits_past_the_blank_first_document() -> None:
     assert 'location.href !== "about:blank"' in cdp_page._expression("http://x/", True)
     assert "'complete' && true" in cdp_page._expression("about:blank", True)
     assert "readyState" not in cdp_page._expression("http://x/", False)
+
+
+class TricklingPeer:
+    """A DevTools peer whose every answer arrives in pieces of `piece` bytes."""
+
+    def __init__(self, answer: bytes, piece: int) -> None:
+        self.answer = memoryview(answer)
+        self.piece = piece
+        self.sent = b""
+
+    def settimeout(self, timeout: float) -> None:
+        pass
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+
+    def recv(self, most: int) -> bytes:
+        piece = bytes(self.answer[: min(most, self.piece)])
+        self.answer = self.answer[len(piece) :]
+        return piece
+
+    def close(self) -> None:
+        pass
+
+
+def _masked_frame(payload: bytes, mask: bytes) -> bytes:
+    head = struct.pack("!BBQ", 0x81, 0x80 | 127, len(payload)) + mask
+    return head + bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+
+
+def test_a_large_answer_trickled_in_small_pieces_is_read_in_linear_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = "0123456789abcdef" * (4 << 16)  # 4 MiB, in 16,384 pieces of 256 bytes
+    # A masked frame too (peers need not mask theirs; a liar may, at the largest size).
+    answer = _masked_frame(_answer(text), b"\x01\x02\x03\x04")
+    peer = TricklingPeer(b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + answer, piece=256)
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: peer)
+    started = time.monotonic()
+    assert cdp.evaluate("ABC", "document.body.innerText", 30) == text
+    # Copying the whole buffer on every piece took seconds here; reading it once, ms.
+    assert time.monotonic() - started < 1.0
+    assert peer.sent.startswith(b"GET /devtools/page/ABC HTTP/1.1\r\n")

@@ -12,10 +12,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from sandbox.agent import errors as agent_errors
 from sandbox.agent.listener import AgentHTTPServer
 from sandbox.agent.registry import StreamOpener, Tool, ToolRegistry, Toolset
+from sandbox.agent.tools.desktop_vnc import MAX_SECONDS, MAX_VIEWERS, VNC_STREAM
 from sandbox.agent.toolsets._desktop_vnc import VncViewers
+from sandbox.config import LiveViewSettings
 from sandbox.errors import BackendError, InvalidParams
 from sandbox.runtime.agent import AgentNotReady, AgentStream, open_stream
 
@@ -33,7 +37,7 @@ class ViewerToolset(Toolset):
         return []
 
     def streams(self) -> Mapping[str, StreamOpener]:
-        return {"vnc": self.viewers.open}
+        return {VNC_STREAM: self.viewers.open}
 
     def close(self) -> None:
         self.viewers.close()
@@ -139,3 +143,21 @@ async def test_a_vnc_server_that_cannot_start_ends_the_stream(tmp_path: Path) ->
         registry.close()
         thread.join(5)
         server.server_close()
+
+
+def test_the_servers_live_view_settings_stop_where_the_agent_does() -> None:
+    # The ceilings are the agent's, one definition the settings are capped by.
+    top = LiveViewSettings(viewers_per_session=MAX_VIEWERS, max_seconds=MAX_SECONDS)
+    for too_many in ({"viewers_per_session": MAX_VIEWERS + 1}, {"max_seconds": MAX_SECONDS + 1}):
+        with pytest.raises(ValidationError, match=next(iter(too_many))):
+            LiveViewSettings(**too_many)
+    # What the highest settings ask (as ui_vnc asks it), the agent grants, and no more.
+    viewers = VncViewers(env={}, user=None, program=STAND_IN)
+    query = {"view_only": "1", "max_seconds": f"{top.max_seconds:g}"}
+    opened = [viewers.open(query) for _ in range(top.viewers_per_session)]
+    with pytest.raises(agent_errors.Unavailable):
+        viewers.open(query)
+    for viewer in opened:
+        viewer.release()
+    with pytest.raises(agent_errors.InvalidParams, match="max_seconds"):
+        viewers.open({"max_seconds": f"{MAX_SECONDS + 1:g}"})

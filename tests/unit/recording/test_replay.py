@@ -15,9 +15,11 @@ from sandbox.recording.export import export_trajectories
 from sandbox.recording.replay import (
     RecordedStep,
     ReplayError,
+    ReplayReport,
     TrajectoryFileError,
     compare,
     read_steps,
+    redacted_fields,
     replay,
     replay_fields,
 )
@@ -48,12 +50,19 @@ def test_compare_names_each_differing_field() -> None:
     assert (code.field, code.recorded, code.replayed) == ("code", 0, 2002)
 
 
-def test_a_tool_without_replay_fields_or_with_redacted_params_compares_its_code_only() -> None:
+def test_a_tool_without_replay_fields_compares_its_code_only() -> None:
     shot = _step("vm:screenshot", data={"image": {"$image": "ab" * 32, "format": "png"}})
     assert compare(shot, 0, {"image": "other"}) is None
     assert [d.field for d in compare(shot, 2001, None) or []] == ["code"]
-    secret = _step(data={"stdout": "x"}, command="env", env={"API_TOKEN": "[redacted]"})
-    assert compare(secret, 0, {"stdout": "y"}) is None
+
+
+def test_redacted_fields_names_where_the_placeholder_stands() -> None:
+    params = {
+        "env": {"API_TOKEN": "[redacted]", "HOME": "/root"},
+        "hdr": [{"password": "[redacted]"}],
+    }
+    assert redacted_fields(params) == ["params.env.API_TOKEN", "params.hdr[0].password"]
+    assert redacted_fields({"command": "echo [redacted] is text"}) == []
 
 
 @pytest.mark.parametrize(
@@ -201,3 +210,55 @@ async def test_the_servers_own_jsonl_replays_too(recording: Recording, tmp_path:
     path.write_text("".join(json.dumps(step) + "\n" for step in steps.data["steps"]))
     report = await replay(recording.clients["alpha"], read_steps(path), io.StringIO())
     assert (report.steps, report.differing, report.uncompared) == (1, 0, 0)
+
+
+async def _record_a_secret(recording: Recording, out: Path) -> Path:
+    await recording.call("bash:run", {"command": "echo one"})
+    await recording.call("bash:run", {"command": "deploy", "env": {"API_TOKEN": "s3cret"}})
+    await recording.call("bash:run", {"command": "echo three"})
+    return (await export_trajectories(recording.clients["alpha"], out)).path
+
+
+async def test_a_step_with_redacted_params_is_not_replayed_and_named(
+    recording: Recording, tmp_path: Path
+) -> None:
+    path = await _record_a_secret(recording, tmp_path / "out")
+    assert "s3cret" not in path.read_text()
+    sent: list[dict[str, Any]] = []
+    run = recording.harness.agents.handlers["bash.run"]
+
+    async def watched(params: dict[str, Any]) -> dict[str, Any]:
+        sent.append(params)
+        return await run(params)
+
+    recording.harness.agents.handlers["bash.run"] = watched
+    out = io.StringIO()
+    report = await replay(recording.clients["alpha"], read_steps(path), out)
+    # The placeholder never reaches the tool; the steps around it still run.
+    assert [params["command"] for params in sent] == ["echo one", "echo three"]
+    assert "[redacted]" not in json.dumps(sent)
+    assert (report.steps, report.differing, report.not_replayed) == (3, 0, 1)
+    assert not report.identical
+    text = out.getvalue()
+    assert re.search(
+        r"#2    bash:run               NOT REPLAYED \(line 2\): params.env.API_TOKEN redacted "
+        "when recorded",
+        text,
+    ), text
+    assert text.endswith(
+        "3 steps in 1 sessions: 0 differ, 0 compared by code only, "
+        "1 not replayed (redacted params)\n"
+    )
+
+
+def test_the_cli_exits_2_when_a_step_could_not_be_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"session_id": "s", "tool": "bash:run", "seq": 1, "code": 0}\n')
+
+    async def replayed(*args: Any, **kwargs: Any) -> ReplayReport:
+        return ReplayReport(steps=1, not_replayed=1, sessions=["s"])
+
+    monkeypatch.setattr("sandbox.recording.replay.replay", replayed)
+    assert main(["trajectories", "replay", str(path), "--url", "http://127.0.0.1:9"]) == 2

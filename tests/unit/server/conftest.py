@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PosixPath
 from typing import Any
 
 import httpx
@@ -17,6 +18,19 @@ from sandbox.sessions.table import Clock
 from tests.unit.fakes import FakeAgents, FakeRuntime
 
 SOCKET_ROOT = Path(tempfile.mkdtemp(prefix="sandbox-unit-sockets-"))
+
+
+class DeletedOnSecondLook(PosixPath):
+    """A path whose file is deleted as the server names it a second time: a DELETE
+    or retention that runs between the server's finding the file and its sending it."""
+
+    looks = 0
+
+    def __fspath__(self) -> str:
+        self.looks += 1
+        if self.looks == 2:
+            os.unlink(str(self))
+        return str(self)
 
 
 @dataclass

@@ -526,6 +526,8 @@ async def test_stopping_the_server_destroys_sessions_unless_told_to_keep_them() 
 
     h = await open_harness(make_settings(), runtime)
     async with h.app.router.lifespan_context(h.app), h.client:
+        # The adoption runs in the background; a list answers from the table as it stands.
+        await h.app.state.services.sessions.wait_for_recovery()
         listed = await h.post("/session/list", {"worker_id": "w1"})
         assert listed["data"]["count"] == 1, "adopted at start"
         envelope = await h.post(
@@ -663,6 +665,7 @@ async def test_rag_service_and_sessions_are_adopted_and_removed_at_shutdown() ->
     h = await open_harness(make_settings(), runtime)
     h.agents.rag_sessions.update(held)  # the service's index survived
     async with h.app.router.lifespan_context(h.app), h.client:
+        await h.app.state.services.sessions.wait_for_recovery()  # adoption: in the background
         listed = await h.post("/session/list", {"worker_id": "a"})
         assert [s["session_id"] for s in listed["data"]["sessions"]] == [
             created["data"]["session_id"]

@@ -123,6 +123,7 @@ async def test_pools_from_settings_and_adoption_after_a_restart() -> None:
     h = await open_harness(make_settings(pools=[{"resource": "bash", "size": 1}]), runtime)
     h.agents.meta.update(meta)  # what the agent of the kept container still holds
     async with h.app.router.lifespan_context(h.app), h.client:
+        await h.app.state.services.sessions.wait_for_recovery()  # adoption: in the background
         (session,) = (await h.post("/session/list", {}))["data"]["sessions"]
         assert session["session_id"] == created["data"]["session_id"]
         assert session["container_id"] == kept

@@ -4,14 +4,20 @@ session, copied out (bounded) when stopped or destroyed, kept, listed, tenant-ch
 from __future__ import annotations
 
 import base64
+import os
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from sandbox.errors import ErrorCode
 from sandbox.sessions.pools import pool_key
 from tests.unit.fakes import FakeRuntime
 
-from .conftest import Harness, make_settings, open_harness
+from .conftest import DeletedOnSecondLook, Harness, make_settings, open_harness
 
 KEYS = {"alpha": "alpha-key-123", "beta": "beta-key-456"}
 MIB = 1 << 20
@@ -143,6 +149,86 @@ async def test_stop_recording_keeps_the_video_and_answers_its_id(tmp_path: Path)
         assert again["code"] == 0, again
         assert "params.max_bytes" in again["meta"]["warnings"][0]
         assert recorder.started[-1]["max_bytes"] == 512 * MIB
+
+
+def file_io_on_the_loop(monkeypatch: pytest.MonkeyPatch, root: Path) -> list[str]:
+    """The file operations on `root` that run on this (the event loop's) thread, as
+    they happen: what a video store does there blocks every other request."""
+    loop_thread = threading.get_ident()
+    seen: list[str] = []
+
+    def watched(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            paths = [*args, kwargs.get("dir")]
+            touches_root = any(str(path).startswith(str(root)) for path in paths)
+            if touches_root and threading.get_ident() == loop_thread:
+                seen.append(name)
+            return call(*args, **kwargs)
+
+        return wrapper
+
+    for owner, name in [
+        (Path, "mkdir"),
+        (Path, "exists"),
+        (Path, "write_text"),
+        (Path, "unlink"),
+        (tempfile, "mkstemp"),
+        (os, "replace"),
+    ]:
+        monkeypatch.setattr(owner, name, watched(name, getattr(owner, name)))
+    return seen
+
+
+@pytest.fixture
+async def recording(tmp_path: Path) -> AsyncIterator[Harness]:
+    """A server on which worker w1 records its screen now (the video: b"video-bytes")."""
+    h = await _open(tmp_path)
+    FakeRecorder(b"video-bytes").install(h)
+    async with h.app.router.lifespan_context(h.app), h.client:
+        started = await h.post("/execute", {"worker_id": "w1", "action": "vm:start_recording"})
+        assert started["code"] == 0, started
+        yield h
+
+
+async def stop(h: Harness) -> str:
+    """Stop w1's recording; the kept video's id."""
+    stopped = await h.post("/execute", {"worker_id": "w1", "action": "vm:stop_recording"})
+    assert stopped["code"] == 0, stopped
+    return str(stopped["data"]["recording_id"])
+
+
+async def test_copying_a_video_out_does_no_file_io_on_the_event_loop(
+    recording: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_the_loop = file_io_on_the_loop(monkeypatch, tmp_path / "videos")
+    recording_id = await stop(recording)
+    assert on_the_loop == []
+    assert (tmp_path / "videos" / f"{recording_id}.mp4").read_bytes() == b"video-bytes"
+
+
+async def test_a_video_deleted_as_its_download_starts_is_sent_whole_or_not_found(
+    recording: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recording_id = await stop(recording)
+    videos = recording.app.state.services.sessions.videos
+    find = videos.get
+
+    def found_then_deleted(tenant: str, recording_id: str) -> Any:
+        found = find(tenant, recording_id)
+        return found and (found[0], DeletedOnSecondLook(found[1]))
+
+    monkeypatch.setattr(videos, "get", found_then_deleted)
+    got = await recording.client.get(f"/recordings/{recording_id}")
+    # Opened before it went: sent whole (a 404 envelope would do as well; a 500 not).
+    assert (got.status_code, got.content) == (200, b"video-bytes")
+    assert got.headers["content-length"] == str(len(b"video-bytes"))
+    assert got.headers["content-disposition"] == f'attachment; filename="{recording_id}.mp4"'
+
+    # Deleted before: the envelope an unknown recording gets.
+    (tmp_path / "videos" / f"{recording_id}.json").unlink()
+    gone = await recording.client.get(f"/recordings/{recording_id}")
+    assert gone.status_code == 404
+    assert gone.json()["code"] == ErrorCode.TOOL_NOT_FOUND
 
 
 async def test_a_hostile_agent_cannot_make_the_server_keep_more_than_the_cap(

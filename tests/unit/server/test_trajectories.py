@@ -14,7 +14,7 @@ import pytest
 
 from sandbox.errors import ErrorCode
 
-from .conftest import Harness, make_settings, open_harness
+from .conftest import DeletedOnSecondLook, Harness, make_settings, open_harness
 
 KEYS = {"alpha": "alpha-key-123", "beta": "beta-key-456"}
 
@@ -137,6 +137,30 @@ async def test_a_screenshot_is_stored_once_and_referenced(
     inline = await jsonl(recording, session_id, params={"images": "inline"})
     assert base64.b64decode(inline[0]["data"]["image"]) == SCREEN
     assert inline[0]["data"]["width"] == 64
+
+
+async def test_an_image_pruned_as_its_download_starts_is_sent_whole_not_a_500(
+    recording: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shot = await recording.post("/execute", {"worker_id": "w1", "action": "vm:screenshot"})
+    steps = await jsonl(recording, shot["meta"]["session_id"])
+    sha256 = steps[0]["data"]["image"]["$image"]
+    recorder = recording.app.state.services.recorder
+    find = recorder.image
+
+    def found_then_pruned(tenant: str, sha256: str) -> Path | None:
+        path = find(tenant, sha256)
+        return path and DeletedOnSecondLook(path)
+
+    monkeypatch.setattr(recorder, "image", found_then_pruned)
+    image = await recording.client.get(f"/trajectories/images/{sha256}")
+    assert (image.status_code, image.content) == (200, SCREEN)
+    assert image.headers["content-type"] == "image/png"
+    for path in (recording.settings.recording_dir / "images").rglob(f"{sha256}.*"):
+        path.unlink()  # pruned before: the envelope of an image never stored
+    gone = await recording.client.get(f"/trajectories/images/{sha256}")
+    assert gone.status_code == 404
+    assert gone.json()["code"] == ErrorCode.TOOL_NOT_FOUND
 
 
 async def test_delete_removes_the_trajectory_and_its_images(

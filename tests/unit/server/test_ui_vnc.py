@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import struct
 from collections.abc import AsyncIterator, MutableMapping
@@ -12,8 +13,9 @@ from typing import Any
 import pytest
 
 from sandbox.runtime.agent import AgentStream, AgentUnreachable
+from sandbox.server.live_view import SCREENSHOTS_AT_ONCE, LiveViewers
 from sandbox.server.rfb import ClientFilter
-from sandbox.server.routes.ui_vnc import LiveViewers, bridge
+from sandbox.server.routes.ui_vnc import bridge
 from sandbox.server.ui_auth import grant_valid, issue_grant
 
 from .conftest import Harness, make_settings, open_harness
@@ -75,7 +77,7 @@ async def test_control_is_granted_to_the_sessions_own_key_only(keyed: Harness) -
     granted = await keyed.post(f"/ui/control/{session_id}", headers=auth("alpha"))
     assert granted["code"] == 0, granted
     assert granted["data"]["expires_in_s"] == 60
-    secret = keyed.app.state.ui_grant_secret
+    secret = keyed.app.state.services.live_views.grant_secret
     grant = granted["data"]["grant"]
     assert grant_valid(secret, grant, "alpha", session_id)
     assert not grant_valid(secret, grant, "beta", session_id)
@@ -276,3 +278,60 @@ async def test_the_websocket_opens_only_for_the_sessions_tenant_from_this_site(
     stolen = await _websocket(keyed, path, beta_cookie, subprotocols=offer)
     assert stolen[1]["code"] == 1008, "another tenant cannot use alpha's grant"
     assert len(asked) == 2
+
+
+async def test_the_live_views_state_is_made_at_each_start_not_on_first_use(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(api_keys=KEYS, live_view={"viewers_per_session": 1, "viewers": 3})
+    h = await open_harness(settings)
+    h.runtime.images.add("sandbox/desktop:latest")
+    async with h.app.router.lifespan_context(h.app), h.client:
+        first = h.app.state.services.live_views
+        # There before any page asked, bounded by the settings.
+        assert isinstance(first.screenshots, asyncio.Semaphore)
+        with first.viewers.claim("s") as one, first.viewers.claim("s") as two:
+            assert (one, two) == (True, False)
+        created = await h.post(
+            "/session/create", {"worker_id": "w1", "resource_type": "vm"}, headers=auth("alpha")
+        )
+        session_id = created["data"]["session_id"]
+        granted = await h.post(f"/ui/control/{session_id}", headers=auth("alpha"))
+        grant = granted["data"]["grant"]
+        assert grant_valid(first.grant_secret, grant, "alpha", session_id)
+    async with h.app.router.lifespan_context(h.app):
+        again = h.app.state.services.live_views
+        assert again is not first
+        # A grant of control does not outlive the run of the server that issued it.
+        assert not grant_valid(again.grant_secret, grant, "alpha", session_id)
+
+
+async def test_the_refreshed_views_take_at_most_four_screenshots_at_once(
+    tmp_path: Path,
+) -> None:
+    h = await open_harness(make_settings())
+    h.runtime.images.add("sandbox/desktop:latest")
+    inside, most, go = 0, 0, asyncio.Event()
+
+    async def screenshot(params: dict[str, Any]) -> dict[str, Any]:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        await go.wait()
+        inside -= 1
+        return {"image": base64.b64encode(b"\xff\xd8\xff\xe0jpeg").decode(), "format": "jpeg"}
+
+    h.agents.handlers["vm.screenshot"] = screenshot
+    async with h.app.router.lifespan_context(h.app), h.client:
+        created = await h.post("/session/create", {"worker_id": "w1", "resource_type": "vm"})
+        session_id = created["data"]["session_id"]
+        views = [asyncio.ensure_future(h.client.get(f"/ui/screen/{session_id}")) for _ in range(6)]
+        for _ in range(100):
+            if inside == SCREENSHOTS_AT_ONCE:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # time for a fifth to get in, were it let
+        assert (inside, most) == (SCREENSHOTS_AT_ONCE, SCREENSHOTS_AT_ONCE)
+        go.set()
+        answers = await asyncio.gather(*views)
+        assert [answer.status_code for answer in answers] == [200] * 6

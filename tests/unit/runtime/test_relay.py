@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -49,6 +49,33 @@ async def _agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Handlers:
+    """Serves connections with a handler and lets a test wait until every one ended
+    (Python 3.11's ``Server.wait_closed`` does not wait for them): a handler still
+    copying when the loop closes would leave its sockets to the garbage collector."""
+
+    def __init__(self, handle: Handler) -> None:
+        self._handle = handle
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            await self._handle(reader, writer)
+        finally:
+            self._running.discard(task)
+
+    async def ended(self) -> None:
+        """Wait (at most 10 s) for every connection's handler to end."""
+        if self._running:
+            await asyncio.wait_for(asyncio.gather(*self._running, return_exceptions=True), 10.0)
+
+
 @pytest.fixture
 async def peers() -> AsyncIterator[tuple[int, int, list[int]]]:
     """(agent port, relay port, connections the agent accepted)."""
@@ -58,17 +85,19 @@ async def peers() -> AsyncIterator[tuple[int, int, list[int]]]:
         accepted.append(1)
         await _agent(reader, writer)
 
-    agent = await asyncio.start_server(counting, "127.0.0.1", 0)
+    agents = Handlers(counting)
+    agent = await asyncio.start_server(agents, "127.0.0.1", 0)
     agent_port = agent.sockets[0].getsockname()[1]
-    relay = Relay(SECRET, agent_port, LOOPBACK.__contains__)
-    server = await asyncio.start_server(relay.handle, "127.0.0.1", 0)
+    relays = Handlers(Relay(SECRET, agent_port, LOOPBACK.__contains__).handle)
+    server = await asyncio.start_server(relays, "127.0.0.1", 0)
     relay_port = server.sockets[0].getsockname()[1]
     try:
         yield agent_port, relay_port, accepted
     finally:
         server.close()
         agent.close()
-        await asyncio.sleep(0.1)  # the handlers see their peers close, and close too
+        await relays.ended()  # each sees its client close, and closes its agent side
+        await agents.ended()
 
 
 def _client(relay_port: int, secret: str = SECRET) -> AgentClient:
@@ -162,11 +191,13 @@ async def test_a_relay_that_does_not_answer_is_reported_once_per_connection() ->
 
 
 async def test_the_relay_follows_the_networks_it_joins_and_leaves() -> None:
-    agent = await asyncio.start_server(_agent, "127.0.0.1", 0)
+    agents = Handlers(_agent)
+    agent = await asyncio.start_server(agents, "127.0.0.1", 0)
     agent_port = agent.sockets[0].getsockname()[1]
     joined: list[ipaddress.IPv4Network] = []
     relay = Relay(SECRET, agent_port, lambda address: any(address in n for n in joined))
-    server = await asyncio.start_server(relay.handle, "127.0.0.1", 0)
+    relays = Handlers(relay.handle)
+    server = await asyncio.start_server(relays, "127.0.0.1", 0)
     client = _client(server.sockets[0].getsockname()[1])
     url = f"http://127.0.0.1:{agent_port}"
     try:
@@ -183,7 +214,8 @@ async def test_the_relay_follows_the_networks_it_joins_and_leaves() -> None:
         await client.aclose()
         server.close()
         agent.close()
-        await asyncio.sleep(0.1)
+        await relays.ended()
+        await agents.ended()
 
 
 # /proc/net/route of a relay (x86, little-endian): its bridge 172.17.0.0/16 with the

@@ -132,8 +132,7 @@ class AgentClient:
             AgentUnreachable: `url`'s socket is not there yet, or is not a socket.
         """
         if not url.startswith(_UNIX):
-            address = urlsplit(url)
-            host, port = address.hostname or "", address.port or 80
+            host, port = _host_port(url)
             return lambda: self._connect_tcp(host, port)
         path = url.removeprefix(_UNIX)
         agent = self._unix.get(path)
@@ -309,13 +308,18 @@ async def open_stream(
 async def _connect(url: str) -> Streams:
     """A new connection to the agent at `url` (a Unix socket pinned as in `_UnixAgent`)."""
     if not url.startswith(_UNIX):
-        address = urlsplit(url)
-        return await open_tcp(address.hostname or "", address.port or 80)
+        return await open_tcp(*_host_port(url))
     fd = _pin_socket(url.removeprefix(_UNIX))
     try:
         return await _open_pinned(fd)
     finally:
         os.close(fd)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    """The host and port of an agent's ``http://`` URL."""
+    address = urlsplit(url)
+    return address.hostname or "", address.port or 80
 
 
 async def _open_pinned(fd: int) -> Streams:

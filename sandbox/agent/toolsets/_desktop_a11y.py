@@ -1,10 +1,11 @@
 """The ``desktop`` toolset's ``vm.accessibility_tree``: the AT-SPI tree of the desktop.
 
-The tree is read by `desktop.a11y_reader`, a ``python3`` of the session user:
+The tree is read by `desktop.a11y_reader` (over `desktop.atspi_bus` and
+`desktop.dbus_wire`), a ``python3`` of the session user:
 the AT-SPI bus belongs to that user (D-Bus lets only the bus owner's uid in),
 and the agent keeps out of anything the session's programs control. One reader
-serves the session, started at the first call (starting python and importing
-gi costs more than most reads): each call writes it one line of caps and reads
+serves the session, started at the first call (starting python and reading
+libatspi's names through gi costs more than a read): each call writes it one line of caps and reads
 one line of answer, then checks and writes it out (`desktop.a11y`) here.
 
 The reader is the session user's process, so that user can stop, trace or
@@ -163,6 +164,13 @@ class _Reader:
                 return
 
 
+def reader_argv() -> list[str]:
+    """How the reader is run: as a script, its modules beside it (not ``-I``, which
+    would leave its directory off ``sys.path``), the session's environment
+    variables and user site ignored."""
+    return [sys.executable, "-E", "-s", a11y_reader.__file__]
+
+
 class A11yTools:
     """Reads the accessibility tree as the session user, through one long-lived reader.
 
@@ -275,8 +283,7 @@ class A11yTools:
         if self._reader is not None and not self._reader.idle_and_alive():
             self._retire()
         if self._reader is None:
-            argv = [sys.executable, "-I", a11y_reader.__file__]
-            self._reader = _Reader(argv, self._cwd, self._env, self._user)
+            self._reader = _Reader(reader_argv(), self._cwd, self._env, self._user)
         return self._reader
 
     def _retire(self) -> None:

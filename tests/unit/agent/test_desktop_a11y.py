@@ -1,4 +1,4 @@
-"""vm:accessibility_tree without D-Bus: the walk's caps over fake nodes, the checks
+"""vm:accessibility_tree without D-Bus: the walk's caps over a fake desktop, the checks
 of the reader's answer, the linear and XML forms, and the handler with stand-in readers."""
 
 from __future__ import annotations
@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from sandbox.agent.desktop import a11y
-from sandbox.agent.desktop.a11y_reader import walk
+from sandbox.agent.desktop import a11y, a11y_reader
+from sandbox.agent.desktop.atspi_bus import Read
 from sandbox.agent.errors import ToolFailed, ToolTimeout
 from sandbox.agent.params import Params
 from sandbox.agent.toolsets import _desktop_a11y
@@ -50,6 +51,39 @@ class FakeNode:
 
     def child(self, index: int) -> FakeNode | None:
         return self.children[index]
+
+
+class FakeDesktop:
+    """A `Desktop` over `FakeNode`s (each node its own reference), counting its batches."""
+
+    def __init__(self, root: FakeNode) -> None:
+        self._root = root
+        self.batches: list[tuple[str, int]] = []
+
+    def root(self) -> FakeNode:
+        return self._root
+
+    def states(self, nodes: Sequence[FakeNode]) -> list[list[str]]:
+        self.batches.append(("states", len(nodes)))
+        return [node.states() for node in nodes]
+
+    def roles(self, nodes: Sequence[FakeNode]) -> list[str]:
+        self.batches.append(("roles", len(nodes)))
+        return [node.role() for node in nodes]
+
+    def read(
+        self, nodes: Sequence[FakeNode], max_text: int, max_children: int
+    ) -> list[Read | None]:
+        self.batches.append(("read", len(nodes)))
+        return [
+            None if node.extra.get("gone") else
+            Read(node.info(max_text), len(node.children), node.children[:max_children])
+            for node in nodes
+        ]  # fmt: skip
+
+
+def walk(root: FakeNode, caps: dict[str, Any]) -> dict[str, Any]:
+    return a11y_reader.walk(FakeDesktop(root), caps)
 
 
 def editor() -> FakeNode:
@@ -127,6 +161,45 @@ def test_each_cap_cuts_the_tree_and_is_named() -> None:
     late = tree_of(walk(editor(), caps(deadline_s=-1)))
     assert roles(late) == ["desktop-frame"]
     assert late.truncated == ("time",)
+
+
+def test_the_tree_is_asked_for_a_level_at_a_time_not_a_node_at_a_time() -> None:
+    """Each ask is a batch of D-Bus calls sent at once: a read costs a few per level."""
+    buttons = [FakeNode("push button", str(i)) for i in range(40)]
+    panels = [FakeNode("panel", str(i), *buttons[i * 4 : i * 4 + 4]) for i in range(10)]
+    app = FakeNode("application", "app", FakeNode("frame", "f", *panels), states=[])
+    desktop = FakeDesktop(FakeNode("desktop frame", "main", app))
+    tree = tree_of(a11y_reader.walk(desktop, caps()))
+    assert tree.nodes == 1 + 1 + 1 + 10 + 40
+    assert desktop.batches == [
+        ("read", 1),
+        ("states", 1), ("roles", 1), ("read", 1),  # the application, hidden yet kept
+        ("states", 1), ("read", 1),
+        ("states", 10), ("read", 10),
+        ("states", 40), ("read", 40),
+    ]  # fmt: skip
+
+
+def test_a_level_that_answers_after_the_deadline_is_left_out_whole() -> None:
+    class Slow(FakeDesktop):
+        def read(
+            self, nodes: Sequence[FakeNode], max_text: int, max_children: int
+        ) -> list[Read | None]:
+            if nodes and nodes[0].role_name == "filler":
+                time.sleep(0.3)
+            return super().read(nodes, max_text, max_children)
+
+    answer = a11y_reader.walk(Slow(editor()), caps(deadline_s=0.2))
+    tree = tree_of(answer)
+    assert roles(tree) == ["desktop-frame", "application", "frame"]
+    assert tree.truncated == ("time",)
+
+
+def test_a_node_gone_mid_read_is_left_out() -> None:
+    gone = FakeNode("push button", "Gone", gone=True)
+    tree = tree_of(walk(FakeNode("desktop frame", "main", gone, FakeNode("label", "Hi")), caps()))
+    assert roles(tree) == ["desktop-frame", "label"]
+    assert tree.nodes == 2
 
 
 def test_names_and_text_are_cut_to_the_text_cap() -> None:
@@ -375,10 +448,8 @@ def test_the_reader_runs_as_a_script_and_reports_a_missing_atspi() -> None:
     # Without python3-gi (the development venv), the real reader says so as JSON.
     import subprocess
 
-    from sandbox.agent.desktop import a11y_reader
-
     done = subprocess.run(
-        [sys.executable, "-I", a11y_reader.__file__],
+        _desktop_a11y.reader_argv(),
         input=b"{}\n[]\n{}\n",
         capture_output=True,
         check=True,

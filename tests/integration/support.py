@@ -179,6 +179,11 @@ def ok(sb: Sandbox, action: str, **params: Any) -> dict[str, Any]:
     return dict(envelope["data"])
 
 
+def score(sb: Sandbox, evaluator: dict[str, Any]) -> float:
+    """`vm:evaluate`'s score of `evaluator`."""
+    return float(ok(sb, "vm:evaluate", evaluator=evaluator)["score"])
+
+
 def refused(sb: Sandbox, action: str, **params: Any) -> dict[str, Any]:
     """The envelope of a call that must be refused as a parameter error (1002)."""
     envelope = sb.execute_sync(action, params)

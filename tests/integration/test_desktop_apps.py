@@ -15,6 +15,12 @@ from sandbox import Sandbox
 from .support import ServerProcess, created, ok, wait_until, worker
 
 DEVTOOLS_PORT = 9222
+BLANK_PAGE = {
+    "func": "exact_match",
+    "result": {"type": "chromium_page", "field": "url"},
+    "expected": {"type": "literal", "value": "about:blank"},
+}
+"""Scores 1.0 while Chromium shows an empty page (read through DevTools)."""
 
 
 @pytest.fixture
@@ -61,15 +67,7 @@ def test_apps_run_as_the_session_user_and_devtools_is_loopback_only(
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((address, DEVTOOLS_PORT), 3).close()
     # ... while inside it the page getter reaches DevTools.
-    page = ok(
-        sb,
-        "vm:evaluate",
-        evaluator={
-            "func": "exact_match",
-            "result": {"type": "chromium_page", "field": "url"},
-            "expected": {"type": "literal", "value": "about:blank"},
-        },
-    )
+    page = ok(sb, "vm:evaluate", evaluator=BLANK_PAGE)
     assert page["score"] == 1.0, page
 
 
@@ -79,15 +77,7 @@ def test_without_chromium_the_page_getter_scores_0_and_download_fails_clearly(
     with Sandbox(server_url=server.url, worker_id=f"apps-{secrets.token_hex(3)}") as sb:
         try:
             created(sb.create_session_sync("vm"), "vm")
-            answer = ok(
-                sb,
-                "vm:evaluate",
-                evaluator={
-                    "func": "exact_match",
-                    "result": {"type": "chromium_page", "field": "url"},
-                    "expected": {"type": "literal", "value": "about:blank"},
-                },
-            )
+            answer = ok(sb, "vm:evaluate", evaluator=BLANK_PAGE)
             assert answer["score"] == 0.0
             assert answer["metrics"][0]["result"]["missing"] is True
 

@@ -18,7 +18,7 @@ import pytest
 
 from sandbox import Sandbox
 
-from .support import ServerProcess, created, ok, wait_until, worker
+from .support import ServerProcess, created, ok, score, wait_until, worker
 
 HOME = "/home/sandbox"
 
@@ -33,10 +33,6 @@ def sb(server: ServerProcess) -> Iterator[Sandbox]:
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
-
-
-def score(sb: Sandbox, evaluator: dict[str, Any]) -> float:
-    return float(ok(sb, "vm:evaluate", evaluator=evaluator)["score"])
 
 
 def eventually_scores(sb: Sandbox, evaluator: dict[str, Any], timeout: float = 15) -> float:

@@ -12,7 +12,6 @@ import base64
 import secrets
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import docker
 import pytest
@@ -20,7 +19,7 @@ import pytest
 from sandbox import Sandbox
 from sandbox.errors import ErrorCode
 
-from .support import ServerProcess, created, ok, wait_until, worker
+from .support import ServerProcess, created, ok, score, wait_until, worker
 from .test_desktop import open_xterm, start_cat
 
 DONE_TEXT = "first line\nsecond line\n"
@@ -37,10 +36,6 @@ def sb(server: ServerProcess) -> Iterator[Sandbox]:
     with worker(server, "task") as sandbox:
         created(sandbox.create_session_sync("vm", {"screen_size": [1024, 768]}), "vm")
         yield sandbox
-
-
-def score(sb: Sandbox, evaluator: dict[str, Any]) -> float:
-    return float(ok(sb, "vm:evaluate", evaluator=evaluator)["score"])
 
 
 def test_setup_then_scripted_actions_then_evaluation(sb: Sandbox) -> None:

@@ -1,11 +1,11 @@
 """Read the desktop's accessibility tree over the AT-SPI bus: run as the session user.
 
-The agent runs this file as a script (``python3 -I a11y_reader.py``) as the
+The agent runs this file as a script (``python3 -E -s a11y_reader.py``) as the
 session user, never in its own process: the AT-SPI bus is the session user's
 (it authenticates peers by uid), and what the session's programs say about
 themselves is theirs to make up, so the agent only parses the JSON printed here,
-bounded in bytes and time. One reader serves a whole session (importing gi is
-most of its start-up): each request is one line of JSON caps on stdin::
+bounded in bytes and time. One reader serves a whole session (reading libatspi's
+names through gi is most of its start-up): each request is one line of JSON caps on stdin::
 
     {"max_depth": 30, "max_nodes": 1000, "max_children": 100,
      "max_text": 1000, "showing_only": true, "deadline_s": 5.0}
@@ -18,17 +18,20 @@ and each answer one line on stdout::
      "children": false, "time": false}}
 
 or ``{"ok": false, "stage": "import" | "bus" | "request", "message": ...}``. The
-reader ends at end of input. Nothing read is kept from one request to the next.
+reader ends at end of input. Nothing of the tree is kept from one request to the
+next (only the connections, and which program answers on which).
 
 Why not libatspi's getters: each is one blocking D-Bus round trip, and a desktop
 with Chromium open takes ~1,800 of them; where an idle CPU sleeps deeply between
 messages (a VM without halt polling), every one pays a wake-up. The walk here
 goes a level at a time and asks about every node of a level at once
-(`BusDesktop`: asynchronous calls on a GDBus connection, all sent before any
-answer is awaited), so a read costs a few batches per level of the tree.
+(`atspi_bus.BusDesktop`: every call of a batch sent before any answer is awaited,
+straight to each program where it can be), so a read costs a few batches per
+level of the tree.
 
 The walk (`walk`) knows nothing of D-Bus: it asks a `Desktop`, which the unit
-tests fake. Imports nothing of the agent's package.
+tests fake. Imports only its siblings `atspi_bus`, `dbus_wire` and `dbus_codec`,
+none of the agent's package (run as a script, they are found beside it).
 """
 
 from __future__ import annotations

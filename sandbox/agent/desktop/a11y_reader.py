@@ -59,6 +59,11 @@ class Desktop(Protocol):
     """The accessible objects as the walk sees them: nodes are opaque references,
     and each method answers for a whole batch of them at once."""
 
+    @property
+    def late(self) -> bool:
+        """Whether a program left questions unanswered in time (what it holds is
+        missing from the answers)."""
+
     def root(self) -> Any:
         """The desktop's own reference."""
 
@@ -69,18 +74,23 @@ class Desktop(Protocol):
         """Each node's role name; "" for one gone."""
 
     def read(self, nodes: Sequence[Any], max_text: int, max_children: int) -> list[Read | None]:
-        """Each node's fields and first children; None for one gone."""
+        """Each node's fields and first children (`nodes` distinct); None for one gone."""
+
+
+_Entry = tuple[Any, list[Any]]
+"""A node to visit, and the children list of its parent's answer it goes into."""
 
 
 class _Walk:
-    def __init__(self, caps: dict[str, Any]) -> None:
+    def __init__(self, caps: dict[str, Any], deadline: float) -> None:
         self.max_depth = int(caps.get("max_depth", 30))
         self.max_nodes = int(caps.get("max_nodes", 1000))
         self.max_children = int(caps.get("max_children", 100))
         self.max_text = int(caps.get("max_text", 1000))
         self.showing_only = bool(caps.get("showing_only", True))
-        self.deadline = time.monotonic() + float(caps.get("deadline_s", 5.0))
+        self.deadline = deadline
         self.nodes = 0
+        self.seen: set[Any] = set()
         self.truncated = {"depth": False, "nodes": False, "children": False, "time": False}
 
     def late(self) -> bool:
@@ -88,25 +98,41 @@ class _Walk:
             self.truncated["time"] = True
         return self.truncated["time"]
 
-    def shown(self, desktop: Desktop, level: list[tuple[Any, list[Any]]], depth: int) -> list[Any]:
-        """The nodes of `level` to show: every one, or those on the screen.
+    def shown(self, desktop: Desktop, level: list[_Entry], depth: int) -> list[_Entry]:
+        """The nodes of `level` to show, as many as the node cap leaves room for:
+        every one, or those on the screen.
 
-        Only states are asked first, and the role only of a desktop's child that
-        is not showing (an application): a hidden widget's other fields are never
-        asked for, nor anything below it (pages and menus hide many).
+        Only states are asked first, a chunk at a time until the room is filled,
+        and the role only of a desktop's child that is not showing (an
+        application): a hidden widget's other fields are never asked for, nor
+        anything below it (pages and menus hide many).
         """
-        if not self.showing_only:
-            return level
-        keep = ["showing" in states for states in desktop.states([node for node, _ in level])]
+        room = self.max_nodes - self.nodes
+        kept: list[_Entry] = []
+        asked = 0
+        chunk = len(level) if not self.showing_only else max(room, 64)
+        for start in range(0, len(level), chunk):
+            if len(kept) >= room or self.late():
+                break
+            part = level[start : start + chunk]
+            asked = start + len(part)
+            kept += self._showing(desktop, part, depth) if self.showing_only else part
+        if len(kept) > room or (len(kept) == room and asked < len(level)):
+            self.truncated["nodes"] = True
+        return kept[:room]
+
+    def _showing(self, desktop: Desktop, entries: list[_Entry], depth: int) -> list[_Entry]:
+        keep = ["showing" in states for states in desktop.states([node for node, _ in entries])]
         if depth == 1:
             hidden = [index for index, kept in enumerate(keep) if not kept]
-            roles = desktop.roles([level[index][0] for index in hidden])
+            roles = desktop.roles([entries[index][0] for index in hidden])
             for index, role in zip(hidden, roles, strict=True):
                 keep[index] = role in _NOT_SHOWN_KEPT
-        return [entry for entry, kept in zip(level, keep, strict=True) if kept]
+        return [entry for entry, kept in zip(entries, keep, strict=True) if kept]
 
-    def add(self, read: Read, into: list[Any], depth: int) -> list[tuple[Any, list[Any]]]:
-        """Put `read`'s node under its parent; its children to visit next."""
+    def add(self, read: Read, into: list[Any], depth: int) -> list[_Entry]:
+        """Put `read`'s node under its parent; its children to visit next, each
+        node once (a program may list one twice, or an ancestor as a child)."""
         children: list[dict[str, Any]] = []
         read.info["children"] = children
         into.append(read.info)
@@ -116,39 +142,47 @@ class _Walk:
         if read.child_count and depth >= self.max_depth:
             self.truncated["depth"] = True
             return []
-        return [(child, children) for child in read.children[: self.max_children]]
+        below = []
+        for child in read.children[: self.max_children]:
+            if child not in self.seen:
+                self.seen.add(child)
+                below.append((child, children))
+        return below
 
 
-def walk(desktop: Desktop, caps: dict[str, Any]) -> dict[str, Any]:
+def walk(desktop: Desktop, caps: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
     """The tree under the desktop within `caps`, as the answer's JSON object.
 
     The root counts as depth 0 and is always shown. The tree is read a level at
     a time, so the node cap keeps the levels nearest the root, and the deadline
-    whole levels: a level whose answers come late is left out.
+    (by default ``deadline_s`` from now) whole levels: a level whose answers come
+    late is left out.
     """
-    state = _Walk(caps)
+    if deadline is None:
+        deadline = time.monotonic() + float(caps.get("deadline_s", 5.0))
+    state = _Walk(caps, deadline)
     top: list[dict[str, Any]] = []
-    (root,) = desktop.read([desktop.root()], state.max_text, state.max_children)
+    root_node = desktop.root()
+    state.seen.add(root_node)
+    (root,) = desktop.read([root_node], state.max_text, state.max_children)
     if root is None:
         return {"ok": False, "stage": "bus", "message": "the desktop does not answer"}
     level = state.add(root, top, 0)
     depth = 1
     while level and not state.late():
         level = state.shown(desktop, level, depth)
-        room = state.max_nodes - state.nodes
-        if len(level) > room:
-            state.truncated["nodes"] = True
-            level = level[:room]
         if not level or state.late():
             break
         reads = desktop.read([node for node, _ in level], state.max_text, state.max_children)
         if state.late():
             break
-        below: list[tuple[Any, list[Any]]] = []
+        below: list[_Entry] = []
         for (_, into), read in zip(level, reads, strict=True):
             if read is not None:
                 below += state.add(read, into, depth)
         level, depth = below, depth + 1
+    if desktop.late:
+        state.truncated["time"] = True
     return {"ok": True, "tree": top[0], "nodes": state.nodes, "truncated": state.truncated}
 
 
@@ -166,21 +200,25 @@ def main() -> None:
             caps = json.loads(line)
             if not isinstance(caps, dict):
                 raise ValueError("not an object")
-        except ValueError as exc:
+            deadline = time.monotonic() + float(caps.get("deadline_s", 5.0))
+        except (ValueError, TypeError) as exc:
             _answer({"ok": False, "stage": "request", "message": f"bad caps: {exc}"})
             continue
         if names is None:
             _answer(failure)
             continue
-        deadline = time.monotonic() + float(caps.get("deadline_s", 5.0))
         try:
             if links is None or links.closed:
                 if links is not None:
                     links.close()
-                links = atspi_bus.connect()
-            answer = walk(atspi_bus.BusDesktop(links, names, deadline), caps)
+                links = atspi_bus.connect(deadline)
+            answer = walk(atspi_bus.BusDesktop(links, names, deadline), caps, deadline)
         except dbus_wire.DBusError as exc:
             answer = {"ok": False, "stage": "bus", "message": str(exc)}
+        except Exception as exc:  # whatever a program's answers provoke: this read fails
+            if links is not None:
+                links.close()
+            answer = {"ok": False, "stage": "read", "message": f"{type(exc).__name__}: {exc}"}
         _answer(answer)
 
 

@@ -4,9 +4,10 @@
 of a batch is sent before any reply is awaited (`dbus_wire`), and each program
 that offers it (GTK's and Chromium's AT-SPI bridges do) is asked over a direct
 connection of its own rather than through the bus daemon, which otherwise
-carries every question and every answer twice (`Links`). Runs as the session
-user, inside the reader; standard library only, but for the names of roles and
-states, which are libatspi's (`Names`).
+carries every question and every answer twice (`Links`). A program that leaves
+a batch unanswered for `BATCH_TIMEOUT_S` is not asked again during the read.
+Runs as the session user, inside the reader; standard library only, but for the
+names of roles and states, which are libatspi's (`Names`).
 """
 
 from __future__ import annotations
@@ -17,18 +18,71 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 if __package__:
     from . import dbus_wire
 else:  # run from the reader script: this file's directory is sys.path[0]
     import dbus_wire  # type: ignore[import-not-found,no-redef]
 
+BATCH_TIMEOUT_S = 2.0
+"""How long a batch waits for its replies (within the read's deadline)."""
+MAX_IN_FLIGHT = 4096
+"""Calls sent on a connection before their replies are read (the AT-SPI bus lets
+a client await 50,000 at most)."""
 MAX_DIRECT_LINKS = 32
 """Programs asked over a connection of their own at most; the rest through the bus."""
 MAX_KNOWN_NAMES = 4096
 """Bus names remembered (a program may name any number of objects on other names):
 past this, all are forgotten and their connections closed, to be learnt anew."""
+
+_REGISTRY = "org.a11y.atspi.Registry"
+_ROOT_PATH = "/org/a11y/atspi/accessible/root"
+_NULL_PATH = "/org/a11y/atspi/null"
+_ACCESSIBLE = "org.a11y.atspi.Accessible"
+_APPLICATION = "org.a11y.atspi.Application"
+_COMPONENT = "org.a11y.atspi.Component"
+_TEXT = "org.a11y.atspi.Text"
+_PROPERTIES = "org.freedesktop.DBus.Properties"
+_SCREEN = 0
+"""ATSPI_COORD_TYPE_SCREEN: extents on the screen, not in the window."""
+_REPLY_TYPES = {
+    "GetState": "au",
+    "GetRole": "u",
+    "GetRoleName": "s",
+    "Get": "v",  # the value is checked where it is used
+    "GetInterfaces": "as",
+    "GetExtents": "(iiii)",
+    "GetChildren": "a(so)",
+    "GetChildAtIndex": "(so)",
+    "GetText": "s",
+    "GetApplicationBusAddress": "s",
+}
+
+_Reply = tuple[Any, ...] | None
+
+
+class Ask(NamedTuple):
+    """A question about a node: a method of one of its interfaces."""
+
+    node: tuple[str, str]
+    """(bus name, object path)."""
+    interface: str
+    member: str
+    signature: str = ""
+    args: tuple[Any, ...] = ()
+
+    def call(self) -> dbus_wire.Call:
+        """The D-Bus call that asks it."""
+        name, path = self.node
+        reply = _REPLY_TYPES[self.member]
+        return dbus_wire.Call(
+            name, path, self.interface, self.member, self.signature, self.args, reply
+        )
+
+
+def _get(node: tuple[str, str], interface: str, name: str) -> Ask:
+    return Ask(node, _PROPERTIES, "Get", "ss", (interface, name))
 
 
 @dataclass
@@ -47,11 +101,11 @@ class Read:
 
 
 class BusDesktop:
-    """A `Desktop` over the AT-SPI bus: each batch is sent whole, then awaited.
+    """A `Desktop` over the AT-SPI bus and the programs' own connections.
 
-    Every call is bounded by the read's deadline (and 5 s); a call that fails
-    (the program exited, stalls, lacks the interface, or answers in another
-    shape) reads as empty.
+    A call that fails (the program exited, lacks the interface, or answers in
+    another shape) reads as empty; a program that leaves a batch unanswered is
+    not asked again during this read (`late` then says so).
 
     Args:
         links: The connections to the session's AT-SPI bus and programs.
@@ -65,6 +119,12 @@ class BusDesktop:
         self._deadline = deadline
         self._states: dict[Any, list[str]] = {}
         self._roles: dict[Any, str] = {}
+        self._stalled: set[str] = set()
+
+    @property
+    def late(self) -> bool:
+        """Whether a program left calls unanswered (what it holds is left out)."""
+        return bool(self._stalled)
 
     def root(self) -> Any:
         """The registry's desktop."""
@@ -72,26 +132,27 @@ class BusDesktop:
 
     def states(self, nodes: Sequence[Any]) -> list[list[str]]:
         """Each node's states (asked once per read)."""
-        self._learn(nodes)
+        self._ask_with_states_and_roles(nodes)
         return [self._states[node] for node in nodes]
 
     def roles(self, nodes: Sequence[Any]) -> list[str]:
         """Each node's role name (asked once per read)."""
-        self._learn(nodes, states=False)
+        self._ask_with_states_and_roles(nodes, states=False)
         return [self._roles[node] for node in nodes]
 
     def read(self, nodes: Sequence[Any], max_text: int, max_children: int) -> list[Read | None]:
-        """Each node's fields and first children: three batches (two without text)."""
-        names, counts, interfaces, extents = self._learn(
+        """Each node's fields and first children (`nodes` distinct): three batches,
+        two without text."""
+        names, counts, interfaces, extents = self._ask_with_states_and_roles(
             nodes,
             # Two Gets, not GetAll: the registry's desktop answers GetAll with nothing.
             [_get(node, _ACCESSIBLE, "Name") for node in nodes],
             [_get(node, _ACCESSIBLE, "ChildCount") for node in nodes],
-            [(node, _ACCESSIBLE, "GetInterfaces", "", ()) for node in nodes],
-            [(node, _COMPONENT, "GetExtents", "u", (_SCREEN,)) for node in nodes],
+            [Ask(node, _ACCESSIBLE, "GetInterfaces") for node in nodes],
+            [Ask(node, _COMPONENT, "GetExtents", "u", (_SCREEN,)) for node in nodes],
         )
         reads: dict[Any, Read | None] = {}
-        later: list[_Ask] = []
+        later: list[Ask] = []
         for node, name, children, kinds, rect in zip(
             nodes, names, counts, interfaces, extents, strict=True
         ):
@@ -100,7 +161,7 @@ class BusDesktop:
                 continue
             info = {
                 "role": self._roles[node],
-                "name": _string(name[0] if name else None)[:max_text],
+                "name": _text(name[0] if name else None)[:max_text],
                 "text": "",
                 "states": self._states[node],
                 "position": list(rect[0][:2]) if rect else [],
@@ -109,47 +170,48 @@ class BusDesktop:
             count = _count(children[0] if children else None)
             reads[node] = Read(info, count)
             if 0 < count <= max_children:
-                later.append((node, _ACCESSIBLE, "GetChildren", "", ()))
+                later.append(Ask(node, _ACCESSIBLE, "GetChildren"))
             else:  # a huge list is not fetched whole
                 later += [
-                    (node, _ACCESSIBLE, "GetChildAtIndex", "i", (index,))
+                    Ask(node, _ACCESSIBLE, "GetChildAtIndex", "i", (index,))
                     for index in range(min(count, max_children))
                 ]
             if kinds and _TEXT in kinds[0]:
                 later.append(_get(node, _TEXT, "CharacterCount"))
-        self._read_children_and_text(reads, later, max_text)
+        self._read_children_and_text(reads, later, max_text, max_children)
         return [reads[node] for node in nodes]
 
     def _read_children_and_text(
-        self, reads: dict[Any, Read | None], asks: list[_Ask], max_text: int
+        self, reads: dict[Any, Read | None], asks: list[Ask], max_text: int, max_children: int
     ) -> None:
-        texts: list[_Ask] = []
-        for (node, _, member, _, _), reply in zip(asks, self._calls(asks), strict=True):
-            read = reads[node]
+        texts: list[Ask] = []
+        for ask, reply in zip(asks, self._calls(asks), strict=True):
+            read = reads[ask.node]
             if read is None or reply is None:
                 continue
-            if member == "GetChildren":
-                read.children += [child for child in reply[0] if _is_node(child)]
-            elif member == "GetChildAtIndex":
+            if ask.member == "GetChildren":
+                children = [child for child in reply[0][:max_children] if _is_node(child)]
+                read.children += children
+            elif ask.member == "GetChildAtIndex":
                 read.children += [reply[0]] if _is_node(reply[0]) else []
             elif (length := min(_count(reply[0]), max_text)) > 0:
-                texts.append((node, _TEXT, "GetText", "ii", (0, length)))
-        for (node, *_), reply in zip(texts, self._calls(texts), strict=True):
-            read = reads[node]
+                texts.append(Ask(ask.node, _TEXT, "GetText", "ii", (0, length)))
+        for ask, reply in zip(texts, self._calls(texts), strict=True):
+            read = reads[ask.node]
             if read is not None and reply is not None:
-                read.info["text"] = _string(reply[0])[:max_text]
+                read.info["text"] = _text(reply[0])[:max_text]
 
-    def _learn(
-        self, nodes: Sequence[Any], *more: list[_Ask], states: bool = True
+    def _ask_with_states_and_roles(
+        self, nodes: Sequence[Any], *more: list[Ask], states: bool = True
     ) -> list[list[_Reply]]:
         """Ask, in one batch, the states (unless told not to) and roles not yet
-        known of `nodes`, with the calls of `more`; the replies to `more`."""
+        known of `nodes`, with the asks of `more`; the replies to `more`."""
         unique = list(dict.fromkeys(nodes))
         no_state = [node for node in unique if states and node not in self._states]
         no_role = [node for node in unique if node not in self._roles]
         groups = [
-            [(node, _ACCESSIBLE, "GetState", "", ()) for node in no_state],
-            [(node, _ACCESSIBLE, "GetRole", "", ()) for node in no_role],
+            [Ask(node, _ACCESSIBLE, "GetState") for node in no_state],
+            [Ask(node, _ACCESSIBLE, "GetRole") for node in no_role],
             *more,
         ]
         replies = self._calls([ask for group in groups for ask in group])
@@ -164,17 +226,23 @@ class BusDesktop:
             self._roles[node] = self._names.role(reply[0]) if reply else ""
             if reply and not self._roles[node]:
                 unnamed.append(node)  # a role libatspi does not name: the program's name for it
-        asked = [(node, _ACCESSIBLE, "GetRoleName", "", ()) for node in unnamed]
+        asked = [Ask(node, _ACCESSIBLE, "GetRoleName") for node in unnamed]
         for node, reply in zip(unnamed, self._calls(asked), strict=True):
-            self._roles[node] = _string(reply[0]) if reply else ""
+            self._roles[node] = _text(reply[0]) if reply else ""
         return split[2:]
 
-    def _calls(self, asks: Sequence[_Ask]) -> list[_Reply]:
-        calls = [
-            dbus_wire.Call(name, path, interface, member, signature, args, _REPLY_TYPES[member])
-            for (name, path), interface, member, signature, args in asks
-        ]
-        return self._links.call_many(calls, min(self._deadline, time.monotonic() + 5.0))
+    def _calls(self, asks: Sequence[Ask]) -> list[_Reply]:
+        """The replies to `asks`, those to a program that stalled earlier not asked."""
+        results: list[_Reply] = [None] * len(asks)
+        if time.monotonic() >= self._deadline:
+            return results
+        sent = [index for index, ask in enumerate(asks) if ask.node[0] not in self._stalled]
+        batch_deadline = min(self._deadline, time.monotonic() + BATCH_TIMEOUT_S)
+        replies, late = self._links.call_many([asks[i].call() for i in sent], batch_deadline)
+        for index, reply in zip(sent, replies, strict=True):
+            results[index] = reply
+        self._stalled.update(asks[sent[index]].node[0] for index in late)
+        return results
 
 
 class Links:
@@ -204,57 +272,65 @@ class Links:
         self._close_direct()
         self.bus.close()
 
-    def _close_direct(self) -> None:
-        for link in self._direct.values():
-            if link is not None:
-                link.close()
-        self._direct = {_REGISTRY: None}
-
-    def call_many(self, calls: Sequence[dbus_wire.Call], deadline: float) -> list[_Reply]:
-        """Each call's reply (None where it failed), every call sent before any is awaited.
+    def call_many(
+        self, calls: Sequence[dbus_wire.Call], deadline: float
+    ) -> tuple[list[_Reply], list[int]]:
+        """Each call's reply (None where it failed), every call sent before any
+        reply is awaited; and the indexes of the calls left unanswered.
 
         Raises:
             dbus_wire.DBusError: The bus connection broke.
         """
-        self._learn({call.destination for call in calls}, deadline)
+        replies: list[_Reply] = []
+        late: list[int] = []
+        for start in range(0, len(calls), MAX_IN_FLIGHT):
+            chunk_replies, chunk_late = self._call_chunk(
+                calls[start : start + MAX_IN_FLIGHT], deadline
+            )
+            replies += chunk_replies
+            late += [start + index for index in chunk_late]
+        return replies, late
+
+    def _call_chunk(
+        self, calls: Sequence[dbus_wire.Call], deadline: float
+    ) -> tuple[list[_Reply], list[int]]:
+        self._open_direct({call.destination for call in calls}, deadline)
         groups: dict[dbus_wire.Connection, list[int]] = {}
         for index, call in enumerate(calls):
             groups.setdefault(self._direct.get(call.destination) or self.bus, []).append(index)
-        sent: list[tuple[dbus_wire.Connection, list[int], dbus_wire.Batch | None]] = []
-        for link, indexes in groups.items():
-            sent.append((link, indexes, self._send(link, [calls[i] for i in indexes], deadline)))
+        sent: list[tuple[list[int], dbus_wire.Connection, dbus_wire.Batch]] = []
         results: list[_Reply] = [None] * len(calls)
-        for link, indexes, batch in sent:
-            if batch is None:
-                continue
+        late: list[int] = []
+        for link, indexes in groups.items():
             try:
-                replies = link.receive(batch, deadline)
+                sent.append((indexes, link, link.send([calls[i] for i in indexes], deadline)))
             except dbus_wire.DBusError:
                 if link is self.bus:
                     raise
-                self._forget(link)  # its calls stay failed; the bus is asked next time
-                continue
-            for index, reply in zip(indexes, replies, strict=True):
+                self._forget(link)  # its calls fail this time; the bus is asked next time
+        batches = dbus_wire.receive_all([(link, batch) for _, link, batch in sent], deadline)
+        for (indexes, link, _), batch in zip(sent, batches, strict=True):
+            if batch.error is not None:
+                if link is self.bus:
+                    raise batch.error
+                self._forget(link)
+            for index, reply in zip(indexes, batch.values, strict=True):
                 results[index] = reply
-        return results
-
-    def _send(
-        self, link: dbus_wire.Connection, calls: list[dbus_wire.Call], deadline: float
-    ) -> dbus_wire.Batch | None:
-        try:
-            return link.send(calls, deadline)
-        except dbus_wire.DBusError:
-            if link is self.bus:
-                raise
-            self._forget(link)
-            return None
+            late += [indexes[position] for position in batch.late]
+        return results, late
 
     def _forget(self, link: dbus_wire.Connection) -> None:
         for name, known in self._direct.items():
             if known is link:
                 self._direct[name] = None
 
-    def _learn(self, destinations: set[str], deadline: float) -> None:
+    def _close_direct(self) -> None:
+        for link in self._direct.values():
+            if link is not None:
+                link.close()
+        self._direct = {_REGISTRY: None}
+
+    def _open_direct(self, destinations: set[str], deadline: float) -> None:
         """Find and open the direct connections of the programs among `destinations`
         not asked before (names beyond `MAX_KNOWN_NAMES` stay unknown: asked
         through the bus)."""
@@ -265,10 +341,8 @@ class Links:
             self._close_direct()
             new = destinations - self._direct.keys()
         names = sorted(new)[: MAX_KNOWN_NAMES - len(self._direct)]
-        asks = [
-            dbus_wire.Call(name, _ROOT_PATH, _APPLICATION, "GetApplicationBusAddress", reply="s")
-            for name in names
-        ]
+        asks = [Ask((name, _ROOT_PATH), _APPLICATION, "GetApplicationBusAddress").call()
+                for name in names]  # fmt: skip
         replies = self.bus.call_many(asks, min(deadline, time.monotonic() + 1.0))
         opened = sum(link is not None for link in self._direct.values())
         for name, reply in zip(names, replies, strict=True):
@@ -279,36 +353,6 @@ class Links:
             with contextlib.suppress(dbus_wire.DBusError):  # else asked through the bus
                 self._direct[name] = dbus_wire.Connection(reply[0], timeout, bus=False)
                 opened += 1
-
-
-_Ask = tuple[Any, str, str, str, tuple[Any, ...]]
-"""A call about a node: (node, interface, member, argument signature, arguments)."""
-_Reply = tuple[Any, ...] | None
-_REGISTRY = "org.a11y.atspi.Registry"
-_ROOT_PATH = "/org/a11y/atspi/accessible/root"
-_NULL_PATH = "/org/a11y/atspi/null"
-_ACCESSIBLE = "org.a11y.atspi.Accessible"
-_COMPONENT = "org.a11y.atspi.Component"
-_APPLICATION = "org.a11y.atspi.Application"
-_TEXT = "org.a11y.atspi.Text"
-_PROPERTIES = "org.freedesktop.DBus.Properties"
-_SCREEN = 0
-"""ATSPI_COORD_TYPE_SCREEN: extents on the screen, not in the window."""
-_REPLY_TYPES = {
-    "GetState": "au",
-    "GetRole": "u",
-    "GetRoleName": "s",
-    "Get": "v",  # the value is checked where it is used
-    "GetInterfaces": "as",
-    "GetExtents": "(iiii)",
-    "GetChildren": "a(so)",
-    "GetChildAtIndex": "(so)",
-    "GetText": "s",
-}
-
-
-def _get(node: Any, interface: str, name: str) -> _Ask:
-    return (node, _PROPERTIES, "Get", "ss", (interface, name))
 
 
 def _is_node(ref: Any) -> bool:
@@ -323,7 +367,7 @@ def _is_node(ref: Any) -> bool:
     )
 
 
-def _string(value: Any) -> str:
+def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
@@ -360,18 +404,23 @@ class Names:
         return sorted(name for index, name in enumerate(self._states) if bits >> index & 1)
 
 
-def connect() -> Links:
-    """Links to the session's AT-SPI bus, whose address the session bus tells."""
+def connect(deadline: float) -> Links:
+    """Links to the session's AT-SPI bus, whose address the session bus tells, made
+    by `deadline`.
+
+    Raises:
+        dbus_wire.DBusError: A bus cannot be reached in time.
+    """
     session_address = os.environ.get("DBUS_SESSION_BUS_ADDRESS", "")
-    session = dbus_wire.Connection(session_address)
+    session = dbus_wire.Connection(session_address, max(0.001, deadline - time.monotonic()))
     try:
         ask = dbus_wire.Call(
             "org.a11y.Bus", "/org/a11y/bus", "org.a11y.Bus", "GetAddress",
             reply="s", auto_start=True,
         )  # fmt: skip
-        (reply,) = session.call_many([ask], time.monotonic() + 5.0)
+        (reply,) = session.call_many([ask], deadline)
     finally:
         session.close()
     if reply is None:
         raise dbus_wire.DBusError("the session bus did not tell the AT-SPI bus's address")
-    return Links(dbus_wire.Connection(reply[0]))
+    return Links(dbus_wire.Connection(reply[0], max(0.001, deadline - time.monotonic())))

@@ -26,6 +26,10 @@ _NO_AUTO_START = 0x2
 _PATH, _INTERFACE, _MEMBER, _REPLY_SERIAL, _DESTINATION, _SIGNATURE = 1, 2, 3, 5, 6, 8
 _MAX_DEPTH = 64
 """Containers within containers, variants included (the specification allows 64)."""
+_MAX_NESTING = 32
+"""Arrays within arrays, and structs within structs, in one signature (the specification's)."""
+_BASIC = frozenset("ybnqiuxtdhsog")
+"""The types a dict entry's key may have."""
 _FIXED = {"y": ("B", 1), "b": ("I", 4), "n": ("h", 2), "q": ("H", 2), "i": ("i", 4),
           "u": ("I", 4), "x": ("q", 8), "t": ("Q", 8), "d": ("d", 8), "h": ("I", 4)}  # fmt: skip
 _ALIGNMENT = {**{kind: size for kind, (_, size) in _FIXED.items()}, "g": 1, "v": 1,
@@ -36,8 +40,10 @@ class DBusError(Exception):
     """A connection failed, or a message broke the protocol."""
 
 
-MALFORMED = (DBusError, struct.error, UnicodeDecodeError, IndexError, KeyError, ValueError)
-"""What reading a malformed message raises."""
+_MALFORMED = (
+    DBusError, struct.error, UnicodeDecodeError, IndexError, KeyError, ValueError, TypeError,
+)  # fmt: skip
+"""What reading a malformed message may raise."""
 
 
 def method_call(
@@ -147,7 +153,7 @@ class Message:
         (fields_length,) = struct.unpack_from(order + "I", data, 12)
         try:
             fields = _header_fields(data, order, 16 + fields_length)
-        except MALFORMED as exc:
+        except _MALFORMED as exc:
             raise DBusError(f"a malformed message header: {exc}") from None
         serial = fields.get(_REPLY_SERIAL)
         signature = fields.get(_SIGNATURE, "")
@@ -166,9 +172,9 @@ class Message:
         values = []
         try:
             for kind in _types(self.signature):
-                value, at = _decoder(kind, self._order)(data, at, len(data), 0)
+                value, at = _checked_decoder(kind, self._order)(data, at, len(data), 0)
                 values.append(value)
-        except MALFORMED:
+        except _MALFORMED:
             return None
         return tuple(values)
 
@@ -198,7 +204,7 @@ def _header_fields(data: bytes, order: str, end: int) -> dict[int, Any]:
             fields[code] = data[at + 1 : at + 1 + size].decode("ascii")
             at += 2 + size
         else:
-            fields[code], at = _decoder(kind.decode("ascii"), order)(data, at, end, 0)
+            fields[code], at = _checked_decoder(kind.decode("ascii"), order)(data, at, end, 0)
     if at > end:
         raise DBusError("a header field runs past the header")
     return fields
@@ -209,8 +215,44 @@ _Decoder = Callable[[bytes, int, int, int], tuple[Any, int]]
 
 
 @lru_cache(maxsize=256)
+def _checked_decoder(kind: str, order: str) -> _Decoder:
+    """`_decoder` of `kind` once it is checked to be a single complete type.
+
+    Raises:
+        DBusError: It is not one.
+    """
+    _check(kind, arrays=0, structs=0, in_array=False)
+    return _decoder(kind, order)
+
+
+def _check(kind: str, *, arrays: int, structs: int, in_array: bool) -> None:
+    """Raise unless `kind` is one complete type as the specification allows it: no
+    empty struct (whose array would never end), a dict entry only as an array's
+    element with a basic key, at most 32 arrays and 32 structs deep."""
+    head = kind[0]
+    if head in _BASIC or head == "v":
+        if len(kind) != 1:
+            raise DBusError(f"not one type: {kind!r}")
+    elif head == "a":
+        if arrays >= _MAX_NESTING:
+            raise DBusError("arrays nested too deeply")
+        _check(kind[1:], arrays=arrays + 1, structs=structs, in_array=True)
+    elif head in "({":
+        parts = _types(kind[1:-1])
+        closing = ")" if head == "(" else "}"
+        if kind[-1] != closing or not parts or structs >= _MAX_NESTING:
+            raise DBusError(f"a malformed struct: {kind!r}")
+        if head == "{" and (not in_array or len(parts) != 2 or parts[0] not in _BASIC):
+            raise DBusError(f"a malformed dict entry: {kind!r}")
+        for part in parts:
+            _check(part, arrays=arrays, structs=structs + 1, in_array=False)
+    else:
+        raise DBusError(f"unknown type {kind!r}")
+
+
+@lru_cache(maxsize=256)
 def _decoder(kind: str, order: str) -> _Decoder:
-    """A reader of one complete type `kind`, aligned from the message's start."""
+    """A reader of one complete type `kind` (checked), aligned from the message's start."""
     head = kind[0]
     if head in _FIXED:
         return _fixed(kind, order)
@@ -220,9 +262,7 @@ def _decoder(kind: str, order: str) -> _Decoder:
         return _variant(order)
     if head == "a":
         return _array(kind[1:], order)
-    if head in "({" and kind[-1] in ")}":
-        return _struct(_types(kind[1:-1]), order)
-    raise DBusError(f"unknown type {kind!r}")
+    return _struct(_types(kind[1:-1]), order)
 
 
 def _fixed(kind: str, order: str) -> _Decoder:
@@ -263,8 +303,7 @@ def _variant(order: str) -> _Decoder:
         if depth >= _MAX_DEPTH:
             raise DBusError("values nested too deeply")
         inner, at = signature(data, at, end, depth)
-        (kind,) = _types(inner)
-        return _decoder(kind, order)(data, at, end, depth + 1)
+        return _checked_decoder(inner, order)(data, at, end, depth + 1)
 
     return variant
 
@@ -287,8 +326,11 @@ def _array(element: str, order: str) -> _Decoder:
             raise DBusError("an array runs past its container")
         items = []
         while at < stop:
-            item, at = read(data, at, stop, depth + 1)
+            item, after = read(data, at, stop, depth + 1)
+            if after <= at:
+                raise DBusError("an array element of no size")
             items.append(item)
+            at = after
         return (dict(items) if as_dict else items), at
 
     return array

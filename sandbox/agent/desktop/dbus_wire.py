@@ -19,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import selectors
 import socket
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 if __package__:
@@ -36,10 +37,22 @@ else:  # run from the reader script: this file's directory is sys.path[0]
         method_call,
     )
 
-__all__ = ["Batch", "Call", "Connection", "DBusError", "is_bus_name", "is_object_path"]
+__all__ = [
+    "Batch",
+    "Call",
+    "Connection",
+    "DBusError",
+    "is_bus_name",
+    "is_object_path",
+    "receive_all",
+]
 
-MAX_MESSAGE_BYTES = 8 << 20
-"""A larger reply is read past, never kept whole (its call fails)."""
+MAX_MESSAGE_BYTES = 256 << 10
+"""A larger reply is read past, never kept (its call fails): the reader's largest
+(100 children, 1,000 characters of text) take a few KiB."""
+BATCH_DECODE_BYTES = 8 << 20
+"""Replies of one batch decoded at most, in bytes; later ones read as failed (what
+a reply decodes to takes up to ~10 times its bytes)."""
 _BUS_NAME = re.compile(
     r":[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+|[A-Za-z_-][A-Za-z0-9_-]*(\.[A-Za-z_-][A-Za-z0-9_-]*)+"
 )
@@ -84,11 +97,21 @@ def is_object_path(path: object) -> bool:
 
 @dataclass
 class Batch:
-    """Calls sent on a connection, their replies still to read (`Connection.receive`)."""
+    """Calls sent on a connection, their replies still to read (`receive_all`)."""
 
     calls: Sequence[Call]
     waiting: dict[int, int]
-    """Each call's index, by its serial."""
+    """Each call's index, by its serial, until its reply is read."""
+    values: list[tuple[Any, ...] | None] = field(default_factory=list)
+    """Each call's reply body, None until it came (or if it failed)."""
+    decode_left: int = BATCH_DECODE_BYTES
+    error: DBusError | None = None
+    """Why the connection broke while its replies were awaited (it is closed)."""
+
+    @property
+    def late(self) -> list[int]:
+        """The calls not answered (by the deadline, or before the connection broke)."""
+        return sorted(self.waiting.values())
 
 
 class Connection:
@@ -96,26 +119,29 @@ class Connection:
 
     Args:
         address: Where (``unix:path=...`` or ``unix:abstract=...``).
-        timeout: Seconds to connect, authenticate and (to a bus) say Hello.
+        timeout: Seconds to connect, authenticate and (to a bus) say Hello, in all.
         bus: Whether a message bus is at the other end (which must be greeted
             with Hello first), or a program itself.
 
     Raises:
-        DBusError: It cannot be reached or refuses us.
+        DBusError: It cannot be reached, refuses us, or takes longer than `timeout`.
     """
 
     def __init__(self, address: str, timeout: float = 5.0, *, bus: bool = True) -> None:
+        deadline = time.monotonic() + timeout
         self._serial = 0
         self._buffer = bytearray()
+        self._skip = 0
+        """Bytes still to come of a message too large to keep, read past."""
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._sock.settimeout(timeout)
             self._sock.connect(_socket_address(address))
-            self._authenticate()
+            self._authenticate(deadline)
             if bus:
                 name = "org.freedesktop.DBus"
                 hello = Call(name, "/org/freedesktop/DBus", name, "Hello", reply="s")
-                if self.call_many([hello], time.monotonic() + timeout) == [None]:
+                if self.call_many([hello], deadline) == [None]:
                     raise DBusError("no answer to Hello")
         except (OSError, DBusError) as exc:
             self.close()
@@ -131,8 +157,20 @@ class Connection:
         self._sock.close()
 
     def call_many(self, calls: Sequence[Call], deadline: float) -> list[tuple[Any, ...] | None]:
-        """`send` then `receive`."""
-        return self.receive(self.send(calls, deadline), deadline)
+        """Send every call, then await their replies until `deadline`.
+
+        Returns:
+            Each call's reply body as a tuple, or None where it failed: an error
+            reply, a reply of another signature, no reply in time, or a reply
+            too large or malformed.
+
+        Raises:
+            DBusError: The connection broke (it is closed then).
+        """
+        (batch,) = receive_all([(self, self.send(calls, deadline))], deadline)
+        if batch.error is not None:
+            raise batch.error
+        return batch.values
 
     def send(self, calls: Sequence[Call], deadline: float) -> Batch:
         """Send every call in one write.
@@ -152,32 +190,67 @@ class Connection:
         with self._closing_on_error():
             self._sock.settimeout(max(0.001, deadline - time.monotonic()))
             self._sock.sendall(b"".join(messages))
-        return Batch(calls, waiting)
+        return Batch(calls, waiting, [None] * len(calls))
 
-    def receive(self, batch: Batch, deadline: float) -> list[tuple[Any, ...] | None]:
-        """Read replies until each call of `batch` is answered or `deadline`.
+    def _take(self, batch: Batch) -> None:
+        """Match the whole messages in the buffer to `batch`'s calls; skip one too large."""
+        while self._skip == 0 and (sizes := message_sizes(self._buffer)) is not None:
+            head, size = sizes
+            if size > MAX_MESSAGE_BYTES:
+                if len(self._buffer) < head:
+                    return
+                # Its call fails now, not at the deadline; its body is read past.
+                reply = Message.parse(bytes(self._buffer[:head]), with_body=False)
+                batch.waiting.pop(reply.reply_serial, None)
+                taken = min(size, len(self._buffer))
+                del self._buffer[:taken]
+                self._skip = size - taken
+                continue
+            if len(self._buffer) < size:
+                return
+            message = Message.parse(bytes(self._buffer[:size]))
+            del self._buffer[:size]
+            index = batch.waiting.pop(message.reply_serial, -1)
+            if index < 0:
+                continue  # a late reply to an earlier batch, a signal, a stranger's call
+            expected = (
+                message.kind == METHOD_RETURN and message.signature == batch.calls[index].reply
+            )
+            if expected and size <= batch.decode_left:
+                batch.decode_left -= size
+                batch.values[index] = message.body()
 
-        Returns:
-            Each call's reply body as a tuple, or None where it failed: an error
-            reply, a reply of another signature, no reply in time, or a reply
-            too large or malformed.
+    def _read_some(self) -> None:
+        """Read what has come (the socket is readable), past a message being skipped."""
+        self._sock.settimeout(0)
+        try:
+            chunk = self._sock.recv(1 << 16)
+        except BlockingIOError:
+            return  # woken for nothing
+        if not chunk:
+            raise DBusError("the peer closed the connection")
+        skipped = min(self._skip, len(chunk))
+        self._skip -= skipped
+        self._buffer += chunk[skipped:]
 
-        Raises:
-            DBusError: The connection broke (it is closed then).
-        """
-        results: list[tuple[Any, ...] | None] = [None] * len(batch.calls)
-        waiting = dict(batch.waiting)
-        with self._closing_on_error():
-            while waiting:
-                reply = self._next_message(deadline)
-                if reply is None:
-                    break  # the deadline
-                index = waiting.pop(reply.reply_serial, -1)
-                if index < 0:
-                    continue  # a late reply to an earlier batch, a signal, a stranger's call
-                if reply.kind == METHOD_RETURN and reply.signature == batch.calls[index].reply:
-                    results[index] = reply.body()
-        return results
+    def pump(self, batch: Batch, selector: selectors.BaseSelector, *, read: bool) -> None:
+        """Read what has come if `read`, take it for `batch`, and have `selector`
+        watch this connection while `batch` misses replies (for `receive_all`)."""
+        watched = self._sock in {key.fileobj for key in selector.get_map().values()}
+        try:
+            if read:
+                self._read_some()
+            self._take(batch)
+        except (OSError, DBusError) as exc:
+            if watched:
+                selector.unregister(self._sock)
+            self.close()
+            batch.error = DBusError(f"the connection broke: {exc}")
+            return
+        if batch.waiting and not watched:
+            selector.register(self._sock, selectors.EVENT_READ, (self, batch))
+        elif not batch.waiting and watched:
+            selector.unregister(self._sock)
 
     @contextlib.contextmanager
     def _closing_on_error(self) -> Iterator[None]:
@@ -189,70 +262,49 @@ class Connection:
             self.close()
             raise DBusError(f"the connection broke: {exc}") from None
 
-    def _authenticate(self) -> None:
+    def _authenticate(self, deadline: float) -> None:
         uid = str(os.getuid()).encode().hex()
         self._sock.sendall(b"\0AUTH EXTERNAL " + uid.encode() + b"\r\n")
-        line = self._read_line()
+        line = self._read_line(deadline)
         if not line.startswith(b"OK "):
-            raise DBusError(f"the bus refused EXTERNAL authentication: {line[:100]!r}")
+            raise DBusError(f"refused EXTERNAL authentication: {line[:100]!r}")
         self._sock.sendall(b"BEGIN\r\n")
 
-    def _read_line(self) -> bytes:
+    def _read_line(self, deadline: float) -> bytes:
         while b"\r\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DBusError("no answer to authentication in time")
             if len(self._buffer) > 4096:
-                raise DBusError("the bus's authentication line is too long")
+                raise DBusError("the authentication answer is too long")
+            self._sock.settimeout(left)
             chunk = self._sock.recv(4096)
             if not chunk:
-                raise DBusError("the bus closed the connection while authenticating")
+                raise DBusError("closed while authenticating")
             self._buffer += chunk
         line, _, rest = bytes(self._buffer).partition(b"\r\n")
         self._buffer = bytearray(rest)
         return line
 
-    def _next_message(self, deadline: float) -> Message | None:
-        """The next message, or None at `deadline`.
 
-        One over `MAX_MESSAGE_BYTES` is returned without its body (which is read
-        past, never kept), so its call fails at once rather than at the deadline.
-        """
-        while True:
-            sizes = message_sizes(self._buffer)
-            if sizes is not None:
-                head, size = sizes
-                if len(self._buffer) >= size:
-                    data = bytes(self._buffer[:size])
-                    del self._buffer[:size]
-                    return Message.parse(data)
-                if size > MAX_MESSAGE_BYTES and len(self._buffer) >= head:
-                    message = Message.parse(bytes(self._buffer[:head]), with_body=False)
-                    self._skip(size - len(self._buffer), deadline)
-                    return message
-            if not self._receive(deadline, 1 << 16):
-                return None
+def receive_all(batches: Sequence[tuple[Connection, Batch]], deadline: float) -> list[Batch]:
+    """Read the replies of batches sent on several connections, as they come on any,
+    until each is answered or `deadline`: a program that stalls delays no other's.
 
-    def _receive(self, deadline: float, most: int) -> bool:
-        """Read at most `most` more bytes into the buffer; False at `deadline`."""
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        self._sock.settimeout(left)
-        try:
-            chunk = self._sock.recv(most)
-        except TimeoutError:
-            return False
-        if not chunk:
-            raise DBusError("the bus closed the connection")
-        self._buffer += chunk
-        return True
-
-    def _skip(self, left: int, deadline: float) -> None:
-        """Read past the `left` bytes still to come of the message in the buffer."""
-        self._buffer.clear()
-        while left > 0:
-            if not self._receive(deadline, min(left, 1 << 16)):
-                raise DBusError("a message too large to read was not read past in time")
-            left -= len(self._buffer)
-            self._buffer.clear()
+    A connection that breaks is closed and its batch's `error` set; the others go on.
+    """
+    with selectors.DefaultSelector() as selector:
+        for link, batch in batches:
+            link.pump(batch, selector, read=False)
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            ready = selector.select(max(0.0, left))
+            for key, _ in ready:
+                link, batch = key.data
+                link.pump(batch, selector, read=True)
+            if not ready or left <= 0:
+                break  # the deadline: what had come by then is taken, once
+    return [batch for _, batch in batches]
 
 
 def _socket_address(address: str) -> str | bytes:

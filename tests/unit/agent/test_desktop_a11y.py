@@ -3,9 +3,11 @@ of the reader's answer, the linear and XML forms, and the handler with stand-in 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
+import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.agent.desktop import a11y, a11y_reader
+from sandbox.agent.desktop import a11y, a11y_reader, atspi_bus
 from sandbox.agent.desktop.atspi_bus import Read
 from sandbox.agent.errors import ToolFailed, ToolTimeout
 from sandbox.agent.params import Params
@@ -59,6 +61,7 @@ class FakeDesktop:
     def __init__(self, root: FakeNode) -> None:
         self._root = root
         self.batches: list[tuple[str, int]] = []
+        self.late = False
 
     def root(self) -> FakeNode:
         return self._root
@@ -200,6 +203,30 @@ def test_a_node_gone_mid_read_is_left_out() -> None:
     tree = tree_of(walk(FakeNode("desktop frame", "main", gone, FakeNode("label", "Hi")), caps()))
     assert roles(tree) == ["desktop-frame", "label"]
     assert tree.nodes == 2
+
+
+def test_a_node_listed_twice_or_under_itself_is_shown_once() -> None:
+    button = FakeNode("push button", "OK")
+    frame = FakeNode("frame", "f", button, button)
+    frame.children.append(frame)  # a program that names its window as its own child
+    tree = tree_of(walk(FakeNode("desktop frame", "main", frame), caps()))
+    assert roles(tree) == ["desktop-frame", "frame", "push-button"]
+
+
+def test_the_node_cap_stops_asking_states_once_the_room_is_filled() -> None:
+    many = [FakeNode("push button", str(i)) for i in range(500)]
+    desktop = FakeDesktop(FakeNode("desktop frame", "main", FakeNode("frame", "f", *many)))
+    tree = tree_of(a11y_reader.walk(desktop, caps(max_nodes=10, max_children=1000)))
+    assert tree.nodes == 10
+    assert tree.truncated == ("nodes",)
+    asked = sum(size for kind, size in desktop.batches if kind == "states")
+    assert asked <= 1 + 64  # the frame, then one chunk of its children
+
+
+def test_a_program_that_stalled_makes_the_tree_say_it_was_cut_for_time() -> None:
+    desktop = FakeDesktop(editor())
+    desktop.late = True
+    assert tree_of(a11y_reader.walk(desktop, caps())).truncated == ("time",)
 
 
 def test_names_and_text_are_cut_to_the_text_cap() -> None:
@@ -460,3 +487,42 @@ def test_the_reader_runs_as_a_script_and_reports_a_missing_atspi() -> None:
     if answer.get("ok") is not False:
         pytest.skip("python3-gi with Atspi is installed here")
     assert answer["stage"] in ("import", "bus")
+
+
+def test_a_read_that_breaks_is_answered_as_a_failure_and_the_next_one_starts_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever a program's answers provoke in the reader fails that read alone."""
+
+    class Links:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    made: list[Links] = []
+    reads = iter([TypeError("unhashable type: 'list'"), None])
+
+    def desktop(links: Links, names: Any, deadline: float) -> FakeDesktop:
+        failure = next(reads)
+        if failure is not None:
+            raise failure
+        return FakeDesktop(editor())
+
+    monkeypatch.setattr(atspi_bus, "Names", lambda: object())
+
+    def connect(deadline: float) -> Links:
+        made.append(Links())
+        return made[-1]
+
+    monkeypatch.setattr(atspi_bus, "connect", connect)
+    monkeypatch.setattr(atspi_bus, "BusDesktop", desktop)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"{}\n{}\n")))
+    out = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out))
+    a11y_reader.main()
+    failed, answered = map(json.loads, out.getvalue().splitlines())
+    assert failed == {"ok": False, "stage": "read", "message": "TypeError: unhashable type: 'list'"}
+    assert answered["ok"] is True
+    assert len(made) == 2
+    assert made[0].closed

@@ -78,26 +78,40 @@ def answer(call: dbus_wire.Call) -> tuple[Any, ...] | None:
 class FakeLink:
     """A connection answering from `WORLD`, recording what it was asked."""
 
-    def __init__(self, label: str, *, breaks_after: int | None = None) -> None:
+    def __init__(
+        self, label: str, *, breaks_after: int | None = None, frozen_for: str = ""
+    ) -> None:
         self.label = label
         self.asked: list[str] = []
         self.breaks_after = breaks_after
+        self.frozen_for = frozen_for
+        """Objects whose path starts so are never answered."""
         self.closed = False
 
     def send(self, calls: Sequence[dbus_wire.Call], deadline: float) -> dbus_wire.Batch:
         if self.closed:
             raise DBusError("closed")
-        return dbus_wire.Batch(calls, {})
+        return dbus_wire.Batch(calls, {index: index for index in range(len(calls))},
+                               [None] * len(calls))  # fmt: skip
 
-    def receive(self, batch: dbus_wire.Batch, deadline: float) -> list[Any]:
+    def pump(self, batch: dbus_wire.Batch, selector: Any, *, read: bool) -> None:
+        """Answers at once (`dbus_wire.receive_all` never waits on this link)."""
         if self.breaks_after is not None and len(self.asked) >= self.breaks_after:
             self.closed = True
-            raise DBusError("the connection broke")
+            batch.error = DBusError("the connection broke")
+            return
         self.asked += [f"{call.destination}{call.path}:{call.member}" for call in batch.calls]
-        return [answer(call) for call in batch.calls]
+        for serial, index in list(batch.waiting.items()):
+            call = batch.calls[index]
+            if not (self.frozen_for and call.path.startswith(self.frozen_for)):
+                batch.values[index] = answer(call)
+                del batch.waiting[serial]
 
     def call_many(self, calls: Sequence[dbus_wire.Call], deadline: float) -> list[Any]:
-        return self.receive(self.send(calls, deadline), deadline)
+        (batch,) = dbus_wire.receive_all([(self, self.send(calls, deadline))], deadline)  # type: ignore[list-item]
+        if batch.error is not None:
+            raise batch.error
+        return batch.values
 
     def close(self) -> None:
         self.closed = True
@@ -231,3 +245,18 @@ def test_direct_connections_and_names_known_are_capped(monkeypatch: pytest.Monke
     assert ":1.1/t:GetText" in again.asked
     assert read(links)["nodes"] == 6
     assert len(opened) == 2  # no more forgetting: the names of a read fit
+
+
+def test_a_program_that_stalls_is_not_asked_again_and_the_tree_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    own = FakeLink("own", frozen_for="/t")  # the program hangs on its text widget
+    links, _, _ = linked(monkeypatch, {"unix:path=/direct/:1.1": [own]})
+    started = time.monotonic()
+    answer_ = read(links)
+    frame = answer_["tree"]["children"][0]["children"][0]
+    assert frame["children"] == []  # the whole program is not asked again in this read
+    assert answer_["truncated"]["time"] is True
+    asked_after = own.asked[own.asked.index(":1.1/t:GetState") :]
+    assert all(asked.endswith(("GetState", "GetRole")) for asked in asked_after), asked_after
+    assert time.monotonic() - started < 1

@@ -4,6 +4,7 @@ not at all (a peer here is a thread of the test speaking the protocol)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -60,12 +61,14 @@ def write(buffer: bytearray, kind: str, value: Any, order: str = "<") -> None:
 
 def message(
     kind: int, serial: int, reply_serial: int, signature: str, values: tuple[Any, ...],
-    order: str = "<",
+    order: str = "<", raw_body: bytes | None = None,
 ) -> bytes:  # fmt: skip
-    """A whole message: a reply (`kind` 2), an error (3), a signal (4)..."""
-    body = bytearray()
-    for part, value in zip(dbus_codec._types(signature), values, strict=True):
-        write(body, part, value, order)
+    """A whole message: a reply (`kind` 2), an error (3), a signal (4)...; its body
+    `values` of `signature`, or `raw_body` as it is."""
+    body = bytearray(raw_body or b"")
+    if raw_body is None:
+        for part, value in zip(dbus_codec._types(signature), values, strict=True):
+            write(body, part, value, order)
     fields: list[tuple[int, tuple[str, Any]]] = [(5, ("u", reply_serial))] if reply_serial else []
     if signature:
         fields.append((8, ("g", signature)))
@@ -134,6 +137,12 @@ def nested_variants(depth: int) -> bytes:
         # A signature that is not one.
         message(2, 1, 1, "s", ("x",)).replace(b"\x01g\0\x01s\0", b"\x01g\0\x01z\0"),
         message(2, 1, 1, "s", ("x",)).replace(b"\x01g\0\x01s\0", b"\x01g\0\x01(\0"),
+        # Arrays of empty structs, whose elements take no bytes (the array would never end).
+        message(2, 1, 1, "v", (), raw_body=b"\x03a()\0" + bytes(3) + b"\x10\0\0\0" + bytes(20)),
+        message(2, 1, 1, "v", (), raw_body=b"\x03a(}\0" + bytes(3) + b"\x10\0\0\0" + bytes(20)),
+        # A dict keyed by arrays (unhashable), and a dict entry outside an array.
+        message(2, 1, 1, "v", (("a(ayy)", [([1], 2)]),)).replace(b"\x06a(ayy)", b"\x06a{ayy}"),
+        message(2, 1, 1, "v", (("(sv)", ("k", ("u", 1))),)).replace(b"\x04(sv)", b"\x04{sv}"),
     ],
 )
 def test_a_malformed_body_reads_as_nothing(data: bytes) -> None:
@@ -141,6 +150,14 @@ def test_a_malformed_body_reads_as_nothing(data: bytes) -> None:
     head, _ = dbus_codec.message_sizes(fixed) or (0, 0)
     struct.pack_into("<I", fixed, 4, len(fixed) - head)  # the body length stays honest
     assert Message.parse(bytes(fixed)).body() is None
+
+
+def test_a_malformed_body_is_found_out_at_once() -> None:
+    """An array of empty structs would keep a reader adding nothing forever."""
+    data = message(2, 1, 1, "v", (), raw_body=b"\x03a()\0" + bytes(3) + b"\x10\0\0\0" + bytes(20))
+    started = time.monotonic()
+    assert Message.parse(data).body() is None
+    assert time.monotonic() - started < 0.5
 
 
 def test_a_message_too_deep_to_read_and_one_just_deep_enough() -> None:
@@ -173,10 +190,13 @@ class Peer:
     """A program at the end of a Unix socket: authenticates EXTERNAL, then answers
     each call with what `handler` (member, serial, args) returns."""
 
-    def __init__(self, path: Path, handler: Handler, *, refuse: bool = False) -> None:
+    def __init__(
+        self, path: Path, handler: Handler, *, refuse: bool = False, drip: bool = False
+    ) -> None:
         self.handler = handler
         self.calls: list[str] = []
         self._refuse = refuse
+        self._drip = drip
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(str(path))
         self._server.listen(1)
@@ -192,6 +212,12 @@ class Peer:
                 data += conn.recv(4096)
             if self._refuse:
                 conn.sendall(b"REJECTED EXTERNAL\r\n")
+                return
+            if self._drip:  # a byte at a time, never a whole line
+                for _ in range(40):
+                    with contextlib.suppress(OSError):
+                        conn.sendall(b"O")
+                    time.sleep(0.1)
                 return
             conn.sendall(b"OK 0123456789abcdef\r\n")
             data = b""
@@ -331,3 +357,32 @@ def test_a_bus_is_greeted_with_hello_and_a_refusal_is_an_error(peer: Any) -> Non
         dbus_wire.Connection(peer(handler, refuse=True).address)
     with pytest.raises(DBusError, match="no unix socket"):
         dbus_wire.Connection("tcp:host=127.0.0.1,port=1")
+
+
+def test_a_peer_that_answers_authentication_a_byte_at_a_time_is_given_up_in_time(
+    peer: Any,
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(DBusError, match=r"in time|timed out"):
+        dbus_wire.Connection(peer(lambda *_: [], drip=True).address, 0.5, bus=False)
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_stalled_peer_delays_no_other_and_its_calls_are_reported_late(peer: Any) -> None:
+    def frozen(member: str, serial: int, args: Any) -> list[bytes]:
+        return []
+
+    def prompt(member: str, serial: int, args: Any) -> list[bytes]:
+        return [message(2, 100 + serial, serial, "s", ("here",))]
+
+    # The stalled peer first: its wait must not keep the other's replies unread.
+    stalled = dbus_wire.Connection(peer(frozen).address, bus=False)
+    answering = dbus_wire.Connection(peer(prompt).address, bus=False)
+    deadline = time.monotonic() + 0.5
+    sent = [(stalled, stalled.send([call("A"), call("B")], deadline)),
+            (answering, answering.send([call("C")], deadline))]  # fmt: skip
+    first, second = dbus_wire.receive_all(sent, deadline)
+    assert (first.values, first.late, first.error) == ([None, None], [0, 1], None)
+    assert (second.values, second.late) == ([("here",)], [])
+    stalled.close()
+    answering.close()

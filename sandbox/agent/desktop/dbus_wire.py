@@ -1,19 +1,20 @@
-"""A small D-Bus client on a Unix socket: many method calls sent at once, then awaited.
+"""A small D-Bus client on Unix sockets: many method calls sent at once, then awaited.
 
 The accessibility reader asks the AT-SPI bus a few thousand small questions per
 read. libatspi asks them one round trip at a time, and GDBus, though it can send
 many before awaiting any, passes every message and every reply through a worker
 thread: both cost more per call than the programs take to answer. Here a batch
-of calls is written in one ``sendall`` and its replies read as they come, in one
+of calls is written in one ``sendall`` and the replies of the batches sent on
+several connections are read as they come on any of them (`receive_all`), in one
 thread, so a batch costs about what the bus and the programs spend on it.
 
 Only what the reader needs: ``EXTERNAL`` authentication, method calls with
-string and integer arguments, and replies of any type, read by `dbus_codec` with bounds (a
-reply comes from a program of the session, which may lie). The protocol is the
-D-Bus specification's (dbus.freedesktop.org/doc/dbus-specification.html).
-Standard library only: the reader runs this as the session user.
+string and integer arguments, and replies of any type, read by `dbus_codec`
+within bounds (a reply comes from a program of the session, which may lie). The
+protocol is the D-Bus specification's
+(dbus.freedesktop.org/doc/dbus-specification.html). Standard library only: the
+reader runs this as the session user.
 """
-
 from __future__ import annotations
 
 import contextlib

@@ -15,6 +15,7 @@ protocol is the D-Bus specification's
 (dbus.freedesktop.org/doc/dbus-specification.html). Standard library only: the
 reader runs this as the session user.
 """
+
 from __future__ import annotations
 
 import contextlib
